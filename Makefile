@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+# Every build, test, benchmark and packaging step. Quiet by default; V=1 shows commands.
+
+ARCH ?= $(shell uname -m)
+# the one place wheel/machine names map to kernel BPF arch names
+ifeq ($(ARCH),x86_64)
+  BPF_ARCH := x86
+else ifeq ($(ARCH),aarch64)
+  BPF_ARCH := arm64
+else
+  $(error ARCH=$(ARCH) is not supported; use ARCH=x86_64 or ARCH=aarch64)
+endif
+
+PYTHON ?= python3
+CLANG ?= clang
+LLVM_STRIP ?= llvm-strip
+BPFTOOL ?= bpftool
+
+Q := $(if $(V),,@)
+BUILD := build
+DEPS := $(BUILD)/deps/$(BPF_ARCH)
+OBJDIR := python/ebpfsensor/bpf/$(BPF_ARCH)
+BPF_SRC := $(wildcard bpf_src/*.bpf.c)
+BPF_HDR := $(wildcard bpf_src/*.h)
+BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC))
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
+	-Ibpf_src -Ivmlinux_headers/$(BPF_ARCH) -I$(DEPS)/include
+PYPATH := PYTHONPATH=$(CURDIR)/python
+EXT := python/ebpfsensor/_libbpf.abi3.so
+
+# Debian packages the build and the tests need
+APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng
+PIP_PACKAGES := cffi msgspec pyelftools pytest
+
+.DELETE_ON_ERROR:
+.PHONY: all bpf ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
+
+all: bpf ext
+
+# installs what a fresh Debian machine lacks; run as root
+deps: $(BUILD)/.deps-$(BPF_ARCH)
+$(BUILD)/.deps-$(BPF_ARCH):
+	$(Q)mkdir -p $(BUILD)
+	$(Q)missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "  APT     $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(Q)$(PYTHON) -c "import cffi, msgspec, elftools, pytest" 2>/dev/null || \
+		{ echo "  PIP     $(PIP_PACKAGES)"; $(PYTHON) -m pip install -q --root-user-action=ignore $(PIP_PACKAGES); }
+	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
+	$(Q)touch $@
+
+bpf: $(BPF_OBJ) $(EXT)
+	$(Q)$(PYPATH) $(PYTHON) -m ebpfsensor check $(BPF_OBJ)
+
+$(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(BUILD)/.deps-$(BPF_ARCH)
+	$(Q)mkdir -p $(@D)
+	@echo "  CLANG   $<"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# stripped of DWARF; .BTF and .BTF.ext stay, CO-RE needs them
+$(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o
+	$(Q)mkdir -p $(@D)
+	$(Q)$(LLVM_STRIP) -g $< -o $@
+
+ext: $(EXT)
+$(EXT): build_ext.py bpf_src/events.h | $(BUILD)/.deps-$(BPF_ARCH)
+	@echo "  CFFI    $@"
+	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) $(PYTHON) build_ext.py
+
+dev: all
+	$(Q)$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[dev]'
+
+# the main job: stream live events as JSON lines until Ctrl-C
+run: all
+	$(Q)$(PYPATH) $(PYTHON) -m ebpfsensor stream
+
+# both tiers; as root everything runs, unprivileged the kernel tier skips
+test: all
+	$(Q)$(PYPATH) $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit: all
+	$(Q)$(PYPATH) $(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-kernel: all
+	$(Q)$(PYPATH) $(PYTHON) -m pytest tests/kernel $(PYTEST_ARGS)
+
+bench: all
+	$(Q)$(PYPATH) $(PYTHON) -m tests.bench $(BENCH_ARGS)
+
+check: bpf
+
+lint:
+	$(Q)$(PYTHON) -m ruff check python tests build_ext.py setup.py
+	$(Q)$(PYTHON) -m ruff format --check python tests build_ext.py setup.py
+
+format:
+	$(Q)$(PYTHON) -m ruff format python tests build_ext.py setup.py
+
+vmlinux:
+	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)
+
+clean:
+	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext python/ebpfsensor/bpf $(EXT) dist

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps and helpers shared by every probe family. Only BPF code includes this. */
+#ifndef EBPFSENSOR_MAPS_BPF_H
+#define EBPFSENSOR_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "events.h"
+
+/*
+ * Set by the loader before load. A ring is drained by a consumer that polls
+ * at a bounded interval, so records are submitted without waking it; only
+ * when this much data waits is a wakeup forced, to keep a burst from filling
+ * the ring between two polls.
+ */
+const volatile __u64 cfg_wakeup_bytes = 256 * 1024;
+const volatile __u8 cfg_report_threads = 0;
+
+/* process lifecycle (exec, fork, exit) has its own ring: no flood of other
+ * events can make these drop, and the process cache depends on them */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} lifecycle_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EVENT_TYPE_MAX);
+	__type(key, __u32);
+	__type(value, struct kind_stats);
+} kind_stats SEC(".maps");
+
+enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED };
+
+static __always_inline void stat_inc(__u32 type, enum stat_field field)
+{
+	struct kind_stats *s = bpf_map_lookup_elem(&kind_stats, &type);
+
+	if (!s)
+		return;
+	switch (field) {
+	case STAT_PRODUCED:
+		s->produced++;
+		break;
+	case STAT_DROPPED:
+		s->dropped++;
+		break;
+	case STAT_TRUNCATED:
+		s->truncated++;
+		break;
+	case STAT_FILTERED:
+		s->filtered++;
+		break;
+	}
+}
+
+/* wake the consumer only when enough is waiting (see cfg_wakeup_bytes) */
+static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
+{
+	if (bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) + size >= cfg_wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+#endif /* EBPFSENSOR_MAPS_BPF_H */

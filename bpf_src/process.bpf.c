@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Process lifecycle: exec, fork, exit. Each hook comes in three variants,
+ * best first (tp_btf, raw_tp, tp); the loader keeps the first that loads
+ * and attaches on the running kernel and disables the others.
+ */
+#include "task.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const struct exec_event *anchor_exec_event __attribute__((unused));
+const struct fork_event *anchor_fork_event __attribute__((unused));
+const struct exit_event *anchor_exit_event __attribute__((unused));
+
+#define EXEC_POS_MASK (4 * PATH_LEN - 1) /* three paths fit below it */
+#define ARGV_MASK (ARGV_LEN - 1)
+
+/* an exec record is too large for the BPF stack: built here, then copied
+ * into the ring with its real size */
+struct exec_buf {
+	struct exec_event ev;
+	char tail[4 * PATH_LEN + ARGV_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_buf);
+} exec_scratch SEC(".maps");
+
+static __always_inline __u32 task_pid_ns(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid = {};
+
+	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 31]);
+	return BPF_CORE_READ(upid.ns, ns.inum);
+}
+
+static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
+{
+	__u32 zero = 0, pos = 0, len, total;
+	struct exec_buf *b = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct task_struct *parent;
+	struct exec_event *e;
+	const struct cred *cred;
+	struct tty_struct *tty;
+	struct fs_struct *fs;
+	struct mm_struct *mm;
+	struct file *file;
+	unsigned long arg_start, arg_end;
+
+	if (!b)
+		return 0;
+	e = &b->ev;
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.type = EVENT_EXEC;
+	fill_task_ctx(&e->task, task);
+	e->old_tid = old_tid;
+
+	cred = BPF_CORE_READ(task, cred);
+	e->euid = BPF_CORE_READ(cred, euid.val);
+	e->egid = BPF_CORE_READ(cred, egid.val);
+	e->suid = BPF_CORE_READ(cred, suid.val);
+	e->sgid = BPF_CORE_READ(cred, sgid.val);
+	e->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	e->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	e->user_ns = BPF_CORE_READ(cred, user_ns, ns.inum);
+	/* login uid and session exist only with CONFIG_AUDIT(SYSCALL) */
+	e->loginuid = (__u32)-1;
+	e->sessionid = (__u32)-1;
+	if (bpf_core_field_exists(task->loginuid)) {
+		e->loginuid = BPF_CORE_READ(task, loginuid.val);
+		e->sessionid = BPF_CORE_READ(task, sessionid);
+	}
+	e->pid_ns = task_pid_ns(task);
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->net_ns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+
+	e->tty[0] = '\0';
+	tty = BPF_CORE_READ(task, signal, tty);
+	if (tty)
+		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), &tty->name);
+	parent = BPF_CORE_READ(task, real_parent);
+	bpf_probe_read_kernel_str(e->parent_comm, sizeof(e->parent_comm), &parent->comm);
+
+	mm = BPF_CORE_READ(task, mm);
+	file = BPF_CORE_READ(mm, exe_file);
+	len = file ? append_path(&b->tail[pos & EXEC_POS_MASK], &file->f_path, &e->exe_truncated) : 0;
+	e->exe_len = len;
+	pos += len;
+
+	fs = BPF_CORE_READ(task, fs);
+	len = append_path(&b->tail[pos & EXEC_POS_MASK], &fs->pwd, &e->cwd_truncated);
+	e->cwd_len = len;
+	pos += len;
+
+	/* kernel threads and exiting parents have no mm */
+	file = BPF_CORE_READ(parent, mm, exe_file);
+	len = file ? append_path(&b->tail[pos & EXEC_POS_MASK], &file->f_path,
+				 &e->parent_exe_truncated)
+		   : 0;
+	e->parent_exe_len = len;
+	pos += len;
+
+	/* the new image's arguments, as the kernel copied them to its stack */
+	arg_start = BPF_CORE_READ(mm, arg_start);
+	arg_end = BPF_CORE_READ(mm, arg_end);
+	len = arg_end > arg_start ? arg_end - arg_start : 0;
+	e->argv_truncated = 0;
+	if (len > ARGV_MASK) {
+		len = ARGV_MASK;
+		e->argv_truncated = 1;
+	}
+	if (len && bpf_probe_read_user(&b->tail[pos & EXEC_POS_MASK], len & ARGV_MASK,
+				       (void *)arg_start)) {
+		len = 0;
+		e->argv_truncated = 1;
+	}
+	e->argv_len = len;
+	pos += len;
+
+	total = sizeof(*e) + (pos & EXEC_POS_MASK);
+	if (total > sizeof(*b))
+		total = sizeof(*b);
+	e->hdr.size = total;
+	if (e->argv_truncated || e->exe_truncated || e->cwd_truncated || e->parent_exe_truncated)
+		stat_inc(EVENT_EXEC, STAT_TRUNCATED);
+	if (bpf_ringbuf_output(&lifecycle_events, b, total, wakeup_flags(&lifecycle_events, total))) {
+		stat_inc(EVENT_EXEC, STAT_DROPPED);
+		return 0;
+	}
+	stat_inc(EVENT_EXEC, STAT_PRODUCED);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return handle_exec(p, old_pid);
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(handle_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return handle_exec(p, old_pid);
+}
+
+SEC("tp/sched/sched_process_exec")
+int handle_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
+{
+	return handle_exec((struct task_struct *)bpf_get_current_task(), ctx->old_pid);
+}
+
+/* what the child shares with its parent tells most of the clone flags */
+static __always_inline __u64 clone_flags(struct task_struct *parent, struct task_struct *child)
+{
+	struct nsproxy *pn = BPF_CORE_READ(parent, nsproxy);
+	struct nsproxy *cn = BPF_CORE_READ(child, nsproxy);
+	__u64 f = 0;
+
+	if (BPF_CORE_READ(child, mm) == BPF_CORE_READ(parent, mm))
+		f |= FORK_CLONE_VM;
+	if (BPF_CORE_READ(child, fs) == BPF_CORE_READ(parent, fs))
+		f |= FORK_CLONE_FS;
+	if (BPF_CORE_READ(child, files) == BPF_CORE_READ(parent, files))
+		f |= FORK_CLONE_FILES;
+	if (BPF_CORE_READ(child, sighand) == BPF_CORE_READ(parent, sighand))
+		f |= FORK_CLONE_SIGHAND;
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		f |= FORK_CLONE_THREAD;
+	if (cn != pn) {
+		if (BPF_CORE_READ(cn, mnt_ns) != BPF_CORE_READ(pn, mnt_ns))
+			f |= FORK_CLONE_NEWNS;
+		if (BPF_CORE_READ(cn, uts_ns) != BPF_CORE_READ(pn, uts_ns))
+			f |= FORK_CLONE_NEWUTS;
+		if (BPF_CORE_READ(cn, ipc_ns) != BPF_CORE_READ(pn, ipc_ns))
+			f |= FORK_CLONE_NEWIPC;
+		if (BPF_CORE_READ(cn, net_ns) != BPF_CORE_READ(pn, net_ns))
+			f |= FORK_CLONE_NEWNET;
+		if (BPF_CORE_READ(cn, cgroup_ns) != BPF_CORE_READ(pn, cgroup_ns))
+			f |= FORK_CLONE_NEWCGROUP;
+	}
+	if (BPF_CORE_READ(child, thread_pid, level) != BPF_CORE_READ(parent, thread_pid, level))
+		f |= FORK_CLONE_NEWPID;
+	if (BPF_CORE_READ(child, cred, user_ns) != BPF_CORE_READ(parent, cred, user_ns))
+		f |= FORK_CLONE_NEWUSER;
+	return f;
+}
+
+static __always_inline int handle_fork(struct task_struct *parent, struct task_struct *child,
+				       __u32 child_tid)
+{
+	struct fork_event *e;
+	__u32 child_pid = child_tid;
+	__u64 flags = 0;
+
+	if (child) {
+		child_pid = BPF_CORE_READ(child, tgid);
+		flags = clone_flags(parent, child);
+		/* a new thread is not a new process */
+		if ((flags & FORK_CLONE_THREAD) && !cfg_report_threads) {
+			stat_inc(EVENT_FORK, STAT_FILTERED);
+			return 0;
+		}
+	}
+	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(EVENT_FORK, STAT_DROPPED);
+		return 0;
+	}
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.type = EVENT_FORK;
+	e->hdr.size = sizeof(*e);
+	fill_task_ctx(&e->task, parent);
+	e->child_pid = child_pid;
+	e->child_tid = child_tid;
+	e->clone_flags = flags;
+	e->child_start_time_ns = child ? BPF_CORE_READ(child, group_leader, start_boottime) : 0;
+	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, sizeof(*e)));
+	stat_inc(EVENT_FORK, STAT_PRODUCED);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork_btf, struct task_struct *parent, struct task_struct *child)
+{
+	return handle_fork(parent, child, BPF_CORE_READ(child, pid));
+}
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(handle_fork_raw, struct task_struct *parent, struct task_struct *child)
+{
+	return handle_fork(parent, child, BPF_CORE_READ(child, pid));
+}
+
+/* the classic tracepoint carries no task pointers: no clone flags, and
+ * threads cannot be told from processes */
+SEC("tp/sched/sched_process_fork")
+int handle_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
+{
+	return handle_fork((struct task_struct *)bpf_get_current_task(), 0, ctx->child_pid);
+}
+
+static __always_inline int handle_exit(struct task_struct *task)
+{
+	struct exit_event *e;
+	__u8 is_thread;
+	int code;
+
+	/* signal->live drops to zero when the last thread exits */
+	is_thread = BPF_CORE_READ(task, signal, live.counter) != 0;
+	if (is_thread && !cfg_report_threads) {
+		stat_inc(EVENT_EXIT, STAT_FILTERED);
+		return 0;
+	}
+	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(EVENT_EXIT, STAT_DROPPED);
+		return 0;
+	}
+	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.type = EVENT_EXIT;
+	e->hdr.size = sizeof(*e);
+	fill_task_ctx(&e->task, task);
+	code = BPF_CORE_READ(task, exit_code);
+	e->exit_code = (code >> 8) & 0xff;
+	e->exit_signal = code & 0x7f;
+	e->core_dumped = (code & 0x80) != 0;
+	e->is_thread = is_thread;
+	e->duration_ns = e->hdr.ts_ns - e->task.start_time_ns;
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, sizeof(*e)));
+	stat_inc(EVENT_EXIT, STAT_PRODUCED);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit_btf, struct task_struct *p)
+{
+	return handle_exit(p);
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(handle_exit_raw, struct task_struct *p)
+{
+	return handle_exit((struct task_struct *)bpf_get_current_task());
+}
+
+SEC("tp/sched/sched_process_exit")
+int handle_exit_tp(void *ctx)
+{
+	return handle_exit((struct task_struct *)bpf_get_current_task());
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Reading process context and paths out of kernel structures, with CO-RE. */
+#ifndef EBPFSENSOR_TASK_BPF_H
+#define EBPFSENSOR_TASK_BPF_H
+
+#include "maps.bpf.h"
+
+#define NAME_MASK 255		 /* NAME_MAX */
+#define PATH_MASK (PATH_LEN - 1) /* PATH_LEN is a power of two */
+
+/*
+ * A path is resolved in two passes so the verifier sees two simple loops:
+ * the first walks dentries and mounts leafwards-up, noting each name; the
+ * second copies the names root-first. A zero length marks a mount crossing.
+ */
+struct path_parts {
+	const unsigned char *name[MAX_PATH_DEPTH];
+	__u32 len[MAX_PATH_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_parts);
+} path_parts SEC(".maps");
+
+static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct *task)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ugid = bpf_get_current_uid_gid();
+
+	c->pid = id >> 32;
+	c->tid = (__u32)id;
+	c->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	c->uid = (__u32)ugid;
+	c->gid = ugid >> 32;
+	c->cgroup_id = bpf_get_current_cgroup_id();
+	/* the process's start, not the thread's: pid + start time names a process */
+	c->start_time_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+}
+
+/* one resolved path: filled by path_resolve(), copied into a record */
+struct path_buf {
+	char buf[PATH_LEN + NAME_MASK + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_buf);
+} path_buf SEC(".maps");
+
+#define PATH_TRUNCATED (1U << 31)
+
+/*
+ * Resolve a struct path from the kernel's own dentry and mount chain, up to
+ * the root of the task's mount namespace, into the per-CPU path_buf.
+ * Returns the length (no terminating NUL), with PATH_TRUNCATED set when the
+ * path is deeper than MAX_PATH_DEPTH or longer than PATH_LEN - 1.
+ *
+ * A global function: the verifier checks it once, not at every call site.
+ */
+__noinline int path_resolve(__u64 path_ptr)
+{
+	const struct path *path = (const struct path *)path_ptr;
+	__u32 zero = 0, pos = 0, done = 0, i, j;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+	char *dst;
+
+	if (!parts || !out || !dentry || !vfsmnt)
+		return 0;
+	dst = out->buf;
+	/* every slot is written on every pass, so the copy loop below needs no
+	 * count and the verifier no state per depth */
+	for (i = 0; i < MAX_PATH_DEPTH; i++) {
+		struct dentry *mnt_root, *parent;
+
+		parts->len[i] = 0;
+		if (done)
+			continue;
+		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		parent = BPF_CORE_READ(dentry, d_parent);
+		if (dentry == mnt_root || dentry == parent) {
+			/* the namespace root, or the root of a pseudo or detached fs */
+			if (dentry != mnt_root || mnt == mnt_parent) {
+				done = 1;
+				continue;
+			}
+			/* cross to the mount point in the parent mount */
+			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mnt_parent;
+			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+			vfsmnt = &mnt->mnt;
+			continue;
+		}
+		parts->len[i] = BPF_CORE_READ(dentry, d_name.len);
+		parts->name[i] = BPF_CORE_READ(dentry, d_name.name);
+		dentry = parent;
+	}
+	for (j = 0; j < MAX_PATH_DEPTH; j++) {
+		__u32 len, size;
+
+		i = MAX_PATH_DEPTH - 1 - j;
+		len = parts->len[i] & NAME_MASK;
+		/* "/name", or nothing for a mount crossing or an unused slot */
+		size = len + ((len + NAME_MASK) >> 8);
+		if (pos + size > PATH_LEN - 1) {
+			done = 0;
+			break;
+		}
+		/* keep the compiler from dropping the masks the verifier needs */
+		asm volatile("" : "+r"(pos));
+		dst[pos & PATH_MASK] = '/';
+		bpf_probe_read_kernel(&dst[(pos + 1) & PATH_MASK], len, parts->name[i]);
+		pos += size;
+	}
+	if (pos == 0) {
+		dst[0] = '/';
+		pos = 1;
+	}
+	/* not done: deeper than MAX_PATH_DEPTH or too long, leading part missing */
+	return pos | (done ? 0 : PATH_TRUNCATED);
+}
+
+/*
+ * Resolve a path into dst, which must have room for PATH_LEN bytes.
+ * Returns the length written.
+ */
+static __always_inline __u32 append_path(char *dst, const struct path *path, __u8 *truncated)
+{
+	__u32 zero = 0, ret, len;
+	struct path_buf *out;
+
+	ret = path_resolve((__u64)path);
+	out = bpf_map_lookup_elem(&path_buf, &zero);
+	*truncated = (ret & PATH_TRUNCATED) != 0;
+	len = ret & PATH_MASK;
+	if (!out || !len)
+		return 0;
+	bpf_probe_read_kernel(dst, len, out->buf);
+	return len;
+}
+
+#endif /* EBPFSENSOR_TASK_BPF_H */

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Mount tracefs and bpffs when they are missing and we may."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+
+log = logging.getLogger("ebpfsensor")
+
+TRACEFS = "/sys/kernel/tracing"
+BPFFS = "/sys/fs/bpf"
+
+
+def _mount(source: str, target: str, fstype: str) -> str | None:
+    """mount(2); None on success, else the reason."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) == 0:
+        return None
+    return os.strerror(ctypes.get_errno())
+
+
+def ensure_tracefs() -> str | None:
+    """Make tracefs available (classic tracepoints need its event ids).
+
+    Returns None when it is there, or why it is not.
+    """
+    for path in (TRACEFS, "/sys/kernel/debug/tracing"):
+        if os.path.isdir(os.path.join(path, "events")):
+            return None
+    why = _mount("nodev", TRACEFS, "tracefs")
+    if why is None:
+        log.info("mounted tracefs on %s", TRACEFS)
+        return None
+    reason = f"tracefs is not mounted and mounting it on {TRACEFS} failed: {why}"
+    log.warning("%s; classic tracepoint hooks are unavailable (mount it as root to enable them)", reason)
+    return reason
+
+
+def ensure_bpffs() -> str | None:
+    """Make bpffs available (only needed to pin objects). None, or why not."""
+    try:
+        if os.statvfs(BPFFS) and _is_bpffs(BPFFS):
+            return None
+    except OSError:
+        pass
+    why = _mount("bpf", BPFFS, "bpf")
+    if why is None:
+        log.info("mounted bpffs on %s", BPFFS)
+        return None
+    return f"bpffs is not mounted and mounting it on {BPFFS} failed: {why}"
+
+
+def _is_bpffs(path: str) -> bool:
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1:3] == [path, "bpf"] for line in f)

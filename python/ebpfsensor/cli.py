@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The `ebpfsensor` command: stream events, show hooks, check objects."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+from .errors import EbpfSensorError, VerifierError
+
+__all__ = ["main"]
+
+
+def _kinds(text: str | None) -> frozenset[str] | None:
+    if not text:
+        return None
+    return frozenset(k.strip() for k in text.split(",") if k.strip())
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    """Stream events as JSON lines until interrupted or --duration passes."""
+    from .events import to_json
+    from .sensor import Sensor
+
+    stop = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    out = sys.stdout.buffer
+    end = None if args.duration is None else time.monotonic() + args.duration
+    with Sensor(kinds=_kinds(args.kinds), report_threads=args.threads) as sensor:
+        for hook, info in sorted(sensor.hooks().items()):
+            status = info.variant or "unavailable: " + " / ".join(info.failures)
+            print(f"ebpfsensor: hook {hook}: {status}", file=sys.stderr)
+        while not stop and (end is None or time.monotonic() < end):
+            for event in sensor.poll(None):
+                out.write(to_json(event) + b"\n")
+            out.flush()
+        st = sensor.stats()
+    print(
+        f"ebpfsensor: delivered {st.delivered}, dropped {st.dropped}, undecodable {st.undecodable}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    """Load the probes once and print which variant each hook uses."""
+    from .sensor import Sensor
+
+    with Sensor(kinds=_kinds(args.kinds)) as sensor:
+        hooks = sensor.hooks()
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(hooks) + b"\n")
+        return 0
+    for hook, info in sorted(hooks.items()):
+        print(f"{hook:12} {info.variant or '-':8} {'; '.join(info.failures)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check compiled objects without loading them: programs, sizes, layouts."""
+    from ._btf import read_object_btf
+    from .events import RECORDS, c_members
+    from .objects import BpfObject, packaged_object_path
+    from ._ffi import ffi
+
+    paths = [Path(p) for p in args.objects] or sorted(packaged_object_path("process").parent.glob("*.bpf.o"))
+    failures = 0
+    for path in paths:
+        obj = BpfObject.open(path)
+        btf = read_object_btf(obj.data)
+        print(f"{path.name}:")
+        for hook, variants in sorted(obj.hooks.items()):
+            names = ", ".join(f"{p.variant} ({_insns(obj.data, p.section)} insns)" for p in variants)
+            print(f"  hook {hook}: {names}")
+        for spec in RECORDS.values():
+            found = btf.struct(spec.cls.record)
+            if found is None:
+                continue
+            size, members = found
+            c_size = ffi.sizeof(f"struct {spec.cls.record}")
+            c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {spec.cls.record}"))]
+            ok = size == c_size and [(m.name, m.offset, m.size) for m in members] == c_layout
+            failures += not ok
+            print(f"  record {spec.cls.record}: {size} bytes, {'layout matches' if ok else 'LAYOUT DIFFERS from cffi'}")
+    return 1 if failures else 0
+
+
+def _insns(data: bytes, section: str) -> int:
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    sec = ELFFile(io.BytesIO(data)).get_section_by_name(section)
+    return 0 if sec is None else sec["sh_size"] // 8
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ebpfsensor", description="eBPF sensor for security agents")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log libbpf messages and full verifier logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stream", help="stream live events as JSON lines")
+    p.add_argument("--kinds", help="comma-separated event kinds (default: all)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--threads", action="store_true", help="also report thread creation and exit")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("hooks", help="load the probes and show which hook variants this kernel runs")
+    p.add_argument("--kinds", help="comma-separated event kinds (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_hooks)
+
+    p = sub.add_parser("check", help="check compiled objects without loading them")
+    p.add_argument("objects", nargs="*", help=".bpf.o files (default: the packaged ones)")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="ebpfsensor: %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except VerifierError as exc:
+        print(f"ebpfsensor: error: {exc}", file=sys.stderr)
+        if args.verbose:
+            print("\n".join(exc.log), file=sys.stderr)
+        return 2
+    except (EbpfSensorError, ValueError) as exc:
+        print(f"ebpfsensor: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Config: the sensor's settings, a msgspec Struct."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .errors import ConfigError
+from .events import KINDS
+
+__all__ = ["Config"]
+
+_PAGE = 4096
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Sensor settings; every field has a working default.
+
+    Attributes:
+        kinds: event kinds to collect (``"process_exec"``, ...); None for all.
+            A kind not collected has no program attached for it.
+        report_threads: also report thread creation and thread exits.
+        lifecycle_ring_bytes: size of the process lifecycle ring (a power of
+            two, at least one page).
+        batch_bytes: the consumer's batch buffer.
+        max_latency_ms: the longest a record waits in a ring before the
+            consumer drains it (the consumer polls at this interval; a ring
+            more than ``wakeup_bytes`` full wakes it at once).
+        wakeup_bytes: ring fill level that forces an immediate wakeup.
+        btf_path: kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
+    """
+
+    kinds: frozenset[str] | None = None
+    report_threads: bool = False
+    lifecycle_ring_bytes: int = 4 << 20
+    batch_bytes: int = 4 << 20
+    max_latency_ms: int = 100
+    wakeup_bytes: int = 256 << 10
+    btf_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kinds is not None:
+            unknown = sorted(set(self.kinds) - set(KINDS))
+            if unknown:
+                raise ConfigError(f"kinds: unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}")
+        ring = self.lifecycle_ring_bytes
+        if ring < _PAGE or ring & (ring - 1):
+            raise ConfigError(f"lifecycle_ring_bytes: {ring} is not a power of two of at least {_PAGE}; use e.g. {4 << 20}")
+        if not 1 <= self.max_latency_ms <= 60_000:
+            raise ConfigError(f"max_latency_ms: {self.max_latency_ms} is outside 1..60000")
+        if not _PAGE <= self.wakeup_bytes <= ring:
+            raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and lifecycle_ring_bytes ({ring})")
+        if self.batch_bytes < 256 << 10:
+            raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
+
+    @property
+    def enabled_kinds(self) -> frozenset[str]:
+        """The kinds to collect, with None resolved to all."""
+        return frozenset(KINDS) if self.kinds is None else self.kinds

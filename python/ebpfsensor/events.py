@@ -1,0 +1,324 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Event types: immutable msgspec Structs, one per record in bpf_src/events.h.
+
+Field names are the C member names (nested structs flattened, ``_pad*``,
+``type`` and ``size`` left out); a variable-length field described by
+``<name>_len`` in C is ``<name>`` here. Every event carries its kind as the
+tag ``"kind"`` and encodes to JSON and msgpack as it is::
+
+    msgspec.json.encode(event)  # {"kind": "process_exec", "ts_ns": ..., ...}
+
+Strings that are not valid UTF-8 in the kernel (file names are bytes) are
+decoded with the ``surrogateescape`` error handler, so
+``os.fsencode(event.exe)`` gives back the kernel's exact bytes; use
+:func:`to_json` to encode such an event.
+
+Timestamps (``ts_ns``, ``start_time_ns``) are CLOCK_BOOTTIME nanoseconds;
+:func:`boot_to_wall_ns` converts them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+import time
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+import msgspec
+
+from ._ffi import ffi, lib
+from .errors import DecodeError
+
+__all__ = [
+    "Event",
+    "EventType",
+    "ProcessExec",
+    "ProcessExit",
+    "ProcessFork",
+    "boot_to_wall_ns",
+    "decode",
+    "event_class",
+    "to_json",
+]
+
+
+class EventType(enum.IntEnum):
+    """Record type numbers, as in ``enum event_type``; they never change."""
+
+    EXEC = lib.EVENT_EXEC
+    FORK = lib.EVENT_FORK
+    EXIT = lib.EVENT_EXIT
+
+
+class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
+    """Fields every event has; ``kind`` is the tag."""
+
+    event_type: ClassVar[EventType]
+    record: ClassVar[str]
+
+    ts_ns: int
+    cgroup_id: int
+    start_time_ns: int
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    comm: str
+
+
+class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
+    """A process replaced its image (execve/execveat).
+
+    ``exe`` is the absolute path of the new image resolved from the kernel's
+    dentries, ``cwd`` the working directory, ``parent_exe`` the parent's
+    image; ``argv`` as the kernel copied it (``argv_truncated`` when longer
+    than ARGV_LEN). ``loginuid``/``sessionid`` are 4294967295 when unset.
+    Namespace fields are the namespaces' inode numbers.
+    """
+
+    event_type = EventType.EXEC
+    record = "exec_event"
+
+    euid: int
+    egid: int
+    suid: int
+    sgid: int
+    fsuid: int
+    fsgid: int
+    loginuid: int
+    sessionid: int
+    pid_ns: int
+    mnt_ns: int
+    net_ns: int
+    user_ns: int
+    old_tid: int
+    argv_truncated: bool
+    exe_truncated: bool
+    cwd_truncated: bool
+    parent_exe_truncated: bool
+    parent_comm: str
+    tty: str
+    exe: str
+    cwd: str
+    parent_exe: str
+    argv: list[str]
+
+
+class ProcessFork(_Event, frozen=True, gc=False, tag="process_fork"):
+    """A process created a child (fork/vfork/clone without CLONE_THREAD).
+
+    The common fields describe the parent. ``clone_flags`` is reconstructed
+    from what the child shares with its parent (CLONE_VM, CLONE_FS,
+    CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_NEW*); 0 where the hook
+    in use cannot see the child (the classic tracepoint variant).
+    """
+
+    event_type = EventType.FORK
+    record = "fork_event"
+
+    child_start_time_ns: int
+    clone_flags: int
+    child_pid: int
+    child_tid: int
+
+
+class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
+    """A process ended (its last thread exited), or a thread did when
+    thread reporting is on (``is_thread``).
+
+    ``exit_code`` is the argument of exit() and 0 when a signal ended the
+    process; ``exit_signal`` is that signal, 0 for a normal exit.
+    """
+
+    event_type = EventType.EXIT
+    record = "exit_event"
+
+    duration_ns: int
+    exit_code: int
+    exit_signal: int
+    core_dumped: bool
+    is_thread: bool
+
+
+EVENT_CLASSES: tuple[type[_Event], ...] = (ProcessExec, ProcessFork, ProcessExit)
+Event = Union[ProcessExec, ProcessFork, ProcessExit]
+KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
+
+
+def event_class(kind: str) -> type[_Event]:
+    """The Struct for a kind name such as ``"process_exec"``.
+
+    Raises:
+        ValueError: unknown kind; the message lists the known ones.
+    """
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}") from None
+
+
+# --- field tables -------------------------------------------------------------
+# One table per record, derived from cffi's view of events.h and the Struct
+# annotations; it drives the C transcoder and the Python decoder alike.
+
+ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST = (
+    lib.ES_U,
+    lib.ES_S,
+    lib.ES_BOOL,
+    lib.ES_CSTR,
+    lib.ES_TAIL_STR,
+    lib.ES_TAIL_STRLIST,
+)
+_HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Where one Struct field lives in its C record."""
+
+    name: str
+    kind: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """A record's C layout matched to its Struct."""
+
+    cls: type[_Event]
+    type: int
+    fixed_size: int
+    fields: tuple[FieldSpec, ...]
+
+
+def c_members(ctype: Any, base: int = 0) -> list[tuple[str, int, Any]]:
+    """Flattened (name, offset, ctype) of a C struct, nested structs inlined."""
+    out: list[tuple[str, int, Any]] = []
+    for name, field in ctype.fields:
+        if field.type.kind == "struct":
+            out.extend(c_members(field.type, base + field.offset))
+        else:
+            out.append((name, base + field.offset, field.type))
+    return out
+
+
+def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
+    if ctype.kind == "array" and ctype.item.cname == "char":
+        if annotation is not str:
+            raise TypeError(f"{name}: a char array decodes to str")
+        return ES_CSTR
+    if ctype.kind != "primitive":
+        raise TypeError(f"{name}: unsupported C type {ctype.cname}")
+    if annotation is bool:
+        return ES_BOOL
+    if annotation is not int:
+        raise TypeError(f"{name}: an integer member decodes to int or bool, not {annotation}")
+    return ES_S if ctype.cname.startswith("int") else ES_U
+
+
+def _record_spec(cls: type[_Event]) -> RecordSpec:
+    ctype = ffi.typeof(f"struct {cls.record}")
+    hints = typing.get_type_hints(cls)
+    wanted = list(cls.__struct_fields__)
+    fields: list[FieldSpec] = []
+    for name, offset, ft in c_members(ctype):
+        if name.startswith("_pad") or name in _HIDDEN:
+            continue
+        if name.endswith("_len") and name[:-4] in hints:
+            base = name[:-4]
+            kind = ES_TAIL_STRLIST if hints[base] == list[str] else ES_TAIL_STR
+            fields.append(FieldSpec(base, kind, offset, ffi.sizeof(ft)))
+            continue
+        if name not in hints:
+            raise TypeError(f"{cls.__name__} lacks a field for {cls.record}.{name}")
+        fields.append(FieldSpec(name, _field_kind(name, hints[name], ft), offset, ffi.sizeof(ft)))
+    got = [f.name for f in fields]
+    if sorted(got) != sorted(wanted):
+        raise TypeError(f"{cls.__name__} fields {wanted} do not match struct {cls.record} {got}")
+    return RecordSpec(cls, int(cls.event_type), ffi.sizeof(ctype), tuple(fields))
+
+
+RECORDS: dict[int, RecordSpec] = {int(cls.event_type): _record_spec(cls) for cls in EVENT_CLASSES}
+HEADER_SIZE = ffi.sizeof("struct event_header")
+MAX_RECORD_LEN = lib.MAX_RECORD_LEN
+
+_UNPACK = {
+    (ES_U, 1): struct.Struct("<B"),
+    (ES_U, 2): struct.Struct("<H"),
+    (ES_U, 4): struct.Struct("<I"),
+    (ES_U, 8): struct.Struct("<Q"),
+    (ES_S, 4): struct.Struct("<i"),
+    (ES_S, 8): struct.Struct("<q"),
+    (ES_BOOL, 1): struct.Struct("<B"),
+}
+_HDR = struct.Struct("<QII")
+_LEN = struct.Struct("<I")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def decode(record: bytes | bytearray | memoryview) -> Event:
+    """Decode one raw record as it comes from a ring buffer.
+
+    This is the reference decoder; the consumer transcodes records in C and
+    uses it only for records whose strings are not valid UTF-8.
+
+    Raises:
+        DecodeError: the bytes are not a well-formed record.
+    """
+    buf = bytes(record)
+    if len(buf) < HEADER_SIZE:
+        raise DecodeError(f"record of {len(buf)} bytes is shorter than its header ({HEADER_SIZE})", None, 0)
+    _ts, rtype, size = _HDR.unpack_from(buf, 0)
+    spec = RECORDS.get(rtype)
+    if spec is None:
+        raise DecodeError(f"unknown record type {rtype}", rtype, 8)
+    if size > len(buf):
+        raise DecodeError(f"record claims {size} bytes but {len(buf)} arrived", rtype, 12)
+    if size < spec.fixed_size:
+        raise DecodeError(f"{spec.cls.__name__} record of {size} bytes, at least {spec.fixed_size} expected", rtype, 12)
+    values: dict[str, Any] = {}
+    tail = spec.fixed_size
+    for f in spec.fields:
+        if f.kind in (ES_TAIL_STR, ES_TAIL_STRLIST):
+            (n,) = _LEN.unpack_from(buf, f.offset)
+            if n > size - tail:
+                raise DecodeError(f"{spec.cls.__name__}.{f.name}: {n} bytes run past the record's {size}", rtype, f.offset)
+            raw = buf[tail : tail + n]
+            tail += n
+            if f.kind == ES_TAIL_STR:
+                values[f.name] = _text(raw.rstrip(b"\0"))
+            else:
+                # NUL-separated, the last item NUL-terminated unless truncated
+                items = raw[:-1] if raw.endswith(b"\0") else raw
+                values[f.name] = [_text(a) for a in items.split(b"\0")] if n else []
+        elif f.kind == ES_CSTR:
+            values[f.name] = _text(buf[f.offset : f.offset + f.size].split(b"\0", 1)[0])
+        else:
+            (v,) = _UNPACK[(f.kind, f.size)].unpack_from(buf, f.offset)
+            values[f.name] = bool(v) if f.kind == ES_BOOL else v
+    return typing.cast(Event, spec.cls(**values))
+
+
+def boot_to_wall_ns(boot_ns: int) -> int:
+    """Convert a CLOCK_BOOTTIME timestamp to Unix time in nanoseconds."""
+    return boot_ns + time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+_json = msgspec.json.Encoder()
+
+
+def to_json(event: Event) -> bytes:
+    """One event as JSON. Bytes that are not UTF-8 appear as ``\\udcXX``
+    escapes (the surrogateescape convention), so nothing is lost."""
+    try:
+        return _json.encode(event)
+    except UnicodeEncodeError:
+        return json.dumps(msgspec.to_builtins(event), ensure_ascii=True, separators=(",", ":")).encode()

@@ -1,0 +1,395 @@
+# SPDX-License-Identifier: Apache-2.0
+"""BpfObject: a compiled .bpf.o, parsed without privileges, loaded on demand.
+
+Programs are named ``handle_<hook>_<variant>``. A hook (``exec``, ``fork``,
+...) comes in variants, tried best first (:data:`VARIANT_ORDER`); loading
+keeps, for each hook, the first variant that the running kernel loads and
+attaches, and records why the others failed. A hook with no working variant
+is reported, and the rest of the object runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import platform
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from ._ffi import capture_libbpf_log, check_ptr, check_ret, ffi, lib, make_error, strerror
+from .errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError, VerifierError
+
+__all__ = ["VARIANT_ORDER", "BpfObject", "HookStatus", "LoadedObject", "bpf_arch", "packaged_object_path"]
+
+log = logging.getLogger("ebpfsensor")
+
+#: Hook variants, best first: BPF LSM and fentry (BTF trampolines) where the
+#: kernel allows them, then BTF-typed and raw tracepoints, classic tracepoints,
+#: and kprobes last.
+VARIANT_ORDER = ("lsm", "fentry", "btf", "raw", "tp", "kprobe")
+_PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(VARIANT_ORDER) + r")$")
+_FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
+_LOG_BUF_BYTES = 1 << 20
+_MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def bpf_arch() -> str:
+    """This machine's architecture under its kernel BPF name (x86, arm64)."""
+    machine = platform.machine()
+    try:
+        return _MACHINE_TO_ARCH[machine]
+    except KeyError:
+        raise EbpfSensorError(f"unsupported architecture {machine}; ebpfsensor supports x86_64 and aarch64") from None
+
+
+def packaged_object_path(name: str) -> Path:
+    """Where the package keeps a compiled object, e.g. ``process`` ->
+    ``ebpfsensor/bpf/x86/process.bpf.o``."""
+    return Path(str(resources.files("ebpfsensor"))) / "bpf" / bpf_arch() / f"{name}.bpf.o"
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """One program of an object, as its ELF describes it."""
+
+    name: str
+    section: str
+    hook: str
+    variant: str
+
+
+@dataclass
+class HookStatus:
+    """What became of a hook: the variant attached, or why none was.
+
+    Attributes:
+        hook: the hook's name (``exec``, ``fork``, ...).
+        variant: the variant attached, or None.
+        failures: one line per variant that was tried and failed.
+        error: the last failure as an exception, for callers that want details.
+    """
+
+    hook: str
+    variant: str | None = None
+    failures: list[str] = field(default_factory=list)
+    error: LibbpfError | None = None
+
+    @property
+    def attached(self) -> bool:
+        return self.variant is not None
+
+
+class BpfObject:
+    """A compiled BPF object, parsed and checked without touching the kernel.
+
+    Args:
+        data: the ELF bytes.
+        name: a short name for messages (``process.bpf.o``).
+
+    Raises:
+        LibbpfError: (ENOEXEC) the bytes are not a BPF ELF object.
+    """
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.name = name
+        self.data = bytes(data)
+        self.programs: list[ProgramSpec] = []
+        self.rodata: dict[str, tuple[int, int]] = {}
+        try:
+            self._parse()
+        except (ELFError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise LibbpfError(
+                errno.ENOEXEC,
+                f"not a valid BPF ELF object ({exc})",
+                "open",
+                name,
+                "the file is damaged: reinstall ebpfsensor or rebuild it with `make bpf`",
+            ) from None
+
+    @classmethod
+    def open(cls, path: str | Path) -> BpfObject:
+        """Read and parse an object file.
+
+        Raises:
+            LibbpfError: missing file (ENOENT) or not a BPF object (ENOEXEC).
+        """
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise LibbpfError(
+                errno.ENOENT, "No such file or directory", "open", str(path), "build the objects with `make bpf`"
+            ) from None
+        return cls(data, path.name)
+
+    @classmethod
+    def packaged(cls, name: str) -> BpfObject:
+        """Open one of the objects shipped in the package, e.g. ``process``."""
+        return cls.open(packaged_object_path(name))
+
+    def _parse(self) -> None:
+        elf = ELFFile(io.BytesIO(self.data))
+        if elf["e_machine"] != "EM_BPF":
+            raise ValueError(f"machine is {elf['e_machine']}, not EM_BPF")
+        symtab = elf.get_section_by_name(".symtab")
+        if not isinstance(symtab, SymbolTableSection):
+            raise ValueError("no symbol table")
+        sections = [elf.get_section(i) for i in range(elf.num_sections())]
+        for sym in symtab.iter_symbols():
+            shndx = sym["st_shndx"]
+            if not isinstance(shndx, int):
+                continue
+            sec = sections[shndx]
+            kind = sym["st_info"]["type"]
+            if kind == "STT_FUNC" and sym["st_info"]["bind"] == "STB_GLOBAL" and sec.name != ".text":
+                m = _PROG_NAME.match(sym.name)
+                if m:
+                    self.programs.append(ProgramSpec(sym.name, sec.name, m["hook"], m["variant"]))
+            elif kind == "STT_OBJECT" and sec.name == ".rodata":
+                self.rodata[sym.name] = (sym["st_value"], sym["st_size"])
+        if not self.programs:
+            raise ValueError("no handle_<hook>_<variant> programs")
+
+    @property
+    def hooks(self) -> dict[str, list[ProgramSpec]]:
+        """Each hook's variants, best first."""
+        out: dict[str, list[ProgramSpec]] = {}
+        for p in sorted(self.programs, key=lambda p: VARIANT_ORDER.index(p.variant)):
+            out.setdefault(p.hook, []).append(p)
+        return out
+
+    def check_config(self, config: Mapping[str, int]) -> None:
+        """Raise ConfigError for a setting the object does not have or that does not fit."""
+        for key, value in config.items():
+            if key not in self.rodata:
+                known = ", ".join(sorted(self.rodata)) or "none"
+                raise ConfigError(f"{self.name}: no load-time setting {key!r}; known: {known}")
+            size = self.rodata[key][1]
+            if not 0 <= int(value) < 1 << (8 * size):
+                raise ConfigError(f"{self.name}: {key}={value} does not fit in {size} bytes")
+
+    def load(
+        self,
+        *,
+        config: Mapping[str, int] | None = None,
+        shared_maps: Mapping[str, int] | None = None,
+        map_sizes: Mapping[str, int] | None = None,
+        hooks: Iterable[str] | None = None,
+        btf_path: str | None = None,
+    ) -> LoadedObject:
+        """Load and attach, choosing a variant per hook.
+
+        Args:
+            config: values of ``const volatile`` settings, set before load.
+            shared_maps: map name -> fd of maps owned by another object, reused.
+            map_sizes: map name -> max_entries (ring sizes in bytes).
+            hooks: the hooks wanted (default: all of the object's).
+            btf_path: kernel BTF to relocate against, when the kernel has none.
+
+        Returns:
+            The loaded object; see ``LoadedObject.hooks`` for what attached.
+
+        Raises:
+            PrivilegeError: the caller may not load BPF.
+            LibbpfError: the object could not be loaded at all.
+        """
+        config = dict(config or {})
+        self.check_config(config)
+        wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
+        choice = {h: 0 for h in wanted}
+        status = {h: HookStatus(h) for h in wanted}
+        while True:
+            selected = {h: self.hooks[h][i] for h, i in choice.items() if i < len(self.hooks[h])}
+            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path)
+            failed = attempt.run()
+            if failed is None:
+                for h, prog in selected.items():
+                    status[h].variant = prog.variant
+                return LoadedObject(attempt, status)
+            attempt.close()
+            hook, variant, err = failed
+            status[hook].failures.append(f"{variant}: {err}")
+            status[hook].error = err
+            log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
+            choice[hook] += 1
+            if choice[hook] >= len(self.hooks[hook]):
+                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
+                if all(choice[h] >= len(self.hooks[h]) for h in choice) and isinstance(err, PrivilegeError):
+                    raise err
+
+
+class _Attempt:
+    """One try at opening, loading and attaching a selection of programs."""
+
+    def __init__(
+        self,
+        obj: BpfObject,
+        selected: Mapping[str, ProgramSpec],
+        config: Mapping[str, int],
+        shared_maps: Mapping[str, int],
+        map_sizes: Mapping[str, int],
+        btf_path: str | None,
+    ) -> None:
+        self.obj = obj
+        self.selected = selected
+        self.config = config
+        self.shared_maps = shared_maps
+        self.map_sizes = map_sizes
+        self.btf_path = btf_path
+        self.ptr: Any = ffi.NULL
+        self.links: list[Any] = []
+        self.log_bufs: dict[str, Any] = {}
+        self.maps: dict[str, Any] = {}
+        self.programs: dict[str, Any] = {}
+        # lifetime: libbpf keeps pointers into the object bytes, the name and
+        # the BTF path for as long as the bpf_object lives; they are released
+        # in close(), after bpf_object__close
+        self._keep: list[Any] = []
+
+    def run(self) -> tuple[str, str, LibbpfError] | None:
+        """None on success, or (hook, variant, error) of the first failure."""
+        o = self.obj
+        data = ffi.from_buffer(o.data)
+        opts = ffi.new("struct bpf_object_open_opts *")
+        opts.sz = ffi.sizeof("struct bpf_object_open_opts")
+        name = ffi.new("char[]", o.name.removesuffix(".bpf.o").encode())
+        opts.object_name = name
+        self._keep += [data, opts, name]
+        if self.btf_path:
+            btf = ffi.new("char[]", self.btf_path.encode())
+            opts.btf_custom_path = btf
+            self._keep.append(btf)
+        self.ptr = check_ptr(lib.bpf_object__open_mem(data, len(o.data), opts), "open", o.name)
+
+        wanted = {p.name: p for p in self.selected.values()}
+        prog = lib.bpf_object__next_program(self.ptr, ffi.NULL)
+        while prog != ffi.NULL:
+            pname = ffi.string(lib.bpf_program__name(prog)).decode()
+            self.programs[pname] = prog
+            lib.bpf_program__set_autoload(prog, pname in wanted)
+            if pname in wanted:
+                buf = ffi.new("char[]", _LOG_BUF_BYTES)
+                self.log_bufs[pname] = buf
+                check_ret(lib.bpf_program__set_log_buf(prog, buf, _LOG_BUF_BYTES), "set log buffer", pname)
+            prog = lib.bpf_object__next_program(self.ptr, prog)
+
+        m = lib.bpf_object__next_map(self.ptr, ffi.NULL)
+        while m != ffi.NULL:
+            mname = ffi.string(lib.bpf_map__name(m)).decode()
+            self.maps[mname] = m
+            if mname in self.shared_maps:
+                check_ret(lib.bpf_map__reuse_fd(m, self.shared_maps[mname]), "reuse map", mname)
+            elif mname in self.map_sizes:
+                check_ret(lib.bpf_map__set_max_entries(m, self.map_sizes[mname]), "size map", mname)
+            elif mname.endswith(".rodata") and self.config:
+                self._write_rodata(m)
+            m = lib.bpf_object__next_map(self.ptr, m)
+
+        with capture_libbpf_log() as lines:
+            rc = lib.bpf_object__load(self.ptr)
+        if rc < 0:
+            return self._load_failure(rc, lines, wanted)
+        for hook, spec in self.selected.items():
+            link = lib.bpf_program__attach(self.programs[spec.name])
+            if link == ffi.NULL:
+                err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{spec.name} ({spec.section})")
+                return hook, spec.variant, err
+            self.links.append(link)
+        return None
+
+    def _write_rodata(self, m: Any) -> None:
+        size = ffi.new("size_t *")
+        ptr = lib.bpf_map__initial_value(m, size)
+        if ptr == ffi.NULL:
+            raise LibbpfError(errno.EINVAL, "no initial value", "configure", self.obj.name)
+        data = ffi.buffer(ptr, size[0])
+        for key, value in self.config.items():
+            off, width = self.obj.rodata[key]
+            data[off : off + width] = int(value).to_bytes(width, sys.byteorder)
+
+    def _load_failure(
+        self, rc: int, lines: list[str], wanted: Mapping[str, ProgramSpec]
+    ) -> tuple[str, str, LibbpfError]:
+        name = next((m["name"] for line in lines if (m := _FAILED_PROG.search(line))), None)
+        if name is None:
+            # a program's own log is filled only when that program failed
+            name = next((n for n, b in self.log_bufs.items() if b[0] != b"\0"), None)
+        if name is None or name not in wanted:
+            # no program to blame: maps, BTF or privileges
+            detail = "; ".join(line for line in lines if "error" in line.lower() or "failed" in line.lower())[-500:]
+            err = make_error(rc, "load", self.obj.name)
+            if detail and not isinstance(err, PrivilegeError):
+                err = LibbpfError(err.errno or errno.EINVAL, f"{err.strerror}: {detail}", "load", self.obj.name)
+            raise err
+        spec = wanted[name]
+        text = ffi.string(self.log_bufs[name]).decode("utf-8", "replace")
+        log_lines = text.splitlines() or [line for line in lines if name in line]
+        err: LibbpfError
+        if abs(rc) in (errno.EPERM,) and not text:
+            err = make_error(rc, "load", f"{self.obj.name}:{name}", f"the kernel refuses {spec.variant} programs here")
+        else:
+            err = VerifierError(abs(rc), strerror(rc), "load", self.obj.name, name, log_lines)
+        return spec.hook, spec.variant, err
+
+    def close(self) -> None:
+        for link in self.links:
+            lib.bpf_link__destroy(link)
+        self.links = []
+        if self.ptr != ffi.NULL:
+            lib.bpf_object__close(self.ptr)
+            self.ptr = ffi.NULL
+        self._keep = []
+        self.log_bufs = {}
+
+
+class LoadedObject:
+    """A loaded and attached object; owns its programs, links and maps.
+
+    Attributes:
+        name: the object's name.
+        hooks: per hook, the variant attached or why none was.
+    """
+
+    def __init__(self, attempt: _Attempt, hooks: dict[str, HookStatus]) -> None:
+        self._a = attempt
+        self._a.log_bufs = {}
+        self.name = attempt.obj.name
+        self.hooks = hooks
+
+    def map_fd(self, name: str) -> int:
+        """The fd of one of the object's maps.
+
+        Raises:
+            KeyError: no such map.
+        """
+        if self._a.ptr == ffi.NULL:
+            raise ValueError(f"{self.name} is closed")
+        return int(check_ret(lib.bpf_map__fd(self._a.maps[name]), "map fd", name))
+
+    def program_fd(self, name: str) -> int:
+        """The fd of a loaded program."""
+        return int(check_ret(lib.bpf_program__fd(self._a.programs[name]), "program fd", name))
+
+    @property
+    def closed(self) -> bool:
+        return self._a.ptr == ffi.NULL
+
+    def close(self) -> None:
+        """Detach every program and free the object; idempotent."""
+        self._a.close()
+
+    def __enter__(self) -> LoadedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RingBuffer: drains one or more BPF ring buffers into batches of Events.
+
+No Python code runs per record: libbpf hands each record to a C callback
+that transcodes it into msgpack in one batch buffer, and the whole batch is
+decoded by one msgspec call. Records whose strings are not UTF-8 come through
+raw and are decoded by :func:`ebpfsensor.events.decode`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Sequence
+from typing import Any, Union
+
+import msgspec
+
+from ._ffi import check_ptr, check_ret, ffi, lib
+from .errors import DecodeError
+from .events import EVENT_CLASSES, MAX_RECORD_LEN, RECORDS, Event, decode
+
+__all__ = ["BatchDecoder", "RingBuffer"]
+
+log = logging.getLogger("ebpfsensor")
+
+# the most one record can take in a batch: strings are copied once, every
+# other field takes a key and at most 9 bytes
+_RESERVE = 2 * MAX_RECORD_LEN + 4096
+
+
+def _msgpack_str(text: str) -> bytes:
+    return msgspec.msgpack.encode(text)
+
+
+class _Tables:
+    """The C field tables for every record type.
+
+    lifetime: the cdata objects here are referenced by the es_consumer and
+    must live as long as it; RingBuffer keeps this object.
+    """
+
+    def __init__(self) -> None:
+        self._keep: list[Any] = []
+        n = max(RECORDS) + 1
+        self.records = ffi.new("struct es_record[]", n)
+        for rtype, spec in RECORDS.items():
+            fields = ffi.new("struct es_field[]", len(spec.fields))
+            for i, f in enumerate(spec.fields):
+                key = _msgpack_str(f.name)
+                key_c = ffi.new("char[]", key)
+                self._keep.append(key_c)
+                fields[i].kind = f.kind
+                fields[i].offset = f.offset
+                fields[i].size = f.size
+                fields[i].key = key_c
+                fields[i].key_len = len(key)
+            head = _msgpack_str("kind") + _msgpack_str(spec.cls.__struct_config__.tag)  # type: ignore[arg-type]
+            head_c = ffi.new("char[]", head)
+            self._keep += [fields, head_c]
+            r = self.records[rtype]
+            r.fixed_size = spec.fixed_size
+            r.nfields = len(spec.fields)
+            r.head = head_c
+            r.head_len = len(head)
+            r.fields = fields
+        self.count = n
+
+
+class BatchDecoder:
+    """The C transcoder and the batch decoder, without a ring: decodes raw
+    records exactly as a RingBuffer would. Needs no kernel.
+
+    Args:
+        batch_bytes: size of the batch buffer (at least 256 KiB).
+        max_batch: most records per batch.
+    """
+
+    def __init__(self, batch_bytes: int = 4 << 20, max_batch: int = 16384) -> None:
+        batch_bytes = max(batch_bytes, 4 * _RESERVE)
+        self._tables = _Tables()
+        # lifetime: the consumer, its batch buffer and the tables stay alive
+        # until close(), after the libbpf ring_buffer that points at them is freed
+        self._c = ffi.new("struct es_consumer *")
+        self._buf = ffi.new("uint8_t[]", batch_bytes)
+        self._c.buf = self._buf
+        self._c.cap = batch_bytes
+        self._c.reserve = _RESERVE
+        self._c.max_count = max_batch
+        self._c.records = self._tables.records
+        self._c.nrecords = self._tables.count
+        self._decoder = msgspec.msgpack.Decoder(list[Union[EVENT_CLASSES + (bytes,)]])  # type: ignore[misc]
+        self.undecodable = 0
+        self.raw_records = 0
+
+    def _decode_raw(self, items: list[Any]) -> list[Event]:
+        self._c.raw = 0
+        out: list[Event] = []
+        for item in items:
+            if not isinstance(item, bytes):
+                out.append(item)
+                continue
+            self.raw_records += 1
+            try:
+                out.append(decode(item))
+            except DecodeError as exc:
+                self.undecodable += 1
+                log.warning("undecodable record skipped (counted in stats): %s", exc)
+        return out
+
+    def delivered(self) -> dict[int, int]:
+        """Records transcoded in C so far, per record type (raw ones excluded)."""
+        return {t: int(self._c.delivered[t]) for t in RECORDS}
+
+    def transcode(self, records: Sequence[bytes]) -> list[Event]:
+        """Run records through the C transcoder and decoder, as if they came
+        from a ring."""
+        lib.es_batch_begin(self._c)
+        for rec in records:
+            buf = ffi.from_buffer(rec)
+            if lib.es_transcode(self._c, buf, len(rec)) == lib.ES_BATCH_FULL and rec is not records[-1]:
+                raise ValueError("records exceed one batch")
+        size = lib.es_batch_end(self._c)
+        return self._decode_raw(self._decoder.decode(ffi.buffer(self._buf, size)))
+
+
+
+class RingBuffer(BatchDecoder):
+    """Consumer of BPF ring buffer maps, yielding decoded Events in batches.
+
+    Args:
+        map_fds: ring buffer map fds; the first is polled first.
+        batch_bytes: size of the batch buffer (at least 256 KiB).
+        max_batch: most records per batch.
+
+    Not thread-safe: use one RingBuffer from one thread at a time.
+    """
+
+    def __init__(self, map_fds: Sequence[int], batch_bytes: int = 4 << 20, max_batch: int = 16384) -> None:
+        if not map_fds:
+            raise ValueError("RingBuffer needs at least one ring buffer map fd")
+        super().__init__(batch_bytes, max_batch)
+        self._c.rb = check_ptr(lib.es_ring_new(self._c, map_fds[0]), "create ring buffer consumer", f"map fd {map_fds[0]}")
+        for fd in map_fds[1:]:
+            check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
+
+    @property
+    def epoll_fd(self) -> int:
+        """An fd that becomes readable when a ring asks to be drained."""
+        self._check_open()
+        return int(lib.ring_buffer__epoll_fd(self._c.rb))
+
+    def poll(self, timeout_ms: int = 0) -> list[Event]:
+        """Wait up to timeout_ms for a wakeup, then drain what is waiting.
+
+        Returns at most one batch; call again while it returns a full one.
+        Raises LibbpfError if polling fails (EINTR is retried as a short poll).
+        """
+        self._check_open()
+        lib.es_batch_begin(self._c)
+        n = lib.es_poll(self._c, timeout_ms)
+        if n == -errno.EINTR:
+            n = lib.es_consume(self._c)
+        check_ret(n, "poll", "ring buffers")
+        size = lib.es_batch_end(self._c)
+        if n == 0:
+            return []
+        items = self._decoder.decode(ffi.buffer(self._buf, size))
+        if self._c.raw:
+            return self._decode_raw(items)
+        return items  # type: ignore[no-any-return]
+
+    def _check_open(self) -> None:
+        if self._c.rb == ffi.NULL:
+            raise ValueError("RingBuffer is closed")
+
+    def close(self) -> None:
+        """Free the consumer; idempotent."""
+        c = getattr(self, "_c", None)
+        if c is not None and c.rb != ffi.NULL:
+            lib.ring_buffer__free(c.rb)
+            c.rb = ffi.NULL
+
+    def __enter__(self) -> RingBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
