@@ -33,6 +33,7 @@ APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng
 PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .PHONY: all bpf ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
 
 all: bpf ext

@@ -26,12 +26,16 @@
 #define MAX_PATH_DEPTH 64
 #define MAX_RECORD_LEN 32768 /* no record is larger, tail included */
 
+/*
+ * Numbers are stable once released. Ranges: 1-9 process lifecycle,
+ * 10-29 file, 30-39 network, 40-59 privilege and integrity.
+ */
 enum event_type {
 	EVENT_NONE = 0,
 	EVENT_EXEC = 1,
 	EVENT_FORK = 2,
 	EVENT_EXIT = 3,
-	EVENT_TYPE_MAX = 4,
+	EVENT_TYPE_MAX = 64,
 };
 
 /* clone flags reconstructed from what the child shares with its parent */
@@ -65,6 +69,13 @@ struct task_ctx {
 	__u32 gid;
 	__u32 _pad0;
 	char comm[TASK_COMM_LEN];
+};
+
+/* what every syscall-based record adds to the process header */
+struct sys_ctx {
+	__s64 result;	  /* the syscall's return value, -errno on failure */
+	__u32 syscall_nr; /* this architecture's syscall number */
+	__u32 _pad0;
 };
 
 struct exec_event {

@@ -25,12 +25,34 @@ struct {
 	__uint(max_entries, 4 * 1024 * 1024);
 } lifecycle_events SEC(".maps");
 
+/* everything else (file, network, privilege events) */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 * 1024 * 1024);
+} activity_events SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, EVENT_TYPE_MAX);
 	__type(key, __u32);
 	__type(value, struct kind_stats);
 } kind_stats SEC(".maps");
+
+/* per event type, non-zero when the kind is collected; set by user space.
+ * Hooks that serve several kinds check it before doing any work. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, EVENT_TYPE_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kind_enabled SEC(".maps");
+
+static __always_inline int kind_on(__u32 type)
+{
+	__u32 *on = bpf_map_lookup_elem(&kind_enabled, &type);
+
+	return on && *on;
+}
 
 enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED };
 

@@ -22,6 +22,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         report_threads: also report thread creation and thread exits.
         lifecycle_ring_bytes: size of the process lifecycle ring (a power of
             two, at least one page).
+        activity_ring_bytes: size of the ring of all other events.
         batch_bytes: the consumer's batch buffer.
         max_latency_ms: the longest a record waits in a ring before the
             consumer drains it (the consumer polls at this interval; a ring
@@ -33,6 +34,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     kinds: frozenset[str] | None = None
     report_threads: bool = False
     lifecycle_ring_bytes: int = 4 << 20
+    activity_ring_bytes: int = 16 << 20
     batch_bytes: int = 4 << 20
     max_latency_ms: int = 100
     wakeup_bytes: int = 256 << 10
@@ -43,13 +45,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             unknown = sorted(set(self.kinds) - set(KINDS))
             if unknown:
                 raise ConfigError(f"kinds: unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}")
-        ring = self.lifecycle_ring_bytes
-        if ring < _PAGE or ring & (ring - 1):
-            raise ConfigError(f"lifecycle_ring_bytes: {ring} is not a power of two of at least {_PAGE}; use e.g. {4 << 20}")
+        for name in ("lifecycle_ring_bytes", "activity_ring_bytes"):
+            size = getattr(self, name)
+            if size < _PAGE or size & (size - 1):
+                raise ConfigError(f"{name}: {size} is not a power of two of at least {_PAGE}; use e.g. {4 << 20}")
+        ring = min(self.lifecycle_ring_bytes, self.activity_ring_bytes)
         if not 1 <= self.max_latency_ms <= 60_000:
             raise ConfigError(f"max_latency_ms: {self.max_latency_ms} is outside 1..60000")
         if not _PAGE <= self.wakeup_bytes <= ring:
-            raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and lifecycle_ring_bytes ({ring})")
+            raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and the smaller ring size ({ring})")
         if self.batch_bytes < 256 << 10:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
 

@@ -70,6 +70,22 @@ class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
     comm: str
 
 
+class _SyscallEvent(_Event, frozen=True, gc=False):
+    """Fields of every event that comes from a syscall.
+
+    ``result`` is the syscall's return value, a negative errno on failure;
+    ``syscall_nr`` this architecture's syscall number.
+    """
+
+    result: int
+    syscall_nr: int
+
+    @property
+    def errno(self) -> int:
+        """The error number when the syscall failed, else 0."""
+        return -self.result if self.result < 0 else 0
+
+
 class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
     """A process replaced its image (execve/execveat).
 

@@ -30,7 +30,8 @@ _KIND_SOURCES: dict[str, tuple[str, str]] = {
     "process_fork": ("process", "fork"),
     "process_exit": ("process", "exit"),
 }
-_SHARED_MAPS = ("lifecycle_events", "kind_stats")
+# maps every object shares: the first object loaded creates them
+_SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")
 _BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
@@ -149,7 +150,7 @@ class Sensor:
             loaded = obj.load(
                 config={k: v for k, v in settings.items() if k in obj.rodata},
                 shared_maps=shared,
-                map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes},
+                map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes},
                 hooks=hooks,
                 btf_path=btf,
             )
@@ -162,7 +163,17 @@ class Sensor:
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
         self._stats_fd = shared["kind_stats"]
-        self._ring = RingBuffer([shared["lifecycle_events"]], batch_bytes=cfg.batch_bytes)
+        self._enable_kinds(shared["kind_enabled"], cfg.enabled_kinds)
+        # lifecycle first: a batch drains it before the activity ring
+        self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
+
+    @staticmethod
+    def _enable_kinds(fd: int, kinds: frozenset[str]) -> None:
+        key = ffi.new("uint32_t *")
+        on = ffi.new("uint32_t *", 1)
+        for kind in kinds:
+            key[0] = int(KINDS[kind].event_type)
+            check_ret(lib.bpf_map_update_elem(fd, key, on, 0), "enable", kind)
 
     def close(self) -> None:
         """Detach every program and free every map; idempotent."""
