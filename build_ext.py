@@ -70,6 +70,8 @@ void *bpf_map__initial_value(const struct bpf_map *map, size_t *psize);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
 int bpf_enable_stats(int type);
+int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
+                   uint32_t max_entries, const void *opts);
 
 int libbpf_num_possible_cpus(void);
 int libbpf_strerror(int err, char *buf, size_t size);
@@ -82,6 +84,7 @@ struct ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, con
 void ring_buffer__free(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 
+#define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_PROG_TYPE_TRACING 26
 #define BPF_PROG_TYPE_RAW_TRACEPOINT 17
@@ -202,9 +205,11 @@ static uint8_t *es_put_int(uint8_t *p, int64_t v)
 	return es_put_be64(es_put_u8(p, 0xd3), (uint64_t)v);
 }
 
+/* a msgpack length header: fix is the fix-size marker (fixstr holds up to
+ * 31, fixarray and fixmap up to 15), c8/c16/c32 the sized markers */
 static uint8_t *es_put_strhdr(uint8_t *p, uint32_t n, uint8_t fix, uint8_t c8, uint8_t c16, uint8_t c32)
 {
-	if (fix && n < 32)
+	if (fix && n < (fix == 0xa0 ? 32u : 16u))
 		return es_put_u8(p, fix | n);
 	if (c8 && n <= 0xff)
 		return es_put_u8(es_put_u8(p, c8), (uint8_t)n);

@@ -98,7 +98,11 @@ class Btf:
 
 def read_object_btf(path_or_bytes: str | bytes) -> Btf:
     """The BTF of a compiled BPF object file (or its bytes)."""
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
+    if isinstance(path_or_bytes, bytes):
+        data = path_or_bytes
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
     elf = ELFFile(io.BytesIO(data))
     sec = elf.get_section_by_name(".BTF")
     if sec is None:

@@ -29,6 +29,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             more than ``wakeup_bytes`` full wakes it at once).
         wakeup_bytes: ring fill level that forces an immediate wakeup.
         btf_path: kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
+        hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
+            ``raw``, ``tp``, ``kprobe``); None for all, best first.
     """
 
     kinds: frozenset[str] | None = None
@@ -39,6 +41,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_latency_ms: int = 100
     wakeup_bytes: int = 256 << 10
     btf_path: str | None = None
+    hook_variants: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
@@ -56,6 +59,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and the smaller ring size ({ring})")
         if self.batch_bytes < 256 << 10:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
+
+        if self.hook_variants is not None:
+            from .objects import VARIANT_ORDER
+
+            bad = sorted(set(self.hook_variants) - set(VARIANT_ORDER))
+            if bad or not self.hook_variants:
+                raise ConfigError(f"hook_variants: {bad or 'empty'} not among {', '.join(VARIANT_ORDER)}")
 
     @property
     def enabled_kinds(self) -> frozenset[str]:

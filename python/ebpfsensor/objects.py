@@ -186,6 +186,7 @@ class BpfObject:
         map_sizes: Mapping[str, int] | None = None,
         hooks: Iterable[str] | None = None,
         btf_path: str | None = None,
+        variants: Iterable[str] | None = None,
     ) -> LoadedObject:
         """Load and attach, choosing a variant per hook.
 
@@ -195,6 +196,8 @@ class BpfObject:
             map_sizes: map name -> max_entries (ring sizes in bytes).
             hooks: the hooks wanted (default: all of the object's).
             btf_path: kernel BTF to relocate against, when the kernel has none.
+            variants: the variants allowed (default: all), e.g. {"tp"} to
+                force classic tracepoints.
 
         Returns:
             The loaded object; see ``LoadedObject.hooks`` for what attached.
@@ -205,11 +208,16 @@ class BpfObject:
         """
         config = dict(config or {})
         self.check_config(config)
-        wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
+        allowed = set(VARIANT_ORDER if variants is None else variants)
+        candidates = {h: [p for p in ps if p.variant in allowed] for h, ps in self.hooks.items()}
+        wanted = set(candidates) if hooks is None else set(hooks) & set(candidates)
         choice = {h: 0 for h in wanted}
         status = {h: HookStatus(h) for h in wanted}
+        for h in wanted:
+            if not candidates[h]:
+                status[h].failures.append(f"no variant among {sorted(allowed)}")
         while True:
-            selected = {h: self.hooks[h][i] for h, i in choice.items() if i < len(self.hooks[h])}
+            selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
             attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path)
             failed = attempt.run()
             if failed is None:
@@ -222,9 +230,9 @@ class BpfObject:
             status[hook].error = err
             log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
             choice[hook] += 1
-            if choice[hook] >= len(self.hooks[hook]):
+            if choice[hook] >= len(candidates[hook]):
                 log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
-                if all(choice[h] >= len(self.hooks[h]) for h in choice) and isinstance(err, PrivilegeError):
+                if all(choice[h] >= len(candidates[h]) for h in choice) and isinstance(err, PrivilegeError):
                     raise err
 
 

@@ -104,11 +104,6 @@ class Sensor:
     """
 
     def __init__(self, config: Config | None = None, **overrides: Any) -> None:
-        if overrides:
-            if "kinds" in overrides and overrides["kinds"] is not None:
-                overrides["kinds"] = frozenset(overrides["kinds"])
-            config = msgspec.structs.replace(config or Config(), **overrides)
-        self.config = config or Config()
         self._objects: list[LoadedObject] = []
         self._ring: RingBuffer | None = None
         self._subs: list[Subscription] = []
@@ -116,6 +111,12 @@ class Sensor:
         self._hooks: dict[str, HookStatus] = {}
         self._raw_delivered: dict[int, int] = {}
         self._started = False
+        if overrides:
+            for key in ("kinds", "hook_variants"):
+                if overrides.get(key) is not None:
+                    overrides[key] = frozenset(overrides[key])
+            config = msgspec.structs.replace(config or Config(), **overrides)
+        self.config = config or Config()
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -136,7 +137,11 @@ class Sensor:
         btf = cfg.btf_path
         if btf is None and not os.path.exists(_BTF_VMLINUX):
             raise NotSupportedError("kernel BTF (/sys/kernel/btf/vmlinux)", "5.4", "set Config.btf_path to a BTF file for this kernel")
-        if lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL) == 0:
+        # feature probes answer "no" when the caller may not use bpf() at all
+        fd = check_ret(lib.bpf_map_create(lib.BPF_MAP_TYPE_ARRAY, ffi.NULL, 4, 4, 1, ffi.NULL), "create", "a BPF map")
+        os.close(fd)
+        has_ring = check_ret(lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL), "probe", "BPF ring buffer")
+        if not has_ring:
             raise NotSupportedError("BPF ring buffer", "5.8")
         ensure_tracefs()
         wanted: dict[str, set[str]] = {}
@@ -153,6 +158,7 @@ class Sensor:
                 map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes},
                 hooks=hooks,
                 btf_path=btf,
+                variants=cfg.hook_variants,
             )
             self._objects.append(loaded)
             self._hooks.update(loaded.hooks)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import collections
 import subprocess
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,18 +21,32 @@ def our_programs() -> list[str]:
     return [line for line in out.splitlines() if " name handle_" in line or " name path_resolve" in line]
 
 
+_backlog: weakref.WeakKeyDictionary[ebpfsensor.Sensor, collections.deque[Any]] = weakref.WeakKeyDictionary()
+
+
 def wait_for(
     sensor: ebpfsensor.Sensor, match: Callable[[Any], bool], timeout: float = 5.0, count: int = 1
 ) -> list[Any]:
-    """Drain the sensor until `count` events satisfy `match`; fail on timeout."""
+    """Drain the sensor until `count` events satisfy `match`; fail on timeout.
+
+    Events that do not match are kept for the next call on the same sensor,
+    so waiting for one event does not lose another from the same batch.
+    """
+    backlog = _backlog.setdefault(sensor, collections.deque(maxlen=100_000))
     found: list[Any] = []
+    for event in list(backlog):
+        if len(found) < count and match(event):
+            found.append(event)
+            backlog.remove(event)
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while len(found) < count and time.monotonic() < end:
         for event in sensor.poll(0.05):
-            if match(event):
+            if len(found) < count and match(event):
                 found.append(event)
-                if len(found) >= count:
-                    return found
+            else:
+                backlog.append(event)
+    if len(found) >= count:
+        return found
     pytest.fail(f"timed out after {timeout}s waiting for {count} matching event(s); got {found}")
 
 

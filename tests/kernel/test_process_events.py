@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Process lifecycle events from real processes, checked field by field."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ebpfsensor
+from ebpfsensor import ProcessExec, ProcessExit, ProcessFork
+from tests.kernel.conftest import wait_for
+
+pytestmark = pytest.mark.bpf
+
+TRUE = os.path.realpath("/bin/true")
+CLONE_VM, CLONE_THREAD = 0x100, 0x10000
+
+
+def cgroup2_id() -> int:
+    """The cgroup v2 id (directory inode) of this process."""
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split()[1] for line in f if line.split()[2] == "cgroup2"]
+    with open("/proc/self/cgroup") as f:
+        path = next(line.strip().split("::", 1)[1] for line in f if line.startswith("0::"))
+    return os.stat(mounts[0] + path).st_ino
+
+
+def proc_value(name: str) -> int:
+    with open(f"/proc/self/{name}") as f:
+        return int(f.read())
+
+
+def ns_inode(name: str) -> int:
+    return os.stat(f"/proc/self/ns/{name}").st_ino
+
+
+def test_exec_every_field(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
+    argv = ["/bin/true", "alpha", "two words", "", "ünï"]
+    before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    p = subprocess.Popen(argv, cwd=tmp_path)
+    p.wait()
+    (e,) = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    me = os.getpid()
+    assert (e.pid, e.tid, e.old_tid, e.ppid) == (p.pid, p.pid, p.pid, me)
+    assert (e.uid, e.gid, e.euid, e.egid, e.suid, e.sgid, e.fsuid, e.fsgid) == (os.getuid(), os.getgid()) + (
+        os.geteuid(),
+        os.getegid(),
+    ) * 3
+    assert (e.loginuid, e.sessionid) == (proc_value("loginuid"), proc_value("sessionid"))
+    assert (e.pid_ns, e.mnt_ns, e.net_ns, e.user_ns) == tuple(ns_inode(n) for n in ("pid", "mnt", "net", "user"))
+    assert e.cgroup_id == cgroup2_id()
+    assert e.comm == "true"
+    assert e.exe == TRUE
+    assert e.cwd == os.path.realpath(tmp_path)
+    assert e.argv == argv
+    assert e.parent_comm == Path("/proc/self/comm").read_text().strip()
+    assert e.parent_exe == os.path.realpath("/proc/self/exe")
+    assert not (e.argv_truncated or e.exe_truncated or e.cwd_truncated or e.parent_exe_truncated)
+    tty_nr = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[4])
+    assert (e.tty == "") == (tty_nr == 0)
+    now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    assert before <= e.start_time_ns <= e.ts_ns <= now
+    assert e.kind == "process_exec" if hasattr(e, "kind") else True
+
+
+def test_fork_exec_exit_sequence(sensor: ebpfsensor.Sensor) -> None:
+    p = subprocess.Popen([TRUE])
+    p.wait()
+    mine = lambda e: (isinstance(e, ProcessFork) and e.child_pid == p.pid) or (  # noqa: E731
+        not isinstance(e, ProcessFork) and e.pid == p.pid
+    )
+    fork, exe, ex = sorted(wait_for(sensor, mine, count=3), key=lambda e: e.ts_ns)
+    assert isinstance(fork, ProcessFork) and isinstance(exe, ProcessExec) and isinstance(ex, ProcessExit)
+    assert (fork.pid, fork.child_pid, fork.child_tid) == (os.getpid(), p.pid, p.pid)
+    assert fork.child_start_time_ns == exe.start_time_ns == ex.start_time_ns
+    assert not fork.clone_flags & CLONE_THREAD
+    assert (ex.exit_code, ex.exit_signal, ex.core_dumped, ex.is_thread) == (0, 0, False, False)
+    assert ex.comm == "true" and ex.ppid == os.getpid()
+    assert 0 < ex.duration_ns == ex.ts_ns - ex.start_time_ns
+
+
+def test_fork_without_exec_and_exit_code(sensor: ebpfsensor.Sensor) -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    os.waitpid(pid, 0)
+    (fork,) = wait_for(sensor, lambda e: isinstance(e, ProcessFork) and e.child_pid == pid)
+    assert (fork.pid, fork.tid, fork.child_tid) == (os.getpid(), threading.get_native_id(), pid)
+    assert not fork.clone_flags & (CLONE_VM | CLONE_THREAD)
+    (ex,) = wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == pid)
+    assert (ex.exit_code, ex.exit_signal, ex.is_thread) == (7, 0, False)
+    assert ex.comm == Path("/proc/self/comm").read_text().strip()
+
+
+def test_killed_by_signal(sensor: ebpfsensor.Sensor) -> None:
+    p = subprocess.Popen(["sleep", "30"])
+    wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    (ex,) = wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid)
+    assert (ex.exit_code, ex.exit_signal, ex.core_dumped) == (0, signal.SIGKILL, False)
+    assert ex.comm == "sleep"
+
+
+THREADED = "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join()"
+
+
+def test_threads_filtered_by_default(sensor: ebpfsensor.Sensor) -> None:
+    before = sensor.stats().kinds["process_fork"].filtered
+    p = subprocess.Popen([sys.executable, "-c", THREADED])
+    p.wait()
+    events = wait_for(sensor, lambda e: e.pid == p.pid and isinstance(e, ProcessExit))
+    assert not events[0].is_thread
+    assert sensor.stats().kinds["process_fork"].filtered > before
+
+
+def test_threads_reported_when_asked() -> None:
+    with ebpfsensor.Sensor(report_threads=True) as s:
+        p = subprocess.Popen([sys.executable, "-c", THREADED])
+        p.wait()
+        forks = wait_for(s, lambda e: isinstance(e, ProcessFork) and e.pid == p.pid and e.clone_flags & CLONE_THREAD)
+        t = forks[0]
+        assert t.child_pid == p.pid and t.child_tid != p.pid
+        assert t.clone_flags & CLONE_VM
+        exits = wait_for(s, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid, count=2)
+        assert {x.is_thread for x in exits} == {True, False}
+        assert {x.tid for x in exits if x.is_thread} == {t.child_tid}
+
+
+def test_long_argv_truncated(sensor: ebpfsensor.Sensor) -> None:
+    long = ["x" * 1000 for _ in range(20)]
+    p = subprocess.Popen([TRUE, *long])
+    p.wait()
+    (e,) = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    assert e.argv_truncated
+    joined = "\0".join([TRUE, *long])
+    assert "\0".join(e.argv) == joined[: len("\0".join(e.argv))]
+    assert 8000 < len("\0".join(e.argv)) < 8192
+    assert sensor.stats().kinds["process_exec"].truncated >= 1
+
+
+def test_deep_cwd(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
+    deep = tmp_path
+    for i in range(70):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    p = subprocess.Popen([TRUE], cwd=deep)
+    p.wait()
+    (e,) = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    # deeper than the walk goes: flagged, and what is there is the path's tail
+    assert e.cwd_truncated
+    assert os.path.realpath(deep).endswith(e.cwd)
+
+
+@pytest.mark.parametrize("variant", ["btf", "raw", "tp"])
+def test_each_hook_variant(variant: str) -> None:
+    with ebpfsensor.Sensor(hook_variants={variant}) as s:
+        assert {h: i.variant for h, i in s.hooks().items()} == {"exec": variant, "fork": variant, "exit": variant}
+        p = subprocess.Popen([TRUE, variant])
+        p.wait()
+        (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+        assert (e.exe, e.argv, e.ppid) == (TRUE, [TRUE, variant], os.getpid())
+        (f,) = wait_for(s, lambda e: isinstance(e, ProcessFork) and e.child_tid == p.pid)
+        assert f.pid == os.getpid()
+        if variant != "tp":  # the classic tracepoint has no task pointers
+            assert f.child_pid == p.pid and f.child_start_time_ns == e.start_time_ns
+
+
+def test_only_enabled_kinds_attach() -> None:
+    with ebpfsensor.Sensor(kinds={"process_exit"}) as s:
+        assert set(s.hooks()) == {"exit"}
+        p = subprocess.Popen([TRUE])
+        p.wait()
+        (ex,) = wait_for(s, lambda e: getattr(e, "pid", 0) == p.pid)
+        assert isinstance(ex, ProcessExit)
+        assert not [e for e in s.poll(0.2) if not isinstance(e, ProcessExit)]
+
+
+def test_subscribe_and_stats_reconcile() -> None:
+    got: list[Any] = []
+    with ebpfsensor.Sensor() as s:
+        sub = s.subscribe(got.append, kinds={"process_exit"})
+        p = subprocess.Popen([TRUE])
+        p.wait()
+        wait_for(s, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid)
+        assert got and all(isinstance(e, ProcessExit) for e in got)
+        assert any(e.pid == p.pid for e in got)
+        sub.cancel()
+        n = len(got)
+        subprocess.run([TRUE], check=True)
+        s.poll(0.3)
+        assert len(got) == n
+        s.poll(0.2)
+        st = s.stats()
+        for kind, k in st.kinds.items():
+            assert k.produced == k.delivered + k.pending, kind
+            assert k.dropped == 0, kind
+        assert st.undecodable == 0 and st.lost == 0
+        with pytest.raises(ValueError, match="unknown event kind"):
+            s.subscribe(got.append, kinds={"nope"})
+
+
+def test_async_iteration() -> None:
+    async def main() -> ProcessExec:
+        with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
+            p = await asyncio.create_subprocess_exec(TRUE, "async")
+            await p.wait()
+            async for event in s:
+                if isinstance(event, ProcessExec) and event.pid == p.pid:
+                    return event
+        raise AssertionError("unreachable")
+
+    e = asyncio.run(asyncio.wait_for(main(), 10))
+    assert e.argv == [TRUE, "async"]
+
+
+def test_events_iterator_timeout() -> None:
+    with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
+        start = time.monotonic()
+        subprocess.run([TRUE], check=True)
+        seen = [e for e in s.events(timeout=0.5)]
+        assert any(isinstance(e, ProcessExec) and e.exe == TRUE for e in seen)
+        assert time.monotonic() - start < 10
+
+
+def test_drops_are_counted_never_silent() -> None:
+    # a one-page lifecycle ring that is not drained while processes start
+    with ebpfsensor.Sensor(kinds={"process_exec"}, lifecycle_ring_bytes=4096, wakeup_bytes=4096) as s:
+        procs = [subprocess.Popen([TRUE, "x" * 200]) for _ in range(40)]
+        for p in procs:
+            p.wait()
+        delivered = []
+        while batch := s.poll(0.1):
+            delivered += batch
+        st = s.stats().kinds["process_exec"]
+        assert st.dropped > 0
+        assert st.produced == st.delivered == len(delivered)
+        mine = {p.pid for p in procs}
+        assert len([e for e in delivered if e.pid in mine]) + st.dropped >= len(procs)

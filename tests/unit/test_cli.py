@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Command-line arguments and the commands that need no kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+from ebpfsensor.cli import build_parser, main
+from ebpfsensor.objects import packaged_object_path
+
+
+def test_parser() -> None:
+    args = build_parser().parse_args(["stream", "--kinds", "process_exec,process_exit", "--duration", "2"])
+    assert (args.command, args.kinds, args.duration) == ("stream", "process_exec,process_exit", 2.0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["nonsense"])
+
+
+def test_check_packaged(capsys: pytest.CaptureFixture[str]) -> None:
+    if not packaged_object_path("process").exists():
+        pytest.skip("no compiled objects: run `make bpf` first")
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "hook exec: btf" in out and "record exec_event: 200 bytes, layout matches" in out
+
+
+def test_unknown_kind_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stream", "--kinds", "process_exec,bogus", "--duration", "0"]) == 2
+    assert "unknown event kind(s) bogus" in capsys.readouterr().err

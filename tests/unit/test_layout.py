@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The BTF in every compiled object agrees with cffi and the decoder tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ebpfsensor._btf import read_object_btf
+from ebpfsensor._ffi import ffi
+from ebpfsensor.events import RECORDS, c_members
+from ebpfsensor.objects import packaged_object_path
+
+OBJECTS = sorted(packaged_object_path("process").parent.glob("*.bpf.o"))
+
+
+def test_objects_built() -> None:
+    if not OBJECTS:
+        pytest.skip("no compiled objects: run `make bpf` first")
+
+
+@pytest.mark.parametrize("path", OBJECTS, ids=lambda p: Path(p).name)
+def test_records_match_btf(path: Path) -> None:
+    btf = read_object_btf(str(path))
+    seen = 0
+    for spec in RECORDS.values():
+        found = btf.struct(spec.cls.record)
+        if found is None:
+            continue
+        seen += 1
+        size, members = found
+        assert size == ffi.sizeof(f"struct {spec.cls.record}") == spec.fixed_size
+        c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {spec.cls.record}"))]
+        assert [(m.name, m.offset, m.size) for m in members] == c_layout
+        btf_by_name = {m.name: m for m in members}
+        for f in spec.fields:
+            c_name = f.name if f.name in btf_by_name else f"{f.name}_len"
+            assert (btf_by_name[c_name].offset, btf_by_name[c_name].size) == (f.offset, f.size), f.name
+        assert size % 8 == 0
+    assert seen, f"{path.name} anchors no known record"
+
+
+def test_every_record_in_some_object() -> None:
+    if not OBJECTS:
+        pytest.skip("no compiled objects: run `make bpf` first")
+    anchored = {s for p in OBJECTS for s in (r.cls.record for r in RECORDS.values()) if read_object_btf(str(p)).struct(s)}
+    assert anchored == {r.cls.record for r in RECORDS.values()}
