@@ -70,6 +70,10 @@ void *bpf_map__initial_value(const struct bpf_map *map, size_t *psize);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
 int bpf_enable_stats(int type);
+struct bpf_test_run_opts { size_t sz; const void *ctx_in; uint32_t ctx_size_in; uint32_t retval; int repeat; ...; };
+int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
+struct bpf_prog_info { uint64_t run_time_ns; uint64_t run_cnt; uint32_t id; ...; };
+int bpf_prog_get_info_by_fd(int prog_fd, struct bpf_prog_info *info, uint32_t *info_len);
 int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
                    uint32_t max_entries, const void *opts);
 
@@ -82,6 +86,7 @@ uint32_t libbpf_minor_version(void);
 
 struct ring_buffer *ring_buffer__new(int map_fd, void *sample_cb, void *ctx, const void *opts);
 void ring_buffer__free(struct ring_buffer *rb);
+int ring_buffer__consume(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 
 #define BPF_MAP_TYPE_ARRAY 2

@@ -187,6 +187,7 @@ class BpfObject:
         hooks: Iterable[str] | None = None,
         btf_path: str | None = None,
         variants: Iterable[str] | None = None,
+        attach: bool = True,
     ) -> LoadedObject:
         """Load and attach, choosing a variant per hook.
 
@@ -198,6 +199,8 @@ class BpfObject:
             btf_path: kernel BTF to relocate against, when the kernel has none.
             variants: the variants allowed (default: all), e.g. {"tp"} to
                 force classic tracepoints.
+            attach: False to load only (programs run by test-run or
+                attached by the caller).
 
         Returns:
             The loaded object; see ``LoadedObject.hooks`` for what attached.
@@ -218,7 +221,7 @@ class BpfObject:
                 status[h].failures.append(f"no variant among {sorted(allowed)}")
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
-            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path)
+            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach)
             failed = attempt.run()
             if failed is None:
                 for h, prog in selected.items():
@@ -247,8 +250,10 @@ class _Attempt:
         shared_maps: Mapping[str, int],
         map_sizes: Mapping[str, int],
         btf_path: str | None,
+        attach: bool = True,
     ) -> None:
         self.obj = obj
+        self.attach = attach
         self.selected = selected
         self.config = config
         self.shared_maps = shared_maps
@@ -307,7 +312,7 @@ class _Attempt:
             rc = lib.bpf_object__load(self.ptr)
         if rc < 0:
             return self._load_failure(rc, lines, wanted)
-        for hook, spec in self.selected.items():
+        for hook, spec in self.selected.items() if self.attach else ():
             link = lib.bpf_program__attach(self.programs[spec.name])
             if link == ffi.NULL:
                 err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{spec.name} ({spec.section})")

@@ -1,0 +1,252 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`make bench`: delivery throughput and exec overhead, as ratios measured in one run.
+
+Benchmarks assert nothing about speed; they fail loudly when a configuration
+did not actually run (no records delivered, no program runs counted).
+
+    python -m tests.bench [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ebpfsensor
+from ebpfsensor._ffi import check_ret, ffi, lib
+from ebpfsensor.events import decode
+from ebpfsensor.objects import BpfObject, LoadedObject, bpf_arch
+from ebpfsensor.ringbuf import RingBuffer
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "build" / "bench"
+
+WORKLOAD_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* fork+exec of /bin/true, n times, pinned to CPU 0; prints ns per iteration */
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 1000;
+	struct timespec a, b;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		}
+		waitpid(pid, NULL, 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	printf("%lld\n", ((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) / n);
+	return 0;
+}
+"""
+
+
+def build(args: list[str], out: Path, sources: list[Path]) -> Path:
+    if not out.exists() or any(s.stat().st_mtime > out.stat().st_mtime for s in sources):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(args, check=True)
+    return out
+
+
+def producer() -> BpfObject:
+    arch = bpf_arch()
+    src = ROOT / "tests" / "bench" / "bench.bpf.c"
+    out = OUT / "bench.bpf.o"
+    headers = list((ROOT / "bpf_src").glob("*.h"))
+    build(
+        ["clang", "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-I", str(ROOT / "bpf_src"),
+         "-I", str(ROOT / "vmlinux_headers" / arch), "-I", str(ROOT / "build" / "deps" / arch / "include"), "-c", str(src), "-o", str(out)],
+        out,
+        [src, *headers],
+    )
+    return BpfObject.open(out)
+
+
+def workload() -> Path:
+    src = OUT / "workload.c"
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not src.exists() or src.read_text() != WORKLOAD_C:
+        src.write_text(WORKLOAD_C)
+    return build(["gcc", "-O2", "-o", str(OUT / "workload"), str(src)], OUT / "workload", [src])
+
+
+def fill(loaded: LoadedObject, n: int, per_run: int) -> None:
+    """Run the producer until n records are in the ring."""
+    prog = loaded.program_fd("handle_bench_raw")
+    ctx = ffi.new("uint64_t[1]")
+    opts = ffi.new("struct bpf_test_run_opts *")
+    opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+    opts.ctx_in = ctx
+    opts.ctx_size_in = 8
+    # raw tracepoint test runs take no repeat count
+    for _ in range(n // per_run):
+        check_ret(lib.bpf_prog_test_run_opts(prog, opts), "test run", "handle_bench_raw")
+
+
+def drain_ours(fd: int, expect: int) -> float:
+    """Seconds for the real consumer to turn expect records into Structs."""
+    with RingBuffer([fd]) as ring:
+        got = 0
+        t = time.perf_counter()
+        while batch := ring.poll(0):
+            got += len(batch)
+        elapsed = time.perf_counter() - t
+    if got != expect:
+        raise SystemExit(f"bench: the consumer delivered {got} records, {expect} were produced")
+    return elapsed
+
+
+def drain_callback(fd: int, expect: int) -> float:
+    """Seconds for a Python callback per record (the usual approach) to do the same."""
+    out: list[Any] = []
+
+    @ffi.callback("int(void *, void *, size_t)")
+    def on_record(ctx: Any, data: Any, size: int) -> int:
+        out.append(decode(ffi.buffer(data, size)))
+        return 0
+
+    rb = lib.ring_buffer__new(fd, on_record, ffi.NULL, ffi.NULL)
+    try:
+        t = time.perf_counter()
+        check_ret(lib.ring_buffer__consume(rb), "consume", "ring")
+        elapsed = time.perf_counter() - t
+    finally:
+        lib.ring_buffer__free(rb)
+    if len(out) != expect:
+        raise SystemExit(f"bench: the callback consumer got {len(out)} records, {expect} were produced")
+    return elapsed
+
+
+def median_of(reps: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(reps))
+
+
+def bench_delivery(large: bool, n: int, reps: int) -> dict[str, Any]:
+    obj = producer()
+    per_run = 2000
+    ring = 1 << 27
+    with obj.load(config={"cfg_records": per_run, "cfg_large": int(large)}, map_sizes={"lifecycle_events": ring}, attach=False) as loaded:
+        fd = loaded.map_fd("lifecycle_events")
+
+        def ours() -> float:
+            fill(loaded, n, per_run)
+            return drain_ours(fd, n)
+
+        def baseline() -> float:
+            fill(loaded, n, per_run)
+            return drain_callback(fd, n)
+
+        t_ours = median_of(reps, ours)
+        t_base = median_of(reps, baseline)
+    return {
+        "records": n,
+        "record": "exec (≈340 B)" if large else "fork (96 B)",
+        "ours_per_s": n / t_ours,
+        "callback_per_s": n / t_base,
+        "ratio": t_base / t_ours,
+        "ours_ns_per_record": t_ours / n * 1e9,
+    }
+
+
+def prog_stats(sensor: ebpfsensor.Sensor, name: str) -> tuple[int, int]:
+    info = ffi.new("struct bpf_prog_info *")
+    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+    obj = sensor._objects[0]
+    check_ret(lib.bpf_prog_get_info_by_fd(obj.program_fd(name), info, size), "info", name)
+    return int(info.run_time_ns), int(info.run_cnt)
+
+
+def bench_exec(n: int, reps: int) -> dict[str, Any]:
+    exe = str(workload())
+
+    def run() -> float:
+        return float(subprocess.run([exe, str(n)], capture_output=True, text=True, check=True).stdout)
+
+    base: list[float] = []
+    attached: list[float] = []
+    in_prog: list[float] = []
+    stats_fd = check_ret(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
+    try:
+        for _ in range(reps):
+            base.append(run())
+            with ebpfsensor.Sensor() as s:
+                t0, c0 = prog_stats(s, f"handle_exec_{s.hooks()['exec'].variant}")
+                attached.append(run())
+                t1, c1 = prog_stats(s, f"handle_exec_{s.hooks()['exec'].variant}")
+                delivered = 0
+                while batch := s.poll(0):
+                    delivered += len(batch)
+                if c1 - c0 < n or delivered < n:
+                    raise SystemExit(f"bench: the exec program ran {c1 - c0} times, {delivered} events for {n} execs")
+                in_prog.append((t1 - t0) / (c1 - c0))
+    finally:
+        os.close(stats_fd)
+    b, a = statistics.median(base), statistics.median(attached)
+    return {
+        "execs": n,
+        "nothing_ns_per_exec": b,
+        "sensor_ns_per_exec": a,
+        "ratio": a / b,
+        "exec_program_ns": statistics.median(in_prog),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench")
+    parser.add_argument("--quick", action="store_true", help="fewer records and repetitions")
+    parser.add_argument("--json", type=Path, default=OUT / "results.json")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (loads BPF programs)", file=sys.stderr)
+        return 2
+    reps = 3 if args.quick else 5
+    n = 50_000 if args.quick else 200_000
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+        "python": platform.python_version(),
+        "delivery_small": bench_delivery(False, n, reps),
+        "delivery_large": bench_delivery(True, n, reps),
+        "exec": bench_exec(500 if args.quick else 2000, reps),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"ebpfsensor bench, {results['date']}, {results['machine']}, Python {results['python']} (medians of {reps})")
+    print(f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}")
+    for key in ("delivery_small", "delivery_large"):
+        r = results[key]
+        print(f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x")
+    e = results["exec"]
+    print(f"{'fork+exec of /bin/true (CPU 0)':34} {'nothing':>14} {'sensor':>16} {'ratio':>7}")
+    print(f"  {'ns per exec':32} {e['nothing_ns_per_exec']:14.0f} {e['sensor_ns_per_exec']:16.0f} {e['ratio']:7.3f}")
+    print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
+    print(f"results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
