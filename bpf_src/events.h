@@ -134,6 +134,33 @@ struct kind_stats {
 	__u64 truncated; /* submitted with a truncated field */
 	__u64 filtered;	 /* suppressed on purpose (threads, disabled kinds) */
 };
+/*
+ * Exclusions, applied in the kernel before a record is reserved. A process
+ * matched by executable identity or name is entered into excluded_tgids at
+ * exec (and inherited at fork), so every later hook pays one hash lookup.
+ */
+#define MAX_RULES 256
+#define EXCL_DESCENDANTS 1 /* children inherit the exclusion, across exec */
+#define EXCL_STICKY 2	   /* kept across exec (pid rules, inherited entries) */
+
+/* bits of excl_active: which rule maps have entries */
+#define EXCL_ACTIVE_EXEC 1   /* executable or name rules: checked at exec */
+#define EXCL_ACTIVE_CGROUP 2 /* cgroup rules: checked per event */
+#define EXCL_ACTIVE_UID 4    /* uid rules: checked per event */
+
+struct excl_value {
+	__u32 rule;  /* rule id, < MAX_RULES */
+	__u32 flags; /* EXCL_* */
+};
+
+struct exe_key {
+	__u64 dev; /* the kernel's s_dev: major << 20 | minor */
+	__u64 ino;
+};
+
+struct comm_key {
+	char comm[TASK_COMM_LEN];
+};
 /* cdef-end */
 
 #endif /* EBPFSENSOR_EVENTS_H */

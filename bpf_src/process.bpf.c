@@ -52,7 +52,8 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 	struct file *file;
 	unsigned long arg_start, arg_end;
 
-	if (!b)
+	exclusion_exec(task);
+	if (!b || skip_event(EVENT_EXEC))
 		return 0;
 	e = &b->ev;
 	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
@@ -200,12 +201,16 @@ static __always_inline int handle_fork(struct task_struct *parent, struct task_s
 	if (child) {
 		child_pid = BPF_CORE_READ(child, tgid);
 		flags = clone_flags(parent, child);
-		/* a new thread is not a new process */
-		if ((flags & FORK_CLONE_THREAD) && !cfg_report_threads) {
-			stat_inc(EVENT_FORK, STAT_FILTERED);
-			return 0;
-		}
 	}
+	if (!(flags & FORK_CLONE_THREAD))
+		exclusion_fork(bpf_get_current_pid_tgid() >> 32, child_pid);
+	/* a new thread is not a new process */
+	if ((flags & FORK_CLONE_THREAD) && !cfg_report_threads) {
+		stat_inc(EVENT_FORK, STAT_FILTERED);
+		return 0;
+	}
+	if (skip_event(EVENT_FORK))
+		return 0;
 	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(EVENT_FORK, STAT_DROPPED);
@@ -248,7 +253,7 @@ static __always_inline int handle_exit(struct task_struct *task)
 {
 	struct exit_event *e;
 	__u8 is_thread;
-	int code;
+	int code, skip;
 
 	/* signal->live drops to zero when the last thread exits */
 	is_thread = BPF_CORE_READ(task, signal, live.counter) != 0;
@@ -256,6 +261,11 @@ static __always_inline int handle_exit(struct task_struct *task)
 		stat_inc(EVENT_EXIT, STAT_FILTERED);
 		return 0;
 	}
+	skip = skip_event(EVENT_EXIT);
+	if (!is_thread)
+		exclusion_exit();
+	if (skip)
+		return 0;
 	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(EVENT_EXIT, STAT_DROPPED);

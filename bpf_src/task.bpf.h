@@ -4,6 +4,7 @@
 #define EBPFSENSOR_TASK_BPF_H
 
 #include "maps.bpf.h"
+#include "filter.bpf.h"
 
 #define NAME_MASK 255		 /* NAME_MAX */
 #define PATH_MASK (PATH_LEN - 1) /* PATH_LEN is a power of two */

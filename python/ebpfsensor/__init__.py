@@ -17,6 +17,7 @@ from .errors import (
     PrivilegeError,
     VerifierError,
 )
+from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
 from .sensor import HookInfo, KindStats, Sensor, SensorStats, Subscription
 
@@ -29,6 +30,12 @@ __all__ = [
     "EbpfSensorError",
     "Event",
     "EventType",
+    "ExcludeCgroup",
+    "ExcludeExecutable",
+    "ExcludeName",
+    "ExcludePid",
+    "ExcludeUid",
+    "Exclusion",
     "HookInfo",
     "KindStats",
     "LibbpfError",

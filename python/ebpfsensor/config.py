@@ -7,6 +7,7 @@ import msgspec
 
 from .errors import ConfigError
 from .events import KINDS
+from .exclusions import Exclusion
 
 __all__ = ["Config"]
 
@@ -31,6 +32,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         btf_path: kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
+        exclusions: rules installed at start (see ebpfsensor.exclusions).
     """
 
     kinds: frozenset[str] | None = None
@@ -42,6 +44,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     wakeup_bytes: int = 256 << 10
     btf_path: str | None = None
     hook_variants: frozenset[str] | None = None
+    exclusions: tuple[Exclusion, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kinds is not None:

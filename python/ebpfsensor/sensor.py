@@ -17,6 +17,8 @@ from ._mounts import ensure_tracefs
 from .config import Config
 from .errors import EbpfSensorError, NotSupportedError
 from .events import EVENT_CLASSES, KINDS, Event
+from .exclusions import Exclusion, ExclusionTable, RuleStatus
+from .exclusions import resolve as resolve_exclusion
 from .objects import BpfObject, HookStatus, LoadedObject
 from .ringbuf import RingBuffer
 
@@ -24,6 +26,9 @@ __all__ = ["HookInfo", "KindStats", "Sensor", "SensorStats", "Subscription"]
 
 log = logging.getLogger("ebpfsensor")
 
+# hooks loaded whatever kinds are collected: they keep exclusion state (and
+# the kinds they produce are switched on and off in kind_enabled)
+_ALWAYS: dict[str, set[str]] = {"process": {"exec", "fork", "exit"}}
 # which object and hook produce each kind
 _KIND_SOURCES: dict[str, tuple[str, str]] = {
     "process_exec": ("process", "exec"),
@@ -31,7 +36,8 @@ _KIND_SOURCES: dict[str, tuple[str, str]] = {
     "process_exit": ("process", "exit"),
 }
 # maps every object shares: the first object loaded creates them
-_SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")
+_EXCLUSION_MAPS = ("excl_active", "excluded_tgids", "excl_exe", "excl_comm", "excl_cgroup", "excl_uid", "excl_hits")
+_SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled", *_EXCLUSION_MAPS)
 _BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 
 
@@ -110,6 +116,7 @@ class Sensor:
         self._stats_fd = -1
         self._hooks: dict[str, HookStatus] = {}
         self._raw_delivered: dict[int, int] = {}
+        self._exclusions: ExclusionTable | None = None
         self._started = False
         if overrides:
             for key in ("kinds", "hook_variants"):
@@ -143,8 +150,11 @@ class Sensor:
         has_ring = check_ret(lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL), "probe", "BPF ring buffer")
         if not has_ring:
             raise NotSupportedError("BPF ring buffer", "5.8")
+        # invalid exclusions fail before anything is loaded
+        for rule in cfg.exclusions:
+            resolve_exclusion(rule)
         ensure_tracefs()
-        wanted: dict[str, set[str]] = {}
+        wanted: dict[str, set[str]] = {name: set(hooks) for name, hooks in _ALWAYS.items()}
         for kind in sorted(cfg.enabled_kinds):
             obj_name, hook = _KIND_SOURCES[kind]
             wanted.setdefault(obj_name, set()).add(hook)
@@ -170,6 +180,9 @@ class Sensor:
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
         self._stats_fd = shared["kind_stats"]
         self._enable_kinds(shared["kind_enabled"], cfg.enabled_kinds)
+        self._exclusions = ExclusionTable({name: shared[name] for name in _EXCLUSION_MAPS})
+        for rule in cfg.exclusions:
+            self._exclusions.add(rule)
         # lifecycle first: a batch drains it before the activity ring
         self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
 
@@ -189,6 +202,7 @@ class Sensor:
         for obj in reversed(self._objects):
             obj.close()
         self._objects = []
+        self._exclusions = None
         self._started = False
 
     def __enter__(self) -> Sensor:
@@ -308,6 +322,33 @@ class Sensor:
         while self._ring is not None and (end is None or time.monotonic() < end):
             wait = None if end is None else max(0.0, min(self.config.max_latency_ms / 1000, end - time.monotonic()))
             self.poll(wait)
+
+    # --- exclusions --------------------------------------------------------------
+
+    def _table(self) -> ExclusionTable:
+        if self._exclusions is None:
+            raise EbpfSensorError("the sensor is not started: use `with Sensor() as s:` or call start()")
+        return self._exclusions
+
+    def exclude(self, rule: Exclusion) -> int:
+        """Exclude processes in the kernel from now on; returns the rule id.
+
+        Raises:
+            ConfigError: an invalid rule (nothing changes).
+        """
+        return self._table().add(rule)
+
+    def remove_exclusion(self, rule_id: int) -> None:
+        """Remove a rule installed by exclude() or configuration.
+
+        Raises:
+            KeyError: no rule with that id.
+        """
+        self._table().remove(rule_id)
+
+    def exclusions(self) -> list[RuleStatus]:
+        """The installed rules with their hit counts per kind."""
+        return self._table().list()
 
     # --- state -------------------------------------------------------------------
 

@@ -175,14 +175,19 @@ def test_each_hook_variant(variant: str) -> None:
             assert f.child_pid == p.pid and f.child_start_time_ns == e.start_time_ns
 
 
-def test_only_enabled_kinds_attach() -> None:
+def test_disabled_kinds_produce_nothing() -> None:
+    # lifecycle hooks stay attached (they keep exclusion state); a disabled
+    # kind returns early in the kernel and is never produced
     with ebpfsensor.Sensor(kinds={"process_exit"}) as s:
-        assert set(s.hooks()) == {"exit"}
+        assert set(s.hooks()) == {"exec", "fork", "exit"}
         p = subprocess.Popen([TRUE])
         p.wait()
         (ex,) = wait_for(s, lambda e: getattr(e, "pid", 0) == p.pid)
         assert isinstance(ex, ProcessExit)
         assert not [e for e in s.poll(0.2) if not isinstance(e, ProcessExit)]
+        st = s.stats().kinds
+        assert st["process_exec"].produced == st["process_fork"].produced == 0
+        assert st["process_exit"].produced >= 1
 
 
 def test_subscribe_and_stats_reconcile() -> None:

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Exclusions: the maps user space fills, the per-event check, and the
+ * bookkeeping at exec, fork and exit that keeps excluded_tgids current.
+ * An excluded process costs one array and one hash lookup per hook.
+ */
+#ifndef EBPFSENSOR_FILTER_BPF_H
+#define EBPFSENSOR_FILTER_BPF_H
+
+#include "maps.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} excl_active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct excl_value);
+} excluded_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, struct exe_key);
+	__type(value, struct excl_value);
+} excl_exe SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, struct comm_key);
+	__type(value, struct excl_value);
+} excl_comm SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u64);
+	__type(value, struct excl_value);
+} excl_cgroup SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct excl_value);
+} excl_uid SEC(".maps");
+
+/* hits per rule and event type: index rule * EVENT_TYPE_MAX + type */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RULES * EVENT_TYPE_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} excl_hits SEC(".maps");
+
+static __always_inline __u32 excl_active_mask(void)
+{
+	__u32 zero = 0, *mask = bpf_map_lookup_elem(&excl_active, &zero);
+
+	return mask ? *mask : 0;
+}
+
+/* the rule excluding the current task, or -1 */
+static __always_inline int current_excluded(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct excl_value *v = bpf_map_lookup_elem(&excluded_tgids, &tgid);
+	__u32 mask;
+
+	if (v)
+		return v->rule;
+	mask = excl_active_mask();
+	if (mask & EXCL_ACTIVE_CGROUP) {
+		__u64 cgroup = bpf_get_current_cgroup_id();
+
+		v = bpf_map_lookup_elem(&excl_cgroup, &cgroup);
+		if (v)
+			return v->rule;
+	}
+	if (mask & EXCL_ACTIVE_UID) {
+		__u32 uid = (__u32)bpf_get_current_uid_gid();
+
+		v = bpf_map_lookup_elem(&excl_uid, &uid);
+		if (v)
+			return v->rule;
+	}
+	return -1;
+}
+
+/*
+ * True when a record of this type must not be produced: the kind is off, or
+ * the current process is excluded (counted per rule and as filtered).
+ */
+static __always_inline int skip_event(__u32 type)
+{
+	__u32 idx;
+	int rule;
+	__u64 *hits;
+
+	if (!kind_on(type))
+		return 1;
+	rule = current_excluded();
+	if (rule < 0)
+		return 0;
+	idx = ((__u32)rule % MAX_RULES) * EVENT_TYPE_MAX + (type % EVENT_TYPE_MAX);
+	hits = bpf_map_lookup_elem(&excl_hits, &idx);
+	if (hits)
+		*hits += 1;
+	stat_inc(type, STAT_FILTERED);
+	return 1;
+}
+
+/* at exec: enter or leave excluded_tgids by the new image's identity and name */
+static __always_inline void exclusion_exec(struct task_struct *task)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct excl_value *old = bpf_map_lookup_elem(&excluded_tgids, &tgid);
+	struct excl_value *rule = 0;
+	struct exe_key exe = {};
+	struct comm_key comm = {};
+	struct inode *inode;
+
+	if (old && (old->flags & EXCL_STICKY))
+		return;
+	if (excl_active_mask() & EXCL_ACTIVE_EXEC) {
+		inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+		exe.ino = BPF_CORE_READ(inode, i_ino);
+		exe.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+		rule = bpf_map_lookup_elem(&excl_exe, &exe);
+		if (!rule) {
+			bpf_get_current_comm(comm.comm, sizeof(comm.comm));
+			rule = bpf_map_lookup_elem(&excl_comm, &comm);
+		}
+	}
+	if (rule) {
+		struct excl_value v = *rule;
+
+		/* a rule with descendants keeps them however they exec */
+		if (v.flags & EXCL_DESCENDANTS)
+			v.flags |= EXCL_STICKY;
+		bpf_map_update_elem(&excluded_tgids, &tgid, &v, BPF_ANY);
+	} else if (old) {
+		bpf_map_delete_elem(&excluded_tgids, &tgid);
+	}
+}
+
+/* at fork: a child of an excluded process runs the same image, so it is
+ * excluded too until its own exec; with descendants, for good */
+static __always_inline void exclusion_fork(__u32 parent_tgid, __u32 child_tgid)
+{
+	struct excl_value *v = bpf_map_lookup_elem(&excluded_tgids, &parent_tgid);
+	struct excl_value child;
+
+	if (!v)
+		return;
+	child = *v;
+	/* a pid rule without descendants names one process only */
+	if ((child.flags & EXCL_STICKY) && !(child.flags & EXCL_DESCENDANTS))
+		return;
+	bpf_map_update_elem(&excluded_tgids, &child_tgid, &child, BPF_ANY);
+}
+
+static __always_inline void exclusion_exit(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	bpf_map_delete_elem(&excluded_tgids, &tgid);
+}
+
+#endif /* EBPFSENSOR_FILTER_BPF_H */

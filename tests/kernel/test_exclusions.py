@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Exclusions of every type, with real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ebpfsensor
+from ebpfsensor import (
+    ConfigError,
+    ExcludeCgroup,
+    ExcludeExecutable,
+    ExcludeName,
+    ExcludePid,
+    ExcludeUid,
+    ProcessExec,
+    ProcessExit,
+)
+from ebpfsensor.exclusions import cgroup2_root
+from tests.kernel.conftest import wait_for
+
+pytestmark = pytest.mark.bpf
+
+TRUE = os.path.realpath("/bin/true")
+
+
+@pytest.fixture
+def exe(tmp_path: Path) -> Path:
+    """A private copy of true: its own inode, so excluding it touches nothing else."""
+    path = tmp_path / "quiet-true"
+    shutil.copy2(TRUE, path)
+    return path
+
+
+def run(argv: list[str | Path], **kw: object) -> int:
+    p = subprocess.Popen([str(a) for a in argv], **kw)  # type: ignore[call-overload]
+    p.wait()
+    return int(p.pid)
+
+
+def events_of(sensor: ebpfsensor.Sensor, pid: int, settle: float = 0.4) -> list[object]:
+    """Everything the sensor reports for pid within settle seconds (after a marker)."""
+    marker = run([TRUE, "marker"])
+    wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == marker)
+    end = time.monotonic() + settle
+    found = []
+    while time.monotonic() < end:
+        found += [e for e in sensor.poll(0.05) if e.pid == pid or getattr(e, "child_pid", 0) == pid]
+    return found
+
+
+def drain(sensor: ebpfsensor.Sensor, seconds: float) -> list[object]:
+    end = time.monotonic() + seconds
+    seen: list[object] = []
+    while time.monotonic() < end:
+        seen += sensor.poll(0.05)
+    return seen
+
+
+def hits(sensor: ebpfsensor.Sensor, rule_id: int) -> dict[str, int]:
+    return next(r.hits for r in sensor.exclusions() if r.id == rule_id)
+
+
+def test_executable_by_identity_symlink_and_rename(exe: Path, tmp_path: Path) -> None:
+    link = tmp_path / "via-link"
+    link.symlink_to(exe)
+    with ebpfsensor.Sensor() as s:
+        rid = s.exclude(ExcludeExecutable(str(link)))  # resolved to the target's identity
+        pid = run([exe])
+        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+        pid = run([link])
+        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+        renamed = tmp_path / "renamed"
+        exe.rename(renamed)
+        pid = run([renamed])
+        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+        h = hits(s, rid)
+        assert h["process_exec"] == 3 and h["process_exit"] == 3
+        assert s.stats().kinds["process_exec"].filtered >= 3
+        # the real true is not excluded
+        other = run([TRUE, "other"])
+        (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == other)
+        assert e.argv == [TRUE, "other"]
+        # removed: reported again
+        s.remove_exclusion(rid)
+        pid = run([renamed])
+        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+        assert s.exclusions() == []
+
+
+def test_name(exe: Path) -> None:
+    with ebpfsensor.Sensor() as s:
+        rid = s.exclude(ExcludeName("quiet-true"))
+        pid = run([exe])
+        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+        assert hits(s, rid)["process_exec"] == 1
+        pid = run([TRUE])
+        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+
+
+@pytest.mark.parametrize("descendants", [True, False])
+def test_pid_with_and_without_descendants(descendants: bool) -> None:
+    with ebpfsensor.Sensor() as s:
+        sh = subprocess.Popen(["sh", "-c", f"sleep 0.5; {TRUE} child; exit 3"])
+        rid = s.exclude(ExcludePid(sh.pid, descendants=descendants))
+        sh.wait()
+        seen = drain(s, 1.0)
+        assert not [e for e in seen if isinstance(e, ProcessExit) and e.pid == sh.pid]
+        child_execs = [e for e in seen if isinstance(e, ProcessExec) and e.ppid == sh.pid and e.argv[-1] == "child"]
+        if descendants:
+            # true is excluded; sleep too, unless sh started it before the rule
+            assert child_execs == [] and hits(s, rid).get("process_exec", 0) >= 1
+        else:
+            assert len(child_execs) == 1
+
+
+def test_uid() -> None:
+    def become_nobody() -> None:
+        os.setgid(65534)
+        os.setuid(65534)
+
+    with ebpfsensor.Sensor() as s:
+        rid = s.exclude(ExcludeUid(65534))
+        pid = run([TRUE], preexec_fn=become_nobody, cwd="/")
+        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+        assert hits(s, rid)["process_exec"] == 1
+        mine = run([TRUE])
+        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == mine)
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Path]:
+    path = Path(cgroup2_root()) / f"ebpfsensor-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    yield path
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def test_cgroup(cgroup: Path) -> None:
+    def enter() -> None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
+    with ebpfsensor.Sensor() as s:
+        rid = s.exclude(ExcludeCgroup(str(cgroup)))
+        pid = run([TRUE], preexec_fn=enter)
+        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+        assert hits(s, rid)["process_exec"] == 1
+
+
+def test_from_configuration(exe: Path) -> None:
+    with ebpfsensor.Sensor(exclusions=(ExcludeExecutable(str(exe)),)) as s:
+        pid = run([exe])
+        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+        assert [r.rule for r in s.exclusions()] == [ExcludeExecutable(str(exe))]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (ExcludeExecutable("bin/true"), "give an absolute path"),
+        (ExcludeExecutable("/nonexistent/binary"), "the file must exist"),
+        (ExcludeExecutable("/tmp"), "not a regular file"),
+        (ExcludeName("a-name-longer-than-15"), "1 to 15 bytes"),
+        (ExcludePid(2**22 + 7), "no such process"),
+        (ExcludeCgroup("/no-such-cgroup-here"), "No such file"),
+    ],
+)
+def test_invalid_rules_change_nothing(rule: ebpfsensor.Exclusion, message: str, exe: Path) -> None:
+    with ebpfsensor.Sensor() as s:
+        s.exclude(ExcludeExecutable(str(exe)))
+        before = s.exclusions()
+        with pytest.raises(ConfigError, match=message):
+            s.exclude(rule)
+        assert s.exclusions() == before
+    with pytest.raises(ConfigError, match=message):
+        ebpfsensor.Sensor(exclusions=(rule,)).start()
