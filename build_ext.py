@@ -112,15 +112,21 @@ _CONSUMER_DECLS = """
 
 struct es_field { uint32_t kind; uint32_t offset; uint32_t size; uint32_t key_len; const char *key; };
 struct es_record {
-    uint32_t fixed_size; uint32_t nfields; uint32_t head_len; uint32_t _pad;
+    uint32_t fixed_size; uint32_t nfields; uint32_t head_len; uint32_t cgroup_off;
     const char *head; const struct es_field *fields;
 };
+/* cgroup id -> container id, msgpack-encoded; id 0 marks a free slot */
+struct es_cgroup_slot { uint64_t id; uint32_t len; uint8_t enc[68]; };
+#define ES_CGROUP_SLOTS 4096
+#define ES_MAX_MISSES 64
 struct es_consumer {
     struct ring_buffer *rb;
     const struct es_record *records; uint32_t nrecords; uint32_t _pad;
     uint8_t *buf; size_t cap; size_t len; size_t reserve;
     uint32_t count; uint32_t max_count;
     uint64_t delivered[ES_MAX_TYPES]; uint64_t raw;
+    struct es_cgroup_slot *cgroups; uint32_t ncgroups; uint32_t nmisses;
+    uint64_t misses[ES_MAX_MISSES];
 };
 """
 
@@ -134,6 +140,8 @@ int es_poll(struct es_consumer *c, int timeout_ms);
 int es_consume(struct es_consumer *c);
 int es_transcode(struct es_consumer *c, const void *data, size_t size);
 void es_batch_begin(struct es_consumer *c);
+int es_cgroup_set(struct es_consumer *c, uint64_t id, const uint8_t *enc, uint32_t len);
+void es_cgroup_clear(struct es_consumer *c);
 size_t es_batch_end(struct es_consumer *c);
 """
 
@@ -315,6 +323,66 @@ static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
 	c->raw++;
 }
 
+static inline uint32_t es_cgroup_hash(uint64_t id)
+{
+	id ^= id >> 33;
+	id *= 0xff51afd7ed558ccdULL;
+	id ^= id >> 33;
+	return (uint32_t)id & (ES_CGROUP_SLOTS - 1);
+}
+
+/* the container id of a cgroup, or an empty string and a note for Python
+ * to resolve it (cgroup paths are read from the filesystem, once) */
+static uint8_t *es_put_container(struct es_consumer *c, uint8_t *p, uint64_t id)
+{
+	uint32_t i, h = es_cgroup_hash(id);
+
+	if (id == 0) /* no cgroup (v1 only): no container */
+		return es_put_u8(p, 0xa0);
+	for (i = 0; i < ES_CGROUP_SLOTS; i++) {
+		struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
+
+		if (s->id == id) {
+			memcpy(p, s->enc, s->len);
+			return p + s->len;
+		}
+		if (s->id == 0)
+			break;
+	}
+	for (i = 0; i < c->nmisses; i++)
+		if (c->misses[i] == id)
+			break;
+	if (i == c->nmisses && c->nmisses < ES_MAX_MISSES)
+		c->misses[c->nmisses++] = id;
+	return es_put_u8(p, 0xa0);
+}
+
+int es_cgroup_set(struct es_consumer *c, uint64_t id, const uint8_t *enc, uint32_t len)
+{
+	uint32_t i, h = es_cgroup_hash(id);
+
+	if (!id || len > sizeof(c->cgroups[0].enc) || c->ncgroups >= ES_CGROUP_SLOTS / 2)
+		return -1;
+	for (i = 0; i < ES_CGROUP_SLOTS; i++) {
+		struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
+
+		if (s->id == 0 || s->id == id) {
+			c->ncgroups += s->id == 0;
+			s->id = id;
+			s->len = len;
+			memcpy(s->enc, enc, len);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void es_cgroup_clear(struct es_consumer *c)
+{
+	memset(c->cgroups, 0, sizeof(struct es_cgroup_slot) * ES_CGROUP_SLOTS);
+	c->ncgroups = 0;
+}
+
 /* 0: transcoded; 1: needs the Python decoder (bad UTF-8 or malformed) */
 static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t size)
 {
@@ -354,9 +422,11 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 		}
 	}
 
-	p = es_put_strhdr(p, r->nfields + 1, 0x80, 0, 0xde, 0xdf);
+	/* "kind" and "container_id" come first, then the record's fields */
+	p = es_put_strhdr(p, r->nfields + 2, 0x80, 0, 0xde, 0xdf);
 	memcpy(p, r->head, r->head_len);
 	p += r->head_len;
+	p = es_put_container(c, p, es_load_uint(rec + r->cgroup_off, 8));
 	tail = r->fixed_size;
 	for (i = 0; i < r->nfields; i++) {
 		f = &r->fields[i];

@@ -53,8 +53,12 @@ class EventType(enum.IntEnum):
     EXIT = lib.EVENT_EXIT
 
 
-class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
-    """Fields every event has; ``kind`` is the tag."""
+class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
+    """Fields every event has; ``kind`` is the tag.
+
+    ``container_id`` is the id of the container the process runs in (docker,
+    containerd, cri-o, podman naming), from its cgroup path; "" outside one.
+    """
 
     event_type: ClassVar[EventType]
     record: ClassVar[str]
@@ -68,6 +72,7 @@ class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
     uid: int
     gid: int
     comm: str
+    container_id: str = ""
 
 
 class _SyscallEvent(_Event, frozen=True, gc=False):
@@ -190,6 +195,7 @@ ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST = (
     lib.ES_TAIL_STRLIST,
 )
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
+_USER_SPACE = {"container_id"}  # filled in by the consumer, not in the record
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,10 @@ class RecordSpec:
     type: int
     fixed_size: int
     fields: tuple[FieldSpec, ...]
+
+    @property
+    def cgroup_offset(self) -> int:
+        return next(f.offset for f in self.fields if f.name == "cgroup_id")
 
 
 def c_members(ctype: Any, base: int = 0) -> list[tuple[str, int, Any]]:
@@ -240,7 +250,7 @@ def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
 def _record_spec(cls: type[_Event]) -> RecordSpec:
     ctype = ffi.typeof(f"struct {cls.record}")
     hints = typing.get_type_hints(cls)
-    wanted = list(cls.__struct_fields__)
+    wanted = [f for f in cls.__struct_fields__ if f not in _USER_SPACE]
     fields: list[FieldSpec] = []
     for name, offset, ft in c_members(ctype):
         if name.startswith("_pad") or name in _HIDDEN:

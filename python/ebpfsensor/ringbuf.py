@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import msgspec
 
+from ._containers import CgroupResolver
 from ._ffi import check_ptr, check_ret, ffi, lib
 from .errors import DecodeError
 from .events import EVENT_CLASSES, MAX_RECORD_LEN, RECORDS, Event, decode
@@ -55,7 +56,8 @@ class _Tables:
                 fields[i].size = f.size
                 fields[i].key = key_c
                 fields[i].key_len = len(key)
-            head = _msgpack_str("kind") + _msgpack_str(spec.cls.__struct_config__.tag)  # type: ignore[arg-type]
+            # the C side writes container_id's value right after this head
+            head = _msgpack_str("kind") + _msgpack_str(spec.cls.__struct_config__.tag) + _msgpack_str("container_id")  # type: ignore[arg-type]
             head_c = ffi.new("char[]", head)
             self._keep += [fields, head_c]
             r = self.records[rtype]
@@ -64,6 +66,7 @@ class _Tables:
             r.head = head_c
             r.head_len = len(head)
             r.fields = fields
+            r.cgroup_off = spec.cgroup_offset
         self.count = n
 
 
@@ -89,24 +92,54 @@ class BatchDecoder:
         self._c.max_count = max_batch
         self._c.records = self._tables.records
         self._c.nrecords = self._tables.count
+        self._cgroup_slots = ffi.new("struct es_cgroup_slot[]", lib.ES_CGROUP_SLOTS)
+        self._c.cgroups = self._cgroup_slots
+        self._containers = CgroupResolver()
+        self._known: dict[int, str] = {}
         self._decoder = msgspec.msgpack.Decoder(list[Union[EVENT_CLASSES + (bytes,)]])  # type: ignore[misc]
         self.undecodable = 0
         self.raw_records = 0
 
-    def _decode_raw(self, items: list[Any]) -> list[Event]:
+    def _finish(self, items: list[Any]) -> list[Event]:
+        """Decode raw records and fill in container ids the C side lacked."""
+        missed: set[int] = set()
+        if self._c.nmisses:
+            missed = {int(self._c.misses[i]) for i in range(self._c.nmisses)}
+            self._c.nmisses = 0
+            for cgroup_id in missed:
+                self._learn_container(cgroup_id)
+        if not self._c.raw and not missed:
+            return items
         self._c.raw = 0
         out: list[Event] = []
         for item in items:
-            if not isinstance(item, bytes):
-                out.append(item)
-                continue
-            self.raw_records += 1
-            try:
-                out.append(decode(item))
-            except DecodeError as exc:
-                self.undecodable += 1
-                log.warning("undecodable record skipped (counted in stats): %s", exc)
+            if isinstance(item, bytes):
+                self.raw_records += 1
+                try:
+                    item = decode(item)
+                except DecodeError as exc:
+                    self.undecodable += 1
+                    log.warning("undecodable record skipped (counted in stats): %s", exc)
+                    continue
+                missed.add(item.cgroup_id)
+            if item.cgroup_id in missed:
+                cid = self._learn_container(item.cgroup_id)
+                if cid:
+                    item = msgspec.structs.replace(item, container_id=cid)
+            out.append(item)
         return out
+
+    def _learn_container(self, cgroup_id: int) -> str:
+        cid = self._known.get(cgroup_id)
+        if cid is None:
+            cid = self._known[cgroup_id] = self._containers.container_id(cgroup_id)
+            enc = msgspec.msgpack.encode(cid)
+            if lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc)) < 0:
+                # table full: start over, the ids in use come back
+                lib.es_cgroup_clear(self._c)
+                self._known = {cgroup_id: cid}
+                lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc))
+        return cid
 
     def delivered(self) -> dict[int, int]:
         """Records transcoded in C so far, per record type (raw ones excluded)."""
@@ -121,7 +154,7 @@ class BatchDecoder:
             if lib.es_transcode(self._c, buf, len(rec)) == lib.ES_BATCH_FULL and rec is not records[-1]:
                 raise ValueError("records exceed one batch")
         size = lib.es_batch_end(self._c)
-        return self._decode_raw(self._decoder.decode(ffi.buffer(self._buf, size)))
+        return self._finish(self._decoder.decode(ffi.buffer(self._buf, size)))
 
 
 
@@ -166,8 +199,8 @@ class RingBuffer(BatchDecoder):
         if n == 0:
             return []
         items = self._decoder.decode(ffi.buffer(self._buf, size))
-        if self._c.raw:
-            return self._decode_raw(items)
+        if self._c.raw or self._c.nmisses:
+            return self._finish(items)
         return items  # type: ignore[no-any-return]
 
     def _check_open(self) -> None:

@@ -251,3 +251,28 @@ def test_drops_are_counted_never_silent() -> None:
         assert st.produced == st.delivered == len(delivered)
         mine = {p.pid for p in procs}
         assert len([e for e in delivered if e.pid in mine]) + st.dropped >= len(procs)
+
+
+def test_container_id_from_cgroup() -> None:
+    from ebpfsensor.exclusions import cgroup2_root
+
+    cid = os.urandom(32).hex()
+    scope = Path(cgroup2_root()) / f"docker-{cid}.scope"
+    scope.mkdir()
+    try:
+        with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
+            p = subprocess.Popen([TRUE, "in-container"], preexec_fn=lambda: (scope / "cgroup.procs").write_text(str(os.getpid())))
+            p.wait()
+            (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+            assert (e.container_id, e.cgroup_id) == (cid, os.stat(scope).st_ino)
+            mine = subprocess.Popen([TRUE])
+            mine.wait()
+            (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == mine.pid)
+            assert e.container_id == ""
+    finally:
+        for _ in range(50):
+            try:
+                scope.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)

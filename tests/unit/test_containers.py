@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Container ids from cgroup paths, filled into events by the consumer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ebpfsensor._containers import CgroupResolver, parse_container_id
+from ebpfsensor.events import EventType
+from ebpfsensor.ringbuf import BatchDecoder
+from tests.recordgen import make_record
+
+CID = "4f1e" * 16
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (f"/system.slice/docker-{CID}.scope", CID),
+        (f"/docker/{CID}", CID),
+        (f"/kubepods.slice/kubepods-burstable.slice/cri-containerd-{CID}.scope", CID),
+        (f"/kubepods/besteffort/pod1234/{CID}", CID),
+        (f"/machine.slice/libpod-{CID}.scope/container", CID),
+        (f"/system.slice/crio-{CID}.scope", CID),
+        ("/user.slice/user-1000.slice/session-3.scope", ""),
+        ("/", ""),
+        (f"/system.slice/docker-{CID[:-1]}.scope", ""),
+    ],
+)
+def test_parse(path: str, expected: str) -> None:
+    assert parse_container_id(path) == expected
+
+
+def test_consumer_fills_container_ids(tmp_path: Path) -> None:
+    scope = tmp_path / "system.slice" / f"docker-{CID}.scope"
+    scope.mkdir(parents=True)
+    plain = tmp_path / "user.slice"
+    plain.mkdir()
+    dec = BatchDecoder()
+    dec._containers = CgroupResolver(root=str(tmp_path))
+    ino, plain_ino = os.stat(scope).st_ino, os.stat(plain).st_ino
+    recs = [make_record(EventType.EXIT, pid=i, cgroup_id=c) for i, c in enumerate([ino, plain_ino, ino])]
+    first = dec.transcode(recs)
+    assert [e.container_id for e in first] == [CID, "", CID]
+    # second time round the C side knows both cgroups: nothing left to patch
+    again = dec.transcode(recs)
+    assert [e.container_id for e in again] == [CID, "", CID]
+    assert dec._c.nmisses == 0
