@@ -98,7 +98,9 @@ struct exec_event {
 	__u8 exe_truncated;
 	__u8 cwd_truncated;
 	__u8 parent_exe_truncated;
-	__u32 _pad0;
+	__u8 exe_deleted; /* the image's file has no links left */
+	__u8 exe_memfd;	  /* the image is a memfd: fileless execution */
+	__u8 _pad0[2];
 	char parent_comm[TASK_COMM_LEN];
 	char tty[TTY_NAME_LEN];
 	__u32 exe_len;

@@ -39,6 +39,16 @@ static __always_inline __u32 task_pid_ns(struct task_struct *task)
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
 
+/* memfd_create names its file "memfd:<name>" */
+static __always_inline int is_memfd(struct dentry *dentry)
+{
+	char name[6] = {};
+
+	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
+	       name[5] == ':';
+}
+
 static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 {
 	__u32 zero = 0, pos = 0, len, total;
@@ -89,6 +99,10 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 
 	mm = BPF_CORE_READ(task, mm);
 	file = BPF_CORE_READ(mm, exe_file);
+	/* fileless execution: a memfd, or a file deleted before exec */
+	e->exe_deleted = BPF_CORE_READ(file, f_inode, __i_nlink) == 0;
+	e->exe_memfd = is_memfd(BPF_CORE_READ(file, f_path.dentry));
+	e->_pad0[0] = e->_pad0[1] = 0;
 	len = file ? append_path(&b->tail[pos & EXEC_POS_MASK], &file->f_path, &e->exe_truncated) : 0;
 	e->exe_len = len;
 	pos += len;

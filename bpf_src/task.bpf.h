@@ -90,8 +90,16 @@ __noinline int path_resolve(__u64 path_ptr)
 		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		parent = BPF_CORE_READ(dentry, d_parent);
 		if (dentry == mnt_root || dentry == parent) {
-			/* the namespace root, or the root of a pseudo or detached fs */
-			if (dentry != mnt_root || mnt == mnt_parent) {
+			/* a pseudo file (memfd, anonymous inode) or a detached tree:
+			 * its own name is all there is */
+			if (dentry != mnt_root) {
+				parts->len[i] = BPF_CORE_READ(dentry, d_name.len);
+				parts->name[i] = BPF_CORE_READ(dentry, d_name.name);
+				done = 1;
+				continue;
+			}
+			/* the root of the task's mount namespace */
+			if (mnt == mnt_parent) {
 				done = 1;
 				continue;
 			}

@@ -98,6 +98,8 @@ class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
     dentries, ``cwd`` the working directory, ``parent_exe`` the parent's
     image; ``argv`` as the kernel copied it (``argv_truncated`` when longer
     than ARGV_LEN). ``loginuid``/``sessionid`` are 4294967295 when unset.
+    Fileless execution shows as ``exe_memfd`` (the image is a memfd) or
+    ``exe_deleted`` (its file was deleted before the exec); see ``fileless``.
     Namespace fields are the namespaces' inode numbers.
     """
 
@@ -121,12 +123,19 @@ class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
     exe_truncated: bool
     cwd_truncated: bool
     parent_exe_truncated: bool
+    exe_deleted: bool
+    exe_memfd: bool
     parent_comm: str
     tty: str
     exe: str
     cwd: str
     parent_exe: str
     argv: list[str]
+
+    @property
+    def fileless(self) -> bool:
+        """The image has no file on disk: a memfd, or a deleted file."""
+        return self.exe_memfd or self.exe_deleted
 
 
 class ProcessFork(_Event, frozen=True, gc=False, tag="process_fork"):

@@ -276,3 +276,33 @@ def test_container_id_from_cgroup() -> None:
                 break
             except OSError:
                 time.sleep(0.05)
+
+
+FILELESS = """
+import os, sys
+data = open(sys.argv[1], "rb").read()
+if sys.argv[2] == "memfd":
+    fd = os.memfd_create("payload", 0)
+    os.write(fd, data)
+else:
+    path = sys.argv[3]
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o755)
+    fd = os.open(path, os.O_RDONLY)
+    os.unlink(path)
+os.execve(f"/proc/self/fd/{fd}", ["payload", sys.argv[2]], {})
+"""
+
+
+@pytest.mark.parametrize("how", ["memfd", "deleted"])
+def test_fileless_exec_flagged(sensor: ebpfsensor.Sensor, how: str, tmp_path: Path) -> None:
+    p = subprocess.Popen([sys.executable, "-c", FILELESS, TRUE, how, str(tmp_path / "dropper")], pass_fds=())
+    assert p.wait() == 0
+    execs = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid, count=2)
+    payload = next(e for e in execs if e.argv == ["payload", how])
+    assert payload.fileless
+    assert (payload.exe_memfd, payload.exe_deleted) == ((True, True) if how == "memfd" else (False, True))
+    assert payload.exe == ("/memfd:payload" if how == "memfd" else os.path.realpath(tmp_path / "dropper"))
+    python = next(e for e in execs if e.argv[0] == sys.executable)
+    assert not python.fileless
