@@ -27,6 +27,8 @@ from ebpfsensor.events import decode
 from ebpfsensor.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.ringbuf import RingBuffer
 
+from . import overhead
+
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
 
@@ -219,7 +221,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("--quick", action="store_true", help="fewer records and repetitions")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
+    parser.add_argument(
+        "--only", default="delivery,exec,overhead,sustained,footprint", help="comma-separated sections to run"
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
     if os.geteuid() != 0:
         print("bench: needs root (loads BPF programs)", file=sys.stderr)
         return 2
@@ -229,21 +235,45 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
         "python": platform.python_version(),
-        "delivery_small": bench_delivery(False, n, reps),
-        "delivery_large": bench_delivery(True, n, reps),
-        "exec": bench_exec(500 if args.quick else 2000, reps),
     }
+    if "delivery" in only:
+        results["delivery_small"] = bench_delivery(False, n, reps)
+        results["delivery_large"] = bench_delivery(True, n, reps)
+    if "exec" in only:
+        results["exec"] = bench_exec(500 if args.quick else 2000, reps)
+    if "overhead" in only:
+        results["overhead"] = overhead.overhead(OUT, reps, args.quick)
+    if "sustained" in only:
+        results["sustained"] = overhead.sustained_rate(args.quick, producer())
+    if "footprint" in only:
+        results["footprint"] = overhead.footprint()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"ebpfsensor bench, {results['date']}, {results['machine']}, Python {results['python']} (medians of {reps})")
-    print(f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}")
-    for key in ("delivery_small", "delivery_large"):
-        r = results[key]
-        print(f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x")
-    e = results["exec"]
-    print(f"{'fork+exec of /bin/true (CPU 0)':34} {'nothing':>14} {'sensor':>16} {'ratio':>7}")
-    print(f"  {'ns per exec':32} {e['nothing_ns_per_exec']:14.0f} {e['sensor_ns_per_exec']:16.0f} {e['ratio']:7.3f}")
-    print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
+    if "delivery_small" in results:
+        print(f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}")
+        for key in ("delivery_small", "delivery_large"):
+            r = results[key]
+            print(f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x")
+    if "exec" in results:
+        e = results["exec"]
+        print(f"{'fork+exec of /bin/true (CPU 0)':34} {'nothing':>14} {'sensor':>16} {'ratio':>7}")
+        print(f"  {'ns per exec':32} {e['nothing_ns_per_exec']:14.0f} {e['sensor_ns_per_exec']:16.0f} {e['ratio']:7.3f}")
+        print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
+    if "overhead" in results:
+        print("overhead on monitored workloads (ns/op, overhead vs nothing attached)")
+        for mode, per in results["overhead"].items():
+            cells = "  ".join(f"{name}: {v['ns_per_op']:.0f} ({v['overhead_pct']:+.0f}%)" for name, v in per.items())
+            print(f"  {mode:8} {cells}")
+    if "sustained" in results:
+        r = results["sustained"]
+        limit = " (the producer's limit: the consumer kept up)" if r["producer_limited"] else ""
+        print(f"sustained rate without loss: {r['max_rate_without_loss'] / 1e6:.2f} M records/s{limit} ({r['record']})")
+        a = r["above"]
+        print(f"  at {a['rate'] / 1e6:.2f} M/s: {a['dropped']} dropped and counted of {a['produced'] + a['dropped']}, lifecycle drops {a['lifecycle_dropped']}")
+    if "footprint" in results:
+        f = results["footprint"]
+        print(f"footprint: load+attach {f['load_attach_s'] * 1000:.0f} ms, RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB), {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory")
     print(f"results: {args.json}")
     return 0
 
