@@ -1,0 +1,381 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The managed configuration file an administrator (or MDM) deploys.
+
+The file is JSON; every part is optional::
+
+    {
+      "features": {"ebpfSupplementaryEventProvider": "enabled"},
+      "provider": {"failMode": "degrade"},
+      "sensor":   {"kinds": ["process_exec"], "max_latency_ms": 50}
+    }
+
+``features`` has the reference agent's shape (``"enabled"`` | ``"disabled"``);
+``provider.failMode`` is ``"degrade"`` (fall back to the audit provider when
+eBPF cannot run) or ``"fail-closed"`` (report the sensor as failed instead);
+``sensor`` holds exactly the fields of :class:`ebpfsensor.Config`, validated
+by it. A missing file means the defaults: eBPF enabled, degrade.
+
+Because the file decides what the sensor watches, it is refused when anyone
+but root or the current user owns it or its directory, or when either is
+writable by group or others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+from typing import Any, Literal
+
+import msgspec
+
+from .config import Config
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PATH",
+    "ConfigWatcher",
+    "ManagedConfig",
+    "ManagedConfigError",
+    "load_managed_config",
+    "write_feature",
+]
+
+log = logging.getLogger("ebpfsensor")
+
+DEFAULT_PATH = "/etc/ebpfsensor/config.json"
+FEATURE_KEY = "ebpfSupplementaryEventProvider"
+
+
+class ManagedConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The managed configuration in force.
+
+    Attributes:
+        ebpf_enabled: ``features.ebpfSupplementaryEventProvider`` is "enabled".
+        fail_closed: ``provider.failMode`` is "fail-closed": when eBPF cannot
+            run, fail instead of falling back to the audit provider.
+        sensor: the sensor settings (``sensor`` section over the defaults).
+        path: the file it was read from (which may not exist).
+    """
+
+    ebpf_enabled: bool = True
+    fail_closed: bool = False
+    sensor: Config = msgspec.field(default_factory=Config)
+    path: str = DEFAULT_PATH
+
+
+class ManagedConfigError(ConfigError):
+    """The managed configuration file cannot be used.
+
+    Attributes:
+        path: the file.
+        key: the key path within it (``features.ebpfSupplementaryEventProvider``),
+            "" for the file as a whole.
+        problem: what is wrong.
+        fix: what to do about it.
+    """
+
+    def __init__(self, path: str, key: str, problem: str, fix: str) -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"managed config {where}: {problem}; {fix}")
+
+
+# --- the file's schema -----------------------------------------------------------
+
+
+class _Features(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"ebpf": FEATURE_KEY}):
+    ebpf: Literal["enabled", "disabled"] = "enabled"
+
+
+class _Provider(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"fail_mode": "failMode"}):
+    fail_mode: Literal["degrade", "fail-closed"] = "degrade"
+
+
+class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    features: _Features = msgspec.field(default_factory=_Features)
+    provider: _Provider = msgspec.field(default_factory=_Provider)
+    sensor: Config = msgspec.field(default_factory=Config)
+
+
+_KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("features", "provider", "sensor"),
+    "features": (FEATURE_KEY,),
+    "provider": ("failMode",),
+    "sensor": Config.__struct_fields__,
+}
+_VALUES: dict[str, str] = {
+    f"features.{FEATURE_KEY}": '"enabled" or "disabled"',
+    "provider.failMode": '"degrade" or "fail-closed"',
+}
+_MSGSPEC_ERROR = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<key>[^`]*)`")
+_WRONG_TYPE = re.compile(r"Expected `(?P<want>[^`]*)`, got `(?P<got>[^`]*)`")
+
+
+def _describe(path: str, exc: msgspec.ValidationError) -> ManagedConfigError:
+    """Turn msgspec's validation error into one naming the key and the fix."""
+    m = _MSGSPEC_ERROR.match(str(exc))
+    msg, where = (m.group("msg"), (m.group("path") or "").lstrip(".")) if m else (str(exc), "")
+    if (unknown := _UNKNOWN_FIELD.match(msg)) is not None:
+        key = unknown.group("key")
+        known = ", ".join(_KNOWN_KEYS.get(where, ()))
+        section = f"under {where}" if where else "at the top level"
+        return ManagedConfigError(
+            path, f"{where}.{key}".lstrip("."), "unknown key", f"remove it; known keys {section}: {known}"
+        )
+    if isinstance(exc.__cause__, ConfigError):
+        # Config.__post_init__ says "<field>: <problem>"
+        field, _, problem = str(exc.__cause__).partition(": ")
+        if field in Config.__struct_fields__:
+            return ManagedConfigError(path, f"{where}.{field}", "invalid value", f"{problem}; fix the value")
+        return ManagedConfigError(path, where, "invalid value", str(exc.__cause__))
+    if where in _VALUES and msg.startswith("Invalid enum value"):
+        value = msg.removeprefix("Invalid enum value").strip()
+        return ManagedConfigError(path, where, f"invalid value {value}", f"use {_VALUES[where]}")
+    if (wrong := _WRONG_TYPE.match(msg)) is not None:
+        want, got = wrong.group("want"), wrong.group("got")
+        fix = f"use {_VALUES[where]}" if where in _VALUES else f"give a value of type {want}"
+        return ManagedConfigError(path, where or "(top level)", f"expected {want}, got {got}", fix)
+    return ManagedConfigError(path, where, msg, "fix the value")
+
+
+def _reject_constant(path: str) -> Any:
+    def hook(name: str) -> Any:
+        raise ManagedConfigError(path, "", f"{name} is not valid JSON", "use a number")
+
+    return hook
+
+
+def _no_duplicates(path: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ManagedConfigError(path, key, "duplicate key", "keep only one of them")
+            out[key] = value
+        return out
+
+    return hook
+
+
+def _parse_json(path: str, text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates(path), parse_constant=_reject_constant(path))
+    except json.JSONDecodeError as exc:
+        raise ManagedConfigError(
+            path,
+            "",
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            f"fix the syntax (`python3 -m json.tool {path}` shows where)",
+        ) from None
+
+
+# --- reading safely ------------------------------------------------------------------
+
+
+def _check_owner_and_mode(path: str, target: str, st: os.stat_result) -> None:
+    """Refuse target (the file at path, or its directory) if others could write it."""
+    what = "the file" if target == path else f"its directory {target}"
+    if st.st_uid not in (0, os.geteuid()):
+        raise ManagedConfigError(
+            path,
+            "",
+            f"{what} is owned by uid {st.st_uid}, not root or this process's uid {os.geteuid()}; refusing it",
+            f"run `chown root {target}`",
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ManagedConfigError(
+            path,
+            "",
+            f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); refusing it",
+            f"run `chmod go-w {target}`",
+        )
+
+
+def _read_secure(path: str) -> str | None:
+    """The file's text, or None if it does not exist; refuses unsafe files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ManagedConfigError(
+            path, "", f"cannot open: {exc.strerror}", "check the path and its permissions"
+        ) from None
+    try:
+        # checked on the open file, so it cannot be swapped after the check
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ManagedConfigError(path, "", "not a regular file", "point the configuration at a JSON file")
+        _check_owner_and_mode(path, path, st)
+        for d in sorted({os.path.dirname(os.path.abspath(path)), os.path.dirname(os.path.realpath(path))}):
+            _check_owner_and_mode(path, d, os.stat(d))
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManagedConfigError(path, "", f"not UTF-8 text at byte {exc.start}", "save the file as UTF-8") from None
+
+
+def load_managed_config(path: str = DEFAULT_PATH) -> ManagedConfig:
+    """Read and validate the managed configuration file.
+
+    Args:
+        path: the file; :data:`DEFAULT_PATH` by default.
+
+    Returns:
+        The configuration; the defaults (eBPF enabled, degrade) when the
+        file does not exist.
+
+    Raises:
+        ManagedConfigError: (a ConfigError) malformed JSON, an unknown key, a
+            wrong type or value, or a file or directory that others could
+            have written. The message names the file, the key and the fix.
+    """
+    text = _read_secure(path)
+    if text is None:
+        return ManagedConfig(path=path)
+    doc = _parse_json(path, text)
+    try:
+        parsed = msgspec.convert(doc, type=_File)
+    except msgspec.ValidationError as exc:
+        raise _describe(path, exc) from None
+    return ManagedConfig(
+        ebpf_enabled=parsed.features.ebpf == "enabled",
+        fail_closed=parsed.provider.fail_mode == "fail-closed",
+        sensor=parsed.sensor,
+        path=path,
+    )
+
+
+def write_feature(path: str, enabled: bool) -> None:
+    """Set ``features.ebpfSupplementaryEventProvider``, keeping every other key.
+
+    The file is replaced atomically (a temporary file in the same directory,
+    fsync, rename) with mode 0600; the directory is created if missing.
+
+    Raises:
+        ManagedConfigError: the existing file is unsafe (see
+            :func:`load_managed_config`), not JSON, or its ``features`` is not
+            an object; nothing is written then.
+        OSError: the directory cannot be written.
+    """
+    text = _read_secure(path)
+    doc: Any = {} if text is None else _parse_json(path, text)
+    if not isinstance(doc, dict):
+        raise ManagedConfigError(
+            path, "(top level)", f"expected object, got {type(doc).__name__}", "make the file a JSON object"
+        )
+    features = doc.setdefault("features", {})
+    if not isinstance(features, dict):
+        raise ManagedConfigError(
+            path, "features", f"expected object, got {type(features).__name__}", "make it a JSON object"
+        )
+    features[FEATURE_KEY] = "enabled" if enabled else "disabled"
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(json.dumps(doc, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+class ConfigWatcher:
+    """Keeps the last valid managed configuration in force across reloads.
+
+    Args:
+        path: the file; :data:`DEFAULT_PATH` by default.
+
+    The constructor loads the file. If that fails, the defaults are in force
+    and the error is in :attr:`last_error` (and logged); a later successful
+    :meth:`reload` replaces them. Call :meth:`reload` on SIGHUP, or
+    :meth:`reload_if_changed` periodically.
+
+    Attributes:
+        current: the configuration in force.
+        last_error: the error of the last failed load, None after a success.
+    """
+
+    def __init__(self, path: str = DEFAULT_PATH) -> None:
+        self.path = path
+        self.current = ManagedConfig(path=path)
+        self.last_error: ConfigError | None = None
+        self._signature: tuple[int, ...] | None = None
+        try:
+            self.reload()
+        except ConfigError:
+            pass
+
+    def _stat_signature(self) -> tuple[int, ...] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid)
+
+    def reload(self) -> ManagedConfig:
+        """Load the file again; on success it is in force.
+
+        Returns:
+            The new configuration in force.
+
+        Raises:
+            ConfigError: the file is invalid; the previous configuration stays
+                in force and the error is kept in :attr:`last_error`.
+        """
+        signature = self._stat_signature()
+        try:
+            config = load_managed_config(self.path)
+        except ConfigError as exc:
+            self._signature = signature
+            self.last_error = exc
+            log.warning("%s; keeping the previous configuration in force", exc)
+            raise
+        self._signature = signature
+        self.current = config
+        self.last_error = None
+        return config
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file changed (appeared, vanished, or was rewritten).
+
+        Errors are not raised: they are kept in :attr:`last_error` and the
+        previous configuration stays in force.
+
+        Returns:
+            True when the configuration in force changed.
+        """
+        if self._stat_signature() == self._signature:
+            return False
+        before = self.current
+        try:
+            self.reload()
+        except ConfigError:
+            return False
+        return self.current != before
