@@ -69,6 +69,20 @@ def rng() -> SeededRandom:
     return SeededRandom(seed)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def library_log_file() -> None:
+    """The library's log file stays open for the life of the process, by
+    design: open it before the first test so no test is blamed for it."""
+    from ebpfsensor import _logfile
+    from ebpfsensor.config import Config
+
+    path = _logfile.enable(Config().log_file)
+    if path:
+        import logging
+
+        logging.getLogger("ebpfsensor").warning("test session started")
+
+
 @pytest.fixture(autouse=True)
 def no_fd_leak() -> Iterator[None]:
     """Every test closes the fds it opens (BPF objects, maps, links, rings)."""

@@ -18,12 +18,14 @@ from .errors import (
     VerifierError,
 )
 from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
-from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
-from .sensor import HookInfo, KindStats, Sensor, SensorStats, Subscription
+from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, UserLogin, decode, to_json
+from .health import Capabilities, ProbeReport, probe
+from .sensor import Health, HookInfo, KindHealth, KindStats, Sensor, SensorStats, Subscription
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Capabilities",
     "Config",
     "ConfigError",
     "DecodeError",
@@ -36,19 +38,24 @@ __all__ = [
     "ExcludePid",
     "ExcludeUid",
     "Exclusion",
+    "Health",
     "HookInfo",
+    "KindHealth",
     "KindStats",
     "LibbpfError",
     "NotSupportedError",
     "PrivilegeError",
+    "ProbeReport",
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
     "Sensor",
     "SensorStats",
     "Subscription",
+    "UserLogin",
     "VerifierError",
     "__version__",
     "decode",
+    "probe",
     "to_json",
 ]

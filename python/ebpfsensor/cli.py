@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import msgspec
 
@@ -99,6 +100,67 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _print_health(h: Any) -> None:
+    on = "true" if h.ebpf else "false"
+    print(f"supplementary_events_subsystem: {h.supplementary_events_subsystem}")
+    print(f"ebpf: {on} ({h.reason})")
+    c = h.capabilities
+    print(f"kernel: {c.kernel_release} {c.machine}, {c.distribution}")
+    print(f"support: {c.support.reason}")
+    print(f"btf: {c.btf_source}; ring buffer: {c.ring_buffer}; tracefs: {c.tracefs}; bpffs: {c.bpffs}")
+    types = ", ".join(f"{k}={v}" for k, v in c.program_types.items())
+    print(f"program types: {types}")
+    print("kinds:")
+    for kind, k in h.kinds.items():
+        print(f"  {kind:16} {'live' if k.live else 'off':5} {k.source:16} {k.reason}")
+    st = h.counters
+    print(f"counters: delivered {st.delivered}, dropped {st.dropped}, undecodable {st.undecodable}")
+    print(f"log file: {h.log_file or '-'}")
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Start the sensor as configured, report its health, stop it."""
+    from .sensor import Sensor
+
+    sensor = Sensor.from_managed_config(args.config)
+    with sensor:
+        sensor.poll(0.1)
+        health = sensor.health()
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(health) + b"\n")
+    else:
+        _print_health(health)
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """What this kernel supports and which provider would run."""
+    from .health import probe
+
+    report = probe(load=not args.no_load)
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Print the managed configuration in force (defaults filled in)."""
+    from .managed_config import load_managed_config
+
+    managed = load_managed_config(args.config)
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(managed)) + b"\n")
+    return 0
+
+
+def cmd_config_feature(args: argparse.Namespace) -> int:
+    """Enable or disable the eBPF supplementary event provider in the managed file."""
+    from .managed_config import load_managed_config, write_feature
+
+    write_feature(args.config, args.value == "enabled")
+    managed = load_managed_config(args.config)
+    print(f"{args.config}: ebpfSupplementaryEventProvider {'enabled' if managed.ebpf_enabled else 'disabled'}")
+    return 0
+
+
 def _insns(data: bytes, section: str) -> int:
     import io
 
@@ -124,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_hooks)
 
+    from .managed_config import DEFAULT_PATH
+
+    p = sub.add_parser("health", help="start the sensor as configured and report which source runs and why")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", default=DEFAULT_PATH, help=f"managed configuration file (default {DEFAULT_PATH})")
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("probe", help="report kernel capabilities and the provider that would run")
+    p.add_argument("--no-load", action="store_true", help="do not load programs (no privileges needed)")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("config", help="show or change the managed configuration")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("show", help="print the configuration in force")
+    c.add_argument("--config", default=DEFAULT_PATH)
+    c.set_defaults(func=cmd_config_show)
+    c = csub.add_parser("ebpf-supplementary-event-provider", help="enable or disable the eBPF provider")
+    c.add_argument("--value", required=True, choices=("enabled", "disabled"))
+    c.add_argument("--config", default=DEFAULT_PATH)
+    c.set_defaults(func=cmd_config_feature)
+
     p = sub.add_parser("check", help="check compiled objects without loading them")
     p.add_argument("objects", nargs="*", help=".bpf.o files (default: the packaged ones)")
     p.set_defaults(func=cmd_check)
@@ -133,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="ebpfsensor: %(name)s: %(message)s"
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
     try:
         return int(args.func(args))

@@ -33,6 +33,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
+        provider: "auto" (eBPF where the kernel supports it and is not
+            deny-listed, else the fallback), "ebpf" (eBPF even on kernels
+            below the support matrix's minimums; never on deny-listed ones)
+            or "fallback" (the netlink process connector, no eBPF).
+        fail_closed: refuse to start rather than run without eBPF.
+        log_file: rotating log file of the ``ebpfsensor`` logger; None for none.
     """
 
     kinds: frozenset[str] | None = None
@@ -45,6 +51,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     btf_path: str | None = None
     hook_variants: frozenset[str] | None = None
     exclusions: tuple[Exclusion, ...] = ()
+    provider: str = "auto"
+    fail_closed: bool = False
+    log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
@@ -63,6 +72,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if self.batch_bytes < 256 << 10:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
 
+        if self.provider not in ("auto", "ebpf", "fallback"):
+            raise ConfigError(f"provider: {self.provider!r} is not one of auto, ebpf, fallback")
         if self.hook_variants is not None:
             from .objects import VARIANT_ORDER
 

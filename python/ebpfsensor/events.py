@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Union
 
 import msgspec
 
+from ._audit import UserLogin
 from ._ffi import ffi, lib
 from .errors import DecodeError
 
@@ -38,6 +39,7 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "UserLogin",
     "boot_to_wall_ns",
     "decode",
     "event_class",
@@ -174,9 +176,12 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
     is_thread: bool
 
 
+#: the records that come from BPF programs
 EVENT_CLASSES: tuple[type[_Event], ...] = (ProcessExec, ProcessFork, ProcessExit)
-Event = Union[ProcessExec, ProcessFork, ProcessExit]
-KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
+#: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem
+Event = Union[ProcessExec, ProcessFork, ProcessExit, UserLogin]
+KINDS: dict[str, type[Any]] = {cls.__struct_config__.tag: cls for cls in (*EVENT_CLASSES, UserLogin)}  # type: ignore[misc]
+BPF_KINDS = frozenset(cls.__struct_config__.tag for cls in EVENT_CLASSES)  # type: ignore[misc]
 
 
 def event_class(kind: str) -> type[_Event]:

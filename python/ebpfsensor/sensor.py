@@ -6,23 +6,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
 
+from . import _logfile, support
+from ._audit import AuditLoginSource, AuditSourceStats
 from ._ffi import check_ret, ffi, lib
 from ._mounts import ensure_tracefs
+from ._proc_connector import ProcConnectorProvider, ProcConnectorStats
 from .config import Config
-from .errors import EbpfSensorError, NotSupportedError
-from .events import EVENT_CLASSES, KINDS, Event
+from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
+from .events import BPF_KINDS, EVENT_CLASSES, KINDS, Event
+from .health import Capabilities
 from .exclusions import Exclusion, ExclusionTable, RuleStatus
 from .exclusions import resolve as resolve_exclusion
 from .objects import BpfObject, HookStatus, LoadedObject
 from .ringbuf import RingBuffer
 
-__all__ = ["HookInfo", "KindStats", "Sensor", "SensorStats", "Subscription"]
+__all__ = ["Health", "HookInfo", "KindHealth", "KindStats", "Sensor", "SensorStats", "Subscription"]
 
 log = logging.getLogger("ebpfsensor")
 
@@ -60,13 +65,42 @@ class KindStats(msgspec.Struct, frozen=True):
 
 
 class SensorStats(msgspec.Struct, frozen=True):
-    """Counters of a running sensor; ``lost`` = dropped + undecodable."""
+    """Counters of a running sensor; ``lost`` = dropped + undecodable.
+
+    ``kinds`` has the eBPF kinds' kernel counters; ``fallback`` and ``audit``
+    the counters of the process connector and the audit login source when
+    they run; ``provider`` says which supplies process events.
+    """
 
     kinds: dict[str, KindStats]
     delivered: int
     dropped: int
     undecodable: int
     lost: int
+    provider: str = "none"
+    fallback: ProcConnectorStats | None = None
+    audit: AuditSourceStats | None = None
+
+
+class KindHealth(msgspec.Struct, frozen=True):
+    """Whether a kind is live, from which source (``ebpf:<variant>``,
+    ``proc_connector``, ``audit``), or why not."""
+
+    live: bool
+    source: str
+    reason: str
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """The health report: which supplementary event subsystem runs and why."""
+
+    supplementary_events_subsystem: str
+    ebpf: bool
+    reason: str
+    kinds: dict[str, KindHealth]
+    counters: SensorStats
+    capabilities: Capabilities
+    log_file: str | None
 
 
 class HookInfo(msgspec.Struct, frozen=True):
@@ -117,6 +151,12 @@ class Sensor:
         self._hooks: dict[str, HookStatus] = {}
         self._raw_delivered: dict[int, int] = {}
         self._exclusions: ExclusionTable | None = None
+        self._fallback: ProcConnectorProvider | None = None
+        self._audit: AuditLoginSource | None = None
+        self._provider = "none"
+        self._provider_reason = ""
+        self._unavailable: dict[str, str] = {}
+        self._log_file: str | None = None
         self._started = False
         if overrides:
             for key in ("kinds", "hook_variants"):
@@ -124,6 +164,27 @@ class Sensor:
                     overrides[key] = frozenset(overrides[key])
             config = msgspec.structs.replace(config or Config(), **overrides)
         self.config = config or Config()
+
+    @classmethod
+    def from_managed_config(cls, path: str | None = None) -> Sensor:
+        """A sensor configured by the managed configuration file.
+
+        ``features.ebpfSupplementaryEventProvider: "disabled"`` selects the
+        fallback provider; ``provider.failMode: "fail-closed"`` refuses to
+        run without eBPF.
+
+        Raises:
+            ConfigError: the file cannot be used (it names the key and the fix).
+        """
+        from .managed_config import DEFAULT_PATH, load_managed_config
+
+        managed = load_managed_config(path or DEFAULT_PATH)
+        config = msgspec.structs.replace(
+            managed.sensor,
+            provider=managed.sensor.provider if managed.ebpf_enabled else "fallback",
+            fail_closed=managed.fail_closed or managed.sensor.fail_closed,
+        )
+        return cls(config)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -141,21 +202,68 @@ class Sensor:
 
     def _start(self) -> None:
         cfg = self.config
+        # invalid exclusions are a configuration error, whatever the provider
+        for rule in cfg.exclusions:
+            resolve_exclusion(rule)
+        self._log_file = _logfile.enable(cfg.log_file)
+        bpf_kinds = cfg.enabled_kinds & BPF_KINDS
+        use_ebpf, why = self._choose_provider()
+        if use_ebpf and bpf_kinds:
+            try:
+                self._start_ebpf(bpf_kinds)
+                self._provider, self._provider_reason = "ebpf", why
+            except (PrivilegeError, ConfigError):
+                raise
+            except EbpfSensorError as exc:
+                self._close_ebpf()
+                if cfg.fail_closed or cfg.provider == "ebpf":
+                    raise
+                use_ebpf, why = False, f"eBPF failed to start: {exc}"
+                log.warning("switching to the fallback provider: %s", why)
+        if not use_ebpf and bpf_kinds:
+            if cfg.fail_closed:
+                raise EbpfSensorError(f"eBPF is not used ({why}) and fail-closed is set: refusing to start")
+            kinds = bpf_kinds & ProcConnectorProvider.available_kinds
+            for kind in sorted(bpf_kinds - kinds):
+                self._unavailable[kind] = "not provided without eBPF"
+            self._fallback = ProcConnectorProvider(kinds, report_threads=cfg.report_threads).start()
+            self._provider, self._provider_reason = "proc_connector", why
+            log.warning("supplementary events from the netlink process connector, not eBPF: %s", why)
+        if "user_login" in cfg.enabled_kinds:
+            try:
+                self._audit = AuditLoginSource().start()
+            except (NotSupportedError, PrivilegeError) as exc:
+                self._unavailable["user_login"] = str(exc)
+                log.warning("login events unavailable: %s", exc)
+
+    def _choose_provider(self) -> tuple[bool, str]:
+        """eBPF or not, and why, before anything is loaded."""
+        cfg = self.config
+        if cfg.provider == "fallback":
+            return False, "eBPF disabled by configuration"
+        verdict = support.host_verdict()
+        if verdict.denied:
+            return False, verdict.reason
+        if not verdict.supported and cfg.provider != "ebpf":
+            return False, verdict.reason
+        return True, verdict.reason or "eBPF supported"
+
+    def _start_ebpf(self, kinds: frozenset[str]) -> None:
+        cfg = self.config
         btf = cfg.btf_path
         if btf is None and not os.path.exists(_BTF_VMLINUX):
             raise NotSupportedError("kernel BTF (/sys/kernel/btf/vmlinux)", "5.4", "set Config.btf_path to a BTF file for this kernel")
+        if btf is not None and not os.path.exists(btf):
+            raise NotSupportedError("kernel BTF", "5.4", f"the BTF file {btf} does not exist")
         # feature probes answer "no" when the caller may not use bpf() at all
         fd = check_ret(lib.bpf_map_create(lib.BPF_MAP_TYPE_ARRAY, ffi.NULL, 4, 4, 1, ffi.NULL), "create", "a BPF map")
         os.close(fd)
         has_ring = check_ret(lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL), "probe", "BPF ring buffer")
         if not has_ring:
             raise NotSupportedError("BPF ring buffer", "5.8")
-        # invalid exclusions fail before anything is loaded
-        for rule in cfg.exclusions:
-            resolve_exclusion(rule)
         ensure_tracefs()
         wanted: dict[str, set[str]] = {name: set(hooks) for name, hooks in _ALWAYS.items()}
-        for kind in sorted(cfg.enabled_kinds):
+        for kind in sorted(kinds):
             obj_name, hook = _KIND_SOURCES[kind]
             wanted.setdefault(obj_name, set()).add(hook)
         shared: dict[str, int] = {}
@@ -179,12 +287,23 @@ class Sensor:
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
         self._stats_fd = shared["kind_stats"]
-        self._enable_kinds(shared["kind_enabled"], cfg.enabled_kinds)
+        self._enable_kinds(shared["kind_enabled"], kinds)
         self._exclusions = ExclusionTable({name: shared[name] for name in _EXCLUSION_MAPS})
         for rule in cfg.exclusions:
             self._exclusions.add(rule)
         # lifecycle first: a batch drains it before the activity ring
         self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
+
+    def _close_ebpf(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        for obj in reversed(self._objects):
+            obj.close()
+        self._objects = []
+        self._exclusions = None
+        self._hooks = {}
+        self._stats_fd = -1
 
     @staticmethod
     def _enable_kinds(fd: int, kinds: frozenset[str]) -> None:
@@ -195,14 +314,12 @@ class Sensor:
             check_ret(lib.bpf_map_update_elem(fd, key, on, 0), "enable", kind)
 
     def close(self) -> None:
-        """Detach every program and free every map; idempotent."""
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-        for obj in reversed(self._objects):
-            obj.close()
-        self._objects = []
-        self._exclusions = None
+        """Detach every program, free every map, close every source; idempotent."""
+        self._close_ebpf()
+        for src in (self._fallback, self._audit):
+            if src is not None:
+                src.close()
+        self._fallback = self._audit = None
         self._started = False
 
     def __enter__(self) -> Sensor:
@@ -216,10 +333,14 @@ class Sensor:
 
     # --- events ------------------------------------------------------------------
 
-    def _require_ring(self) -> RingBuffer:
-        if self._ring is None:
+    def _sources(self) -> list[Any]:
+        sources = [src for src in (self._ring, self._fallback, self._audit) if src is not None]
+        if not sources:
             raise EbpfSensorError("the sensor is not started: use `with Sensor() as s:` or call start()")
-        return self._ring
+        return sources
+
+    def _fds(self) -> list[int]:
+        return [src.epoll_fd if src is self._ring else src.fileno() for src in self._sources()]
 
     def poll(self, timeout: float | None = 0.0) -> list[Event]:
         """Wait up to timeout seconds for events and return one batch.
@@ -227,10 +348,20 @@ class Sensor:
         The batch is also passed to subscribers. None waits for at most the
         configured max_latency_ms.
         """
-        ring = self._require_ring()
-        ms = self.config.max_latency_ms if timeout is None else max(0, int(timeout * 1000))
-        batch = ring.poll(ms)
-        if ring.raw_records:
+        sources = self._sources()
+        seconds = self.config.max_latency_ms / 1000 if timeout is None else max(0.0, timeout)
+        ring = self._ring
+        if ring is not None and len(sources) == 1:
+            batch: list[Event] = ring.poll(int(seconds * 1000))
+        else:
+            if seconds:
+                select.select(self._fds(), [], [], seconds)
+            batch = ring.poll(0) if ring is not None else []
+            if self._fallback is not None:
+                batch += self._fallback.poll(0)
+            if self._audit is not None:
+                batch += self._audit.poll(0)
+        if ring is not None and ring.raw_records:
             self._count_raw(batch)
         if batch and self._subs:
             self._dispatch(batch)
@@ -238,7 +369,8 @@ class Sensor:
 
     def _count_raw(self, batch: list[Event]) -> None:
         # records decoded in Python are not in the C consumer's counters
-        ring = self._require_ring()
+        ring = self._ring
+        assert ring is not None
         n, ring.raw_records = ring.raw_records, 0
         for event in batch[-n:] if n <= len(batch) else batch:
             t = int(event.event_type)
@@ -253,7 +385,7 @@ class Sensor:
         """
         interval = self.config.max_latency_ms / 1000
         last = time.monotonic()
-        while self._ring is not None:
+        while self._started:
             wait = interval if timeout is None else max(0.0, min(interval, last + timeout - time.monotonic()))
             batch = self.poll(wait)
             if batch:
@@ -266,16 +398,16 @@ class Sensor:
         return self.events()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
-        """``async for event in sensor``: woken by the rings' epoll fd, and at
+        """``async for event in sensor``: woken by the sources' fds, and at
         least every max_latency_ms; no thread, no busy loop."""
-        ring = self._require_ring()
+        fds = self._fds()
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-        fd = ring.epoll_fd
-        loop.add_reader(fd, ready.set)
+        for fd in fds:
+            loop.add_reader(fd, ready.set)
         interval = self.config.max_latency_ms / 1000
         try:
-            while self._ring is not None:
+            while self._started:
                 batch = self.poll(0)
                 if batch:
                     for event in batch:
@@ -287,7 +419,8 @@ class Sensor:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            loop.remove_reader(fd)
+            for fd in fds:
+                loop.remove_reader(fd)
 
     def subscribe(self, callback: Callable[[Event], Any], kinds: Iterable[str] | None = None) -> Subscription:
         """Call callback(event) for every event (of the given kinds).
@@ -319,7 +452,7 @@ class Sensor:
     def run(self, duration: float | None = None) -> None:
         """Drain the rings into subscribers for duration seconds (None: until closed)."""
         end = None if duration is None else time.monotonic() + duration
-        while self._ring is not None and (end is None or time.monotonic() < end):
+        while self._started and (end is None or time.monotonic() < end):
             wait = None if end is None else max(0.0, min(self.config.max_latency_ms / 1000, end - time.monotonic()))
             self.poll(wait)
 
@@ -371,21 +504,69 @@ class Sensor:
         return out  # type: ignore[return-value]
 
     def stats(self) -> SensorStats:
-        """Counters that reconcile: produced = delivered + pending (+ undecodable)."""
-        kernel = self.kernel_stats()
-        delivered_c = self._ring.delivered() if self._ring else {}
-        kinds = {}
-        for cls in EVENT_CLASSES:
-            t = int(cls.event_type)
-            produced, dropped, truncated, filtered = kernel.get(t, (0, 0, 0, 0))
-            delivered = delivered_c.get(t, 0) + self._raw_delivered.get(t, 0)
-            kinds[cls.__struct_config__.tag] = KindStats(  # type: ignore[index]
-                produced, delivered, max(0, produced - delivered), dropped, truncated, filtered
-            )
-        undecodable = self._ring.undecodable if self._ring else 0
+        """Counters that reconcile: for eBPF kinds produced = delivered + pending;
+        every loss is in ``dropped`` (ring full, lost netlink messages) or
+        ``undecodable``."""
+        kinds: dict[str, KindStats] = {}
+        if self._ring is not None:
+            kernel = self.kernel_stats()
+            delivered_c = self._ring.delivered()
+            for cls in EVENT_CLASSES:
+                t = int(cls.event_type)
+                produced, dropped, truncated, filtered = kernel.get(t, (0, 0, 0, 0))
+                delivered = delivered_c.get(t, 0) + self._raw_delivered.get(t, 0)
+                kinds[cls.__struct_config__.tag] = KindStats(  # type: ignore[index]
+                    produced, delivered, max(0, produced - delivered), dropped, truncated, filtered
+                )
         delivered_all = sum(k.delivered for k in kinds.values())
         dropped_all = sum(k.dropped for k in kinds.values())
-        return SensorStats(kinds, delivered_all, dropped_all, undecodable, dropped_all + undecodable)
+        undecodable = self._ring.undecodable if self._ring else 0
+        fallback = self._fallback.stats() if self._fallback is not None else None
+        audit = self._audit.stats() if self._audit is not None else None
+        if fallback is not None:
+            delivered_all += fallback.delivered
+            dropped_all += fallback.lost
+            undecodable += fallback.undecodable
+        if audit is not None:
+            delivered_all += audit.delivered
+            dropped_all += audit.overruns
+            undecodable += audit.undecodable
+        return SensorStats(
+            kinds, delivered_all, dropped_all, undecodable, dropped_all + undecodable, self._provider, fallback, audit
+        )
+
+    def health(self) -> Health:
+        """Which source runs, why, what each kind gets, and the counters."""
+        from .health import capabilities
+
+        kinds: dict[str, KindHealth] = {}
+        for kind in sorted(KINDS):
+            if kind not in self.config.enabled_kinds:
+                kinds[kind] = KindHealth(False, "", "not collected (configuration)")
+            elif kind in self._unavailable:
+                kinds[kind] = KindHealth(False, "", self._unavailable[kind])
+            elif kind == "user_login":
+                status = self._audit.status() if self._audit else "the audit source is not running"
+                kinds[kind] = KindHealth(self._audit is not None and "audit is enabled" in status, "audit", status)
+            elif self._provider == "ebpf":
+                hook = self._hooks.get(_KIND_SOURCES[kind][1])
+                if hook is not None and hook.variant:
+                    kinds[kind] = KindHealth(True, f"ebpf:{hook.variant}", "")
+                else:
+                    kinds[kind] = KindHealth(False, "", "; ".join(hook.failures) if hook else "hook not loaded")
+            elif self._provider == "proc_connector":
+                kinds[kind] = KindHealth(True, "proc_connector", "")
+            else:
+                kinds[kind] = KindHealth(False, "", "the sensor is not started")
+        return Health(
+            supplementary_events_subsystem=self._provider,
+            ebpf=self._provider == "ebpf",
+            reason=self._provider_reason,
+            kinds=kinds,
+            counters=self.stats(),
+            capabilities=capabilities(btf_path=self.config.btf_path),
+            log_file=self._log_file,
+        )
 
 
 def _unknown_kind(kind: str) -> type:

@@ -64,7 +64,11 @@ def test_close_releases_everything() -> None:
 
 def test_error_during_start_releases_everything() -> None:
     before = bpf_ids()
-    s = ebpfsensor.Sensor(btf_path="/nonexistent/vmlinux.btf")
+    bad = ROOT / "build" / "bad-vmlinux.btf"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_bytes(b"\x9f\xeb\x01\x00" + bytes(64))
+    # fail-closed: the error is raised, not answered with the fallback
+    s = ebpfsensor.Sensor(btf_path=str(bad), fail_closed=True)
     with pytest.raises(ebpfsensor.EbpfSensorError):
         s.start()
     assert bpf_ids() == before

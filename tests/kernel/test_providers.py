@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Provider selection for every reason, the fallback's real events, health output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ebpfsensor
+from ebpfsensor import ProcessExec, ProcessExit, support
+from tests.kernel.conftest import wait_for
+
+pytestmark = pytest.mark.bpf
+
+TRUE = os.path.realpath("/bin/true")
+SLEEP = os.path.realpath("/bin/sleep")
+ROOT = Path(__file__).resolve().parents[2]
+
+OL88 = support.parse_os_release('NAME="Oracle Linux Server"\nVERSION="8.8"\nID="ol"\nID_LIKE="fedora"\nVERSION_ID="8.8"\n')
+
+
+def exec_and_exit(sensor: ebpfsensor.Sensor, argv: list[str]) -> tuple[ProcessExec, ProcessExit]:
+    p = subprocess.Popen(argv)
+    (e,) = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    p.wait()
+    (x,) = wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid)
+    return e, x
+
+
+def assert_fallback(sensor: ebpfsensor.Sensor, reason: str) -> None:
+    h = sensor.health()
+    assert h.supplementary_events_subsystem == "proc_connector" and not h.ebpf
+    assert reason in h.reason, h.reason
+    assert h.kinds["process_exec"].source == "proc_connector" and h.kinds["process_exec"].live
+    assert sensor.hooks() == {}
+    # the connector's events are enriched from /proc when they arrive: a
+    # process that lives a moment is described completely
+    e, x = exec_and_exit(sensor, [SLEEP, "0.3"])
+    assert (e.exe, e.argv, e.ppid, e.uid) == (SLEEP, [SLEEP, "0.3"], os.getpid(), os.getuid())
+    assert (x.exit_code, x.exit_signal) == (0, 0)
+    assert sensor.stats().provider == "proc_connector"
+
+
+def test_ebpf_by_default() -> None:
+    with ebpfsensor.Sensor(kinds={"process_exec", "process_exit"}) as s:
+        h = s.health()
+        assert h.supplementary_events_subsystem == "ebpf" and h.ebpf
+        assert h.kinds["process_exec"].source.startswith("ebpf:")
+        assert h.kinds["process_fork"].reason == "not collected (configuration)"
+        e, _ = exec_and_exit(s, [TRUE, "ebpf"])
+        assert e.argv == [TRUE, "ebpf"]
+
+
+def test_disabled_in_managed_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"features": {"ebpfSupplementaryEventProvider": "disabled"}}))
+    os.chmod(cfg, 0o600)
+    with ebpfsensor.Sensor.from_managed_config(str(cfg)) as s:
+        assert_fallback(s, "eBPF disabled by configuration")
+
+
+def test_deny_listed_kernel_never_gets_ebpf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the host identity is a recorded one; the matching is the real data
+    monkeypatch.setattr(support, "host_verdict", lambda: support.evaluate(OL88, "5.15.0-0.30.20.el8uek.x86_64", "x86_64"))
+    with ebpfsensor.Sensor(provider="ebpf") as s:
+        assert_fallback(s, "hang")
+    with pytest.raises(ebpfsensor.EbpfSensorError, match="fail-closed"):
+        ebpfsensor.Sensor(fail_closed=True, log_file=None).start()
+
+
+def test_missing_btf_falls_back(tmp_path: Path) -> None:
+    bad = tmp_path / "vmlinux.btf"
+    bad.write_bytes(b"\x9f\xeb\x01\x00" + os.urandom(64))
+    with ebpfsensor.Sensor(btf_path=str(bad)) as s:
+        assert_fallback(s, "eBPF failed to start")
+    with ebpfsensor.Sensor(btf_path=str(tmp_path / "absent.btf")) as s:
+        assert_fallback(s, "does not exist")
+    with pytest.raises(ebpfsensor.EbpfSensorError):
+        ebpfsensor.Sensor(btf_path=str(bad), fail_closed=True).start()
+
+
+def test_load_failure_falls_back() -> None:
+    # no hook of ours has a kprobe variant: nothing can attach
+    with ebpfsensor.Sensor(hook_variants={"kprobe"}) as s:
+        assert_fallback(s, "no hook could be attached")
+
+
+def test_health_cli_text_and_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    out = subprocess.run(
+        [sys.executable, "-m", "ebpfsensor", "health", "--json", "--config", str(cfg)], capture_output=True, text=True, env=env, check=True
+    )
+    doc = json.loads(out.stdout)
+    assert doc["supplementary_events_subsystem"] == "ebpf" and doc["ebpf"] is True
+    assert doc["capabilities"]["kernel_release"] == os.uname().release
+    assert doc["kinds"]["process_exec"]["source"].startswith("ebpf:")
+    assert set(doc["counters"]) >= {"delivered", "dropped", "undecodable"}
+    subprocess.run([sys.executable, "-m", "ebpfsensor", "config", "ebpf-supplementary-event-provider", "--value", "disabled", "--config", str(cfg)], env=env, check=True, capture_output=True)
+    text = subprocess.run(
+        [sys.executable, "-m", "ebpfsensor", "health", "--config", str(cfg)], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "supplementary_events_subsystem: proc_connector" in text
+    assert "ebpf: false (eBPF disabled by configuration)" in text
+    assert "process_exec     live  proc_connector" in text
+
+
+def test_probe_reports_real_loads() -> None:
+    report = ebpfsensor.probe()
+    assert report.provider == "ebpf"
+    assert report.capabilities.ring_buffer is True
+    assert report.capabilities.btf_source.startswith("kernel")
+    assert {h: i.variant for h, i in report.hooks.items()} == {"exec": "btf", "fork": "btf", "exit": "btf"}  # type: ignore[attr-defined]
