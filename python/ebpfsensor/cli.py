@@ -161,6 +161,46 @@ def cmd_config_feature(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rule_from_args(args: argparse.Namespace) -> Any:
+    from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid
+
+    if args.executable:
+        return ExcludeExecutable(args.executable, descendants=args.descendants)
+    if args.name:
+        return ExcludeName(args.name, descendants=args.descendants)
+    if args.pid is not None:
+        return ExcludePid(args.pid, descendants=args.descendants)
+    if args.cgroup:
+        return ExcludeCgroup(args.cgroup)
+    return ExcludeUid(args.uid)
+
+
+def cmd_exclusions(args: argparse.Namespace) -> int:
+    """List, add or remove exclusions in the managed configuration.
+
+    A running sensor applies them on its next configuration reload
+    (Sensor.apply_exclusions); a new sensor loads them at start.
+    """
+    from .exclusions import resolve
+    from .managed_config import load_managed_config, write_exclusions
+
+    rules = list(load_managed_config(args.config).sensor.exclusions)
+    if args.exclusions_command == "add":
+        rule = _rule_from_args(args)
+        resolve(rule)  # an invalid rule changes nothing
+        if rule not in rules:
+            rules.append(rule)
+            write_exclusions(args.config, rules)
+    elif args.exclusions_command == "remove":
+        if not 0 <= args.index < len(rules):
+            raise ValueError(f"no exclusion {args.index}; `ebpfsensor exclusions list` shows {len(rules)}")
+        del rules[args.index]
+        write_exclusions(args.config, rules)
+    for i, rule in enumerate(rules):
+        print(f"{i}: {msgspec.json.encode(rule).decode()}")
+    return 0
+
+
 def _insns(data: bytes, section: str) -> int:
     import io
 
@@ -206,6 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--value", required=True, choices=("enabled", "disabled"))
     c.add_argument("--config", default=DEFAULT_PATH)
     c.set_defaults(func=cmd_config_feature)
+
+    p = sub.add_parser("exclusions", help="list, add or remove exclusions in the managed configuration")
+    esub = p.add_subparsers(dest="exclusions_command", required=True)
+    e = esub.add_parser("list", help="the exclusions configured")
+    e.add_argument("--config", default=DEFAULT_PATH)
+    e = esub.add_parser("add", help="exclude processes, in the kernel")
+    e.add_argument("--config", default=DEFAULT_PATH)
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--executable", help="absolute path; matched by the file's identity")
+    which.add_argument("--name", help="process name (comm)")
+    which.add_argument("--pid", type=int)
+    which.add_argument("--cgroup", help="cgroup v2 path or container id")
+    which.add_argument("--uid", type=int)
+    e.add_argument("--descendants", action="store_true", help="also every process they start")
+    e = esub.add_parser("remove", help="remove the exclusion at an index shown by list")
+    e.add_argument("--config", default=DEFAULT_PATH)
+    e.add_argument("index", type=int)
+    p.set_defaults(func=cmd_exclusions)
 
     p = sub.add_parser("check", help="check compiled objects without loading them")
     p.add_argument("objects", nargs="*", help=".bpf.o files (default: the packaged ones)")

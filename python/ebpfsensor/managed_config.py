@@ -28,12 +28,14 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
 
 from .config import Config
 from .errors import ConfigError
+from .exclusions import Exclusion
 
 __all__ = [
     "DEFAULT_PATH",
@@ -259,30 +261,22 @@ def load_managed_config(path: str = DEFAULT_PATH) -> ManagedConfig:
     )
 
 
-def write_feature(path: str, enabled: bool) -> None:
-    """Set ``features.ebpfSupplementaryEventProvider``, keeping every other key.
-
-    The file is replaced atomically (a temporary file in the same directory,
-    fsync, rename) with mode 0600; the directory is created if missing.
-
-    Raises:
-        ManagedConfigError: the existing file is unsafe (see
-            :func:`load_managed_config`), not JSON, or its ``features`` is not
-            an object; nothing is written then.
-        OSError: the directory cannot be written.
-    """
+def _rewrite(path: str, mutate: Callable[[dict[str, Any]], None]) -> None:
+    """Change the file's document and replace the file atomically (a
+    temporary file in the same directory, fsync, rename) with mode 0600,
+    creating the directory if missing. The result is validated first:
+    nothing invalid is ever written."""
     text = _read_secure(path)
     doc: Any = {} if text is None else _parse_json(path, text)
     if not isinstance(doc, dict):
         raise ManagedConfigError(
             path, "(top level)", f"expected object, got {type(doc).__name__}", "make the file a JSON object"
         )
-    features = doc.setdefault("features", {})
-    if not isinstance(features, dict):
-        raise ManagedConfigError(
-            path, "features", f"expected object, got {type(features).__name__}", "make it a JSON object"
-        )
-    features[FEATURE_KEY] = "enabled" if enabled else "disabled"
+    mutate(doc)
+    try:
+        msgspec.convert(doc, type=_File)
+    except msgspec.ValidationError as exc:
+        raise _describe(path, exc) from None
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -304,6 +298,42 @@ def write_feature(path: str, enabled: bool) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def _section(path: str, doc: dict[str, Any], key: str) -> dict[str, Any]:
+    section = doc.setdefault(key, {})
+    if not isinstance(section, dict):
+        raise ManagedConfigError(path, key, f"expected object, got {type(section).__name__}", "make it a JSON object")
+    return section
+
+
+def write_feature(path: str, enabled: bool) -> None:
+    """Set ``features.ebpfSupplementaryEventProvider``, keeping every other key.
+
+    Raises:
+        ManagedConfigError: the existing file is unsafe (see
+            :func:`load_managed_config`), not JSON, or its ``features`` is not
+            an object; nothing is written then.
+        OSError: the directory cannot be written.
+    """
+
+    def mutate(doc: dict[str, Any]) -> None:
+        _section(path, doc, "features")[FEATURE_KEY] = "enabled" if enabled else "disabled"
+
+    _rewrite(path, mutate)
+
+
+def write_exclusions(path: str, rules: Sequence[Exclusion]) -> None:
+    """Replace ``sensor.exclusions``, keeping every other key.
+
+    Raises:
+        ManagedConfigError: as for write_feature; nothing is written then.
+    """
+
+    def mutate(doc: dict[str, Any]) -> None:
+        _section(path, doc, "sensor")["exclusions"] = msgspec.to_builtins(list(rules))
+
+    _rewrite(path, mutate)
 
 
 class ConfigWatcher:

@@ -8,7 +8,7 @@ import logging
 import os
 import select
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -482,6 +482,24 @@ class Sensor:
     def exclusions(self) -> list[RuleStatus]:
         """The installed rules with their hit counts per kind."""
         return self._table().list()
+
+    def apply_exclusions(self, rules: Sequence[Exclusion]) -> None:
+        """Make the installed rules exactly these (e.g. after a configuration
+        reload): new ones are added, missing ones removed, the rest keep
+        their ids and counters. All are checked first; on an invalid rule
+        nothing changes.
+
+        Raises:
+            ConfigError: an invalid rule.
+        """
+        table = self._table()
+        for rule in rules:
+            resolve_exclusion(rule)
+        for status in table.list():
+            if status.rule not in rules:
+                table.remove(status.id)
+        for rule in rules:
+            table.add(rule)
 
     # --- state -------------------------------------------------------------------
 

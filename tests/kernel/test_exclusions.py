@@ -187,3 +187,18 @@ def test_invalid_rules_change_nothing(rule: ebpfsensor.Exclusion, message: str, 
         assert s.exclusions() == before
     with pytest.raises(ConfigError, match=message):
         ebpfsensor.Sensor(exclusions=(rule,)).start()
+
+
+def test_apply_exclusions_after_reload(exe: Path) -> None:
+    with ebpfsensor.Sensor() as s:
+        keep = s.exclude(ExcludeName("keep-me"))
+        s.exclude(ExcludeUid(4242))
+        s.apply_exclusions([ExcludeName("keep-me"), ExcludeExecutable(str(exe))])
+        rules = {r.id: r.rule for r in s.exclusions()}
+        assert rules[keep] == ExcludeName("keep-me") and set(rules.values()) == {ExcludeName("keep-me"), ExcludeExecutable(str(exe))}
+        before = s.exclusions()
+        with pytest.raises(ConfigError):
+            s.apply_exclusions([ExcludeExecutable("relative")])
+        assert s.exclusions() == before
+        pid = run([exe])
+        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]

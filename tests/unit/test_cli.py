@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ebpfsensor.cli import build_parser, main
+from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName
+from ebpfsensor.managed_config import load_managed_config
 from ebpfsensor.objects import packaged_object_path
 
 
@@ -27,3 +31,19 @@ def test_check_packaged(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_kind_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stream", "--kinds", "process_exec,bogus", "--duration", "0"]) == 2
     assert "unknown event kind(s) bogus" in capsys.readouterr().err
+
+
+def test_exclusions_in_managed_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = str(tmp_path / "etc" / "config.json")
+    (tmp_path / "etc").mkdir(mode=0o700)
+    assert main(["exclusions", "add", "--executable", "/bin/sh", "--config", cfg]) == 0
+    assert main(["exclusions", "add", "--name", "noisy", "--descendants", "--config", cfg]) == 0
+    before = Path(cfg).read_text()
+    assert main(["exclusions", "add", "--executable", "relative/path", "--config", cfg]) == 2
+    assert "give an absolute path" in capsys.readouterr().err
+    assert Path(cfg).read_text() == before
+    rules = load_managed_config(cfg).sensor.exclusions
+    assert rules == (ExcludeExecutable("/bin/sh"), ExcludeName("noisy", descendants=True))
+    assert main(["exclusions", "remove", "0", "--config", cfg]) == 0
+    assert load_managed_config(cfg).sensor.exclusions == (ExcludeName("noisy", descendants=True),)
+    assert main(["exclusions", "remove", "5", "--config", cfg]) == 2
