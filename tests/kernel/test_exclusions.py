@@ -131,7 +131,8 @@ def test_uid() -> None:
         rid = s.exclude(ExcludeUid(65534))
         pid = run([TRUE], preexec_fn=become_nobody, cwd="/")
         assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
-        assert hits(s, rid)["process_exec"] == 1
+        # at least ours: any process of that user counts
+        assert hits(s, rid)["process_exec"] >= 1
         mine = run([TRUE])
         wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == mine)
 
