@@ -25,6 +25,7 @@
 #define ARGV_LEN 8192
 #define MAX_PATH_DEPTH 64
 #define MAX_RECORD_LEN 32768 /* no record is larger, tail included */
+#define SUN_PATH_LEN 108	    /* sizeof(sockaddr_un.sun_path) */
 
 /*
  * Numbers are stable once released. Ranges: 1-9 process lifecycle,
@@ -35,6 +36,10 @@ enum event_type {
 	EVENT_EXEC = 1,
 	EVENT_FORK = 2,
 	EVENT_EXIT = 3,
+	EVENT_NET_CONNECT = 30,
+	EVENT_NET_ACCEPT = 31,
+	EVENT_NET_BIND = 32,
+	EVENT_NET_LISTEN = 33,
 	EVENT_TYPE_MAX = 64,
 };
 
@@ -125,6 +130,31 @@ struct exit_event {
 	__u8 core_dumped;
 	__u8 is_thread;	    /* a thread ended, the process lives on */
 	__u8 _pad0[6];
+};
+
+/*
+ * connect, accept/accept4, bind, listen (EVENT_NET_*), one layout for all
+ * four. Addresses are in network byte order, IPv4 in the first 4 bytes;
+ * ports in host order. Unix sockets carry paths instead: an abstract name
+ * starts with a NUL byte. A field the syscall does not have is zero.
+ */
+struct net_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 fd;	  /* the socket the syscall was given (accept: the listener) */
+	__u32 flags;	  /* accept4 flags */
+	__s32 backlog;	  /* listen */
+	__u16 family;	  /* AF_INET, AF_INET6, AF_UNIX, ... */
+	__u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, ... */
+	__u16 protocol;	  /* IPPROTO_TCP, IPPROTO_UDP, ... (0 for unix) */
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 _pad0;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u32 local_path_len;  /* unix: the socket's own name */
+	__u32 remote_path_len; /* unix: the peer's name */
 };
 
 /* per event type, summed over CPUs by user space */

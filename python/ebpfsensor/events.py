@@ -20,7 +20,9 @@ Timestamps (``ts_ns``, ``start_time_ns``) are CLOCK_BOOTTIME nanoseconds;
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
+import socket
 import struct
 import time
 import typing
@@ -35,6 +37,10 @@ from .errors import DecodeError
 __all__ = [
     "Event",
     "EventType",
+    "NetAccept",
+    "NetBind",
+    "NetConnect",
+    "NetListen",
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
@@ -51,6 +57,10 @@ class EventType(enum.IntEnum):
     EXEC = lib.EVENT_EXEC
     FORK = lib.EVENT_FORK
     EXIT = lib.EVENT_EXIT
+    NET_CONNECT = lib.EVENT_NET_CONNECT
+    NET_ACCEPT = lib.EVENT_NET_ACCEPT
+    NET_BIND = lib.EVENT_NET_BIND
+    NET_LISTEN = lib.EVENT_NET_LISTEN
 
 
 class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
@@ -160,8 +170,93 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
     is_thread: bool
 
 
-EVENT_CLASSES: tuple[type[_Event], ...] = (ProcessExec, ProcessFork, ProcessExit)
-Event = Union[ProcessExec, ProcessFork, ProcessExit]
+def _address(family: int, raw: bytes, path: str) -> str:
+    if family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if family == socket.AF_INET6:
+        return str(ipaddress.IPv6Address(raw))
+    if family == socket.AF_UNIX:
+        # an abstract name is shown as ss(8) shows it
+        return "@" + path[1:] if path.startswith("\0") else path
+    return ""
+
+
+class _NetEvent(_SyscallEvent, frozen=True, gc=False):
+    """Fields of the network events (``struct net_event``).
+
+    ``fd`` is the socket the syscall was given (for accept, the listening
+    socket; the new one is ``result``). ``family``, ``sock_type`` and
+    ``protocol`` are the socket's (AF_*, SOCK_*, IPPROTO_*). For IPv4 and
+    IPv6, ``local_addr``/``remote_addr`` hold the address bytes in network
+    order (IPv4 in the first 4 of 16) and ports are in host order; for unix
+    sockets ``local_path``/``remote_path`` hold the names, an abstract name
+    starting with ``"\\0"``. ``local_address``/``remote_address`` give either
+    as text. Fields a syscall does not have are zero or empty.
+    """
+
+    record = "net_event"
+
+    fd: int
+    flags: int
+    backlog: int
+    family: int
+    sock_type: int
+    protocol: int
+    local_port: int
+    remote_port: int
+    local_addr: bytes
+    remote_addr: bytes
+    local_path: str
+    remote_path: str
+
+    @property
+    def local_address(self) -> str:
+        """The local address as text (IP, unix path, ``@abstract``), or ""."""
+        return _address(self.family, self.local_addr, self.local_path)
+
+    @property
+    def remote_address(self) -> str:
+        """The remote address as text (IP, unix path, ``@abstract``), or ""."""
+        return _address(self.family, self.remote_addr, self.remote_path)
+
+
+class NetConnect(_NetEvent, frozen=True, gc=False, tag="net_connect"):
+    """connect(2). The remote address is the one asked for (also when the
+    call failed); the local one is the socket's after the call."""
+
+    event_type = EventType.NET_CONNECT
+
+
+class NetAccept(_NetEvent, frozen=True, gc=False, tag="net_accept"):
+    """accept(2)/accept4(2). Addresses are the new connection's (``result``
+    is its fd); ``flags`` are accept4's."""
+
+    event_type = EventType.NET_ACCEPT
+
+
+class NetBind(_NetEvent, frozen=True, gc=False, tag="net_bind"):
+    """bind(2). The local address is the socket's after the call (the port
+    the kernel chose for port 0), or the one asked for when it failed."""
+
+    event_type = EventType.NET_BIND
+
+
+class NetListen(_NetEvent, frozen=True, gc=False, tag="net_listen"):
+    """listen(2), with its ``backlog``."""
+
+    event_type = EventType.NET_LISTEN
+
+
+EVENT_CLASSES: tuple[type[_Event], ...] = (
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    NetConnect,
+    NetAccept,
+    NetBind,
+    NetListen,
+)
+Event = Union[ProcessExec, ProcessFork, ProcessExit, NetConnect, NetAccept, NetBind, NetListen]
 KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
 
 
@@ -181,13 +276,14 @@ def event_class(kind: str) -> type[_Event]:
 # One table per record, derived from cffi's view of events.h and the Struct
 # annotations; it drives the C transcoder and the Python decoder alike.
 
-ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST = (
+ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST, ES_BYTES = (
     lib.ES_U,
     lib.ES_S,
     lib.ES_BOOL,
     lib.ES_CSTR,
     lib.ES_TAIL_STR,
     lib.ES_TAIL_STRLIST,
+    lib.ES_BYTES,
 )
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
 
@@ -228,6 +324,10 @@ def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
         if annotation is not str:
             raise TypeError(f"{name}: a char array decodes to str")
         return ES_CSTR
+    if ctype.kind == "array" and ctype.item.cname == "uint8_t" and ctype.length is not None:
+        if annotation is not bytes:
+            raise TypeError(f"{name}: a __u8 array decodes to bytes")
+        return ES_BYTES
     if ctype.kind != "primitive":
         raise TypeError(f"{name}: unsupported C type {ctype.cname}")
     if annotation is bool:
@@ -317,6 +417,8 @@ def decode(record: bytes | bytearray | memoryview) -> Event:
                 values[f.name] = [_text(a) for a in items.split(b"\0")] if n else []
         elif f.kind == ES_CSTR:
             values[f.name] = _text(buf[f.offset : f.offset + f.size].split(b"\0", 1)[0])
+        elif f.kind == ES_BYTES:
+            values[f.name] = buf[f.offset : f.offset + f.size]
         else:
             (v,) = _UNPACK[(f.kind, f.size)].unpack_from(buf, f.offset)
             values[f.name] = bool(v) if f.kind == ES_BOOL else v

@@ -24,11 +24,16 @@ __all__ = ["HookInfo", "KindStats", "Sensor", "SensorStats", "Subscription"]
 
 log = logging.getLogger("ebpfsensor")
 
-# which object and hook produce each kind
-_KIND_SOURCES: dict[str, tuple[str, str]] = {
-    "process_exec": ("process", "exec"),
-    "process_fork": ("process", "fork"),
-    "process_exit": ("process", "exit"),
+# which object and hooks produce each kind; a hook listed for several kinds
+# is loaded when any of them is enabled
+_KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "process_exec": ("process", ("exec",)),
+    "process_fork": ("process", ("fork",)),
+    "process_exit": ("process", ("exit",)),
+    "net_connect": ("net", ("connect_enter", "connect_exit")),
+    "net_accept": ("net", ("accept_enter", "accept_exit", "accept4_enter", "accept4_exit")),
+    "net_bind": ("net", ("bind_enter", "bind_exit")),
+    "net_listen": ("net", ("listen_enter", "listen_exit")),
 }
 # maps every object shares: the first object loaded creates them
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")
@@ -141,8 +146,8 @@ class Sensor:
         ensure_tracefs()
         wanted: dict[str, set[str]] = {}
         for kind in sorted(cfg.enabled_kinds):
-            obj_name, hook = _KIND_SOURCES[kind]
-            wanted.setdefault(obj_name, set()).add(hook)
+            obj_name, hooks = _KIND_SOURCES[kind]
+            wanted.setdefault(obj_name, set()).update(hooks)
         shared: dict[str, int] = {}
         for obj_name, hooks in wanted.items():
             obj = BpfObject.packaged(obj_name)

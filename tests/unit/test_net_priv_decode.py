@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Network and privilege records on synthetic bytes: the Python decoder and
+the C transcoder must agree, field for field."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import msgspec
+import pytest
+
+from ebpfsensor import events
+from ebpfsensor._ffi import ffi
+from ebpfsensor.errors import DecodeError
+from ebpfsensor.events import RECORDS, EventType, decode
+from ebpfsensor.ringbuf import BatchDecoder
+
+COMMON = {
+    "ts_ns": 123456789, "cgroup_id": 4242, "start_time_ns": 1000, "pid": 77, "tid": 78, "ppid": 1,
+    "uid": 1000, "gid": 1001, "comm": "prog",
+}  # fmt: skip
+SYS = {"result": -13, "syscall_nr": 42}
+
+
+def record(etype: EventType, fields: dict[str, Any], tails: dict[str, bytes] | None = None) -> bytes:
+    """A record as a BPF program would write it: fixed part, then tails."""
+    spec = RECORDS[int(etype)]
+    rec = ffi.new(f"struct {spec.cls.record} *")
+    tails = tails or {}
+    rec.hdr.ts_ns = fields["ts_ns"]
+    rec.hdr.type = int(etype)
+    for name in ("cgroup_id", "start_time_ns", "pid", "tid", "ppid", "uid", "gid"):
+        setattr(rec.task, name, fields[name])
+    rec.task.comm = fields["comm"].encode()
+    rec.sys.result = fields["result"]
+    rec.sys.syscall_nr = fields["syscall_nr"]
+    ctypes = {name: f.type for name, f in ffi.typeof(rec[0]).fields}
+    skip = set(COMMON) | set(SYS)
+    for name, value in fields.items():
+        if name in skip:
+            continue
+        if isinstance(value, str):
+            value = value.encode()
+        if ctypes[name].kind == "array" and ctypes[name].item.cname == "uint8_t":
+            ffi.memmove(getattr(rec, name), value, len(value))
+        else:
+            setattr(rec, name, value)
+    tail = b""
+    for name, data in tails.items():
+        setattr(rec, f"{name}_len", len(data))
+        tail += data
+    rec.hdr.size = ffi.sizeof(rec[0]) + len(tail)
+    return bytes(ffi.buffer(rec)) + tail
+
+
+def both(raw: bytes) -> Any:
+    """Decode one record both ways; they must agree."""
+    py = decode(raw)
+    (c,) = BatchDecoder().transcode([raw])
+    assert c == py
+    # events survive msgpack as they are (surrogate-escaped text aside)
+    if not any("\udc80" <= ch <= "\udcff" for v in msgspec.structs.astuple(py) if isinstance(v, str) for ch in v):
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(py), type=type(py)) == py
+    return py
+
+
+def net_fields(**kw: Any) -> dict[str, Any]:
+    base = {
+        **COMMON, **SYS, "fd": 3, "flags": 0, "backlog": 0, "family": socket.AF_INET, "sock_type": 1,
+        "protocol": 6, "local_port": 0, "remote_port": 0, "local_addr": b"", "remote_addr": b"",
+    }  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def test_net_connect_ipv4() -> None:
+    # NUL bytes inside an address must survive (bytes, not a C string)
+    raw = record(
+        EventType.NET_CONNECT,
+        net_fields(local_port=40000, remote_port=443, local_addr=bytes([10, 0, 0, 1]), remote_addr=bytes([1, 0, 0, 1])),
+    )
+    e = both(raw)
+    assert isinstance(e, events.NetConnect)
+    assert e.local_addr == bytes([10, 0, 0, 1]) + bytes(12)
+    assert (e.local_address, e.remote_address) == ("10.0.0.1", "1.0.0.1")
+    assert (e.local_port, e.remote_port, e.result, e.errno) == (40000, 443, -13, 13)
+    assert e.local_path == "" and e.remote_path == ""
+    assert {k: getattr(e, k) for k in COMMON} == COMMON
+
+
+def test_net_accept_ipv6_and_json() -> None:
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    raw = record(EventType.NET_ACCEPT, net_fields(family=socket.AF_INET6, remote_addr=v6, flags=0o2000000, result=5))
+    e = both(raw)
+    assert isinstance(e, events.NetAccept)
+    assert e.remote_address == "2001:db8::1" and e.local_address == "::"
+    assert b'"kind":"net_accept"' in events.to_json(e)
+
+
+@pytest.mark.parametrize(
+    ("local", "remote"),
+    [(b"/run/a.sock", b""), (b"", b"\0abstract\0name"), (b"/tmp/x", b"/tmp/y"), (b"p" * 108, b"\0" + b"q" * 107)],
+)
+def test_net_unix_paths(local: bytes, remote: bytes) -> None:
+    raw = record(
+        EventType.NET_BIND, net_fields(family=socket.AF_UNIX, protocol=0), {"local_path": local, "remote_path": remote}
+    )
+    e = both(raw)
+    assert isinstance(e, events.NetBind)
+    assert e.local_path == local.decode() and e.remote_path == remote.decode()
+    if remote.startswith(b"\0"):
+        assert e.remote_address == "@" + remote[1:].decode()
+
+
+def test_net_listen_and_not_utf8_path() -> None:
+    raw = record(
+        EventType.NET_LISTEN,
+        net_fields(family=socket.AF_UNIX, backlog=128),
+        {"local_path": b"/tmp/\xff", "remote_path": b""},
+    )
+    e = both(raw)  # the C side passes it raw, Python decodes it
+    assert isinstance(e, events.NetListen)
+    assert e.backlog == 128 and e.local_path == "/tmp/\udcff"
+
+
+def test_net_tail_past_end_is_a_decode_error() -> None:
+    raw = bytearray(record(EventType.NET_BIND, net_fields(), {"local_path": b"/a", "remote_path": b""}))
+    off = ffi.offsetof("struct net_event", "local_path_len")
+    raw[off : off + 4] = (500).to_bytes(4, "little")
+    with pytest.raises(DecodeError):
+        decode(bytes(raw))
+    dec = BatchDecoder()
+    assert dec.transcode([bytes(raw)]) == []
+    assert dec.undecodable == 1
+
+
+def test_net_event_uses_map16() -> None:
+    """net_event has 16-31 fields: a map16, not a fixmap (which holds 15)."""
+    assert 16 <= len(RECORDS[int(EventType.NET_BIND)].fields) + 1 < 32
+    assert isinstance(both(record(EventType.NET_BIND, net_fields())), events.NetBind)
