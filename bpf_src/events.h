@@ -40,6 +40,9 @@ enum event_type {
 	EVENT_NET_ACCEPT = 31,
 	EVENT_NET_BIND = 32,
 	EVENT_NET_LISTEN = 33,
+	EVENT_CRED_CHANGE = 40,
+	EVENT_KILL = 41,
+	EVENT_SETSID = 42,
 	EVENT_TYPE_MAX = 64,
 };
 
@@ -155,6 +158,60 @@ struct net_event {
 	__u8 remote_addr[16];
 	__u32 local_path_len;  /* unix: the socket's own name */
 	__u32 remote_path_len; /* unix: the peer's name */
+};
+
+/*
+ * setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid,
+ * setfsgid, capset: the task's credentials before and after the call.
+ */
+struct cred_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 old_uid;
+	__u32 old_euid;
+	__u32 old_suid;
+	__u32 old_fsuid;
+	__u32 old_gid;
+	__u32 old_egid;
+	__u32 old_sgid;
+	__u32 old_fsgid;
+	__u32 new_uid;
+	__u32 new_euid;
+	__u32 new_suid;
+	__u32 new_fsuid;
+	__u32 new_gid;
+	__u32 new_egid;
+	__u32 new_sgid;
+	__u32 new_fsgid;
+	__u64 old_cap_inheritable;
+	__u64 old_cap_permitted;
+	__u64 old_cap_effective;
+	__u64 new_cap_inheritable;
+	__u64 new_cap_permitted;
+	__u64 new_cap_effective;
+	__u32 arg0; /* the ids asked for, in argument order; 0 for capset */
+	__u32 arg1;
+	__u32 arg2;
+	__u32 _pad0;
+};
+
+/* kill, tkill, tgkill: a signal sent to another process */
+struct kill_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 target_pid; /* as the caller gave it (its pid namespace); 0 for tkill */
+	__s32 target_tid; /* tkill, tgkill; 0 for kill */
+	__u32 signal;
+	__u32 _pad0;
+};
+
+/* setsid: result is the new session id */
+struct setsid_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
 };
 
 /* per event type, summed over CPUs by user space */

@@ -35,8 +35,10 @@ from ._ffi import ffi, lib
 from .errors import DecodeError
 
 __all__ = [
+    "CredChange",
     "Event",
     "EventType",
+    "Kill",
     "NetAccept",
     "NetBind",
     "NetConnect",
@@ -44,6 +46,7 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "Setsid",
     "boot_to_wall_ns",
     "decode",
     "event_class",
@@ -61,6 +64,9 @@ class EventType(enum.IntEnum):
     NET_ACCEPT = lib.EVENT_NET_ACCEPT
     NET_BIND = lib.EVENT_NET_BIND
     NET_LISTEN = lib.EVENT_NET_LISTEN
+    CRED_CHANGE = lib.EVENT_CRED_CHANGE
+    KILL = lib.EVENT_KILL
+    SETSID = lib.EVENT_SETSID
 
 
 class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
@@ -247,6 +253,72 @@ class NetListen(_NetEvent, frozen=True, gc=False, tag="net_listen"):
     event_type = EventType.NET_LISTEN
 
 
+class CredChange(_SyscallEvent, frozen=True, gc=False, tag="cred_change"):
+    """A credential change: setuid, setgid, setreuid, setregid, setresuid,
+    setresgid, setfsuid, setfsgid or capset (``syscall_nr`` tells which).
+
+    ``old_*``/``new_*`` are the task's ids and capability sets (bit masks)
+    before and after the call; they differ only when it changed something.
+    ``arg0``..``arg2`` are the ids asked for, in argument order
+    (4294967295 is -1, "leave unchanged"); unused ones and capset's are 0.
+    setfsuid/setfsgid return the previous id, never an error.
+    """
+
+    event_type = EventType.CRED_CHANGE
+    record = "cred_event"
+
+    old_uid: int
+    old_euid: int
+    old_suid: int
+    old_fsuid: int
+    old_gid: int
+    old_egid: int
+    old_sgid: int
+    old_fsgid: int
+    new_uid: int
+    new_euid: int
+    new_suid: int
+    new_fsuid: int
+    new_gid: int
+    new_egid: int
+    new_sgid: int
+    new_fsgid: int
+    old_cap_inheritable: int
+    old_cap_permitted: int
+    old_cap_effective: int
+    new_cap_inheritable: int
+    new_cap_permitted: int
+    new_cap_effective: int
+    arg0: int
+    arg1: int
+    arg2: int
+
+
+class Kill(_SyscallEvent, frozen=True, gc=False, tag="kill"):
+    """A signal sent to another process: kill, tkill or tgkill.
+
+    ``target_pid`` is the pid (kill: also 0 or negative for a process group,
+    -1 for all) or tgkill's thread group, ``target_tid`` the thread of tkill
+    and tgkill; both as the caller wrote them, in its pid namespace. Signal 0
+    and signals to the caller's own process are not reported (counted as
+    filtered).
+    """
+
+    event_type = EventType.KILL
+    record = "kill_event"
+
+    target_pid: int
+    target_tid: int
+    signal: int
+
+
+class Setsid(_SyscallEvent, frozen=True, gc=False, tag="setsid"):
+    """setsid(2): ``result`` is the new session id, or -EPERM."""
+
+    event_type = EventType.SETSID
+    record = "setsid_event"
+
+
 EVENT_CLASSES: tuple[type[_Event], ...] = (
     ProcessExec,
     ProcessFork,
@@ -255,8 +327,13 @@ EVENT_CLASSES: tuple[type[_Event], ...] = (
     NetAccept,
     NetBind,
     NetListen,
+    CredChange,
+    Kill,
+    Setsid,
 )
-Event = Union[ProcessExec, ProcessFork, ProcessExit, NetConnect, NetAccept, NetBind, NetListen]
+Event = Union[
+    ProcessExec, ProcessFork, ProcessExit, NetConnect, NetAccept, NetBind, NetListen, CredChange, Kill, Setsid
+]
 KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
 
 

@@ -34,6 +34,17 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "net_accept": ("net", ("accept_enter", "accept_exit", "accept4_enter", "accept4_exit")),
     "net_bind": ("net", ("bind_enter", "bind_exit")),
     "net_listen": ("net", ("listen_enter", "listen_exit")),
+    "cred_change": (
+        "priv",
+        tuple(
+            f"{call}_{end}"
+            for call in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
+            + ("capset",)
+            for end in ("enter", "exit")
+        ),
+    ),
+    "kill": ("priv", ("kill_enter", "kill_exit", "tkill_enter", "tkill_exit", "tgkill_enter", "tgkill_exit")),
+    "setsid": ("priv", ("setsid_enter", "setsid_exit")),
 }
 # maps every object shares: the first object loaded creates them
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")

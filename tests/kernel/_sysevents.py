@@ -17,7 +17,7 @@ _NR = {
     "x86_64": {
         "connect": 42, "accept": 43, "accept4": 288, "bind": 49, "listen": 50,
         "setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117,
-        "setresgid": 119, "setfsuid": 122, "setfsgid": 123, "capset": 126,
+        "setresgid": 119, "setfsuid": 122, "setfsgid": 123, "capget": 125, "capset": 126,
         "kill": 62, "tkill": 200, "tgkill": 234, "setsid": 112, "ptrace": 101,
         "memfd_create": 319, "bpf": 321, "init_module": 175, "finit_module": 313,
         "mount": 165, "umount2": 166,
@@ -25,7 +25,7 @@ _NR = {
     "aarch64": {
         "connect": 203, "accept": 202, "accept4": 242, "bind": 200, "listen": 201,
         "setuid": 146, "setgid": 144, "setreuid": 145, "setregid": 143, "setresuid": 147,
-        "setresgid": 149, "setfsuid": 151, "setfsgid": 152, "capset": 91,
+        "setresgid": 149, "setfsuid": 151, "setfsgid": 152, "capget": 90, "capset": 91,
         "kill": 129, "tkill": 130, "tgkill": 131, "setsid": 157, "ptrace": 117,
         "memfd_create": 279, "bpf": 280, "init_module": 105, "finit_module": 273,
         "mount": 40, "umount2": 39,
@@ -126,3 +126,20 @@ def in_child(fn: Callable[[], dict[str, Any] | None], timeout: float = 10.0) -> 
         raise AssertionError(f"child failed: {out['error']}")
     out["pid"] = pid
     return out
+
+
+def collect(sensor: Any, who: Header | dict[str, Any], classes: tuple[type, ...], count: int) -> list[Any]:
+    """The next `count` events of the given classes from one process (a
+    Header, or in_child()'s "header"), made after it was captured, in order."""
+    from conftest import wait_for
+
+    pid = who.pid if isinstance(who, Header) else who["pid"]
+    since = who.since_ns if isinstance(who, Header) else who["since_ns"]
+    return wait_for(sensor, lambda e: isinstance(e, classes) and e.pid == pid and e.ts_ns >= since, count=count)
+
+
+def proc_caps(pid: int | str = "self") -> dict[str, int]:
+    """CapInh, CapPrm, CapEff of a process, as integers."""
+    with open(f"/proc/{pid}/status") as f:
+        rows = dict(line.split(":", 1) for line in f if line.startswith("Cap"))
+    return {k: int(rows[k], 16) for k in ("CapInh", "CapPrm", "CapEff")}

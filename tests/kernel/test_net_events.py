@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _sysevents import Header, check_header, in_child
+from _sysevents import Header, check_header, collect, in_child
 
-from conftest import wait_for
 from ebpfsensor.events import NetAccept, NetBind, NetConnect, NetListen
 
 pytestmark = pytest.mark.bpf
@@ -25,11 +24,9 @@ def packed(family: int, host: str) -> bytes:
     return socket.inet_pton(family, host).ljust(16, b"\0")
 
 
-def net_events(sensor: Any, since: Header | dict[str, Any], count: int) -> list[Any]:
+def net_events(sensor: Any, who: Header | dict[str, Any], count: int) -> list[Any]:
     """The next `count` network events of one process, in order."""
-    pid = since.pid if isinstance(since, Header) else since["pid"]
-    ts = since.since_ns if isinstance(since, Header) else since["since_ns"]
-    return wait_for(sensor, lambda e: isinstance(e, NET) and e.pid == pid and e.ts_ns >= ts, count=count)
+    return collect(sensor, who, NET, count)
 
 
 def check_socket(e: Any, **want: Any) -> None:

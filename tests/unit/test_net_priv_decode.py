@@ -139,3 +139,37 @@ def test_net_event_uses_map16() -> None:
     """net_event has 16-31 fields: a map16, not a fixmap (which holds 15)."""
     assert 16 <= len(RECORDS[int(EventType.NET_BIND)].fields) + 1 < 32
     assert isinstance(both(record(EventType.NET_BIND, net_fields())), events.NetBind)
+
+
+def test_cred_change() -> None:
+    names = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid")
+    fields = {**COMMON, **SYS, "syscall_nr": 117}
+    fields.update({f"old_{n}": 0 for n in names})
+    fields.update({f"new_{n}": 4_000_000_000 + i for i, n in enumerate(names)})
+    fields.update({"old_cap_inheritable": 0, "old_cap_permitted": (1 << 41) - 1, "old_cap_effective": (1 << 41) - 1})
+    fields.update({"new_cap_inheritable": 0, "new_cap_permitted": 0, "new_cap_effective": 1 << 40})
+    fields.update({"arg0": 0xFFFFFFFF, "arg1": 5, "arg2": 6})
+    e = both(record(EventType.CRED_CHANGE, fields))
+    assert isinstance(e, events.CredChange)
+    assert {k: getattr(e, k) for k in fields} == fields
+
+
+def test_kill_and_setsid() -> None:
+    fields = {**COMMON, **SYS, "target_pid": -1, "target_tid": 0, "signal": 9}
+    e = both(record(EventType.KILL, fields))
+    assert isinstance(e, events.Kill)
+    assert {k: getattr(e, k) for k in fields} == fields
+    fields = {**COMMON, "result": 4242, "syscall_nr": 112}
+    e = both(record(EventType.SETSID, fields))
+    assert isinstance(e, events.Setsid)
+    assert {k: getattr(e, k) for k in fields} == fields and e.errno == 0
+
+
+@pytest.mark.parametrize("etype", [t for t in EventType if t >= EventType.NET_CONNECT])
+def test_truncated_fixed_part_is_a_decode_error(etype: EventType) -> None:
+    raw = bytearray(bytes(ffi.sizeof(f"struct {RECORDS[int(etype)].cls.record}")))
+    raw[8:16] = int(etype).to_bytes(4, "little") + (len(raw) - 8).to_bytes(4, "little")
+    with pytest.raises(DecodeError):
+        decode(bytes(raw[:-8]))
+    dec = BatchDecoder()
+    assert dec.transcode([bytes(raw[:-8])]) == [] and dec.undecodable == 1

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Privilege and integrity: credential changes, signals to other processes,
+ * setsid. Each syscall has its classic enter and exit tracepoints (see
+ * sys.bpf.h for why); what the exit needs from the enter (arguments, the
+ * credentials before the call) is stashed per task.
+ */
+#include "sys.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const struct cred_event *anchor_cred_event __attribute__((unused));
+const struct kill_event *anchor_kill_event __attribute__((unused));
+const struct setsid_event *anchor_setsid_event __attribute__((unused));
+
+/* the ids and capabilities of a cred, in the order of struct cred_event */
+#define CRED_IDS 8
+#define CRED_CAPS 3
+_Static_assert(__builtin_offsetof(struct cred_event, old_fsgid) - __builtin_offsetof(struct cred_event, old_uid) ==
+		       (CRED_IDS - 1) * 4,
+	       "cred_event ids are consecutive");
+_Static_assert(__builtin_offsetof(struct cred_event, new_cap_effective) -
+			       __builtin_offsetof(struct cred_event, new_cap_inheritable) ==
+		       (CRED_CAPS - 1) * 8,
+	       "cred_event capabilities are consecutive");
+
+/* what sys_enter saw, kept until sys_exit */
+struct priv_args {
+	__u64 args[6];
+	__u32 type; /* EVENT_* */
+	__u32 _pad0;
+	__u32 ids[CRED_IDS];
+	__u64 caps[CRED_CAPS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STASH_ENTRIES);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct priv_args);
+} priv_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct priv_args);
+} priv_args_scratch SEC(".maps");
+
+static __always_inline void read_cred(__u32 *ids, __u64 *caps)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	ids[0] = BPF_CORE_READ(cred, uid.val);
+	ids[1] = BPF_CORE_READ(cred, euid.val);
+	ids[2] = BPF_CORE_READ(cred, suid.val);
+	ids[3] = BPF_CORE_READ(cred, fsuid.val);
+	ids[4] = BPF_CORE_READ(cred, gid.val);
+	ids[5] = BPF_CORE_READ(cred, egid.val);
+	ids[6] = BPF_CORE_READ(cred, sgid.val);
+	ids[7] = BPF_CORE_READ(cred, fsgid.val);
+	/* kernel_cap_t is a u64 since 6.3, a u32[2] before: the same 8 bytes */
+	bpf_core_read(&caps[0], 8, &cred->cap_inheritable);
+	bpf_core_read(&caps[1], 8, &cred->cap_permitted);
+	bpf_core_read(&caps[2], 8, &cred->cap_effective);
+}
+
+/* stash the arguments (and the credentials, for a credential change) */
+static __always_inline int priv_enter(__u32 type, struct trace_event_raw_sys_enter *ctx, int nargs)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	struct priv_args *a;
+
+	if (!kind_on(type))
+		return 0;
+	a = bpf_map_lookup_elem(&priv_args_scratch, &zero);
+	if (!a)
+		return 0;
+	/* only the syscall's own arguments: attaching fails with EACCES when a
+	 * program reads past the end of the tracepoint's record; one load
+	 * each, the verifier refuses a copy from ctx + offset */
+	a->args[0] = nargs > 0 ? ctx->args[0] : 0;
+	a->args[1] = nargs > 1 ? ctx->args[1] : 0;
+	a->args[2] = nargs > 2 ? ctx->args[2] : 0;
+	a->args[3] = nargs > 3 ? ctx->args[3] : 0;
+	a->args[4] = nargs > 4 ? ctx->args[4] : 0;
+	a->args[5] = nargs > 5 ? ctx->args[5] : 0;
+	a->type = type;
+	a->_pad0 = 0;
+	if (type == EVENT_CRED_CHANGE)
+		read_cred(a->ids, a->caps);
+	bpf_map_update_elem(&priv_args, &id, a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void *reserve(__u32 type, __u32 size)
+{
+	void *e = bpf_ringbuf_reserve(&activity_events, size, 0);
+
+	if (!e)
+		stat_inc(type, STAT_DROPPED);
+	return e;
+}
+
+static __always_inline void submit(void *e, __u32 type, __u32 size)
+{
+	bpf_ringbuf_submit(e, wakeup_flags(&activity_events, size));
+	stat_inc(type, STAT_PRODUCED);
+}
+
+/* the header of a record of fixed size, reserved in the activity ring */
+#define START_RECORD(e, kind, ctx)                                                     \
+	do {                                                                           \
+		fill_header(&(e)->hdr, kind);                                          \
+		(e)->hdr.size = sizeof(*(e));                                          \
+		fill_task_ctx(&(e)->task, (struct task_struct *)bpf_get_current_task()); \
+		fill_sys_ctx(&(e)->sys, ctx);                                          \
+	} while (0)
+
+/* --- credential changes ------------------------------------------------- */
+
+/* nargs: how many of the syscall's arguments are ids */
+static __always_inline int cred_exit(struct trace_event_raw_sys_exit *ctx, int nargs)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = bpf_map_lookup_elem(&priv_args, &id);
+	struct cred_event *e;
+
+	if (!a || a->type != EVENT_CRED_CHANGE)
+		return 0;
+	e = reserve(EVENT_CRED_CHANGE, sizeof(*e));
+	if (e) {
+		START_RECORD(e, EVENT_CRED_CHANGE, ctx);
+		__builtin_memcpy(&e->old_uid, a->ids, sizeof(a->ids));
+		__builtin_memcpy(&e->old_cap_inheritable, a->caps, sizeof(a->caps));
+		read_cred(&e->new_uid, &e->new_cap_inheritable);
+		/* capset's arguments are pointers: the new values say it all */
+		e->arg0 = nargs > 0 ? a->args[0] : 0;
+		e->arg1 = nargs > 1 ? a->args[1] : 0;
+		e->arg2 = nargs > 2 ? a->args[2] : 0;
+		e->_pad0 = 0;
+		submit(e, EVENT_CRED_CHANGE, sizeof(*e));
+	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+#define CRED_SYSCALL(name, nargs)                                                   \
+	SEC("tp/syscalls/sys_enter_" #name)                                   \
+	int handle_##name##_enter_tp(struct trace_event_raw_sys_enter *ctx)   \
+	{                                                                      \
+		return priv_enter(EVENT_CRED_CHANGE, ctx, nargs > 0 ? nargs : 2); \
+	}                                                                      \
+	SEC("tp/syscalls/sys_exit_" #name)                                    \
+	int handle_##name##_exit_tp(struct trace_event_raw_sys_exit *ctx)     \
+	{                                                                      \
+		return cred_exit(ctx, nargs);                                  \
+	}
+
+CRED_SYSCALL(setuid, 1)
+CRED_SYSCALL(setgid, 1)
+CRED_SYSCALL(setreuid, 2)
+CRED_SYSCALL(setregid, 2)
+CRED_SYSCALL(setresuid, 3)
+CRED_SYSCALL(setresgid, 3)
+CRED_SYSCALL(setfsuid, 1)
+CRED_SYSCALL(setfsgid, 1)
+CRED_SYSCALL(capset, 0)
+
+/* --- signals -------------------------------------------------------------- */
+
+/* a task's id in its own pid namespace, as kill() and tkill() see it */
+static __always_inline __s32 task_vpid(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid upid = {};
+
+	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 31]);
+	return upid.nr;
+}
+
+/* kill(pid, sig), tkill(tid, sig), tgkill(tgid, tid, sig): a signal to the
+ * caller's own process (tkill: own thread), or signal 0 (a liveness
+ * probe), is not reported */
+static __always_inline int kill_enter(struct trace_event_raw_sys_enter *ctx, int nargs, __s32 pid,
+				      __s32 tid, __u32 sig)
+{
+	struct task_struct *task;
+
+	if (!kind_on(EVENT_KILL))
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (sig == 0 || (pid && pid == task_vpid(BPF_CORE_READ(task, group_leader))) ||
+	    (!pid && tid == task_vpid(task))) {
+		stat_inc(EVENT_KILL, STAT_FILTERED);
+		return 0;
+	}
+	return priv_enter(EVENT_KILL, ctx, nargs);
+}
+
+static __always_inline int kill_exit(struct trace_event_raw_sys_exit *ctx, int which)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = bpf_map_lookup_elem(&priv_args, &id);
+	struct kill_event *e;
+
+	if (!a || a->type != EVENT_KILL)
+		return 0;
+	e = reserve(EVENT_KILL, sizeof(*e));
+	if (e) {
+		START_RECORD(e, EVENT_KILL, ctx);
+		e->_pad0 = 0;
+		if (which == 0) { /* kill */
+			e->target_pid = a->args[0];
+			e->target_tid = 0;
+			e->signal = a->args[1];
+		} else if (which == 1) { /* tkill */
+			e->target_pid = 0;
+			e->target_tid = a->args[0];
+			e->signal = a->args[1];
+		} else { /* tgkill */
+			e->target_pid = a->args[0];
+			e->target_tid = a->args[1];
+			e->signal = a->args[2];
+		}
+		submit(e, EVENT_KILL, sizeof(*e));
+	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_kill")
+int handle_kill_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return kill_enter(ctx, 2, ctx->args[0], 0, ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_exit_kill")
+int handle_kill_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return kill_exit(ctx, 0);
+}
+
+SEC("tp/syscalls/sys_enter_tkill")
+int handle_tkill_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return kill_enter(ctx, 2, 0, ctx->args[0], ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_exit_tkill")
+int handle_tkill_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return kill_exit(ctx, 1);
+}
+
+SEC("tp/syscalls/sys_enter_tgkill")
+int handle_tgkill_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return kill_enter(ctx, 3, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tp/syscalls/sys_exit_tgkill")
+int handle_tgkill_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return kill_exit(ctx, 2);
+}
+
+/* --- setsid --------------------------------------------------------------- */
+
+SEC("tp/syscalls/sys_enter_setsid")
+int handle_setsid_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_SETSID, ctx, 0);
+}
+
+SEC("tp/syscalls/sys_exit_setsid")
+int handle_setsid_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = bpf_map_lookup_elem(&priv_args, &id);
+	struct setsid_event *e;
+
+	if (!a || a->type != EVENT_SETSID)
+		return 0;
+	e = reserve(EVENT_SETSID, sizeof(*e));
+	if (e) {
+		START_RECORD(e, EVENT_SETSID, ctx);
+		submit(e, EVENT_SETSID, sizeof(*e));
+	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
