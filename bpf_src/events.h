@@ -26,6 +26,8 @@
 #define MAX_PATH_DEPTH 64
 #define MAX_RECORD_LEN 32768 /* no record is larger, tail included */
 #define SUN_PATH_LEN 108	    /* sizeof(sockaddr_un.sun_path) */
+#define MEMFD_NAME_LEN 256	    /* a memfd name is at most 249 bytes */
+#define BPF_OBJ_NAME_LEN 16
 
 /*
  * Numbers are stable once released. Ranges: 1-9 process lifecycle,
@@ -43,6 +45,9 @@ enum event_type {
 	EVENT_CRED_CHANGE = 40,
 	EVENT_KILL = 41,
 	EVENT_SETSID = 42,
+	EVENT_PTRACE = 43,
+	EVENT_MEMFD_CREATE = 44,
+	EVENT_BPF_CALL = 45,
 	EVENT_TYPE_MAX = 64,
 };
 
@@ -212,6 +217,39 @@ struct setsid_event {
 	struct event_header hdr;
 	struct task_ctx task;
 	struct sys_ctx sys;
+};
+
+/* ptrace requests that attach to or change the tracee */
+struct ptrace_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s64 request;
+	__u64 addr;
+	__u64 data;
+	__s32 target_pid; /* in the caller's pid namespace */
+	__u32 _pad0;
+};
+
+/* memfd_create: result is the new fd */
+struct memfd_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 flags; /* MFD_* */
+	__u32 name_len;
+};
+
+/* bpf(): every command but map element access */
+struct bpf_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 cmd;	 /* BPF_PROG_LOAD, BPF_MAP_CREATE, ... */
+	__u32 prog_type; /* BPF_PROG_LOAD: the program's type, else 0 */
+	__u32 insn_cnt;	 /* BPF_PROG_LOAD: its instructions, else 0 */
+	__u32 attr_size; /* the size argument */
+	char prog_name[BPF_OBJ_NAME_LEN]; /* BPF_PROG_LOAD */
 };
 
 /* per event type, summed over CPUs by user space */

@@ -12,6 +12,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const struct cred_event *anchor_cred_event __attribute__((unused));
 const struct kill_event *anchor_kill_event __attribute__((unused));
 const struct setsid_event *anchor_setsid_event __attribute__((unused));
+const struct ptrace_event *anchor_ptrace_event __attribute__((unused));
+const struct memfd_event *anchor_memfd_event __attribute__((unused));
+const struct bpf_event *anchor_bpf_event __attribute__((unused));
 
 /* the ids and capabilities of a cred, in the order of struct cred_event */
 #define CRED_IDS 8
@@ -46,6 +49,35 @@ struct {
 	__type(key, __u32);
 	__type(value, struct priv_args);
 } priv_args_scratch SEC(".maps");
+
+/* records with a variable tail are built here, then copied into the ring
+ * with their real size */
+#define PRIV_TAIL_MASK (4 * PATH_LEN - 1)
+struct priv_buf {
+	__u8 data[512 + PRIV_TAIL_MASK + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct priv_buf);
+} priv_buf SEC(".maps");
+
+static __always_inline void *priv_buf_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&priv_buf, &zero);
+}
+
+/* the stashed arguments of the current task's syscall, if of this kind */
+static __always_inline struct priv_args *stashed(__u64 id, __u32 type)
+{
+	struct priv_args *a = bpf_map_lookup_elem(&priv_args, &id);
+
+	return a && a->type == type ? a : NULL;
+}
 
 static __always_inline void read_cred(__u32 *ids, __u64 *caps)
 {
@@ -289,6 +321,182 @@ int handle_setsid_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	if (e) {
 		START_RECORD(e, EVENT_SETSID, ctx);
 		submit(e, EVENT_SETSID, sizeof(*e));
+	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+/* --- ptrace --------------------------------------------------------------- */
+
+#define PTRACE_TRACEME 0
+#define PTRACE_POKETEXT 4
+#define PTRACE_POKEDATA 5
+#define PTRACE_POKEUSR 6
+#define PTRACE_SETREGS 13   /* x86 */
+#define PTRACE_SETFPREGS 15 /* x86 */
+#define PTRACE_ATTACH 16
+#define PTRACE_SETREGSET 0x4205
+#define PTRACE_SEIZE 0x4206
+
+/* requests that attach or change the tracee; reads (PEEK*, GETREGS, ...)
+ * and stepping are what a debugger does all the time: counted, not sent */
+static __always_inline int ptrace_wanted(long request)
+{
+	switch (request) {
+	case PTRACE_TRACEME:
+	case PTRACE_POKETEXT:
+	case PTRACE_POKEDATA:
+	case PTRACE_POKEUSR:
+	case PTRACE_SETREGS:
+	case PTRACE_SETFPREGS:
+	case PTRACE_ATTACH:
+	case PTRACE_SETREGSET:
+	case PTRACE_SEIZE:
+		return 1;
+	}
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_ptrace")
+int handle_ptrace_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!kind_on(EVENT_PTRACE))
+		return 0;
+	if (!ptrace_wanted(ctx->args[0])) {
+		stat_inc(EVENT_PTRACE, STAT_FILTERED);
+		return 0;
+	}
+	return priv_enter(EVENT_PTRACE, ctx, 4);
+}
+
+SEC("tp/syscalls/sys_exit_ptrace")
+int handle_ptrace_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_PTRACE);
+	struct ptrace_event *e;
+
+	if (!a)
+		return 0;
+	e = reserve(EVENT_PTRACE, sizeof(*e));
+	if (e) {
+		START_RECORD(e, EVENT_PTRACE, ctx);
+		e->request = a->args[0];
+		e->target_pid = a->args[1];
+		e->addr = a->args[2];
+		e->data = a->args[3];
+		e->_pad0 = 0;
+		submit(e, EVENT_PTRACE, sizeof(*e));
+	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+/* --- memfd_create --------------------------------------------------------- */
+
+SEC("tp/syscalls/sys_enter_memfd_create")
+int handle_memfd_create_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_MEMFD_CREATE, ctx, 2);
+}
+
+SEC("tp/syscalls/sys_exit_memfd_create")
+int handle_memfd_create_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_MEMFD_CREATE);
+	struct memfd_event *e;
+	long len;
+
+	if (!a)
+		return 0;
+	e = priv_buf_get();
+	if (!e)
+		goto out;
+	START_RECORD(e, EVENT_MEMFD_CREATE, ctx);
+	e->flags = a->args[1];
+	/* the caller's name, still in its memory at exit */
+	len = bpf_probe_read_user_str((char *)(e + 1), MEMFD_NAME_LEN, (const char *)a->args[0]);
+	len = len > 0 ? len - 1 : 0;
+	if (len == MEMFD_NAME_LEN - 1)
+		stat_inc(EVENT_MEMFD_CREATE, STAT_TRUNCATED);
+	e->name_len = len & (MEMFD_NAME_LEN - 1);
+	e->hdr.size = sizeof(*e) + e->name_len;
+	emit(e, EVENT_MEMFD_CREATE, e->hdr.size);
+out:
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+/* --- bpf ------------------------------------------------------------------ */
+
+#define BPF_CMD_PROG_LOAD 5
+/* union bpf_attr for BPF_PROG_LOAD: offsets are user ABI, they never change */
+#define BPF_ATTR_PROG_TYPE 0
+#define BPF_ATTR_INSN_CNT 4
+#define BPF_ATTR_PROG_NAME 48
+
+/* map element access is the data path of every BPF user (this library's
+ * statistics too): counted, not sent */
+static __always_inline int bpf_cmd_wanted(__u64 cmd)
+{
+	switch (cmd) {
+	case 1:	 /* BPF_MAP_LOOKUP_ELEM */
+	case 2:	 /* BPF_MAP_UPDATE_ELEM */
+	case 3:	 /* BPF_MAP_DELETE_ELEM */
+	case 4:	 /* BPF_MAP_GET_NEXT_KEY */
+	case 21: /* BPF_MAP_LOOKUP_AND_DELETE_ELEM */
+	case 24: /* BPF_MAP_LOOKUP_BATCH */
+	case 25: /* BPF_MAP_LOOKUP_AND_DELETE_BATCH */
+	case 26: /* BPF_MAP_UPDATE_BATCH */
+	case 27: /* BPF_MAP_DELETE_BATCH */
+		return 0;
+	}
+	return 1;
+}
+
+SEC("tp/syscalls/sys_enter_bpf")
+int handle_bpf_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!kind_on(EVENT_BPF_CALL))
+		return 0;
+	if (!bpf_cmd_wanted(ctx->args[0])) {
+		stat_inc(EVENT_BPF_CALL, STAT_FILTERED);
+		return 0;
+	}
+	return priv_enter(EVENT_BPF_CALL, ctx, 3);
+}
+
+SEC("tp/syscalls/sys_exit_bpf")
+int handle_bpf_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_BPF_CALL);
+	const char *attr;
+	struct bpf_event *e;
+
+	if (!a)
+		return 0;
+	e = reserve(EVENT_BPF_CALL, sizeof(*e));
+	if (e) {
+		START_RECORD(e, EVENT_BPF_CALL, ctx);
+		e->cmd = a->args[0];
+		e->attr_size = a->args[2];
+		e->prog_type = 0;
+		e->insn_cnt = 0;
+		__builtin_memset(e->prog_name, 0, sizeof(e->prog_name));
+		attr = (const char *)a->args[1];
+		if (e->cmd == BPF_CMD_PROG_LOAD && attr) {
+			if (e->attr_size >= BPF_ATTR_INSN_CNT + 4) {
+				bpf_probe_read_user(&e->prog_type, 4, attr + BPF_ATTR_PROG_TYPE);
+				bpf_probe_read_user(&e->insn_cnt, 4, attr + BPF_ATTR_INSN_CNT);
+			}
+			/* not NUL-terminated when it fills the array */
+			if (e->attr_size >= BPF_ATTR_PROG_NAME + BPF_OBJ_NAME_LEN)
+				bpf_probe_read_user(e->prog_name, sizeof(e->prog_name),
+						    attr + BPF_ATTR_PROG_NAME);
+		}
+		submit(e, EVENT_BPF_CALL, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;

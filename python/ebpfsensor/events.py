@@ -35,10 +35,12 @@ from ._ffi import ffi, lib
 from .errors import DecodeError
 
 __all__ = [
+    "BpfCall",
     "CredChange",
     "Event",
     "EventType",
     "Kill",
+    "MemfdCreate",
     "NetAccept",
     "NetBind",
     "NetConnect",
@@ -46,6 +48,7 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "Ptrace",
     "Setsid",
     "boot_to_wall_ns",
     "decode",
@@ -67,6 +70,9 @@ class EventType(enum.IntEnum):
     CRED_CHANGE = lib.EVENT_CRED_CHANGE
     KILL = lib.EVENT_KILL
     SETSID = lib.EVENT_SETSID
+    PTRACE = lib.EVENT_PTRACE
+    MEMFD_CREATE = lib.EVENT_MEMFD_CREATE
+    BPF_CALL = lib.EVENT_BPF_CALL
 
 
 class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
@@ -319,6 +325,50 @@ class Setsid(_SyscallEvent, frozen=True, gc=False, tag="setsid"):
     record = "setsid_event"
 
 
+class Ptrace(_SyscallEvent, frozen=True, gc=False, tag="ptrace"):
+    """ptrace(2) requests that attach to or change a tracee: TRACEME,
+    ATTACH, SEIZE, POKETEXT/POKEDATA/POKEUSER, SETREGS/SETFPREGS (x86),
+    SETREGSET. Reads and stepping (PEEK*, GETREGS, CONT, ...) are counted as
+    filtered. ``target_pid`` is in the caller's pid namespace.
+    """
+
+    event_type = EventType.PTRACE
+    record = "ptrace_event"
+
+    request: int
+    addr: int
+    data: int
+    target_pid: int
+
+
+class MemfdCreate(_SyscallEvent, frozen=True, gc=False, tag="memfd_create"):
+    """memfd_create(2): an anonymous file (``result`` is its fd), with the
+    ``name`` the caller gave it and its MFD_* ``flags``."""
+
+    event_type = EventType.MEMFD_CREATE
+    record = "memfd_event"
+
+    flags: int
+    name: str
+
+
+class BpfCall(_SyscallEvent, frozen=True, gc=False, tag="bpf_call"):
+    """bpf(2), every command but map element access (lookups, updates,
+    deletes, batches: counted as filtered). For BPF_PROG_LOAD (``cmd`` 5)
+    ``prog_type``, ``insn_cnt`` and ``prog_name`` describe the program;
+    otherwise they are 0 and "". ``attr_size`` is the call's size argument.
+    """
+
+    event_type = EventType.BPF_CALL
+    record = "bpf_event"
+
+    cmd: int
+    prog_type: int
+    insn_cnt: int
+    attr_size: int
+    prog_name: str
+
+
 EVENT_CLASSES: tuple[type[_Event], ...] = (
     ProcessExec,
     ProcessFork,
@@ -330,9 +380,24 @@ EVENT_CLASSES: tuple[type[_Event], ...] = (
     CredChange,
     Kill,
     Setsid,
+    Ptrace,
+    MemfdCreate,
+    BpfCall,
 )
 Event = Union[
-    ProcessExec, ProcessFork, ProcessExit, NetConnect, NetAccept, NetBind, NetListen, CredChange, Kill, Setsid
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    NetConnect,
+    NetAccept,
+    NetBind,
+    NetListen,
+    CredChange,
+    Kill,
+    Setsid,
+    Ptrace,
+    MemfdCreate,
+    BpfCall,
 ]
 KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
 

@@ -45,6 +45,9 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "kill": ("priv", ("kill_enter", "kill_exit", "tkill_enter", "tkill_exit", "tgkill_enter", "tgkill_exit")),
     "setsid": ("priv", ("setsid_enter", "setsid_exit")),
+    "ptrace": ("priv", ("ptrace_enter", "ptrace_exit")),
+    "memfd_create": ("priv", ("memfd_create_enter", "memfd_create_exit")),
+    "bpf_call": ("priv", ("bpf_enter", "bpf_exit")),
 }
 # maps every object shares: the first object loaded creates them
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")

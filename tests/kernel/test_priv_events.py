@@ -6,13 +6,14 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import struct
 import subprocess
 from typing import Any
 
 import pytest
 from _sysevents import Header, check_header, collect, in_child, nr, proc_caps
 
-from ebpfsensor.events import CredChange, Kill, Setsid
+from ebpfsensor.events import BpfCall, CredChange, Kill, MemfdCreate, Ptrace, Setsid
 
 pytestmark = pytest.mark.bpf
 
@@ -163,3 +164,104 @@ def test_setsid_twice(sensor: Any) -> None:
     assert out["sid"] == out["pid"]
     check_header(second, out["header"], "setsid", -1)  # EPERM
     assert second.errno == 1
+
+
+PTRACE_ATTACH, PTRACE_DETACH, PTRACE_PEEKDATA = 16, 17, 2
+
+
+def test_ptrace_attach(sensor: Any) -> None:
+    _libc.ptrace.restype = ctypes.c_long
+    _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    with subprocess.Popen(["sleep", "30"]) as target:
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        h = Header()
+        filtered = sensor.stats().kinds["ptrace"].filtered
+        try:
+            assert _libc.ptrace(PTRACE_ATTACH, target.pid, None, None) == 0
+            os.waitpid(target.pid, 0)  # the stop that ATTACH causes
+            _libc.ptrace(PTRACE_PEEKDATA, target.pid, None, None)  # a read: counted, not sent
+            assert _libc.ptrace(PTRACE_DETACH, target.pid, None, None) == 0
+            assert _libc.ptrace(PTRACE_ATTACH, gone.pid, None, None) == -1
+            attach, failed = collect(sensor, h, (Ptrace,), 2)
+        finally:
+            target.kill()
+    check_header(attach, h, "ptrace", 0)
+    assert (attach.request, attach.target_pid, attach.addr, attach.data) == (PTRACE_ATTACH, target.pid, 0, 0)
+    check_header(failed, h, "ptrace", -3)  # ESRCH
+    assert (failed.request, failed.target_pid) == (PTRACE_ATTACH, gone.pid)
+    # PEEKDATA and DETACH
+    assert sensor.stats().kinds["ptrace"].filtered >= filtered + 2
+
+
+def test_memfd_create(sensor: Any) -> None:
+    name = "ebpfsensor-memfd-\u00e9"
+    flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+    h = Header()
+    fd = os.memfd_create(name, flags)
+    try:
+        with pytest.raises(OSError) as bad:
+            os.memfd_create("bad-flags", 0x7FFF0000)
+        created, failed = collect(sensor, h, (MemfdCreate,), 2)
+    finally:
+        os.close(fd)
+    check_header(created, h, "memfd_create", fd)
+    assert (created.name, created.flags) == (name, flags)
+    check_header(failed, h, "memfd_create", -bad.value.errno)
+    assert failed.errno == 22 and (failed.name, failed.flags) == ("bad-flags", 0x7FFF0000)
+
+
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_LOAD = 0, 1, 5
+BPF_PROG_TYPE_SOCKET_FILTER = 1
+
+
+def _bpf(cmd: int, attr: bytearray) -> tuple[int, int]:
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    ret = _libc.syscall(nr("bpf"), cmd, buf, len(attr))
+    return ret, ctypes.get_errno()
+
+
+def test_bpf_prog_load_and_map_create(sensor: Any) -> None:
+    # r0 = 0; exit
+    insns = (ctypes.c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)
+    license_ = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    struct.pack_into(
+        "<IIQQ", attr, 0, BPF_PROG_TYPE_SOCKET_FILTER, 2, ctypes.addressof(insns), ctypes.addressof(license_)
+    )
+    attr[48:58] = b"ebpfs_test"
+    bad = bytearray(attr)
+    struct.pack_into("<I", bad, 0, 9999)
+    map_attr = bytearray(72)
+    struct.pack_into("<IIII", map_attr, 0, 2, 4, 8, 1)  # BPF_MAP_TYPE_ARRAY, key 4, value 8, 1 entry
+    h = Header()
+    filtered = sensor.stats().kinds["bpf_call"].filtered
+    prog_fd, _ = _bpf(BPF_PROG_LOAD, attr)
+    failed, err = _bpf(BPF_PROG_LOAD, bad)
+    map_fd, _ = _bpf(BPF_MAP_CREATE, map_attr)
+    try:
+        assert prog_fd >= 0 and map_fd >= 0 and failed == -1
+        lookup = bytearray(32)
+        key, value = ctypes.c_uint32(0), ctypes.c_uint64()
+        struct.pack_into("<IIQQ", lookup, 0, map_fd, 0, ctypes.addressof(key), ctypes.addressof(value))
+        assert _bpf(BPF_MAP_LOOKUP_ELEM, lookup)[0] == 0  # counted, not sent
+        load, refused, create = collect(sensor, h, (BpfCall,), 3)
+    finally:
+        os.close(prog_fd)
+        os.close(map_fd)
+    check_header(load, h, "bpf", prog_fd)
+    assert (load.cmd, load.prog_type, load.insn_cnt, load.attr_size, load.prog_name) == (
+        BPF_PROG_LOAD, BPF_PROG_TYPE_SOCKET_FILTER, 2, 128, "ebpfs_test",
+    )  # fmt: skip
+    check_header(refused, h, "bpf", -err)
+    assert (refused.cmd, refused.prog_type, refused.insn_cnt, refused.prog_name) == (
+        BPF_PROG_LOAD,
+        9999,
+        2,
+        "ebpfs_test",
+    )
+    check_header(create, h, "bpf", map_fd)
+    assert (create.cmd, create.prog_type, create.insn_cnt, create.attr_size, create.prog_name) == (
+        BPF_MAP_CREATE, 0, 0, 72, "",
+    )  # fmt: skip
+    assert sensor.stats().kinds["bpf_call"].filtered >= filtered + 1

@@ -173,3 +173,26 @@ def test_truncated_fixed_part_is_a_decode_error(etype: EventType) -> None:
         decode(bytes(raw[:-8]))
     dec = BatchDecoder()
     assert dec.transcode([bytes(raw[:-8])]) == [] and dec.undecodable == 1
+
+
+def test_ptrace() -> None:
+    fields = {**COMMON, **SYS, "request": 0x4206, "addr": 1 << 63, "data": 0xFFFF_FFFF_FFFF_FFFF, "target_pid": 99}
+    e = both(record(EventType.PTRACE, fields))
+    assert isinstance(e, events.Ptrace)
+    assert {k: getattr(e, k) for k in fields} == fields
+
+
+@pytest.mark.parametrize("name", [b"", b"payload", "caf\u00e9".encode(), b"x" * 255, b"bad\xfe"])
+def test_memfd_create(name: bytes) -> None:
+    e = both(record(EventType.MEMFD_CREATE, {**COMMON, **SYS, "flags": 3}, {"name": name}))
+    assert isinstance(e, events.MemfdCreate)
+    assert e.flags == 3 and e.name == name.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize("prog_name", [b"", b"short", b"f" * 16])
+def test_bpf_call(prog_name: bytes) -> None:
+    fields = {**COMMON, **SYS, "cmd": 5, "prog_type": 26, "insn_cnt": 4096, "attr_size": 152}
+    e = both(record(EventType.BPF_CALL, {**fields, "prog_name": prog_name}))
+    assert isinstance(e, events.BpfCall)
+    # a name that fills the array has no NUL: it ends at the array's end
+    assert {k: getattr(e, k) for k in fields} == fields and e.prog_name == prog_name.decode()
