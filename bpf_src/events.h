@@ -28,6 +28,9 @@
 #define SUN_PATH_LEN 108	    /* sizeof(sockaddr_un.sun_path) */
 #define MEMFD_NAME_LEN 256	    /* a memfd name is at most 249 bytes */
 #define BPF_OBJ_NAME_LEN 16
+#define MODULE_NAME_LEN 56	    /* 64 - sizeof(unsigned long) */
+#define MODULE_ARGS_LEN 1024
+#define FSTYPE_LEN 256
 
 /*
  * Numbers are stable once released. Ranges: 1-9 process lifecycle,
@@ -48,6 +51,9 @@ enum event_type {
 	EVENT_PTRACE = 43,
 	EVENT_MEMFD_CREATE = 44,
 	EVENT_BPF_CALL = 45,
+	EVENT_MODULE_LOAD = 46,
+	EVENT_MOUNT = 47,
+	EVENT_UMOUNT = 48,
 	EVENT_TYPE_MAX = 64,
 };
 
@@ -250,6 +256,45 @@ struct bpf_event {
 	__u32 insn_cnt;	 /* BPF_PROG_LOAD: its instructions, else 0 */
 	__u32 attr_size; /* the size argument */
 	char prog_name[BPF_OBJ_NAME_LEN]; /* BPF_PROG_LOAD */
+};
+
+/*
+ * init_module, finit_module. The name is the module's own, known once the
+ * kernel has parsed the image (empty when it failed before that).
+ */
+struct module_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u64 image_len; /* init_module: the image's size */
+	__s32 fd;	 /* finit_module: the file; -1 for init_module */
+	__u32 flags;	 /* finit_module: MODULE_INIT_* */
+	char name[MODULE_NAME_LEN];
+	__u8 path_truncated;
+	__u8 _pad0[7];
+	__u32 path_len; /* finit_module: the file's absolute path */
+	__u32 args_len; /* the parameters string */
+};
+
+/* mount(2): the caller's strings as given (target may be relative) */
+struct mount_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u64 flags; /* MS_* */
+	__u32 _pad0;
+	__u32 source_len;
+	__u32 target_len;
+	__u32 fstype_len;
+};
+
+/* umount2(2) */
+struct umount_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 flags; /* MNT_*, UMOUNT_* */
+	__u32 target_len;
 };
 
 /* per event type, summed over CPUs by user space */

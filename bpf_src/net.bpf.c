@@ -133,16 +133,9 @@ static __always_inline int net_enter(__u32 type, __u64 fd, const void *uaddr, __
 /* the socket behind one of the current task's fds, or NULL */
 static __always_inline struct socket *fd_socket(__u64 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
+	struct file *f = fd_file(fd);
 
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	if (bpf_core_read(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
 	return BPF_CORE_READ(f, private_data);
 }
@@ -249,10 +242,14 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx)
 			}
 		}
 	}
-	e->local_path_len = local_len & SUN_MASK;
-	e->remote_path_len = remote_len & SUN_MASK;
-	e->hdr.size = sizeof(*e) + e->local_path_len + e->remote_path_len;
-	emit(&s->rec, type, e->hdr.size);
+	local_len &= SUN_MASK;
+	remote_len &= SUN_MASK;
+	e->local_path_len = local_len;
+	e->remote_path_len = remote_len;
+	/* the size from registers, not re-read from the buffer: the verifier
+	 * knows the bounds of the former only */
+	e->hdr.size = sizeof(*e) + local_len + remote_len;
+	emit(&s->rec, type, sizeof(*e) + local_len + remote_len);
 out:
 	bpf_map_delete_elem(&net_args, &id);
 	return 0;

@@ -15,6 +15,9 @@ const struct setsid_event *anchor_setsid_event __attribute__((unused));
 const struct ptrace_event *anchor_ptrace_event __attribute__((unused));
 const struct memfd_event *anchor_memfd_event __attribute__((unused));
 const struct bpf_event *anchor_bpf_event __attribute__((unused));
+const struct module_event *anchor_module_event __attribute__((unused));
+const struct mount_event *anchor_mount_event __attribute__((unused));
+const struct umount_event *anchor_umount_event __attribute__((unused));
 
 /* the ids and capabilities of a cred, in the order of struct cred_event */
 #define CRED_IDS 8
@@ -34,6 +37,7 @@ struct priv_args {
 	__u32 _pad0;
 	__u32 ids[CRED_IDS];
 	__u64 caps[CRED_CAPS];
+	char name[MODULE_NAME_LEN]; /* the module being loaded, from module_load */
 };
 
 struct {
@@ -54,7 +58,7 @@ struct {
  * with their real size */
 #define PRIV_TAIL_MASK (4 * PATH_LEN - 1)
 struct priv_buf {
-	__u8 data[512 + PRIV_TAIL_MASK + 1];
+	__u8 data[2 * (PRIV_TAIL_MASK + 1)];
 };
 
 struct {
@@ -121,6 +125,7 @@ static __always_inline int priv_enter(__u32 type, struct trace_event_raw_sys_ent
 	a->args[5] = nargs > 5 ? ctx->args[5] : 0;
 	a->type = type;
 	a->_pad0 = 0;
+	a->name[0] = '\0';
 	if (type == EVENT_CRED_CHANGE)
 		read_cred(a->ids, a->caps);
 	bpf_map_update_elem(&priv_args, &id, a, BPF_ANY);
@@ -420,9 +425,10 @@ int handle_memfd_create_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	len = len > 0 ? len - 1 : 0;
 	if (len == MEMFD_NAME_LEN - 1)
 		stat_inc(EVENT_MEMFD_CREATE, STAT_TRUNCATED);
-	e->name_len = len & (MEMFD_NAME_LEN - 1);
-	e->hdr.size = sizeof(*e) + e->name_len;
-	emit(e, EVENT_MEMFD_CREATE, e->hdr.size);
+	len &= MEMFD_NAME_LEN - 1;
+	e->name_len = len;
+	e->hdr.size = sizeof(*e) + len;
+	emit(e, EVENT_MEMFD_CREATE, sizeof(*e) + len);
 out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -498,6 +504,197 @@ int handle_bpf_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		}
 		submit(e, EVENT_BPF_CALL, sizeof(*e));
 	}
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+/* --- module loading ------------------------------------------------------- */
+
+static __always_inline int module_exit(struct trace_event_raw_sys_exit *ctx, int finit)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_MODULE_LOAD);
+	struct module_event *e;
+	struct file *file;
+	const char *uargs;
+	char *tail;
+	__u32 pos = 0;
+	long len;
+
+	if (!a)
+		return 0;
+	e = priv_buf_get();
+	if (!e)
+		goto out;
+	START_RECORD(e, EVENT_MODULE_LOAD, ctx);
+	__builtin_memcpy(e->name, a->name, sizeof(e->name));
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	e->path_truncated = 0;
+	tail = (char *)(e + 1);
+	if (finit) {
+		e->image_len = 0;
+		e->fd = a->args[0];
+		e->flags = a->args[2];
+		uargs = (const char *)a->args[1];
+		file = fd_file(a->args[0]);
+		if (file)
+			pos = append_path(tail, &file->f_path, &e->path_truncated);
+	} else {
+		e->image_len = a->args[1];
+		e->fd = -1;
+		e->flags = 0;
+		uargs = (const char *)a->args[2];
+	}
+	pos &= PATH_MASK;
+	e->path_len = pos;
+	len = bpf_probe_read_user_str(&tail[pos], MODULE_ARGS_LEN, uargs);
+	len = len > 0 ? len - 1 : 0;
+	if (len == MODULE_ARGS_LEN - 1 || e->path_truncated)
+		stat_inc(EVENT_MODULE_LOAD, STAT_TRUNCATED);
+	len &= MODULE_ARGS_LEN - 1;
+	e->args_len = len;
+	/* the size from registers, not re-read from the buffer: the verifier
+	 * knows the bounds of the former only */
+	e->hdr.size = sizeof(*e) + pos + len;
+	emit(e, EVENT_MODULE_LOAD, sizeof(*e) + pos + len);
+out:
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_init_module")
+int handle_init_module_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_MODULE_LOAD, ctx, 3);
+}
+
+SEC("tp/syscalls/sys_exit_init_module")
+int handle_init_module_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return module_exit(ctx, 0);
+}
+
+SEC("tp/syscalls/sys_enter_finit_module")
+int handle_finit_module_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_MODULE_LOAD, ctx, 3);
+}
+
+SEC("tp/syscalls/sys_exit_finit_module")
+int handle_finit_module_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	return module_exit(ctx, 1);
+}
+
+/* the module's name, once the kernel has parsed the image: fires inside
+ * init_module/finit_module, in the loading task */
+static __always_inline int module_loaded(const char *name)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_MODULE_LOAD);
+
+	if (a)
+		bpf_probe_read_kernel_str(a->name, sizeof(a->name), name);
+	return 0;
+}
+
+SEC("tp_btf/module_load")
+int BPF_PROG(handle_module_load_btf, struct module *mod)
+{
+	return module_loaded(mod->name);
+}
+
+SEC("raw_tp/module_load")
+int BPF_PROG(handle_module_load_raw, struct module *mod)
+{
+	return module_loaded(BPF_CORE_READ(mod, name));
+}
+
+SEC("tp/module/module_load")
+int handle_module_load_tp(struct trace_event_raw_module_load *ctx)
+{
+	return module_loaded((const char *)ctx + (ctx->__data_loc_name & 0xffff));
+}
+
+/* --- mount, umount -------------------------------------------------------- */
+
+/* a string from the caller's memory at tail[pos], at most max bytes; its length */
+static __always_inline __u32 user_str(char *tail, __u32 pos, __u32 max, const char *src)
+{
+	long len;
+
+	if (!src)
+		return 0;
+	len = bpf_probe_read_user_str(&tail[pos & PRIV_TAIL_MASK], max, src);
+	return len > 0 ? len - 1 : 0;
+}
+
+SEC("tp/syscalls/sys_enter_mount")
+int handle_mount_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_MOUNT, ctx, 4);
+}
+
+SEC("tp/syscalls/sys_exit_mount")
+int handle_mount_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_MOUNT);
+	struct mount_event *e;
+	char *tail;
+	__u32 pos = 0;
+
+	if (!a)
+		return 0;
+	e = priv_buf_get();
+	if (!e)
+		goto out;
+	START_RECORD(e, EVENT_MOUNT, ctx);
+	e->flags = a->args[3];
+	e->_pad0 = 0;
+	tail = (char *)(e + 1);
+	/* the strings are still in the caller's memory at exit */
+	e->source_len = user_str(tail, pos, PATH_LEN, (const char *)a->args[0]) & PATH_MASK;
+	pos += e->source_len;
+	e->target_len = user_str(tail, pos, PATH_LEN, (const char *)a->args[1]) & PATH_MASK;
+	pos += e->target_len;
+	e->fstype_len = user_str(tail, pos, FSTYPE_LEN, (const char *)a->args[2]) & (FSTYPE_LEN - 1);
+	pos += e->fstype_len;
+	pos &= PRIV_TAIL_MASK;
+	e->hdr.size = sizeof(*e) + pos;
+	emit(e, EVENT_MOUNT, sizeof(*e) + pos);
+out:
+	bpf_map_delete_elem(&priv_args, &id);
+	return 0;
+}
+
+/* umount2(2): the kernel's name for it is umount */
+SEC("tp/syscalls/sys_enter_umount")
+int handle_umount_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	return priv_enter(EVENT_UMOUNT, ctx, 2);
+}
+
+SEC("tp/syscalls/sys_exit_umount")
+int handle_umount_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct priv_args *a = stashed(id, EVENT_UMOUNT);
+	struct umount_event *e;
+	__u32 len;
+
+	if (!a)
+		return 0;
+	e = priv_buf_get();
+	if (!e)
+		goto out;
+	START_RECORD(e, EVENT_UMOUNT, ctx);
+	e->flags = a->args[1];
+	len = user_str((char *)(e + 1), 0, PATH_LEN, (const char *)a->args[0]) & PATH_MASK;
+	e->target_len = len;
+	e->hdr.size = sizeof(*e) + len;
+	emit(e, EVENT_UMOUNT, sizeof(*e) + len);
+out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
 }

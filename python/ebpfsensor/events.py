@@ -41,6 +41,8 @@ __all__ = [
     "EventType",
     "Kill",
     "MemfdCreate",
+    "ModuleLoad",
+    "Mount",
     "NetAccept",
     "NetBind",
     "NetConnect",
@@ -50,6 +52,7 @@ __all__ = [
     "ProcessFork",
     "Ptrace",
     "Setsid",
+    "Umount",
     "boot_to_wall_ns",
     "decode",
     "event_class",
@@ -73,6 +76,9 @@ class EventType(enum.IntEnum):
     PTRACE = lib.EVENT_PTRACE
     MEMFD_CREATE = lib.EVENT_MEMFD_CREATE
     BPF_CALL = lib.EVENT_BPF_CALL
+    MODULE_LOAD = lib.EVENT_MODULE_LOAD
+    MOUNT = lib.EVENT_MOUNT
+    UMOUNT = lib.EVENT_UMOUNT
 
 
 class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="kind"):
@@ -369,6 +375,53 @@ class BpfCall(_SyscallEvent, frozen=True, gc=False, tag="bpf_call"):
     prog_name: str
 
 
+class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
+    """init_module(2)/finit_module(2).
+
+    ``name`` is the module's own name, known once the kernel has parsed the
+    image ("" when the call failed before that). finit_module gives ``fd``,
+    its ``flags`` and ``path``, the file's absolute path resolved from the
+    kernel's dentries (``path_truncated`` when too deep or long);
+    init_module gives ``image_len`` (``fd`` is -1). ``args`` is the
+    parameter string.
+    """
+
+    event_type = EventType.MODULE_LOAD
+    record = "module_event"
+
+    image_len: int
+    fd: int
+    flags: int
+    name: str
+    path_truncated: bool
+    path: str
+    args: str
+
+
+class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
+    """mount(2), with the caller's ``source``, ``target`` and ``fstype`` as
+    given (``target`` may be relative to the caller's working directory; ""
+    for a NULL pointer) and the MS_* ``flags``."""
+
+    event_type = EventType.MOUNT
+    record = "mount_event"
+
+    flags: int
+    source: str
+    target: str
+    fstype: str
+
+
+class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
+    """umount2(2): the caller's ``target`` as given and the ``flags``."""
+
+    event_type = EventType.UMOUNT
+    record = "umount_event"
+
+    flags: int
+    target: str
+
+
 EVENT_CLASSES: tuple[type[_Event], ...] = (
     ProcessExec,
     ProcessFork,
@@ -383,6 +436,9 @@ EVENT_CLASSES: tuple[type[_Event], ...] = (
     Ptrace,
     MemfdCreate,
     BpfCall,
+    ModuleLoad,
+    Mount,
+    Umount,
 )
 Event = Union[
     ProcessExec,
@@ -398,6 +454,9 @@ Event = Union[
     Ptrace,
     MemfdCreate,
     BpfCall,
+    ModuleLoad,
+    Mount,
+    Umount,
 ]
 KINDS: dict[str, type[_Event]] = {cls.__struct_config__.tag: cls for cls in EVENT_CLASSES}  # type: ignore[misc]
 

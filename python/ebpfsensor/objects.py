@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
 import platform
 import re
 import sys
@@ -206,26 +207,65 @@ class BpfObject:
         config = dict(config or {})
         self.check_config(config)
         wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
-        choice = {h: 0 for h in wanted}
         status = {h: HookStatus(h) for h in wanted}
+        # a classic tracepoint the kernel does not have is known without a
+        # load: skipping it saves a reload of the whole object, and the
+        # detach of every link attached before the failure
+        variants: dict[str, list[ProgramSpec]] = {}
+        for h in wanted:
+            variants[h] = []
+            for p in self.hooks[h]:
+                missing = _missing_tracepoint(p.section)
+                if missing:
+                    status[h].failures.append(f"{p.variant}: {missing}")
+                else:
+                    variants[h].append(p)
+            if not variants[h]:
+                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, "; ".join(status[h].failures))
+        choice = {h: 0 for h in wanted}
         while True:
-            selected = {h: self.hooks[h][i] for h, i in choice.items() if i < len(self.hooks[h])}
+            selected = {h: variants[h][i] for h, i in choice.items() if i < len(variants[h])}
             attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path)
             failed = attempt.run()
-            if failed is None:
+            retry = not attempt.loaded
+            for hook, variant, err in failed:
+                status[hook].failures.append(f"{variant}: {err}")
+                status[hook].error = err
+                log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
+                choice[hook] += 1
+                if choice[hook] < len(variants[hook]):
+                    retry = True
+                    continue
+                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
+                if all(choice[h] >= len(variants[h]) for h in choice) and isinstance(err, PrivilegeError):
+                    attempt.close()
+                    raise err
+            if not retry:
+                # what failed to attach has no other variant: keep the rest
+                # attached rather than reload (its program stays loaded, unused)
+                down = {hook for hook, _, _ in failed}
                 for h, prog in selected.items():
-                    status[h].variant = prog.variant
+                    if h not in down:
+                        status[h].variant = prog.variant
                 return LoadedObject(attempt, status)
             attempt.close()
-            hook, variant, err = failed
-            status[hook].failures.append(f"{variant}: {err}")
-            status[hook].error = err
-            log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
-            choice[hook] += 1
-            if choice[hook] >= len(self.hooks[hook]):
-                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
-                if all(choice[h] >= len(self.hooks[h]) for h in choice) and isinstance(err, PrivilegeError):
-                    raise err
+
+
+_TRACEFS_EVENTS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
+
+
+def _missing_tracepoint(section: str) -> str | None:
+    """Why a classic tracepoint program cannot attach here, or None when it
+    may (or when tracefs is not there to tell)."""
+    kind, _, name = section.partition("/")
+    if kind not in ("tp", "tracepoint") or name.count("/") != 1:
+        return None
+    for events in _TRACEFS_EVENTS:
+        if os.path.isdir(events):
+            if os.path.isdir(os.path.join(events, name)):
+                return None
+            return f"tracepoint {name} does not exist on this kernel"
+    return None
 
 
 class _Attempt:
@@ -251,13 +291,16 @@ class _Attempt:
         self.log_bufs: dict[str, Any] = {}
         self.maps: dict[str, Any] = {}
         self.programs: dict[str, Any] = {}
+        self.loaded = False
         # lifetime: libbpf keeps pointers into the object bytes, the name and
         # the BTF path for as long as the bpf_object lives; they are released
         # in close(), after bpf_object__close
         self._keep: list[Any] = []
 
-    def run(self) -> tuple[str, str, LibbpfError] | None:
-        """None on success, or (hook, variant, error) of the first failure."""
+    def run(self) -> list[tuple[str, str, LibbpfError]]:
+        """[] on success, else (hook, variant, error) of the program that
+        failed to load, or of each that failed to attach (``loaded`` tells
+        which: the attached links stay until close())."""
         o = self.obj
         data = ffi.from_buffer(o.data)
         opts = ffi.new("struct bpf_object_open_opts *")
@@ -298,14 +341,17 @@ class _Attempt:
         with capture_libbpf_log() as lines:
             rc = lib.bpf_object__load(self.ptr)
         if rc < 0:
-            return self._load_failure(rc, lines, wanted)
+            return [self._load_failure(rc, lines, wanted)]
+        self.loaded = True
+        failures = []
         for hook, spec in self.selected.items():
             link = lib.bpf_program__attach(self.programs[spec.name])
             if link == ffi.NULL:
                 err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{spec.name} ({spec.section})")
-                return hook, spec.variant, err
+                failures.append((hook, spec.variant, err))
+                continue
             self.links.append(link)
-        return None
+        return failures
 
     def _write_rodata(self, m: Any) -> None:
         size = ffi.new("size_t *")

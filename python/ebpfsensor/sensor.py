@@ -48,6 +48,12 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ptrace": ("priv", ("ptrace_enter", "ptrace_exit")),
     "memfd_create": ("priv", ("memfd_create_enter", "memfd_create_exit")),
     "bpf_call": ("priv", ("bpf_enter", "bpf_exit")),
+    "module_load": (
+        "priv",
+        ("init_module_enter", "init_module_exit", "finit_module_enter", "finit_module_exit", "module_load"),
+    ),
+    "mount": ("priv", ("mount_enter", "mount_exit")),
+    "umount": ("priv", ("umount_enter", "umount_exit")),
 }
 # maps every object shares: the first object loaded creates them
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from _sysevents import Header, check_header, collect, in_child, nr, proc_caps
 
-from ebpfsensor.events import BpfCall, CredChange, Kill, MemfdCreate, Ptrace, Setsid
+from ebpfsensor.events import BpfCall, CredChange, Kill, MemfdCreate, ModuleLoad, Mount, Ptrace, Setsid, Umount
 
 pytestmark = pytest.mark.bpf
 
@@ -265,3 +265,77 @@ def test_bpf_prog_load_and_map_create(sensor: Any) -> None:
         BPF_MAP_CREATE, 0, 0, 72, "",
     )  # fmt: skip
     assert sensor.stats().kinds["bpf_call"].filtered >= filtered + 1
+
+
+CLONE_NEWNS = 0x00020000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+
+
+def test_mount_umount_in_private_namespace(sensor: Any, tmp_path: Any) -> None:
+    target = str(tmp_path / "mnt")
+    missing = str(tmp_path / "missing")
+    os.mkdir(target)
+
+    def call(ret: int) -> int:
+        return 0 if ret == 0 else -ctypes.get_errno()
+
+    def child() -> dict[str, Any]:
+        assert _libc.unshare(CLONE_NEWNS) == 0
+        results = [
+            call(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)),
+            call(_libc.mount(b"ebpfsensor-src", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m")),
+            call(_libc.mount(b"x", target.encode(), b"nosuchfs-ebpfsensor", 0, None)),
+            call(_libc.mount(b"ebpfsensor-src", missing.encode(), b"tmpfs", 0, None)),
+        ]
+        with open("/proc/self/mounts") as f:
+            mounted = any(line.split()[1] == target for line in f)
+        results += [call(_libc.umount2(target.encode(), 0)), call(_libc.umount2(target.encode(), 0))]
+        return {"results": results, "mounted": mounted}
+
+    out = in_child(child)
+    assert out["mounted"]
+    assert out["results"] == [0, 0, -19, -2, 0, -22]  # ENODEV, ENOENT, EINVAL
+    private, tmpfs, nodev, noent, umount, again = collect(sensor, out["header"], (Mount, Umount), 6)
+    want = [
+        (private, 0, MS_REC | MS_PRIVATE, "none", "/", ""),
+        (tmpfs, 0, MS_NOSUID | MS_NODEV, "ebpfsensor-src", target, "tmpfs"),
+        (nodev, -19, 0, "x", target, "nosuchfs-ebpfsensor"),
+        (noent, -2, 0, "ebpfsensor-src", missing, "tmpfs"),
+    ]
+    for e, result, flags, source, where, fstype in want:
+        assert isinstance(e, Mount)
+        check_header(e, out["header"], "mount", result)
+        assert (e.flags, e.source, e.target, e.fstype) == (flags, source, where, fstype)
+    for e, result in ((umount, 0), (again, -22)):
+        assert isinstance(e, Umount)
+        check_header(e, out["header"], "umount2", result)
+        assert (e.flags, e.target) == (0, target)
+
+
+def test_module_load(sensor: Any, tmp_path: Any) -> None:
+    """finit_module of a file that is no module: reported with the error and
+    the file's path. Without module support (CONFIG_MODULES=n) the kernel has
+    no such syscalls: the hooks must say so, not fail silently."""
+    hooks = sensor.hooks()
+    names = ("init_module_enter", "init_module_exit", "finit_module_enter", "finit_module_exit")
+    if not os.path.exists("/proc/modules"):
+        for name in names:
+            call, end = name.rsplit("_", 1)
+            assert hooks[name].variant is None
+            assert hooks[name].failures == [f"tp: tracepoint syscalls/sys_{end}_{call} does not exist on this kernel"]
+        assert hooks["module_load"].variant is None
+        return
+    for name in names:
+        assert hooks[name].variant == "tp"
+    image = tmp_path / "not-a-module.ko"
+    image.write_bytes(b"\x7fELF" + bytes(60))
+    h = Header()
+    with open(image, "rb") as f:
+        ret = _libc.syscall(nr("finit_module"), f.fileno(), b"debug=1", 0)
+        err = ctypes.get_errno()
+        fd = f.fileno()
+    assert ret == -1
+    (e,) = collect(sensor, h, (ModuleLoad,), 1)
+    check_header(e, h, "finit_module", -err)
+    assert (e.fd, e.flags, e.image_len, e.name, e.args) == (fd, 0, 0, "", "debug=1")
+    assert (e.path, e.path_truncated) == (str(image), False)

@@ -196,3 +196,33 @@ def test_bpf_call(prog_name: bytes) -> None:
     assert isinstance(e, events.BpfCall)
     # a name that fills the array has no NUL: it ends at the array's end
     assert {k: getattr(e, k) for k in fields} == fields and e.prog_name == prog_name.decode()
+
+
+def test_module_load() -> None:
+    fields = {**COMMON, **SYS, "image_len": 0, "fd": 3, "flags": 2, "name": "x" * 55, "path_truncated": 1}
+    e = both(record(EventType.MODULE_LOAD, fields, {"path": b"/lib/modules/x.ko", "args": b"debug=1 y=2"}))
+    assert isinstance(e, events.ModuleLoad)
+    assert {k: getattr(e, k) for k in fields if k != "path_truncated"} == {
+        k: v for k, v in fields.items() if k != "path_truncated"
+    }
+    assert e.path_truncated is True and e.path == "/lib/modules/x.ko" and e.args == "debug=1 y=2"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "fstype"),
+    [
+        (b"none", b"/", b""),
+        (b"/dev/sda1", b"relative/dir", b"ext4"),
+        (b"", b"/m\xffnt", b"tmpfs"),
+        (b"s" * 4095, b"t", b"f"),
+    ],
+)
+def test_mount_and_umount(source: bytes, target: bytes, fstype: bytes) -> None:
+    tails = {"source": source, "target": target, "fstype": fstype}
+    e = both(record(EventType.MOUNT, {**COMMON, **SYS, "flags": 1 << 18 | 1 << 14}, tails))
+    assert isinstance(e, events.Mount)
+    assert (e.source, e.target, e.fstype) == tuple(t.decode("utf-8", "surrogateescape") for t in tails.values())
+    assert e.flags == 1 << 18 | 1 << 14
+    u = both(record(EventType.UMOUNT, {**COMMON, **SYS, "flags": 2}, {"target": target}))
+    assert isinstance(u, events.Umount)
+    assert (u.flags, u.target) == (2, target.decode("utf-8", "surrogateescape"))
