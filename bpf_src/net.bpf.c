@@ -162,7 +162,9 @@ static __always_inline __u32 unix_name(char *dst, struct sock *sk)
 	return len & SUN_MASK;
 }
 
-static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx)
+#define EAGAIN 11
+
+static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct net_args *a = bpf_map_lookup_elem(&net_args, &id);
@@ -173,12 +175,19 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx)
 	struct sock *sk = NULL;
 	__u64 fd;
 
-	if (!a)
+	/* a stale entry of a syscall that never returned is not this one's */
+	if (!a || a->type != kind)
 		return 0;
+	/* a non-blocking listener with nothing to accept: an event loop's
+	 * every wakeup ends with one, and no connection was made */
+	if (kind == EVENT_NET_ACCEPT && ctx->ret == -EAGAIN) {
+		stat_inc(kind, STAT_FILTERED);
+		goto out;
+	}
 	s = scratch();
 	if (!s)
 		goto out;
-	type = a->type;
+	type = kind;
 	e = &s->rec.ev;
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_header(&e->hdr, type);
@@ -264,7 +273,7 @@ int handle_connect_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_connect")
 int handle_connect_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return net_exit(ctx);
+	return net_exit(ctx, EVENT_NET_CONNECT);
 }
 
 SEC("tp/syscalls/sys_enter_bind")
@@ -276,7 +285,7 @@ int handle_bind_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_bind")
 int handle_bind_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return net_exit(ctx);
+	return net_exit(ctx, EVENT_NET_BIND);
 }
 
 SEC("tp/syscalls/sys_enter_listen")
@@ -288,7 +297,7 @@ int handle_listen_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_listen")
 int handle_listen_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return net_exit(ctx);
+	return net_exit(ctx, EVENT_NET_LISTEN);
 }
 
 /* accept's sockaddr is an output: the peer comes from the new socket */
@@ -301,7 +310,7 @@ int handle_accept_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_accept")
 int handle_accept_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return net_exit(ctx);
+	return net_exit(ctx, EVENT_NET_ACCEPT);
 }
 
 SEC("tp/syscalls/sys_enter_accept4")
@@ -313,5 +322,5 @@ int handle_accept4_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tp/syscalls/sys_exit_accept4")
 int handle_accept4_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	return net_exit(ctx);
+	return net_exit(ctx, EVENT_NET_ACCEPT);
 }

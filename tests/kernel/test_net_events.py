@@ -213,3 +213,22 @@ def test_disabled_kinds_cost_no_events(sensor: Any) -> None:
         (listen,) = net_events(s, h, 1)
         assert isinstance(listen, NetListen) and listen.backlog == 2
         assert s.stats().kinds["net_bind"].produced == 0
+
+
+def test_accept_eagain_is_filtered_not_sent(sensor: Any) -> None:
+    """A non-blocking accept with nothing pending made no connection."""
+    h = Header()
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.setblocking(False)
+        filtered = sensor.stats().kinds["net_accept"].filtered
+        with pytest.raises(BlockingIOError):
+            srv.accept()
+        with socket.create_connection(srv.getsockname()) as cli:
+            conn, _ = srv.accept()
+            with conn:
+                _, _, connect, accept = net_events(sensor, h, 4)
+                assert isinstance(connect, NetConnect) and connect.fd == cli.fileno()
+                assert isinstance(accept, NetAccept) and accept.result == conn.fileno()
+        assert sensor.stats().kinds["net_accept"].filtered >= filtered + 1

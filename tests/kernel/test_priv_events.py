@@ -339,3 +339,19 @@ def test_module_load(sensor: Any, tmp_path: Any) -> None:
     check_header(e, h, "finit_module", -err)
     assert (e.fd, e.flags, e.image_len, e.name, e.args) == (fd, 0, 0, "", "debug=1")
     assert (e.path, e.path_truncated) == (str(image), False)
+
+
+def test_only_enabled_kinds_are_loaded_and_sent() -> None:
+    import ebpfsensor
+
+    with ebpfsensor.Sensor(kinds={"setsid"}) as s:
+        assert {h for h, i in s.hooks().items() if i.variant} == {"setsid_enter", "setsid_exit"}
+
+        def child() -> None:
+            os.setuid(1000)
+            os.setsid()
+
+        out = in_child(child)
+        (e,) = collect(s, out["header"], (CredChange, Setsid), 1)
+        assert isinstance(e, Setsid) and e.result == out["pid"]
+        assert s.stats().kinds["cred_change"].produced == 0
