@@ -208,8 +208,10 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     IPv6, ``local_addr``/``remote_addr`` hold the address bytes in network
     order (IPv4 in the first 4 of 16) and ports are in host order; for unix
     sockets ``local_path``/``remote_path`` hold the names, an abstract name
-    starting with ``"\\0"``. ``local_address``/``remote_address`` give either
-    as text. Fields a syscall does not have are zero or empty.
+    starting with ``"\\0"`` (as Python's socket module writes it; trailing
+    NULs of an abstract name are not kept). ``local_address`` and
+    ``remote_address`` give either as text. Fields a syscall does not have
+    are zero or empty.
     """
 
     record = "net_event"

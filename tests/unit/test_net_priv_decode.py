@@ -226,3 +226,16 @@ def test_mount_and_umount(source: bytes, target: bytes, fstype: bytes) -> None:
     u = both(record(EventType.UMOUNT, {**COMMON, **SYS, "flags": 2}, {"target": target}))
     assert isinstance(u, events.Umount)
     assert (u.flags, u.target) == (2, target.decode("utf-8", "surrogateescape"))
+
+
+def test_record_rules() -> None:
+    """sizeof a multiple of 8, numbers in their family's range, tags unique."""
+    for rtype, spec in RECORDS.items():
+        tag = spec.cls.__struct_config__.tag
+        assert ffi.sizeof(f"struct {spec.cls.record}") % 8 == 0, spec.cls.record
+        family = (
+            range(1, 10) if tag.startswith("process_") else range(30, 40) if tag.startswith("net_") else range(40, 60)
+        )
+        assert rtype in family, tag
+    tags = [spec.cls.__struct_config__.tag for spec in RECORDS.values()]
+    assert len(tags) == len(set(tags))
