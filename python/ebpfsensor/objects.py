@@ -221,7 +221,8 @@ class BpfObject:
                 else:
                     variants[h].append(p)
             if not variants[h]:
-                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, "; ".join(status[h].failures))
+                reasons = "; ".join(status[h].failures)
+                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, reasons)
         choice = {h: 0 for h in wanted}
         while True:
             selected = {h: variants[h][i] for h, i in choice.items() if i < len(variants[h])}

@@ -38,8 +38,9 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
         "priv",
         tuple(
             f"{call}_{end}"
-            for call in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid")
-            + ("capset",)
+            for call in (
+                "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "capset",
+            )
             for end in ("enter", "exit")
         ),
     ),
