@@ -232,3 +232,21 @@ def test_accept_eagain_is_filtered_not_sent(sensor: Any) -> None:
                 assert isinstance(connect, NetConnect) and connect.fd == cli.fileno()
                 assert isinstance(accept, NetAccept) and accept.result == conn.fileno()
         assert sensor.stats().kinds["net_accept"].filtered >= filtered + 1
+
+
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_udp_bind_connect(sensor: Any, family: int, host: str) -> None:
+    addr = packed(family, host)
+    h = Header()
+    with socket.socket(family, socket.SOCK_DGRAM) as a, socket.socket(family, socket.SOCK_DGRAM) as b:
+        a.bind((host, 0))
+        port = a.getsockname()[1]
+        b.connect((host, port))
+        bport = b.getsockname()[1]  # chosen by connect
+        bind, connect = net_events(sensor, h, 2)
+        udp = {"family": family, "sock_type": socket.SOCK_DGRAM, "protocol": socket.IPPROTO_UDP}
+        check_header(bind, h, "bind", 0)
+        check_socket(bind, **udp, local_addr=addr, local_port=port)
+        check_header(connect, h, "connect", 0)
+        assert connect.fd == b.fileno()
+        check_socket(connect, **udp, local_addr=addr, local_port=bport, remote_addr=addr, remote_port=port)
