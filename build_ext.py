@@ -107,6 +107,7 @@ _CONSUMER_DECLS = """
 #define ES_CSTR 4
 #define ES_TAIL_STR 5
 #define ES_TAIL_STRLIST 6
+#define ES_BYTES 7
 #define ES_BATCH_FULL -28
 #define ES_MAX_TYPES 64
 
@@ -445,6 +446,12 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 		case ES_CSTR:
 			p = es_put_str(p, (const char *)rec + f->offset,
 				       (uint32_t)strnlen((const char *)rec + f->offset, f->size));
+			break;
+		case ES_BYTES:
+			/* a fixed __u8 array (an address): a msgpack bin, all of it */
+			p = es_put_strhdr(p, f->size, 0, 0xc4, 0xc5, 0xc6);
+			memcpy(p, rec + f->offset, f->size);
+			p += f->size;
 			break;
 		case ES_TAIL_STR: {
 			uint32_t n = (uint32_t)es_load_uint(rec + f->offset, 4);

@@ -25,6 +25,12 @@
 #define ARGV_LEN 8192
 #define MAX_PATH_DEPTH 64
 #define MAX_RECORD_LEN 32768 /* no record is larger, tail included */
+#define SUN_PATH_LEN 108	    /* sizeof(sockaddr_un.sun_path) */
+#define MEMFD_NAME_LEN 256	    /* a memfd name is at most 249 bytes */
+#define PROG_NAME_LEN 16
+#define MODULE_NAME_LEN 56	    /* 64 - sizeof(unsigned long) */
+#define MODULE_ARGS_LEN 1024
+#define FSTYPE_LEN 256
 
 /*
  * Numbers are stable once released. Ranges: 1-9 process lifecycle,
@@ -35,6 +41,19 @@ enum event_type {
 	EVENT_EXEC = 1,
 	EVENT_FORK = 2,
 	EVENT_EXIT = 3,
+	EVENT_NET_CONNECT = 30,
+	EVENT_NET_ACCEPT = 31,
+	EVENT_NET_BIND = 32,
+	EVENT_NET_LISTEN = 33,
+	EVENT_CRED_CHANGE = 40,
+	EVENT_KILL = 41,
+	EVENT_SETSID = 42,
+	EVENT_PTRACE = 43,
+	EVENT_MEMFD_CREATE = 44,
+	EVENT_BPF_CALL = 45,
+	EVENT_MODULE_LOAD = 46,
+	EVENT_MOUNT = 47,
+	EVENT_UMOUNT = 48,
 	EVENT_TYPE_MAX = 64,
 };
 
@@ -127,6 +146,157 @@ struct exit_event {
 	__u8 core_dumped;
 	__u8 is_thread;	    /* a thread ended, the process lives on */
 	__u8 _pad0[6];
+};
+
+/*
+ * connect, accept/accept4, bind, listen (EVENT_NET_*), one layout for all
+ * four. Addresses are in network byte order, IPv4 in the first 4 bytes;
+ * ports in host order. Unix sockets carry paths instead: an abstract name
+ * starts with a NUL byte. A field the syscall does not have is zero.
+ */
+struct net_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 fd;	  /* the socket the syscall was given (accept: the listener) */
+	__u32 flags;	  /* accept4 flags */
+	__s32 backlog;	  /* listen */
+	__u16 family;	  /* AF_INET, AF_INET6, AF_UNIX, ... */
+	__u16 sock_type;  /* SOCK_STREAM, SOCK_DGRAM, ... */
+	__u16 protocol;	  /* IPPROTO_TCP, IPPROTO_UDP, ... (0 for unix) */
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 _pad0;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u32 local_path_len;  /* unix: the socket's own name */
+	__u32 remote_path_len; /* unix: the peer's name */
+};
+
+/*
+ * setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid,
+ * setfsgid, capset: the task's credentials before and after the call.
+ */
+struct cred_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 old_uid;
+	__u32 old_euid;
+	__u32 old_suid;
+	__u32 old_fsuid;
+	__u32 old_gid;
+	__u32 old_egid;
+	__u32 old_sgid;
+	__u32 old_fsgid;
+	__u32 new_uid;
+	__u32 new_euid;
+	__u32 new_suid;
+	__u32 new_fsuid;
+	__u32 new_gid;
+	__u32 new_egid;
+	__u32 new_sgid;
+	__u32 new_fsgid;
+	__u64 old_cap_inheritable;
+	__u64 old_cap_permitted;
+	__u64 old_cap_effective;
+	__u64 new_cap_inheritable;
+	__u64 new_cap_permitted;
+	__u64 new_cap_effective;
+	__u32 arg0; /* the ids asked for, in argument order; 0 for capset */
+	__u32 arg1;
+	__u32 arg2;
+	__u32 _pad0;
+};
+
+/* kill, tkill, tgkill: a signal sent to another process */
+struct kill_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 target_pid; /* as the caller gave it (its pid namespace); 0 for tkill */
+	__s32 target_tid; /* tkill, tgkill; 0 for kill */
+	__u32 signal;
+	__u32 _pad0;
+};
+
+/* setsid: result is the new session id */
+struct setsid_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+};
+
+/* ptrace requests that attach to or change the tracee */
+struct ptrace_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s64 request;
+	__u64 addr;
+	__u64 data;
+	__s32 target_pid; /* in the caller's pid namespace */
+	__u32 _pad0;
+};
+
+/* memfd_create: result is the new fd */
+struct memfd_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 flags; /* MFD_* */
+	__u32 name_len;
+};
+
+/* bpf(): every command but map element access */
+struct bpf_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 cmd;	 /* BPF_PROG_LOAD, BPF_MAP_CREATE, ... */
+	__u32 prog_type; /* BPF_PROG_LOAD: the program's type, else 0 */
+	__u32 insn_cnt;	 /* BPF_PROG_LOAD: its instructions, else 0 */
+	__u32 attr_size; /* the size argument */
+	char prog_name[PROG_NAME_LEN]; /* BPF_PROG_LOAD */
+};
+
+/*
+ * init_module, finit_module. The name is the module's own, known once the
+ * kernel has parsed the image (empty when it failed before that).
+ */
+struct module_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u64 image_len; /* init_module: the image's size */
+	__s32 fd;	 /* finit_module: the file; -1 for init_module */
+	__u32 flags;	 /* finit_module: MODULE_INIT_* */
+	char name[MODULE_NAME_LEN];
+	__u8 path_truncated;
+	__u8 _pad0[7];
+	__u32 path_len; /* finit_module: the file's absolute path */
+	__u32 args_len; /* the parameters string */
+};
+
+/* mount(2): the caller's strings as given (target may be relative) */
+struct mount_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u64 flags; /* MS_* */
+	__u32 _pad0;
+	__u32 source_len;
+	__u32 target_len;
+	__u32 fstype_len;
+};
+
+/* umount2(2) */
+struct umount_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__u32 flags; /* MNT_*, UMOUNT_* */
+	__u32 target_len;
 };
 
 /* per event type, summed over CPUs by user space */

@@ -87,16 +87,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         for hook, variants in sorted(obj.hooks.items()):
             names = ", ".join(f"{p.variant} ({_insns(obj.data, p.section)} insns)" for p in variants)
             print(f"  hook {hook}: {names}")
-        for spec in RECORDS.values():
-            found = btf.struct(spec.cls.record)
+        # several kinds may share a record layout: check each layout once
+        for record in dict.fromkeys(spec.cls.record for spec in RECORDS.values()):
+            found = btf.struct(record)
             if found is None:
                 continue
             size, members = found
-            c_size = ffi.sizeof(f"struct {spec.cls.record}")
-            c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {spec.cls.record}"))]
+            c_size = ffi.sizeof(f"struct {record}")
+            c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {record}"))]
             ok = size == c_size and [(m.name, m.offset, m.size) for m in members] == c_layout
             failures += not ok
-            print(f"  record {spec.cls.record}: {size} bytes, {'layout matches' if ok else 'LAYOUT DIFFERS from cffi'}")
+            print(f"  record {record}: {size} bytes, {'layout matches' if ok else 'LAYOUT DIFFERS from cffi'}")
     return 1 if failures else 0
 
 

@@ -20,7 +20,9 @@ Timestamps (``ts_ns``, ``start_time_ns``) are CLOCK_BOOTTIME nanoseconds;
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
+import socket
 import struct
 import time
 import typing
@@ -34,11 +36,24 @@ from ._ffi import ffi, lib
 from .errors import DecodeError
 
 __all__ = [
+    "BpfCall",
+    "CredChange",
     "Event",
     "EventType",
+    "Kill",
+    "MemfdCreate",
+    "ModuleLoad",
+    "Mount",
+    "NetAccept",
+    "NetBind",
+    "NetConnect",
+    "NetListen",
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "Ptrace",
+    "Setsid",
+    "Umount",
     "UserLogin",
     "boot_to_wall_ns",
     "decode",
@@ -53,6 +68,19 @@ class EventType(enum.IntEnum):
     EXEC = lib.EVENT_EXEC
     FORK = lib.EVENT_FORK
     EXIT = lib.EVENT_EXIT
+    NET_CONNECT = lib.EVENT_NET_CONNECT
+    NET_ACCEPT = lib.EVENT_NET_ACCEPT
+    NET_BIND = lib.EVENT_NET_BIND
+    NET_LISTEN = lib.EVENT_NET_LISTEN
+    CRED_CHANGE = lib.EVENT_CRED_CHANGE
+    KILL = lib.EVENT_KILL
+    SETSID = lib.EVENT_SETSID
+    PTRACE = lib.EVENT_PTRACE
+    MEMFD_CREATE = lib.EVENT_MEMFD_CREATE
+    BPF_CALL = lib.EVENT_BPF_CALL
+    MODULE_LOAD = lib.EVENT_MODULE_LOAD
+    MOUNT = lib.EVENT_MOUNT
+    UMOUNT = lib.EVENT_UMOUNT
 
 
 class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
@@ -176,10 +204,281 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
     is_thread: bool
 
 
+def _address(family: int, raw: bytes, path: str) -> str:
+    if family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if family == socket.AF_INET6:
+        return str(ipaddress.IPv6Address(raw))
+    if family == socket.AF_UNIX:
+        # an abstract name is shown as ss(8) shows it
+        return "@" + path[1:] if path.startswith("\0") else path
+    return ""
+
+
+class _NetEvent(_SyscallEvent, frozen=True, gc=False):
+    """Fields of the network events (``struct net_event``).
+
+    ``fd`` is the socket the syscall was given (for accept, the listening
+    socket; the new one is ``result``). ``family``, ``sock_type`` and
+    ``protocol`` are the socket's (AF_*, SOCK_*, IPPROTO_*). For IPv4 and
+    IPv6, ``local_addr``/``remote_addr`` hold the address bytes in network
+    order (IPv4 in the first 4 of 16) and ports are in host order; for unix
+    sockets ``local_path``/``remote_path`` hold the names, an abstract name
+    starting with ``"\\0"`` (as Python's socket module writes it; trailing
+    NULs of an abstract name are not kept). ``local_address`` and
+    ``remote_address`` give either as text. Fields a syscall does not have
+    are zero or empty.
+    """
+
+    record = "net_event"
+
+    fd: int
+    flags: int
+    backlog: int
+    family: int
+    sock_type: int
+    protocol: int
+    local_port: int
+    remote_port: int
+    local_addr: bytes
+    remote_addr: bytes
+    local_path: str
+    remote_path: str
+
+    @property
+    def local_address(self) -> str:
+        """The local address as text (IP, unix path, ``@abstract``), or ""."""
+        return _address(self.family, self.local_addr, self.local_path)
+
+    @property
+    def remote_address(self) -> str:
+        """The remote address as text (IP, unix path, ``@abstract``), or ""."""
+        return _address(self.family, self.remote_addr, self.remote_path)
+
+
+class NetConnect(_NetEvent, frozen=True, gc=False, tag="net_connect"):
+    """connect(2). The remote address is the one asked for (also when the
+    call failed); the local one is the socket's after the call."""
+
+    event_type = EventType.NET_CONNECT
+
+
+class NetAccept(_NetEvent, frozen=True, gc=False, tag="net_accept"):
+    """accept(2)/accept4(2). Addresses are the new connection's (``result``
+    is its fd); ``flags`` are accept4's."""
+
+    event_type = EventType.NET_ACCEPT
+
+
+class NetBind(_NetEvent, frozen=True, gc=False, tag="net_bind"):
+    """bind(2). The local address is the socket's after the call (the port
+    the kernel chose for port 0), or the one asked for when it failed."""
+
+    event_type = EventType.NET_BIND
+
+
+class NetListen(_NetEvent, frozen=True, gc=False, tag="net_listen"):
+    """listen(2), with its ``backlog``."""
+
+    event_type = EventType.NET_LISTEN
+
+
+class CredChange(_SyscallEvent, frozen=True, gc=False, tag="cred_change"):
+    """A credential change: setuid, setgid, setreuid, setregid, setresuid,
+    setresgid, setfsuid, setfsgid or capset (``syscall_nr`` tells which).
+
+    ``old_*``/``new_*`` are the task's ids and capability sets (bit masks)
+    before and after the call; they differ only when it changed something.
+    ``arg0``..``arg2`` are the ids asked for, in argument order
+    (4294967295 is -1, "leave unchanged"); unused ones and capset's are 0.
+    setfsuid/setfsgid return the previous id, never an error.
+    """
+
+    event_type = EventType.CRED_CHANGE
+    record = "cred_event"
+
+    old_uid: int
+    old_euid: int
+    old_suid: int
+    old_fsuid: int
+    old_gid: int
+    old_egid: int
+    old_sgid: int
+    old_fsgid: int
+    new_uid: int
+    new_euid: int
+    new_suid: int
+    new_fsuid: int
+    new_gid: int
+    new_egid: int
+    new_sgid: int
+    new_fsgid: int
+    old_cap_inheritable: int
+    old_cap_permitted: int
+    old_cap_effective: int
+    new_cap_inheritable: int
+    new_cap_permitted: int
+    new_cap_effective: int
+    arg0: int
+    arg1: int
+    arg2: int
+
+
+class Kill(_SyscallEvent, frozen=True, gc=False, tag="kill"):
+    """A signal sent to another process: kill, tkill or tgkill.
+
+    ``target_pid`` is the pid (kill: also 0 or negative for a process group,
+    -1 for all) or tgkill's thread group, ``target_tid`` the thread of tkill
+    and tgkill; both as the caller wrote them, in its pid namespace. Signal 0
+    and signals to the caller's own process are not reported (counted as
+    filtered).
+    """
+
+    event_type = EventType.KILL
+    record = "kill_event"
+
+    target_pid: int
+    target_tid: int
+    signal: int
+
+
+class Setsid(_SyscallEvent, frozen=True, gc=False, tag="setsid"):
+    """setsid(2): ``result`` is the new session id, or -EPERM."""
+
+    event_type = EventType.SETSID
+    record = "setsid_event"
+
+
+class Ptrace(_SyscallEvent, frozen=True, gc=False, tag="ptrace"):
+    """ptrace(2) requests that attach to or change a tracee: TRACEME,
+    ATTACH, SEIZE, POKETEXT/POKEDATA/POKEUSER, SETREGS/SETFPREGS (x86),
+    SETREGSET. Reads and stepping (PEEK*, GETREGS, CONT, ...) are counted as
+    filtered. ``target_pid`` is in the caller's pid namespace.
+    """
+
+    event_type = EventType.PTRACE
+    record = "ptrace_event"
+
+    request: int
+    addr: int
+    data: int
+    target_pid: int
+
+
+class MemfdCreate(_SyscallEvent, frozen=True, gc=False, tag="memfd_create"):
+    """memfd_create(2): an anonymous file (``result`` is its fd), with the
+    ``name`` the caller gave it and its MFD_* ``flags``."""
+
+    event_type = EventType.MEMFD_CREATE
+    record = "memfd_event"
+
+    flags: int
+    name: str
+
+
+class BpfCall(_SyscallEvent, frozen=True, gc=False, tag="bpf_call"):
+    """bpf(2), every command but map element access (lookups, updates,
+    deletes, batches: counted as filtered). For BPF_PROG_LOAD (``cmd`` 5)
+    ``prog_type``, ``insn_cnt`` and ``prog_name`` describe the program;
+    otherwise they are 0 and "". ``attr_size`` is the call's size argument.
+    """
+
+    event_type = EventType.BPF_CALL
+    record = "bpf_event"
+
+    cmd: int
+    prog_type: int
+    insn_cnt: int
+    attr_size: int
+    prog_name: str
+
+
+class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
+    """init_module(2)/finit_module(2).
+
+    ``name`` is the module's own name, known once the kernel has parsed the
+    image ("" when the call failed before that). finit_module gives ``fd``,
+    its ``flags`` and ``path``, the file's absolute path resolved from the
+    kernel's dentries (``path_truncated`` when too deep or long);
+    init_module gives ``image_len`` (``fd`` is -1). ``args`` is the
+    parameter string.
+    """
+
+    event_type = EventType.MODULE_LOAD
+    record = "module_event"
+
+    image_len: int
+    fd: int
+    flags: int
+    name: str
+    path_truncated: bool
+    path: str
+    args: str
+
+
+class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
+    """mount(2), with the caller's ``source``, ``target`` and ``fstype`` as
+    given (``target`` may be relative to the caller's working directory; ""
+    for a NULL pointer) and the MS_* ``flags``."""
+
+    event_type = EventType.MOUNT
+    record = "mount_event"
+
+    flags: int
+    source: str
+    target: str
+    fstype: str
+
+
+class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
+    """umount2(2): the caller's ``target`` as given and the ``flags``."""
+
+    event_type = EventType.UMOUNT
+    record = "umount_event"
+
+    flags: int
+    target: str
+
+
 #: the records that come from BPF programs
-EVENT_CLASSES: tuple[type[_Event], ...] = (ProcessExec, ProcessFork, ProcessExit)
+EVENT_CLASSES: tuple[type[_Event], ...] = (
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    NetConnect,
+    NetAccept,
+    NetBind,
+    NetListen,
+    CredChange,
+    Kill,
+    Setsid,
+    Ptrace,
+    MemfdCreate,
+    BpfCall,
+    ModuleLoad,
+    Mount,
+    Umount,
+)
 #: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem
-Event = Union[ProcessExec, ProcessFork, ProcessExit, UserLogin]
+Event = Union[
+    UserLogin,
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    NetConnect,
+    NetAccept,
+    NetBind,
+    NetListen,
+    CredChange,
+    Kill,
+    Setsid,
+    Ptrace,
+    MemfdCreate,
+    BpfCall,
+    ModuleLoad,
+    Mount,
+    Umount,
+]
 KINDS: dict[str, type[Any]] = {cls.__struct_config__.tag: cls for cls in (*EVENT_CLASSES, UserLogin)}  # type: ignore[misc]
 BPF_KINDS = frozenset(cls.__struct_config__.tag for cls in EVENT_CLASSES)  # type: ignore[misc]
 
@@ -200,13 +499,14 @@ def event_class(kind: str) -> type[_Event]:
 # One table per record, derived from cffi's view of events.h and the Struct
 # annotations; it drives the C transcoder and the Python decoder alike.
 
-ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST = (
+ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST, ES_BYTES = (
     lib.ES_U,
     lib.ES_S,
     lib.ES_BOOL,
     lib.ES_CSTR,
     lib.ES_TAIL_STR,
     lib.ES_TAIL_STRLIST,
+    lib.ES_BYTES,
 )
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
 _USER_SPACE = {"container_id"}  # filled in by the consumer, not in the record
@@ -252,6 +552,10 @@ def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
         if annotation is not str:
             raise TypeError(f"{name}: a char array decodes to str")
         return ES_CSTR
+    if ctype.kind == "array" and ctype.item.cname == "uint8_t" and ctype.length is not None:
+        if annotation is not bytes:
+            raise TypeError(f"{name}: a __u8 array decodes to bytes")
+        return ES_BYTES
     if ctype.kind != "primitive":
         raise TypeError(f"{name}: unsupported C type {ctype.cname}")
     if annotation is bool:
@@ -341,6 +645,8 @@ def decode(record: bytes | bytearray | memoryview) -> Event:
                 values[f.name] = [_text(a) for a in items.split(b"\0")] if n else []
         elif f.kind == ES_CSTR:
             values[f.name] = _text(buf[f.offset : f.offset + f.size].split(b"\0", 1)[0])
+        elif f.kind == ES_BYTES:
+            values[f.name] = buf[f.offset : f.offset + f.size]
         else:
             (v,) = _UNPACK[(f.kind, f.size)].unpack_from(buf, f.offset)
             values[f.name] = bool(v) if f.kind == ES_BOOL else v

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
 import platform
 import re
 import sys
@@ -211,32 +212,71 @@ class BpfObject:
         """
         config = dict(config or {})
         self.check_config(config)
-        allowed = set(VARIANT_ORDER if variants is None else variants)
-        candidates = {h: [p for p in ps if p.variant in allowed] for h, ps in self.hooks.items()}
-        wanted = set(candidates) if hooks is None else set(hooks) & set(candidates)
-        choice = {h: 0 for h in wanted}
+        wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
         status = {h: HookStatus(h) for h in wanted}
+        # a classic tracepoint the kernel does not have is known without a
+        # load: skipping it saves a reload of the whole object, and the
+        # detach of every link attached before the failure
+        allowed = set(VARIANT_ORDER if variants is None else variants)
+        candidates: dict[str, list[ProgramSpec]] = {}
         for h in wanted:
+            candidates[h] = []
+            for p in self.hooks[h]:
+                if p.variant not in allowed:
+                    status[h].failures.append(f"{p.variant}: not among the allowed variants {sorted(allowed)}")
+                    continue
+                missing = _missing_tracepoint(p.section) if attach else None
+                if missing:
+                    status[h].failures.append(f"{p.variant}: {missing}")
+                else:
+                    candidates[h].append(p)
             if not candidates[h]:
-                status[h].failures.append(f"no variant among {sorted(allowed)}")
+                reasons = "; ".join(status[h].failures)
+                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, reasons)
+        choice = {h: 0 for h in wanted}
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
             attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach)
             failed = attempt.run()
-            if failed is None:
-                for h, prog in selected.items():
-                    status[h].variant = prog.variant
-                return LoadedObject(attempt, status)
-            attempt.close()
-            hook, variant, err = failed
-            status[hook].failures.append(f"{variant}: {err}")
-            status[hook].error = err
-            log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
-            choice[hook] += 1
-            if choice[hook] >= len(candidates[hook]):
+            retry = not attempt.loaded
+            for hook, variant, err in failed:
+                status[hook].failures.append(f"{variant}: {err}")
+                status[hook].error = err
+                log.info("%s: hook %s variant %s unavailable: %s", self.name, hook, variant, err)
+                choice[hook] += 1
+                if choice[hook] < len(candidates[hook]):
+                    retry = True
+                    continue
                 log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
                 if all(choice[h] >= len(candidates[h]) for h in choice) and isinstance(err, PrivilegeError):
+                    attempt.close()
                     raise err
+            if not retry:
+                # what failed to attach has no other variant: keep the rest
+                # attached rather than reload (its program stays loaded, unused)
+                down = {hook for hook, _, _ in failed}
+                for h, prog in selected.items():
+                    if h not in down:
+                        status[h].variant = prog.variant
+                return LoadedObject(attempt, status)
+            attempt.close()
+
+
+_TRACEFS_EVENTS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
+
+
+def _missing_tracepoint(section: str) -> str | None:
+    """Why a classic tracepoint program cannot attach here, or None when it
+    may (or when tracefs is not there to tell)."""
+    kind, _, name = section.partition("/")
+    if kind not in ("tp", "tracepoint") or name.count("/") != 1:
+        return None
+    for events in _TRACEFS_EVENTS:
+        if os.path.isdir(events):
+            if os.path.isdir(os.path.join(events, name)):
+                return None
+            return f"tracepoint {name} does not exist on this kernel"
+    return None
 
 
 class _Attempt:
@@ -264,13 +304,16 @@ class _Attempt:
         self.log_bufs: dict[str, Any] = {}
         self.maps: dict[str, Any] = {}
         self.programs: dict[str, Any] = {}
+        self.loaded = False
         # lifetime: libbpf keeps pointers into the object bytes, the name and
         # the BTF path for as long as the bpf_object lives; they are released
         # in close(), after bpf_object__close
         self._keep: list[Any] = []
 
-    def run(self) -> tuple[str, str, LibbpfError] | None:
-        """None on success, or (hook, variant, error) of the first failure."""
+    def run(self) -> list[tuple[str, str, LibbpfError]]:
+        """[] on success, else (hook, variant, error) of the program that
+        failed to load, or of each that failed to attach (``loaded`` tells
+        which: the attached links stay until close())."""
         o = self.obj
         data = ffi.from_buffer(o.data)
         opts = ffi.new("struct bpf_object_open_opts *")
@@ -311,14 +354,17 @@ class _Attempt:
         with capture_libbpf_log() as lines:
             rc = lib.bpf_object__load(self.ptr)
         if rc < 0:
-            return self._load_failure(rc, lines, wanted)
+            return [self._load_failure(rc, lines, wanted)]
+        self.loaded = True
+        failures = []
         for hook, spec in self.selected.items() if self.attach else ():
             link = lib.bpf_program__attach(self.programs[spec.name])
             if link == ffi.NULL:
                 err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{spec.name} ({spec.section})")
-                return hook, spec.variant, err
+                failures.append((hook, spec.variant, err))
+                continue
             self.links.append(link)
-        return None
+        return failures
 
     def _write_rodata(self, m: Any) -> None:
         size = ffi.new("size_t *")

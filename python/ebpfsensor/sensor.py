@@ -34,11 +34,37 @@ log = logging.getLogger("ebpfsensor")
 # hooks loaded whatever kinds are collected: they keep exclusion state (and
 # the kinds they produce are switched on and off in kind_enabled)
 _ALWAYS: dict[str, set[str]] = {"process": {"exec", "fork", "exit"}}
-# which object and hook produce each kind
-_KIND_SOURCES: dict[str, tuple[str, str]] = {
-    "process_exec": ("process", "exec"),
-    "process_fork": ("process", "fork"),
-    "process_exit": ("process", "exit"),
+# which object and hooks produce each kind; a hook listed for several kinds
+# is loaded when any of them is enabled
+_KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "process_exec": ("process", ("exec",)),
+    "process_fork": ("process", ("fork",)),
+    "process_exit": ("process", ("exit",)),
+    "net_connect": ("net", ("connect_enter", "connect_exit")),
+    "net_accept": ("net", ("accept_enter", "accept_exit", "accept4_enter", "accept4_exit")),
+    "net_bind": ("net", ("bind_enter", "bind_exit")),
+    "net_listen": ("net", ("listen_enter", "listen_exit")),
+    "cred_change": (
+        "priv",
+        tuple(
+            f"{call}_{end}"
+            for call in (
+                "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "capset",
+            )
+            for end in ("enter", "exit")
+        ),
+    ),
+    "kill": ("priv", ("kill_enter", "kill_exit", "tkill_enter", "tkill_exit", "tgkill_enter", "tgkill_exit")),
+    "setsid": ("priv", ("setsid_enter", "setsid_exit")),
+    "ptrace": ("priv", ("ptrace_enter", "ptrace_exit")),
+    "memfd_create": ("priv", ("memfd_create_enter", "memfd_create_exit")),
+    "bpf_call": ("priv", ("bpf_enter", "bpf_exit")),
+    "module_load": (
+        "priv",
+        ("init_module_enter", "init_module_exit", "finit_module_enter", "finit_module_exit", "module_load"),
+    ),
+    "mount": ("priv", ("mount_enter", "mount_exit")),
+    "umount": ("priv", ("umount_enter", "umount_exit")),
 }
 # maps every object shares: the first object loaded creates them
 _EXCLUSION_MAPS = ("excl_active", "excluded_tgids", "excl_exe", "excl_comm", "excl_cgroup", "excl_uid", "excl_hits")
@@ -264,8 +290,8 @@ class Sensor:
         ensure_tracefs()
         wanted: dict[str, set[str]] = {name: set(hooks) for name, hooks in _ALWAYS.items()}
         for kind in sorted(kinds):
-            obj_name, hook = _KIND_SOURCES[kind]
-            wanted.setdefault(obj_name, set()).add(hook)
+            obj_name, hooks = _KIND_SOURCES[kind]
+            wanted.setdefault(obj_name, set()).update(hooks)
         shared: dict[str, int] = {}
         for obj_name, hooks in wanted.items():
             obj = BpfObject.packaged(obj_name)
@@ -567,11 +593,13 @@ class Sensor:
                 status = self._audit.status() if self._audit else "the audit source is not running"
                 kinds[kind] = KindHealth(self._audit is not None and "audit is enabled" in status, "audit", status)
             elif self._provider == "ebpf":
-                hook = self._hooks.get(_KIND_SOURCES[kind][1])
-                if hook is not None and hook.variant:
-                    kinds[kind] = KindHealth(True, f"ebpf:{hook.variant}", "")
+                hooks = [self._hooks[h] for h in _KIND_SOURCES[kind][1] if h in self._hooks]
+                up = sorted({h.variant for h in hooks if h.variant})
+                down = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in hooks if not h.variant)
+                if up:
+                    kinds[kind] = KindHealth(True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else "")
                 else:
-                    kinds[kind] = KindHealth(False, "", "; ".join(hook.failures) if hook else "hook not loaded")
+                    kinds[kind] = KindHealth(False, "", down or "hook not loaded")
             elif self._provider == "proc_connector":
                 kinds[kind] = KindHealth(True, "proc_connector", "")
             else:

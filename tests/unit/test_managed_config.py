@@ -181,14 +181,14 @@ def test_not_a_regular_file(cfg: Path) -> None:
 def test_write_feature_keeps_other_keys(cfg: Path) -> None:
     path = write(
         cfg,
-        '{"provider": {"failMode": "fail-closed"}, "features": {"other": 1}, "sensor": {"max_latency_ms": 7}}',
+        '{"provider": {"failMode": "fail-closed"}, "features": {}, "sensor": {"max_latency_ms": 7}}',
         0o644,
     )
     write_feature(path, False)
     doc = json.loads(cfg.read_text())
     assert doc == {
         "provider": {"failMode": "fail-closed"},
-        "features": {"other": 1, "ebpfSupplementaryEventProvider": "disabled"},
+        "features": {"ebpfSupplementaryEventProvider": "disabled"},
         "sensor": {"max_latency_ms": 7},
     }
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -266,3 +266,11 @@ def test_watcher_reload_if_changed(cfg: Path) -> None:
     assert "chmod go-w" in str(w.last_error)
     os.unlink(path)
     assert w.reload_if_changed() and w.current.ebpf_enabled and w.last_error is None
+
+
+def test_write_refuses_to_write_an_invalid_file(cfg: Path) -> None:
+    text = '{"features": {"ebpfSupplementaryEventProvder": "enabled"}}'
+    path = write(cfg, text, 0o600)
+    with pytest.raises(ManagedConfigError, match="features.ebpfSupplementaryEventProvder: unknown key"):
+        write_feature(path, True)
+    assert cfg.read_text() == text
