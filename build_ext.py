@@ -69,6 +69,7 @@ void *bpf_map__initial_value(const struct bpf_map *map, size_t *psize);
 
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_enable_stats(int type);
 struct bpf_test_run_opts { size_t sz; const void *ctx_in; uint32_t ctx_size_in; uint32_t retval; int repeat; ...; };
 int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);

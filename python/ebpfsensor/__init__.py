@@ -17,6 +17,7 @@ from .errors import (
     PrivilegeError,
     VerifierError,
 )
+from .diagnostic import Diagnostic, EbpfStatistics, ebpf_statistics
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
 from .sensor import HookInfo, KindStats, Sensor, SensorStats, Subscription
 
@@ -26,7 +27,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "DecodeError",
+    "Diagnostic",
     "EbpfSensorError",
+    "EbpfStatistics",
     "Event",
     "EventType",
     "HookInfo",
@@ -43,5 +46,6 @@ __all__ = [
     "VerifierError",
     "__version__",
     "decode",
+    "ebpf_statistics",
     "to_json",
 ]

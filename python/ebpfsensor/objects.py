@@ -16,7 +16,7 @@ import logging
 import platform
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -188,6 +188,7 @@ class BpfObject:
         btf_path: str | None = None,
         variants: Iterable[str] | None = None,
         attach: bool = True,
+        prepare: Callable[[Callable[[str], int]], None] | None = None,
     ) -> LoadedObject:
         """Load and attach, choosing a variant per hook.
 
@@ -201,6 +202,9 @@ class BpfObject:
                 force classic tracepoints.
             attach: False to load only (programs run by test-run or
                 attached by the caller).
+            prepare: called after load and before attach with a function
+                from map name to fd, to fill maps the programs need from
+                their first run (called again if a variant is retried).
 
         Returns:
             The loaded object; see ``LoadedObject.hooks`` for what attached.
@@ -221,8 +225,12 @@ class BpfObject:
                 status[h].failures.append(f"no variant among {sorted(allowed)}")
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
-            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach)
-            failed = attempt.run()
+            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach, prepare)
+            try:
+                failed = attempt.run()
+            except BaseException:
+                attempt.close()
+                raise
             if failed is None:
                 for h, prog in selected.items():
                     status[h].variant = prog.variant
@@ -251,9 +259,11 @@ class _Attempt:
         map_sizes: Mapping[str, int],
         btf_path: str | None,
         attach: bool = True,
+        prepare: Callable[[Callable[[str], int]], None] | None = None,
     ) -> None:
         self.obj = obj
         self.attach = attach
+        self.prepare = prepare
         self.selected = selected
         self.config = config
         self.shared_maps = shared_maps
@@ -312,6 +322,8 @@ class _Attempt:
             rc = lib.bpf_object__load(self.ptr)
         if rc < 0:
             return self._load_failure(rc, lines, wanted)
+        if self.prepare is not None:
+            self.prepare(lambda name: int(check_ret(lib.bpf_map__fd(self.maps[name]), "map fd", name)))
         for hook, spec in self.selected.items() if self.attach else ():
             link = lib.bpf_program__attach(self.programs[spec.name])
             if link == ffi.NULL:
@@ -396,6 +408,13 @@ class LoadedObject:
     @property
     def closed(self) -> bool:
         return self._a.ptr == ffi.NULL
+
+    def detach(self) -> None:
+        """Detach every program, keeping programs and maps (to read the maps
+        of a program that must stop counting first); idempotent."""
+        for link in self._a.links:
+            lib.bpf_link__destroy(link)
+        self._a.links = []
 
     def close(self) -> None:
         """Detach every program and free the object; idempotent."""

@@ -10,16 +10,37 @@ from pathlib import Path
 
 import pytest
 
+from ebpfsensor.diagnostic import MONITORED
 from ebpfsensor.syscalls import ARCHES, syscall_name, syscall_number, syscall_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # numbers fixed by the kernel ABI
 KNOWN = {
-    "x86": {0: "read", 2: "open", 59: "execve", 82: "rename", 257: "openat", 264: "renameat", 316: "renameat2",
-            321: "bpf", 435: "clone3", 437: "openat2"},
-    "arm64": {25: "fcntl", 35: "unlinkat", 56: "openat", 63: "read", 79: "newfstatat", 221: "execve",
-              276: "renameat2", 280: "bpf", 435: "clone3", 437: "openat2"},
+    "x86": {
+        0: "read",
+        2: "open",
+        59: "execve",
+        82: "rename",
+        257: "openat",
+        264: "renameat",
+        316: "renameat2",
+        321: "bpf",
+        435: "clone3",
+        437: "openat2",
+    },
+    "arm64": {
+        25: "fcntl",
+        35: "unlinkat",
+        56: "openat",
+        63: "read",
+        79: "newfstatat",
+        221: "execve",
+        276: "renameat2",
+        280: "bpf",
+        435: "clone3",
+        437: "openat2",
+    },
 }
 
 
@@ -45,8 +66,16 @@ def test_unknown() -> None:
         syscall_table("mips")
 
 
+def test_monitored_names_exist() -> None:
+    # every monitored name is a syscall on at least one architecture
+    for name in MONITORED:
+        assert any(syscall_number(name, arch) is not None for arch in ARCHES), name
+    assert syscall_number("renameat2", "arm64") is not None
+
+
 def test_table_matches_headers() -> None:
     if not (shutil.which("gcc") and shutil.which("aarch64-linux-gnu-gcc")):
         pytest.skip("needs gcc and gcc-aarch64-linux-gnu to read the headers")
-    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen-syscalls.py"), "--check"], capture_output=True, text=True)
+    gen = ROOT / "tools" / "gen-syscalls.py"
+    out = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
