@@ -459,7 +459,7 @@ def format_text(stats: EbpfStatistics) -> str:
         Top syscall ids:
         82 (rename) : 1699333
     """
-    lines = [f"Monitor {stats.duration_s:g} seconds", "Top file paths:"]
+    lines = [f"Monitor {round(stats.duration_s, 1):g} seconds", "Top file paths:"]
     lines += [f"{p.path}{'...' if p.truncated else ''} : {p.count}" for p in stats.top_file_paths]
     lines.append("Top initiator paths:")
     lines += [f"{i.path}{'...' if i.truncated else ''} : {i.count}" for i in stats.top_initiators]

@@ -27,3 +27,25 @@ def test_check_packaged(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_kind_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stream", "--kinds", "process_exec,bogus", "--duration", "0"]) == 2
     assert "unknown event kind(s) bogus" in capsys.readouterr().err
+
+
+def test_diagnostic_parser() -> None:
+    args = build_parser().parse_args(["diagnostic", "ebpf-statistics"])
+    assert (args.command, args.diagnostic, args.duration, args.top, args.json) == (
+        "diagnostic",
+        "ebpf-statistics",
+        20.0,
+        10,
+        False,
+    )
+    args = build_parser().parse_args(["diagnostic", "ebpf-statistics", "--duration", "2.5", "--top", "3", "--json"])
+    assert (args.duration, args.top, args.json) == (2.5, 3, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["diagnostic"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["diagnostic", "ebpf-statistics", "--variant", "kprobe"])
+
+
+def test_diagnostic_negative_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagnostic", "ebpf-statistics", "--duration", "-1"]) == 2
+    assert "must not be negative" in capsys.readouterr().err
