@@ -99,6 +99,25 @@ static __always_inline unsigned long arg_at(const struct diag_args *args, int i)
 	return 0;
 }
 
+/*
+ * A 32-bit syscall of a 64-bit kernel is numbered in the 32-bit table
+ * (ia32 rename is 38, x86_64's 38 is setitimer): counted apart, never
+ * under a 64-bit id.
+ */
+static __always_inline int compat_syscall(void)
+{
+#if defined(__TARGET_ARCH_x86)
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	/* TS_COMPAT (arch/x86/include/asm/thread_info.h): set for int 0x80,
+	 * sysenter and 32-bit syscall entries */
+	return (BPF_CORE_READ(task, thread_info.status) & 0x0002) != 0;
+#else
+	/* TODO(#4): AArch32 tasks on arm64 (TIF_32BIT) */
+	return 0;
+#endif
+}
+
 /* count the id; the spec when the syscall is monitored, else NULL */
 static __always_inline struct diag_syscall_spec *count_syscall(long id, struct diag_counters **cp)
 {
@@ -113,6 +132,10 @@ static __always_inline struct diag_syscall_spec *count_syscall(long id, struct d
 	/* -1 (no syscall), x32 ids (bit 30 set) and anything past the table */
 	if (id < 0 || id >= DIAG_MAX_SYSCALLS) {
 		c->syscalls_out_of_range++;
+		return NULL;
+	}
+	if (compat_syscall()) {
+		c->syscalls_compat++;
 		return NULL;
 	}
 	n = bpf_map_lookup_elem(&diag_syscalls, &key);

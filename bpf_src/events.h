@@ -188,6 +188,7 @@ struct diag_path_count {
 struct diag_counters {
 	__u64 syscalls;		    /* every syscall entered */
 	__u64 syscalls_out_of_range; /* id < 0 or >= DIAG_MAX_SYSCALLS */
+	__u64 syscalls_compat;	    /* 32-bit syscalls (another numbering), not counted per id */
 	__u64 monitored;	    /* syscalls in the monitored set */
 	__u64 initiators_full;	    /* monitored syscalls of an executable that did not fit */
 	__u64 initiators_no_exe;    /* monitored syscalls of tasks without an executable */

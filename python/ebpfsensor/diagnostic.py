@@ -178,6 +178,8 @@ class DiagnosticCounters(msgspec.Struct, frozen=True):
     Attributes:
         syscalls: every syscall entered during the window.
         syscalls_out_of_range: ids outside the table (x32 ids, -1).
+        syscalls_compat: 32-bit syscalls of 32-bit processes on x86_64
+            (numbered in the i386 table), counted only here.
         monitored: syscalls in the monitored set, each counted per initiator.
         initiators_full: monitored syscalls whose executable did not fit in
             the map (16384 executables).
@@ -193,6 +195,7 @@ class DiagnosticCounters(msgspec.Struct, frozen=True):
 
     syscalls: int = 0
     syscalls_out_of_range: int = 0
+    syscalls_compat: int = 0
     monitored: int = 0
     initiators_full: int = 0
     initiators_no_exe: int = 0
@@ -472,6 +475,7 @@ def format_text(stats: EbpfStatistics) -> str:
         "paths not counted (map full)": c.paths_full,
         "paths unreadable": c.paths_unreadable,
         "syscall ids out of range": c.syscalls_out_of_range,
+        "32-bit syscalls, not counted per id": c.syscalls_compat,
     }
     lines += [f"({what}: {n})" for what, n in lost.items() if n]
     return "\n".join(lines) + "\n"

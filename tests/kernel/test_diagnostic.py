@@ -156,6 +156,44 @@ def test_c_rename_loop_tops_both_lists(tmp_path: Path) -> None:
     pytest.fail(f"other work outran the rename loop in every run: {outranked}")
 
 
+COMPAT_LOOP_C = r"""
+#include <stdlib.h>
+
+/* n ia32 rename(2) (number 38) through int 0x80; static, non-PIE: the names sit below 4 GiB */
+static char a[] = "a", b[] = "b";
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 0;
+
+	for (long i = 0; i < n; i++) {
+		long ret;
+
+		asm volatile("int $0x80" : "=a"(ret) : "a"(38L), "b"(i % 2 ? b : a), "c"(i % 2 ? a : b) : "memory");
+		if (ret)
+			return 1;
+	}
+	return 0;
+}
+"""
+
+
+@pytest.mark.skipif(bpf_arch() != "x86" or shutil.which("gcc") is None, reason="x86_64 with gcc only")
+def test_32bit_syscalls_are_counted_apart(tmp_path: Path) -> None:
+    # ia32's 38 is rename, x86_64's 38 is setitimer: never counted under the 64-bit id
+    n = 50_000
+    src, exe = tmp_path / "compat_loop.c", tmp_path / "compat_loop"
+    src.write_text(COMPAT_LOOP_C)
+    subprocess.run(["gcc", "-O2", "-static", "-no-pie", "-o", str(exe), str(src)], check=True, timeout=120)
+    (tmp_path / "a").touch()
+    with Diagnostic() as d:
+        subprocess.run([str(exe), str(n)], cwd=tmp_path, check=True, timeout=120)
+        stats = d.stop(top=0)
+    assert stats.counters.syscalls_compat >= n
+    assert sum(s.count for s in stats.top_syscalls if s.nr == 38) < n
+    assert not [i for i in stats.top_initiators if i.path == str(exe)]
+
+
 def stress_ng(ops: int, tmp: Path) -> tuple[int, str]:
     out = subprocess.run(
         ["stress-ng", "--rename", "1", "--rename-ops", str(ops), "--metrics-brief", "--temp-path", str(tmp)],
