@@ -239,6 +239,14 @@ class Diagnostic:
         btf_path: kernel BTF file, for kernels without /sys/kernel/btf/vmlinux.
         variants: the hook variants allowed (``raw``, ``tp``); None for both,
             raw tracepoint first.
+        max_initiators: executables (and executable, syscall pairs) counted;
+            the monitored syscalls of more are counted in ``initiators_full``.
+        max_paths: file paths counted; more are counted in ``paths_full``.
+            Each entry takes about 300 bytes of kernel memory.
+
+    Every monitored syscall is accounted for: ``monitored`` = the initiator
+    counts + ``initiators_full`` + ``initiators_no_exe``, and ``paths`` =
+    the path counts + ``paths_full`` + ``paths_unreadable``.
 
     A context manager; :meth:`close` (or leaving the block) unloads
     everything, whether or not :meth:`stop` was called.
@@ -248,9 +256,20 @@ class Diagnostic:
         EbpfSensorError: no variant of the syscall hook attaches.
     """
 
-    def __init__(self, *, btf_path: str | None = None, variants: set[str] | frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        btf_path: str | None = None,
+        variants: set[str] | frozenset[str] | None = None,
+        max_initiators: int = lib.DIAG_MAX_INITIATORS,
+        max_paths: int = lib.DIAG_MAX_PATHS,
+    ) -> None:
+        if max_initiators < 1 or max_paths < 1:
+            raise ValueError("max_initiators and max_paths must be at least 1")
         self.btf_path = btf_path
         self.variants = variants
+        self.max_initiators = max_initiators
+        self.max_paths = max_paths
         self.hook: HookStatus | None = None
         self._obj: LoadedObject | None = None
         self._started = 0.0
@@ -273,7 +292,13 @@ class Diagnostic:
         self._obj = BpfObject.packaged("diag").load(
             # the object shares task.bpf.h, rings included, with the sensor:
             # one page each, nothing is ever written to them here
-            map_sizes={"lifecycle_events": 4096, "activity_events": 4096},
+            map_sizes={
+                "lifecycle_events": 4096,
+                "activity_events": 4096,
+                "diag_initiators": self.max_initiators,
+                "diag_initiator_syscalls": self.max_initiators,
+                "diag_paths": self.max_paths,
+            },
             btf_path=self.btf_path,
             variants=self.variants,
             # the monitored set is in place before the first syscall is seen

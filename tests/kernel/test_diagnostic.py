@@ -50,6 +50,16 @@ def initiator(stats: EbpfStatistics, path: str) -> InitiatorCount:
     return found[0]
 
 
+def assert_reconciles(stats: EbpfStatistics) -> None:
+    """Every monitored syscall is counted somewhere (needs top=0)."""
+    c = stats.counters
+    assert c.monitored == sum(i.count for i in stats.top_initiators) + c.initiators_full + c.initiators_no_exe
+    per_id = sum(s.count for i in stats.top_initiators for s in i.syscalls)
+    assert c.monitored == per_id + c.initiator_syscalls_full + c.initiators_no_exe
+    assert c.paths == sum(p.count for p in stats.top_file_paths) + c.paths_full + c.paths_unreadable
+    assert c.syscalls == sum(s.count for s in stats.top_syscalls) + c.syscalls_out_of_range + c.syscalls_compat
+
+
 def by_name(i: InitiatorCount) -> dict[str | None, int]:
     return {s.name: s.count for s in i.syscalls}
 
@@ -73,6 +83,7 @@ def test_own_rename_loop_is_counted_exactly(tmp_path: Path) -> None:
     with Diagnostic() as d:
         subprocess.run([str(exe), "-I", "-c", LOOP, str(n), str(work)], check=True, env=env, timeout=120)
         stats = d.stop(top=0)
+    assert_reconciles(stats)
     me = initiator(stats, str(exe))
     assert me.path == str(exe) and not me.truncated
     counts = by_name(me)
@@ -190,6 +201,7 @@ def test_32bit_syscalls_are_counted_apart(tmp_path: Path) -> None:
         subprocess.run([str(exe), str(n)], cwd=tmp_path, check=True, timeout=120)
         stats = d.stop(top=0)
     assert stats.counters.syscalls_compat >= n
+    assert_reconciles(stats)
     assert sum(s.count for s in stats.top_syscalls if s.nr == 38) < n
     assert not [i for i in stats.top_initiators if i.path == str(exe)]
 
@@ -236,6 +248,7 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
             bogo, version = stress_ng(ops, tmp)
             stats = d.stop(top=0)
         assert bogo == ops
+        assert_reconciles(stats)
         me = initiator(stats, exe)
         counts = by_name(me)
         renames = sum(counts.get(name, 0) for name in RENAMES)
@@ -264,6 +277,19 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
         outranked.append(f"{stats.top_initiators[0].path}: {stats.top_initiators[0].count}")
         time.sleep(2)
     pytest.fail(f"other work outran stress-ng ({me.count} monitored syscalls) in every run: {outranked}")
+
+
+def test_full_maps_are_counted(tmp_path: Path) -> None:
+    names = [tmp_path / f"f{i}" for i in range(100)]
+    for p in names:
+        p.touch()
+    with Diagnostic(max_paths=16, max_initiators=2) as d:
+        for p in names:
+            os.rename(p, f"{p}.x")
+        stats = d.stop(top=0)
+    assert len(stats.top_file_paths) == 16 and len(stats.top_initiators) <= 2
+    assert stats.counters.paths_full >= 100 - 16
+    assert_reconciles(stats)
 
 
 def test_nothing_stays_loaded() -> None:
@@ -302,6 +328,7 @@ def test_variants(variant: str, tmp_path: Path) -> None:
             os.rename(tmp_path / "b", tmp_path / "a")
         stats = d.stop(top=0)
     assert stats.variant == variant
+    assert_reconciles(stats)
     paths = {p.path: p.count for p in stats.top_file_paths}
     assert paths[f"{tmp_path}/a"] == 50 and paths[f"{tmp_path}/b"] == 50
     assert stats.counters.syscalls > stats.counters.monitored >= 100
