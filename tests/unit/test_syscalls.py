@@ -79,3 +79,13 @@ def test_table_matches_headers() -> None:
     gen = ROOT / "tools" / "gen-syscalls.py"
     out = subprocess.run([sys.executable, str(gen), "--check"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_monitored_specs_are_consistent() -> None:
+    for name, (path_arg, dfd_arg, fd_arg) in MONITORED.items():
+        assert -1 <= path_arg < 6 and -1 <= dfd_arg < 6 and -1 <= fd_arg < 6, name
+        # a directory fd only qualifies a path; a call names its file one way
+        assert dfd_arg == -1 or path_arg != -1, name
+        assert path_arg == -1 or fd_arg == -1, name
+        if (name.endswith("at") and name != "creat") or name in ("openat2", "renameat2"):
+            assert dfd_arg != -1 or path_arg == -1, name
