@@ -279,6 +279,34 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
     pytest.fail(f"other work outran stress-ng ({me.count} monitored syscalls) in every run: {outranked}")
 
 
+def test_paths_from_dirfd_and_fd(tmp_path: Path) -> None:
+    # the cwd is elsewhere: a name relative to a directory fd resolves against that directory
+    d = tmp_path / "dir"
+    d.mkdir()
+    (d / "x").touch()
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(d / "x", os.O_RDWR)
+    cwd = os.getcwd()
+    try:
+        os.chdir("/")
+        with Diagnostic() as diag:
+            for _ in range(10):
+                os.chmod("x", 0o600, dir_fd=dfd)  # fchmodat(dfd, "x")
+                os.fchmod(fd, 0o644)  # fchmod(fd): the fd's file
+                os.truncate(fd, 0)  # ftruncate(fd)
+            stats = diag.stop(top=0)
+    finally:
+        os.chdir(cwd)
+        os.close(fd)
+        os.close(dfd)
+    paths = {p.path: p.count for p in stats.top_file_paths}
+    assert paths[f"{d}/x"] == 30
+    assert "/x" not in paths
+    # at least: other processes may run the same interpreter
+    counts = by_name(initiator(stats, os.path.realpath(sys.executable)))
+    assert min(counts["fchmodat"], counts["fchmod"], counts["ftruncate"]) >= 10
+
+
 def test_full_maps_are_counted(tmp_path: Path) -> None:
     names = [tmp_path / f"f{i}" for i in range(100)]
     for p in names:
