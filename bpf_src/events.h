@@ -306,6 +306,7 @@ struct kind_stats {
 	__u64 truncated; /* submitted with a truncated field */
 	__u64 filtered;	 /* suppressed on purpose (threads, disabled kinds) */
 };
+
 /*
  * Exclusions, applied in the kernel before a record is reserved. A process
  * matched by executable identity or name is entered into excluded_tgids at
@@ -332,6 +333,71 @@ struct exe_key {
 
 struct comm_key {
 	char comm[TASK_COMM_LEN];
+};
+
+/*
+ * Diagnostic statistics (diag.bpf.c): map keys and values read by user
+ * space, not records. Loaded only while a diagnostic runs.
+ */
+#define DIAG_MAX_SYSCALLS 1024	  /* syscall ids counted; larger ids are counted apart */
+#define DIAG_PATH_LEN 256	  /* path bytes kept per key, NUL included */
+#define DIAG_MAX_INITIATORS 16384 /* executables counted; more are counted apart */
+#define DIAG_MAX_PATHS 16384	  /* file paths counted; more are counted apart */
+
+/* per syscall id, filled by user space: what an endpoint agent monitors,
+ * and which argument names the file the call acts on (-1: none) */
+struct diag_syscall_spec {
+	__u8 monitored;
+	__s8 path_arg; /* a user path string */
+	__s8 dfd_arg;  /* the directory fd a relative path_arg is resolved against */
+	__s8 fd_arg;   /* an fd whose file is the object (fchmod, ftruncate) */
+};
+
+/* an executable's identity: mm->exe_file->f_inode */
+struct diag_initiator_key {
+	__u64 ino;
+	__u32 dev; /* the kernel's s_dev: major << 20 | minor */
+	__u32 _pad0;
+};
+
+/* an executable and one of the monitored syscalls it made */
+struct diag_initiator_syscall_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 nr;
+};
+
+struct diag_initiator {
+	__u64 count; /* monitored syscalls entered */
+	__u32 path_len;
+	__u8 truncated; /* path longer than DIAG_PATH_LEN - 1, or deeper than MAX_PATH_DEPTH */
+	__u8 _pad0[3];
+	char path[DIAG_PATH_LEN]; /* resolved once, when first seen */
+};
+
+struct diag_path_key {
+	char path[DIAG_PATH_LEN]; /* NUL-terminated, zero-filled */
+};
+
+struct diag_path_count {
+	__u64 count;
+	__u8 truncated; /* the path was longer: these are its first DIAG_PATH_LEN - 1 bytes */
+	__u8 _pad0[7];
+};
+
+/* what could not be counted, per CPU */
+struct diag_counters {
+	__u64 syscalls;		    /* every syscall entered */
+	__u64 syscalls_out_of_range; /* id < 0 or >= DIAG_MAX_SYSCALLS */
+	__u64 syscalls_compat;	    /* 32-bit syscalls (another numbering), not counted per id */
+	__u64 monitored;	    /* syscalls in the monitored set */
+	__u64 initiators_full;	    /* monitored syscalls of an executable that did not fit */
+	__u64 initiators_no_exe;    /* monitored syscalls of tasks without an executable */
+	__u64 initiator_syscalls_full; /* monitored syscalls not counted per initiator and id */
+	__u64 paths;		    /* monitored syscalls that name a file */
+	__u64 paths_full;	    /* of which the path did not fit in the map */
+	__u64 paths_unreadable;	    /* of which the path could not be read */
+	__u64 paths_truncated;	    /* of which the path was longer than DIAG_PATH_LEN - 1 */
 };
 /* cdef-end */
 

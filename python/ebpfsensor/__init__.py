@@ -17,6 +17,7 @@ from .errors import (
     PrivilegeError,
     VerifierError,
 )
+from .diagnostic import Diagnostic, EbpfStatistics, ebpf_statistics
 from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, UserLogin, decode, to_json
 from .health import Capabilities, ProbeReport, probe
@@ -29,7 +30,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "DecodeError",
+    "Diagnostic",
     "EbpfSensorError",
+    "EbpfStatistics",
     "Event",
     "EventType",
     "ExcludeCgroup",
@@ -56,6 +59,7 @@ __all__ = [
     "VerifierError",
     "__version__",
     "decode",
+    "ebpf_statistics",
     "probe",
     "to_json",
 ]

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
         f"ebpfsensor's compiled extension is missing ({exc}); build it with `make ext` or install a wheel"
     ) from exc
 
-__all__ = ["capture_libbpf_log", "check_ptr", "check_ret", "ffi", "lib", "strerror"]
+__all__ = ["capture_libbpf_log", "check_ptr", "check_ret", "ffi", "lib", "next_key", "strerror"]
 
 log = logging.getLogger("ebpfsensor.libbpf")
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -73,6 +73,15 @@ def check_ret(rc: int, op: str, target: str, hint: str = "") -> int:
     if rc < 0:
         raise make_error(rc, op, target, hint)
     return rc
+
+
+def next_key(fd: int, key: Any, next_key: Any, target: str) -> bool:
+    """bpf_map_get_next_key: False at the end of the map (key NULL: the first key)."""
+    rc = lib.bpf_map_get_next_key(fd, key, next_key)
+    if rc == -errno.ENOENT:
+        return False
+    check_ret(rc, "iterate", target)
+    return True
 
 
 def check_ptr(ptr: Any, op: str, target: str, hint: str = "") -> Any:

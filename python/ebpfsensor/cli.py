@@ -71,6 +71,26 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ebpf_statistics(args: argparse.Namespace) -> int:
+    """Count syscalls, initiators and file paths for --duration seconds; Ctrl-C ends the window early."""
+    from .diagnostic import Diagnostic, format_text
+
+    if args.duration < 0 or args.top < 0:
+        raise ValueError("--duration and --top must not be negative")
+    variants = {args.variant} if args.variant else None
+    with Diagnostic(variants=variants) as diag:
+        try:
+            time.sleep(args.duration)
+        except KeyboardInterrupt:
+            pass
+        stats = diag.stop(args.top)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(stats) + b"\n")
+    else:
+        sys.stdout.write(format_text(stats))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check compiled objects without loading them: programs, sizes, layouts."""
     from ._btf import read_object_btf
@@ -265,6 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", default=DEFAULT_PATH)
     e.add_argument("index", type=int)
     p.set_defaults(func=cmd_exclusions)
+    p = sub.add_parser("diagnostic", help="diagnostics of the running system")
+    diag = p.add_subparsers(dest="diagnostic", required=True)
+    p = diag.add_parser(
+        "ebpf-statistics", help="count syscalls, and monitored syscalls per executable and per file path, for a while"
+    )
+    p.add_argument("--duration", type=float, default=20.0, help="seconds to monitor (default 20)")
+    p.add_argument("--top", type=int, default=10, help="entries per list (default 10, 0 for all)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--variant", choices=("raw", "tp"), help="force a hook variant (default: the best that works)")
+    p.set_defaults(func=cmd_ebpf_statistics)
 
     p = sub.add_parser("check", help="check compiled objects without loading them")
     p.add_argument("objects", nargs="*", help=".bpf.o files (default: the packaged ones)")

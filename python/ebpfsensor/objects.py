@@ -17,7 +17,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -189,6 +189,7 @@ class BpfObject:
         btf_path: str | None = None,
         variants: Iterable[str] | None = None,
         attach: bool = True,
+        prepare: Callable[[Callable[[str], int]], None] | None = None,
     ) -> LoadedObject:
         """Load and attach, choosing a variant per hook.
 
@@ -202,6 +203,9 @@ class BpfObject:
                 force classic tracepoints.
             attach: False to load only (programs run by test-run or
                 attached by the caller).
+            prepare: called after load and before attach with a function
+                from map name to fd, to fill maps the programs need from
+                their first run (called again if a variant is retried).
 
         Returns:
             The loaded object; see ``LoadedObject.hooks`` for what attached.
@@ -236,8 +240,12 @@ class BpfObject:
         choice = {h: 0 for h in wanted}
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
-            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach)
-            failed = attempt.run()
+            attempt = _Attempt(self, selected, config, shared_maps or {}, map_sizes or {}, btf_path, attach, prepare)
+            try:
+                failed = attempt.run()
+            except BaseException:
+                attempt.close()
+                raise
             retry = not attempt.loaded
             for hook, variant, err in failed:
                 status[hook].failures.append(f"{variant}: {err}")
@@ -291,9 +299,11 @@ class _Attempt:
         map_sizes: Mapping[str, int],
         btf_path: str | None,
         attach: bool = True,
+        prepare: Callable[[Callable[[str], int]], None] | None = None,
     ) -> None:
         self.obj = obj
         self.attach = attach
+        self.prepare = prepare
         self.selected = selected
         self.config = config
         self.shared_maps = shared_maps
@@ -356,6 +366,8 @@ class _Attempt:
         if rc < 0:
             return [self._load_failure(rc, lines, wanted)]
         self.loaded = True
+        if self.prepare is not None:
+            self.prepare(lambda name: int(check_ret(lib.bpf_map__fd(self.maps[name]), "map fd", name)))
         failures = []
         for hook, spec in self.selected.items() if self.attach else ():
             link = lib.bpf_program__attach(self.programs[spec.name])
@@ -442,6 +454,20 @@ class LoadedObject:
     @property
     def closed(self) -> bool:
         return self._a.ptr == ffi.NULL
+
+    def detach(self) -> None:
+        """Detach every program, keeping programs and maps (to read the maps
+        of a program that must stop counting first); idempotent."""
+        for link in self._a.links:
+            lib.bpf_link__destroy(link)
+        self._a.links = []
+
+    def detach(self) -> None:
+        """Detach every program, keeping programs and maps (to read the maps
+        of a program that must stop counting first); idempotent."""
+        for link in self._a.links:
+            lib.bpf_link__destroy(link)
+        self._a.links = []
 
     def close(self) -> None:
         """Detach every program and free the object; idempotent."""

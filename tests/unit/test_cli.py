@@ -47,3 +47,25 @@ def test_exclusions_in_managed_config(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["exclusions", "remove", "0", "--config", cfg]) == 0
     assert load_managed_config(cfg).sensor.exclusions == (ExcludeName("noisy", descendants=True),)
     assert main(["exclusions", "remove", "5", "--config", cfg]) == 2
+
+
+def test_diagnostic_parser() -> None:
+    args = build_parser().parse_args(["diagnostic", "ebpf-statistics"])
+    assert (args.command, args.diagnostic, args.duration, args.top, args.json) == (
+        "diagnostic",
+        "ebpf-statistics",
+        20.0,
+        10,
+        False,
+    )
+    args = build_parser().parse_args(["diagnostic", "ebpf-statistics", "--duration", "2.5", "--top", "3", "--json"])
+    assert (args.duration, args.top, args.json) == (2.5, 3, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["diagnostic"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["diagnostic", "ebpf-statistics", "--variant", "kprobe"])
+
+
+def test_diagnostic_negative_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["diagnostic", "ebpf-statistics", "--duration", "-1"]) == 2
+    assert "must not be negative" in capsys.readouterr().err

@@ -13,6 +13,17 @@ from ebpfsensor.events import RECORDS, c_members
 from ebpfsensor.objects import packaged_object_path
 
 OBJECTS = sorted(packaged_object_path("process").parent.glob("*.bpf.o"))
+# map keys and values user space reads through cffi (events.h, not records)
+MAP_STRUCTS = (
+    "kind_stats",
+    "diag_syscall_spec",
+    "diag_initiator_key",
+    "diag_initiator_syscall_key",
+    "diag_initiator",
+    "diag_path_key",
+    "diag_path_count",
+    "diag_counters",
+)
 
 
 def test_objects_built() -> None:
@@ -38,7 +49,24 @@ def test_records_match_btf(path: Path) -> None:
             c_name = f.name if f.name in btf_by_name else f"{f.name}_len"
             assert (btf_by_name[c_name].offset, btf_by_name[c_name].size) == (f.offset, f.size), f.name
         assert size % 8 == 0
-    assert seen, f"{path.name} anchors no known record"
+    for name in MAP_STRUCTS:
+        found = btf.struct(name)
+        if found is None:
+            continue
+        seen += 1
+        size, members = found
+        assert size == ffi.sizeof(f"struct {name}"), name
+        c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {name}"))]
+        assert [(m.name, m.offset, m.size) for m in members] == c_layout, name
+    assert seen, f"{path.name} anchors no known record or map struct"
+
+
+def test_diag_structs_in_diag_object() -> None:
+    path = packaged_object_path("diag")
+    if not path.exists():
+        pytest.skip("no compiled objects: run `make bpf` first")
+    btf = read_object_btf(str(path))
+    assert {n for n in MAP_STRUCTS if btf.struct(n)} == set(MAP_STRUCTS)
 
 
 def test_every_record_in_some_object() -> None:

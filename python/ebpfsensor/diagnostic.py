@@ -1,0 +1,506 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Diagnostic statistics: who is noisy, and on what.
+
+For a window of time, a separate BPF object (``diag.bpf.o``, never part of
+the Sensor) counts every syscall by id and, for the syscalls an endpoint agent
+monitors (:data:`MONITORED`), the executable that made it and the file it
+names. Nothing of it stays loaded after the window.
+
+    stats = ebpfsensor.diagnostic.ebpf_statistics(20, top=10)
+    print(format_text(stats))
+
+or, around a workload of your own::
+
+    with Diagnostic() as d:
+        run_workload()
+        stats = d.stop()
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import msgspec
+
+from ._ffi import check_ret, ffi, lib, next_key
+from ._mounts import ensure_tracefs
+from .errors import EbpfSensorError
+from .objects import BpfObject, HookStatus, LoadedObject, bpf_arch
+from .syscalls import syscall_name, syscall_number
+
+__all__ = [
+    "MONITORED",
+    "Diagnostic",
+    "DiagnosticCounters",
+    "EbpfStatistics",
+    "InitiatorCount",
+    "PathCount",
+    "SyscallCount",
+    "ebpf_statistics",
+    "format_text",
+]
+
+# (path_arg, dfd_arg, fd_arg): which argument names the file, -1 for none
+_NONE = (-1, -1, -1)
+_PATH0 = (0, -1, -1)  # a path in the first argument
+_AT1 = (1, 0, -1)  # dirfd, path
+_FD0 = (-1, -1, 0)  # an fd in the first argument
+
+#: The syscalls an endpoint agent monitors (file, network, process, privilege,
+#: integrity), with the argument that names the file each acts on. Names an
+#: architecture lacks (aarch64 has no ``open``) are skipped there.
+MONITORED: dict[str, tuple[int, int, int]] = {
+    # file: the object of the call (rename and link: the source name)
+    "open": _PATH0,
+    "openat": _AT1,
+    "openat2": _AT1,
+    "creat": _PATH0,
+    "rename": _PATH0,
+    "renameat": _AT1,
+    "renameat2": _AT1,
+    "unlink": _PATH0,
+    "unlinkat": _AT1,
+    "mkdir": _PATH0,
+    "mkdirat": _AT1,
+    "rmdir": _PATH0,
+    "mknod": _PATH0,
+    "mknodat": _AT1,
+    "chmod": _PATH0,
+    "fchmod": _FD0,
+    "fchmodat": _AT1,
+    "chown": _PATH0,
+    "lchown": _PATH0,
+    "fchown": _FD0,
+    "fchownat": _AT1,
+    "link": _PATH0,
+    "linkat": _AT1,
+    "symlink": (1, -1, -1),  # the link, not its target
+    "symlinkat": (2, 1, -1),
+    "truncate": _PATH0,
+    "ftruncate": _FD0,
+    "setxattr": _PATH0,
+    "lsetxattr": _PATH0,
+    "fsetxattr": _FD0,
+    "removexattr": _PATH0,
+    "lremovexattr": _PATH0,
+    "fremovexattr": _FD0,
+    # network
+    "connect": _NONE,
+    "accept": _NONE,
+    "accept4": _NONE,
+    "bind": _NONE,
+    "listen": _NONE,
+    # process
+    "execve": _PATH0,
+    "execveat": _AT1,
+    "clone": _NONE,
+    "clone3": _NONE,
+    "fork": _NONE,
+    "vfork": _NONE,
+    "ptrace": _NONE,
+    "kill": _NONE,
+    "tkill": _NONE,
+    "tgkill": _NONE,
+    "setsid": _NONE,
+    "unshare": _NONE,
+    "setns": _NONE,
+    # privilege
+    "setuid": _NONE,
+    "setgid": _NONE,
+    "setreuid": _NONE,
+    "setregid": _NONE,
+    "setresuid": _NONE,
+    "setresgid": _NONE,
+    "setfsuid": _NONE,
+    "setfsgid": _NONE,
+    "setgroups": _NONE,
+    "capset": _NONE,
+    # integrity
+    "init_module": _NONE,
+    "finit_module": _FD0,
+    "delete_module": _NONE,
+    "kexec_load": _NONE,
+    "kexec_file_load": _FD0,
+    "bpf": _NONE,
+    "memfd_create": _NONE,
+    "mount": (1, -1, -1),  # the mount point
+    "umount2": _PATH0,
+    "pivot_root": _PATH0,
+    "chroot": _PATH0,
+}
+
+
+class PathCount(msgspec.Struct, frozen=True):
+    """A file path and how many monitored syscalls named it.
+
+    ``truncated``: the path was longer than 255 bytes; these are its first
+    255, and every longer path sharing them is counted here.
+    """
+
+    path: str
+    count: int
+    truncated: bool = False
+
+
+class SyscallCount(msgspec.Struct, frozen=True):
+    """A syscall id (this architecture's number), its name when known, its count."""
+
+    nr: int
+    name: str | None
+    count: int
+    monitored: bool = False
+
+
+class InitiatorCount(msgspec.Struct, frozen=True):
+    """An executable and how many monitored syscalls its processes made.
+
+    ``dev`` and ``ino`` identify the executable file as ``os.stat`` reports
+    it (``st_dev``, ``st_ino``); ``kernel_dev`` is the same device in the
+    kernel's encoding (``major << 20 | minor``), as BPF programs see it.
+    ``syscalls`` says which monitored syscalls they were, the most frequent
+    first.
+    """
+
+    path: str
+    count: int
+    dev: int
+    ino: int
+    kernel_dev: int
+    truncated: bool = False
+    syscalls: list[SyscallCount] = msgspec.field(default_factory=list)
+
+
+class DiagnosticCounters(msgspec.Struct, frozen=True):
+    """Totals, and what could not be counted.
+
+    Attributes:
+        syscalls: every syscall entered during the window.
+        syscalls_out_of_range: ids outside the table (x32 ids, -1).
+        syscalls_compat: 32-bit syscalls of 32-bit processes on x86_64
+            (numbered in the i386 table), counted only here.
+        monitored: syscalls in the monitored set, each counted per initiator.
+        initiators_full: monitored syscalls whose executable did not fit in
+            the map (16384 executables).
+        initiators_no_exe: monitored syscalls of tasks without an executable
+            (kernel threads).
+        initiator_syscalls_full: monitored syscalls not counted per
+            executable and id (16384 pairs).
+        paths: monitored syscalls that name a file.
+        paths_full: of those, the ones whose path did not fit (16384 paths).
+        paths_unreadable: of those, the ones whose name or fd could not be read.
+        paths_truncated: of those, the ones whose path exceeded 255 bytes.
+    """
+
+    syscalls: int = 0
+    syscalls_out_of_range: int = 0
+    syscalls_compat: int = 0
+    monitored: int = 0
+    initiators_full: int = 0
+    initiators_no_exe: int = 0
+    initiator_syscalls_full: int = 0
+    paths: int = 0
+    paths_full: int = 0
+    paths_unreadable: int = 0
+    paths_truncated: int = 0
+
+
+class EbpfStatistics(msgspec.Struct, frozen=True):
+    """What a diagnostic window saw, the top entries of each list first."""
+
+    duration_s: float
+    arch: str
+    variant: str
+    top_file_paths: list[PathCount]
+    top_initiators: list[InitiatorCount]
+    top_syscalls: list[SyscallCount]
+    counters: DiagnosticCounters
+
+
+_COUNTER_FIELDS = tuple(DiagnosticCounters.__struct_fields__)
+
+
+def _decode_path(buf: Any, length: int | None = None) -> str:
+    raw = bytes(ffi.buffer(buf))
+    raw = raw[:length] if length is not None else raw.split(b"\0", 1)[0]
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def user_dev(kernel_dev: int) -> int:
+    """A kernel dev_t (``major << 20 | minor``) as ``os.stat`` reports it."""
+    return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
+
+
+class Diagnostic:
+    """A diagnostic window: load and attach on start, detach and read on stop.
+
+    Args:
+        btf_path: kernel BTF file, for kernels without /sys/kernel/btf/vmlinux.
+        variants: the hook variants allowed (``raw``, ``tp``); None for both,
+            raw tracepoint first.
+        max_initiators: executables (and executable, syscall pairs) counted;
+            the monitored syscalls of more are counted in ``initiators_full``.
+        max_paths: file paths counted; more are counted in ``paths_full``.
+            Each entry takes about 300 bytes of kernel memory.
+
+    Every monitored syscall is accounted for: ``monitored`` = the initiator
+    counts + ``initiators_full`` + ``initiators_no_exe``, and ``paths`` =
+    the path counts + ``paths_full`` + ``paths_unreadable``.
+
+    A context manager; :meth:`close` (or leaving the block) unloads
+    everything, whether or not :meth:`stop` was called.
+
+    Raises (from start):
+        PrivilegeError: not allowed to load BPF programs.
+        EbpfSensorError: no variant of the syscall hook attaches.
+    """
+
+    def __init__(
+        self,
+        *,
+        btf_path: str | None = None,
+        variants: set[str] | frozenset[str] | None = None,
+        max_initiators: int = lib.DIAG_MAX_INITIATORS,
+        max_paths: int = lib.DIAG_MAX_PATHS,
+    ) -> None:
+        if max_initiators < 1 or max_paths < 1:
+            raise ValueError("max_initiators and max_paths must be at least 1")
+        self.btf_path = btf_path
+        self.variants = variants
+        self.max_initiators = max_initiators
+        self.max_paths = max_paths
+        self.hook: HookStatus | None = None
+        self._obj: LoadedObject | None = None
+        self._started = 0.0
+        self._arch = bpf_arch()
+
+    def start(self) -> Diagnostic:
+        """Load, fill the monitored set, attach; idempotent."""
+        if self._obj is not None:
+            return self
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.variants is None or "tp" in self.variants:
+            ensure_tracefs()
+        self._obj = BpfObject.packaged("diag").load(
+            # the object shares task.bpf.h, rings included, with the sensor:
+            # one page each, nothing is ever written to them here
+            map_sizes={
+                "lifecycle_events": 4096,
+                "activity_events": 4096,
+                "diag_initiators": self.max_initiators,
+                "diag_initiator_syscalls": self.max_initiators,
+                "diag_paths": self.max_paths,
+            },
+            btf_path=self.btf_path,
+            variants=self.variants,
+            # the monitored set is in place before the first syscall is seen
+            prepare=lambda map_fd: self._fill_monitored(map_fd("diag_monitored")),
+        )
+        self.hook = self._obj.hooks["diag"]
+        if not self.hook.attached:
+            raise EbpfSensorError(f"no syscall hook could be attached: {' / '.join(self.hook.failures)}")
+        self._started = time.monotonic()
+
+    def _fill_monitored(self, fd: int) -> None:
+        key = ffi.new("uint32_t *")
+        spec = ffi.new("struct diag_syscall_spec *")
+        for name, (path_arg, dfd_arg, fd_arg) in MONITORED.items():
+            nr = syscall_number(name, self._arch)
+            if nr is None or nr >= lib.DIAG_MAX_SYSCALLS:
+                continue
+            key[0] = nr
+            spec.monitored = 1
+            spec.path_arg, spec.dfd_arg, spec.fd_arg = path_arg, dfd_arg, fd_arg
+            check_ret(lib.bpf_map_update_elem(fd, key, spec, 0), "fill", "diag_monitored")
+
+    def stop(self, top: int = 10) -> EbpfStatistics:
+        """Detach, read the counts, unload; the top entries of each list.
+
+        Args:
+            top: entries per list (0: all).
+
+        Raises:
+            EbpfSensorError: the window was not started.
+        """
+        if self._obj is None:
+            raise EbpfSensorError("the diagnostic is not started: use `with Diagnostic() as d:` or call start()")
+        obj = self._obj
+        # stop counting first: reading the maps makes monitored syscalls (bpf)
+        obj.detach()
+        duration = time.monotonic() - self._started
+        try:
+            result = self._read(obj, duration, top)
+        finally:
+            self.close()
+        return result
+
+    def _read(self, obj: LoadedObject, duration: float, top: int) -> EbpfStatistics:
+        ncpu = check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")
+        limit = None if top <= 0 else top
+        monitored = {n for name in MONITORED if (n := syscall_number(name, self._arch)) is not None}
+
+        key = ffi.new("uint32_t *")
+        percpu = ffi.new("uint64_t[]", ncpu)
+        fd = obj.map_fd("diag_syscalls")
+        syscalls = []
+        for nr in range(lib.DIAG_MAX_SYSCALLS):
+            key[0] = nr
+            check_ret(lib.bpf_map_lookup_elem(fd, key, percpu), "read", "diag_syscalls")
+            count = sum(percpu)
+            if count:
+                syscalls.append(SyscallCount(nr, syscall_name(nr, self._arch), count, nr in monitored))
+        syscalls.sort(key=lambda s: (-s.count, s.nr))
+
+        key[0] = 0
+        values = ffi.new("struct diag_counters[]", ncpu)
+        check_ret(lib.bpf_map_lookup_elem(obj.map_fd("diag_counters"), key, values), "read", "diag_counters")
+        counters = DiagnosticCounters(**{f: sum(getattr(values[i], f) for i in range(ncpu)) for f in _COUNTER_FIELDS})
+
+        per_initiator: dict[tuple[int, int], list[SyscallCount]] = {}
+        fd = obj.map_fd("diag_initiator_syscalls")
+        skey = ffi.new("struct diag_initiator_syscall_key *")
+        snext = ffi.new("struct diag_initiator_syscall_key *")
+        sval = ffi.new("uint64_t *")
+        prev: Any = ffi.NULL
+        while next_key(fd, prev, snext, "diag_initiator_syscalls"):
+            check_ret(lib.bpf_map_lookup_elem(fd, snext, sval), "read", "diag_initiator_syscalls")
+            per_initiator.setdefault((snext.dev, snext.ino), []).append(
+                SyscallCount(snext.nr, syscall_name(snext.nr, self._arch), sval[0], True)
+            )
+            ffi.memmove(skey, snext, ffi.sizeof(skey[0]))
+            prev = skey
+        for counts in per_initiator.values():
+            counts.sort(key=lambda s: (-s.count, s.nr))
+
+        initiators = []
+        fd = obj.map_fd("diag_initiators")
+        ikey = ffi.new("struct diag_initiator_key *")
+        inext = ffi.new("struct diag_initiator_key *")
+        ival = ffi.new("struct diag_initiator *")
+        prev = ffi.NULL
+        while next_key(fd, prev, inext, "diag_initiators"):
+            check_ret(lib.bpf_map_lookup_elem(fd, inext, ival), "read", "diag_initiators")
+            path = _decode_path(ival.path, min(ival.path_len, lib.DIAG_PATH_LEN - 1))
+            initiators.append(
+                InitiatorCount(
+                    path,
+                    ival.count,
+                    user_dev(inext.dev),
+                    inext.ino,
+                    inext.dev,
+                    bool(ival.truncated),
+                    per_initiator.get((inext.dev, inext.ino), []),
+                )
+            )
+            ffi.memmove(ikey, inext, ffi.sizeof(ikey[0]))
+            prev = ikey
+        initiators.sort(key=lambda i: (-i.count, i.path))
+
+        paths = []
+        fd = obj.map_fd("diag_paths")
+        pkey = ffi.new("struct diag_path_key *")
+        pnext = ffi.new("struct diag_path_key *")
+        pval = ffi.new("struct diag_path_count *")
+        prev = ffi.NULL
+        while next_key(fd, prev, pnext, "diag_paths"):
+            check_ret(lib.bpf_map_lookup_elem(fd, pnext, pval), "read", "diag_paths")
+            paths.append(PathCount(_decode_path(pnext.path), pval.count, bool(pval.truncated)))
+            ffi.memmove(pkey, pnext, ffi.sizeof(pkey[0]))
+            prev = pkey
+        paths.sort(key=lambda p: (-p.count, p.path))
+
+        return EbpfStatistics(
+            duration_s=round(duration, 3),
+            arch=self._arch,
+            variant=self.hook.variant if self.hook and self.hook.variant else "",
+            top_file_paths=paths[:limit],
+            top_initiators=initiators[:limit],
+            top_syscalls=syscalls[:limit],
+            counters=counters,
+        )
+
+    def close(self) -> None:
+        """Detach and unload everything; idempotent."""
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __enter__(self) -> Diagnostic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def ebpf_statistics(
+    duration: float = 20.0,
+    top: int = 10,
+    *,
+    btf_path: str | None = None,
+    variants: set[str] | frozenset[str] | None = None,
+) -> EbpfStatistics:
+    """Count syscalls, initiators and file paths for duration seconds.
+
+    Args:
+        duration: the window, in seconds.
+        top: entries per list (0: all).
+        btf_path: kernel BTF file, for kernels without /sys/kernel/btf/vmlinux.
+        variants: the hook variants allowed (``raw``, ``tp``).
+
+    Returns:
+        The counts, the largest first, with what could not be counted.
+
+    Raises:
+        PrivilegeError: not allowed to load BPF programs.
+        EbpfSensorError: no variant of the syscall hook attaches.
+    """
+    with Diagnostic(btf_path=btf_path, variants=variants) as d:
+        time.sleep(max(0.0, duration))
+        return d.stop(top)
+
+
+def _syscall_label(s: SyscallCount) -> str:
+    return f"{s.nr} ({s.name})" if s.name else str(s.nr)
+
+
+def format_text(stats: EbpfStatistics) -> str:
+    """The reference agent's layout: id first, then the name when known.
+
+    ::
+
+        Monitor 20 seconds
+        Top file paths:
+        /var/log/app.log : 10
+        Top initiator paths:
+        /usr/bin/stress-ng : 50000
+        Top syscall ids:
+        82 (rename) : 1699333
+    """
+    lines = [f"Monitor {round(stats.duration_s, 1):g} seconds", "Top file paths:"]
+    lines += [f"{p.path}{'...' if p.truncated else ''} : {p.count}" for p in stats.top_file_paths]
+    lines.append("Top initiator paths:")
+    lines += [f"{i.path}{'...' if i.truncated else ''} : {i.count}" for i in stats.top_initiators]
+    lines.append("Top syscall ids:")
+    lines += [f"{_syscall_label(s)} : {s.count}" for s in stats.top_syscalls]
+    c = stats.counters
+    lost = {
+        "initiators not counted (map full)": c.initiators_full,
+        "syscalls not counted per initiator (map full)": c.initiator_syscalls_full,
+        "paths not counted (map full)": c.paths_full,
+        "paths unreadable": c.paths_unreadable,
+        "syscall ids out of range": c.syscalls_out_of_range,
+        "32-bit syscalls, not counted per id": c.syscalls_compat,
+    }
+    lines += [f"({what}: {n})" for what, n in lost.items() if n]
+    return "\n".join(lines) + "\n"
