@@ -204,7 +204,8 @@ static uint8_t *es_put_int(uint8_t *p, int64_t v)
 
 static uint8_t *es_put_strhdr(uint8_t *p, uint32_t n, uint8_t fix, uint8_t c8, uint8_t c16, uint8_t c32)
 {
-	if (fix && n < 32)
+	/* fixstr holds up to 31 bytes, fixmap and fixarray only 15 entries */
+	if (fix && n < (fix == 0xa0 ? 32u : 16u))
 		return es_put_u8(p, fix | n);
 	if (c8 && n <= 0xff)
 		return es_put_u8(es_put_u8(p, c8), (uint8_t)n);
