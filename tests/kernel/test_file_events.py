@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import platform
+import stat
 import subprocess
 import threading
 import time
@@ -570,3 +571,138 @@ def test_rename_across_directories(sensor: ebpfsensor.Sensor, d: Path, cwd: Path
     failed = one(sensor, FileRename, arg_path="gone")
     check_header(failed, clock, nrs("renameat2"), -errno.ENOENT)
     assert failed.flags == RENAME_NOREPLACE and failed.new_path == str(d / "b" / "z")
+
+
+# --- FileChmod, FileChown ---------------------------------------------------------
+
+
+def test_chmod_variants(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    f = d / "m.txt"
+    f.write_text("x")
+    os.symlink("m.txt", d / "ml")
+    fd = os.open(f, os.O_RDONLY)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with Clock() as clock:
+            os.chmod("m.txt", 0o600)
+            os.chmod(fd, 0o640)
+            os.chmod("m.txt", 0o604, dir_fd=dfd)
+            nolink = syscall("fchmodat2", AT_FDCWD, b"ml", 0o600, AT_SYMLINK_NOFOLLOW)
+            empty = syscall("fchmodat2", fd, b"", 0o644, AT_EMPTY_PATH)
+            with pytest.raises(FileNotFoundError):
+                os.chmod(d / "missing", 0o600)
+    finally:
+        os.close(fd)
+        os.close(dfd)
+    assert nolink == -errno.EOPNOTSUPP and empty == 0
+    ev = one(sensor, FileChmod, arg_path="m.txt", mode=0o600)
+    check_header(ev, clock, nrs("chmod", "fchmodat"), 0)
+    assert ev.path == str(f) and ev.dirfd == AT_FDCWD and ev.flags == 0
+    assert not ev.path_truncated and not ev.arg_path_truncated
+    byfd = one(sensor, FileChmod, mode=0o640)
+    check_header(byfd, clock, nrs("fchmod"), 0)
+    assert byfd.dirfd == fd and byfd.arg_path == "" and byfd.path == str(f)
+    at = one(sensor, FileChmod, mode=0o604)
+    check_header(at, clock, nrs("fchmodat"), 0)
+    assert at.dirfd == dfd and at.path == str(f) and at.arg_path == "m.txt"
+    nl = one(sensor, FileChmod, arg_path="ml")
+    check_header(nl, clock, nrs("fchmodat2"), -errno.EOPNOTSUPP)
+    assert nl.flags == AT_SYMLINK_NOFOLLOW and nl.path == str(d / "ml")
+    ep = one(sensor, FileChmod, mode=0o644)
+    check_header(ep, clock, nrs("fchmodat2"), 0)
+    assert ep.flags == AT_EMPTY_PATH and ep.dirfd == fd and ep.arg_path == "" and ep.path == str(f)
+    gone = one(sensor, FileChmod, arg_path=str(d / "missing"))
+    check_header(gone, clock, nrs("chmod", "fchmodat"), -errno.ENOENT)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o644
+
+
+def test_chown_variants(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    f = d / "o.txt"
+    f.write_text("x")
+    os.symlink("o.txt", d / "ol")
+    fd = os.open(f, os.O_RDONLY)
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with Clock() as clock:
+            os.chown("o.txt", 1234, 5678)
+            os.lchown("ol", 11, 12)
+            os.chown(fd, -1, 42)
+            os.chown("o.txt", 7, -1, dir_fd=dfd, follow_symlinks=False)
+            with pytest.raises(FileNotFoundError):
+                os.chown(d / "missing", 1, 1)
+    finally:
+        os.close(fd)
+        os.close(dfd)
+    ev = one(sensor, FileChown, arg_path="o.txt", new_uid=1234)
+    check_header(ev, clock, nrs("chown", "fchownat"), 0)
+    assert (ev.new_gid, ev.flags, ev.dirfd, ev.path) == (5678, 0, AT_FDCWD, str(f))
+    assert not ev.path_truncated and not ev.arg_path_truncated
+    ln = one(sensor, FileChown, arg_path="ol")
+    check_header(ln, clock, nrs("lchown", "fchownat"), 0)
+    assert (ln.new_uid, ln.new_gid, ln.flags) == (11, 12, AT_SYMLINK_NOFOLLOW)
+    assert ln.path == str(d / "ol")  # the link itself, not its target
+    byfd = one(sensor, FileChown, new_gid=42)
+    check_header(byfd, clock, nrs("fchown"), 0)
+    assert (byfd.new_uid, byfd.dirfd, byfd.arg_path, byfd.path) == (0xFFFFFFFF, fd, "", str(f))
+    at = one(sensor, FileChown, new_uid=7)
+    check_header(at, clock, nrs("fchownat"), 0)
+    assert (at.new_gid, at.dirfd, at.flags, at.path) == (0xFFFFFFFF, dfd, AT_SYMLINK_NOFOLLOW, str(f))
+    gone = one(sensor, FileChown, arg_path=str(d / "missing"))
+    check_header(gone, clock, nrs("chown", "fchownat"), -errno.ENOENT)
+    st = os.stat(f)
+    assert (st.st_uid, st.st_gid) == (7, 42)
+
+
+# --- FileLink, FileSymlink ----------------------------------------------------------
+
+
+def test_link(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    (d / "a").mkdir()
+    (d / "b").mkdir()
+    (d / "a" / "src").write_text("x")
+    afd = os.open(d / "a", os.O_RDONLY | os.O_DIRECTORY)
+    bfd = os.open(d / "b", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with Clock() as clock:
+            os.link("a/src", d / "b" / "hard")
+            os.link("src", "hard2", src_dir_fd=afd, dst_dir_fd=bfd)
+            with pytest.raises(FileExistsError):
+                os.link("a/src", "b/hard")
+    finally:
+        os.close(afd)
+        os.close(bfd)
+    ev = one(sensor, FileLink, arg_path="a/src", new_arg_path=str(d / "b" / "hard"))
+    check_header(ev, clock, nrs("link", "linkat"), 0)
+    assert ev.path == str(d / "a" / "src") and ev.new_path == str(d / "b" / "hard")
+    assert (ev.dirfd, ev.new_dirfd) == (AT_FDCWD, AT_FDCWD)
+    assert not (ev.path_truncated or ev.arg_path_truncated or ev.new_path_truncated or ev.new_arg_path_truncated)
+    at = one(sensor, FileLink, arg_path="src")
+    check_header(at, clock, nrs("linkat"), 0)
+    assert (at.dirfd, at.new_dirfd, at.flags) == (afd, bfd, AT_SYMLINK_FOLLOW)
+    assert at.path == str(d / "a" / "src") and at.new_path == str(d / "b" / "hard2") and at.new_arg_path == "hard2"
+    exists = one(sensor, FileLink, new_arg_path="b/hard")
+    check_header(exists, clock, nrs("link", "linkat"), -errno.EEXIST)
+    assert os.stat(d / "b" / "hard2").st_nlink == 3
+
+
+def test_symlink(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    (d / "sub").mkdir()
+    dfd = os.open(d / "sub", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with Clock() as clock:
+            os.symlink("nowhere/../x", "sl")
+            os.symlink("/etc/hostname", "sl2", dir_fd=dfd)
+            with pytest.raises(FileExistsError):
+                os.symlink("t", d / "sl")
+    finally:
+        os.close(dfd)
+    ev = one(sensor, FileSymlink, arg_path="sl")
+    check_header(ev, clock, nrs("symlink", "symlinkat"), 0)
+    assert ev.target == "nowhere/../x" and ev.path == str(d / "sl") and ev.dirfd == AT_FDCWD
+    assert not (ev.target_truncated or ev.path_truncated or ev.arg_path_truncated)
+    at = one(sensor, FileSymlink, arg_path="sl2")
+    check_header(at, clock, nrs("symlinkat"), 0)
+    assert at.target == "/etc/hostname" and at.dirfd == dfd and at.path == str(d / "sub" / "sl2")
+    exists = one(sensor, FileSymlink, arg_path=str(d / "sl"))
+    check_header(exists, clock, nrs("symlink", "symlinkat"), -errno.EEXIST)
+    assert exists.target == "t"
