@@ -706,3 +706,96 @@ def test_symlink(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
     exists = one(sensor, FileSymlink, arg_path=str(d / "sl"))
     check_header(exists, clock, nrs("symlink", "symlinkat"), -errno.EEXIST)
     assert exists.target == "t"
+
+
+# --- dedup window, per-kind enablement ------------------------------------------------
+
+
+def test_open_dedup_window(d: Path) -> None:
+    f = d / "noisy.txt"
+    f.write_text("x")
+    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000) as s:
+        with Clock() as clock:
+            for _ in range(5):
+                os.close(os.open(f, os.O_RDONLY))
+            os.close(os.open(f, os.O_WRONLY))  # another access class: reported
+            for _ in range(2):
+                with pytest.raises(FileNotFoundError):
+                    os.open(d / "absent", os.O_RDONLY)  # failures: always reported
+            # another process opening the same file: reported
+            proc = subprocess.Popen(["cat", str(f)], stdout=subprocess.DEVNULL)
+            assert proc.wait(10) == 0
+        backlog = Backlog.of(s)
+        reads = backlog.wait(mine(FileOpen, since=clock.before, arg_path=str(f)), count=2)
+        assert [e.flags & os.O_ACCMODE for e in reads] == [os.O_RDONLY, os.O_WRONLY]
+        assert reads[0].ts_ns < reads[1].ts_ns
+        fails = backlog.wait(mine(FileOpen, since=clock.before, arg_path=str(d / "absent")), count=2)
+        assert all(e.result == -errno.ENOENT for e in fails)
+        child = backlog.wait(mine(FileOpen, pid=proc.pid, since=clock.before, arg_path=str(f)))[0]
+        assert child.result >= 0
+        time.sleep(0.2)
+        backlog.events += s.poll(0.1)
+        assert not [e for e in backlog.events if mine(FileOpen, since=clock.before, arg_path=str(f))(e)]
+        stats = s.stats().kinds["file_open"]
+        assert stats.deduplicated >= 4
+        assert stats.produced >= 5 and stats.dropped == 0
+        assert s.stats().kinds["file_unlink"].produced == 0
+
+
+def test_no_dedup_by_default(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    f = d / "every.txt"
+    f.write_text("x")
+    with Clock() as clock:
+        for _ in range(5):
+            os.close(os.open(f, os.O_RDONLY))
+    evs = Backlog.of(sensor).wait(mine(FileOpen, since=clock.before, arg_path=str(f)), count=5)
+    assert len(evs) == 5
+    assert sensor.stats().kinds["file_open"].deduplicated == 0
+
+
+def _my_programs() -> set[int]:
+    """Ids of the BPF programs this process holds an fd of."""
+    ids = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:bpf-prog":
+                continue
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        ids |= {int(line.split()[1]) for line in info.splitlines() if line.startswith("prog_id:")}
+    return ids
+
+
+def _loaded_programs() -> set[int]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return {p["id"] for p in json.loads(out)}
+
+
+def test_kinds_are_independent(d: Path) -> None:
+    before = _my_programs()
+    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}) as s:
+        hooks = {h for h, info in s.hooks().items() if info.variant}
+        syscalls = {h.removeprefix("file_").rsplit("_", 1)[0] for h in hooks}
+        assert syscalls == {n for n in ("open", "creat", "openat", "openat2", "unlink", "unlinkat", "rmdir") if _NR[n]}
+        mine_now = _my_programs() - before
+        assert len(mine_now) == len(hooks)
+        with Clock() as clock:
+            os.close(os.open(d / "c.txt", os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(os.open(d / "c.txt", os.O_RDONLY))
+            os.mkdir(d / "dd")
+            os.rmdir(d / "dd")
+            os.unlink(d / "c.txt")
+        backlog = Backlog.of(s)
+        backlog.wait(mine(FileCreate, since=clock.before, arg_path=str(d / "c.txt")))
+        backlog.wait(mine(FileUnlink, since=clock.before, arg_path=str(d / "c.txt")))
+        backlog.wait(mine(FileUnlink, since=clock.before, arg_path=str(d / "dd"), is_dir=True))
+        time.sleep(0.2)
+        backlog.events += s.poll(0.1)
+        assert not [e for e in backlog.events if type(e) in (FileOpen, DirCreate) and e.ts_ns >= clock.before]
+        kinds = s.stats().kinds
+        assert kinds["file_open"].produced == 0 and kinds["dir_create"].produced == 0
+        assert kinds["file_create"].produced >= 1 and kinds["file_unlink"].produced >= 2
+    # nothing of this sensor is left loaded
+    assert _my_programs() == before
+    assert not mine_now & _loaded_programs()
