@@ -16,6 +16,8 @@
 struct path_parts {
 	const unsigned char *name[MAX_PATH_DEPTH];
 	__u32 len[MAX_PATH_DEPTH];
+	__u32 used; /* slots the walk filled; kept here, not in a register, so
+		     * the verifier's states do not differ by depth */
 };
 
 struct {
@@ -66,7 +68,7 @@ struct {
 __noinline int path_resolve(__u64 path_ptr)
 {
 	const struct path *path = (const struct path *)path_ptr;
-	__u32 zero = 0, pos = 0, done = 0, used = MAX_PATH_DEPTH, i, j;
+	__u32 zero = 0, pos = 0, done = 0, used, i, j;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
 	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
 	struct dentry *dentry = BPF_CORE_READ(path, dentry);
@@ -79,6 +81,7 @@ __noinline int path_resolve(__u64 path_ptr)
 	if (!parts || !out || !dentry || !vfsmnt)
 		return 0;
 	dst = out->buf;
+	parts->used = MAX_PATH_DEPTH;
 	/* every slot is written on every pass (the verifier needs no state per
 	 * depth); two reads per component, the mount's root only when crossing */
 	for (i = 0; i < MAX_PATH_DEPTH; i++) {
@@ -93,7 +96,7 @@ __noinline int path_resolve(__u64 path_ptr)
 			/* the namespace root, or the root of a pseudo or detached fs */
 			if (dentry != mnt_root || mnt == mnt_parent) {
 				done = 1;
-				used = i;
+				parts->used = i;
 				continue;
 			}
 			/* cross to the mount point in the parent mount */
@@ -112,6 +115,7 @@ __noinline int path_resolve(__u64 path_ptr)
 	/* only the slots the first pass used: a helper call per unused slot
 	 * cost more than the rest of the walk. Leaving the loop early ends a
 	 * path through it, so the verifier's work stays linear in the depth. */
+	used = parts->used;
 	for (j = 0; j < MAX_PATH_DEPTH; j++) {
 		__u32 len, size;
 
