@@ -144,7 +144,8 @@ struct exit_event {
  * absolute string) resolved the same way, joined with the caller's string
  * as passed: the kernel's own lookup of the string is not visible at the
  * syscall tracepoints, so "..", and a symlink in the string's own
- * components, are not resolved there. `arg_path` is the caller's string
+ * components, are not resolved there (a dirfd that is not open leaves
+ * the string alone). `arg_path` is the caller's string
  * as passed. Tail strings carry no NUL.
  */
 #define FILE_AT_FDCWD -100

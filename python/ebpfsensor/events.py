@@ -186,7 +186,8 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
 # absolute string), resolved the same way, joined with the caller's string
 # as passed: the kernel's lookup of that string is not visible at the
 # syscall tracepoints, so ".." or a symlink inside the string stays as
-# written. ``arg_path`` is the string as passed. ``dirfd`` is -100
+# written; with a dirfd that is not open, ``path`` is the string alone.
+# ``arg_path`` is the string as passed. ``dirfd`` is -100
 # (AT_FDCWD) for the cwd. ``*_truncated`` flags a path that did not fit
 # (PATH_LEN, or deeper than MAX_PATH_DEPTH) or could not be read.
 

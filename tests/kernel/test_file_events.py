@@ -371,6 +371,15 @@ def test_open_enoent(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
     assert ev.ino == 0 and ev.dev == 0 and not ev.created
 
 
+def test_open_ebadf_keeps_the_string(sensor: ebpfsensor.Sensor) -> None:
+    with Clock() as clock, pytest.raises(OSError) as exc:
+        os.open("rel/x", os.O_RDONLY, dir_fd=999_999)
+    assert exc.value.errno == errno.EBADF
+    ev = one(sensor, FileOpen, since=clock.before, arg_path="rel/x")
+    check_header(ev, clock, nrs("openat"), -errno.EBADF)
+    assert ev.dirfd == 999_999 and ev.path == "rel/x" and not ev.resolved and not ev.path_truncated
+
+
 def test_open_eacces_from_unprivileged_child(sensor: ebpfsensor.Sensor, d: Path) -> None:
     secret = d / "secret"
     secret.write_text("x")
