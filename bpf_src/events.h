@@ -151,7 +151,7 @@ struct exit_event {
 #define FILE_AT_FDCWD -100
 
 /* FileOpen, and FileCreate (an open that created the file, or failed with
- * O_CREAT): one layout, two types */
+ * O_CREAT; or mknod/mknodat): one layout, two types */
 struct file_open_event {
 	struct event_header hdr;
 	struct task_ctx task;

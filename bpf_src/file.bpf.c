@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * File events: open (and create), unlink, mkdir, rename, chmod, chown,
- * link, symlink.
+ * File events: open (and create), mknod, unlink, mkdir, rename, chmod,
+ * chown, link, symlink.
  *
  * Hooks: the classic per-syscall tracepoints, an enter/exit pair per
  * syscall (syscalls:sys_enter_openat, ...; tracefs is mounted by the
@@ -80,6 +80,8 @@ const volatile __u64 cfg_file_dedup_ns = 0;
 #define NR_renameat2 316
 #define NR_openat2 437
 #define NR_fchmodat2 452
+#define NR_mknod 133
+#define NR_mknodat 259
 #elif defined(__TARGET_ARCH_arm64)
 /* no such calls on arm64: placeholders that keep normalise() valid */
 #define NR_open -2
@@ -93,6 +95,7 @@ const volatile __u64 cfg_file_dedup_ns = 0;
 #define NR_chmod -10
 #define NR_chown -11
 #define NR_lchown -12
+#define NR_mknod -13
 #define NR_fchmod 52
 #define NR_fchown 55
 #define NR_openat 56
@@ -106,11 +109,23 @@ const volatile __u64 cfg_file_dedup_ns = 0;
 #define NR_renameat2 276
 #define NR_openat2 437
 #define NR_fchmodat2 452
+#define NR_mknodat 33
 #else
 #error "file.bpf.c: unsupported architecture"
 #endif
 
-enum file_op { FOP_NONE, FOP_OPEN, FOP_UNLINK, FOP_MKDIR, FOP_RENAME, FOP_CHMOD, FOP_CHOWN, FOP_LINK, FOP_SYMLINK };
+enum file_op {
+	FOP_NONE,
+	FOP_OPEN,
+	FOP_MKNOD,
+	FOP_UNLINK,
+	FOP_MKDIR,
+	FOP_RENAME,
+	FOP_CHMOD,
+	FOP_CHOWN,
+	FOP_LINK,
+	FOP_SYMLINK,
+};
 
 /* a file syscall's arguments, normalised at sys_enter */
 struct file_call {
@@ -427,6 +442,33 @@ __noinline int emit_open(long ret)
 	return 0;
 }
 
+/* mknod, mknodat: a FileCreate of any file type (mode carries S_IFMT) */
+__noinline int emit_mknod(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_open_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_open_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->ino = 0;
+	e->dev = 0;
+	e->flags = 0;
+	e->mode = c->mode;
+	e->dirfd = c->dirfd;
+	e->created = ret == 0;
+	e->resolved = 0;
+	e->_pad0 = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_CREATE, off, trunc);
+	return 0;
+}
+
 __noinline int emit_unlink(long ret)
 {
 	struct file_call *c = current_call();
@@ -572,6 +614,8 @@ static __always_inline int op_enabled(__u32 op)
 	switch (op) {
 	case FOP_OPEN:
 		return kind_on(EVENT_FILE_OPEN) || kind_on(EVENT_FILE_CREATE);
+	case FOP_MKNOD:
+		return kind_on(EVENT_FILE_CREATE);
 	case FOP_UNLINK:
 		return kind_on(EVENT_FILE_UNLINK);
 	case FOP_MKDIR:
@@ -630,11 +674,13 @@ static __always_inline void normalise(struct file_call *c, long nr, const __u64 
 		break;
 	case NR_mkdir:
 	case NR_chmod:
+	case NR_mknod:
 		c->path = a[0];
 		c->mode = a[1];
 		break;
 	case NR_mkdirat:
 	case NR_fchmodat:
+	case NR_mknodat:
 		c->dirfd = a[0];
 		c->path = a[1];
 		c->mode = a[2];
@@ -717,6 +763,9 @@ static __always_inline int file_exit(__u32 op, long ret)
 	case FOP_OPEN:
 		emit_open(ret);
 		break;
+	case FOP_MKNOD:
+		emit_mknod(ret);
+		break;
 	case FOP_UNLINK:
 		emit_unlink(ret);
 		break;
@@ -761,6 +810,7 @@ static __always_inline int file_exit(__u32 op, long ret)
 
 FILE_SYSCALL(openat, FOP_OPEN)
 FILE_SYSCALL(openat2, FOP_OPEN)
+FILE_SYSCALL(mknodat, FOP_MKNOD)
 FILE_SYSCALL(unlinkat, FOP_UNLINK)
 FILE_SYSCALL(mkdirat, FOP_MKDIR)
 FILE_SYSCALL(renameat, FOP_RENAME)
@@ -777,6 +827,7 @@ FILE_SYSCALL(symlinkat, FOP_SYMLINK)
 #if defined(__TARGET_ARCH_x86)
 FILE_SYSCALL(open, FOP_OPEN)
 FILE_SYSCALL(creat, FOP_OPEN)
+FILE_SYSCALL(mknod, FOP_MKNOD)
 FILE_SYSCALL(unlink, FOP_UNLINK)
 FILE_SYSCALL(rmdir, FOP_UNLINK)
 FILE_SYSCALL(mkdir, FOP_MKDIR)

@@ -224,7 +224,9 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
 
 class FileCreate(_FileOpenFields, frozen=True, gc=False, tag="file_create"):
     """An open created a new file (``created``), or an open with O_CREAT
-    failed. Same fields as :class:`FileOpen`, and reported besides it."""
+    failed: same fields as :class:`FileOpen`, and reported besides it. Also
+    mknod/mknodat (``mode`` carries the file type, S_IFREG, S_IFIFO, ...;
+    ``created`` when it succeeded; ``flags``, ``ino`` and ``dev`` are 0)."""
 
     event_type = EventType.FILE_CREATE
     record = "file_open_event"

@@ -40,7 +40,7 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "process_fork": ("process", ("fork",)),
     "process_exit": ("process", ("exit",)),
     "file_open": ("file", _OPEN_HOOKS),
-    "file_create": ("file", _OPEN_HOOKS),
+    "file_create": ("file", (*_OPEN_HOOKS, *_file_hooks("mknod", "mknodat"))),
     "file_unlink": ("file", _file_hooks("unlink", "unlinkat", "rmdir")),
     "dir_create": ("file", _file_hooks("mkdir", "mkdirat")),
     "file_rename": ("file", _file_hooks("rename", "renameat", "renameat2")),

@@ -70,6 +70,8 @@ _NR = {
         "linkat": 265,
         "symlink": 88,
         "symlinkat": 266,
+        "mknod": 133,
+        "mknodat": 259,
     },
     "aarch64": {
         "open": None,
@@ -96,6 +98,8 @@ _NR = {
         "linkat": 37,
         "symlink": None,
         "symlinkat": 36,
+        "mknod": None,
+        "mknodat": 33,
     },
 }[platform.machine()]
 
@@ -489,6 +493,30 @@ def test_create_new_file_only(sensor: ebpfsensor.Sensor, d: Path) -> None:
     assert not failed.created and not failed.resolved and failed.path == str(new) and failed.ino == 0
 
 
+def test_create_by_mknod(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with Clock() as clock:
+            os.mknod("reg", 0o600 | stat.S_IFREG)
+            os.mkfifo("fifo", 0o640, dir_fd=dfd)
+            with pytest.raises(FileExistsError):
+                os.mknod(d / "reg", 0o600 | stat.S_IFREG)
+    finally:
+        os.close(dfd)
+    reg = one(sensor, FileCreate, since=clock.before, arg_path="reg")
+    check_header(reg, clock, nrs("mknod", "mknodat"), 0)
+    assert reg.mode == 0o600 | stat.S_IFREG and reg.created and not reg.resolved
+    assert (reg.path, reg.dirfd, reg.flags, reg.ino, reg.dev) == (str(d / "reg"), AT_FDCWD, 0, 0, 0)
+    assert not reg.path_truncated and not reg.arg_path_truncated
+    fifo = one(sensor, FileCreate, since=clock.before, arg_path="fifo")
+    check_header(fifo, clock, nrs("mknod", "mknodat"), 0)
+    assert fifo.mode == 0o640 | stat.S_IFIFO and fifo.dirfd == dfd and fifo.path == str(d / "fifo")
+    exists = one(sensor, FileCreate, since=clock.before, arg_path=str(d / "reg"))
+    check_header(exists, clock, nrs("mknod", "mknodat"), -errno.EEXIST)
+    assert not exists.created
+    assert stat.S_ISFIFO(os.stat(d / "fifo").st_mode)
+
+
 # --- FileUnlink, DirCreate, FileRename ---------------------------------------------
 
 
@@ -786,7 +814,8 @@ def test_kinds_are_independent(d: Path) -> None:
     with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}) as s:
         hooks = {h for h, info in s.hooks().items() if info.variant}
         syscalls = {h.removeprefix("file_").rsplit("_", 1)[0] for h in hooks}
-        assert syscalls == {n for n in ("open", "creat", "openat", "openat2", "unlink", "unlinkat", "rmdir") if _NR[n]}
+        wanted = ("open", "creat", "openat", "openat2", "mknod", "mknodat", "unlink", "unlinkat", "rmdir")
+        assert syscalls == {n for n in wanted if _NR[n]}
         mine_now = _my_programs() - before
         assert len(mine_now) == len(hooks)
         with Clock() as clock:
