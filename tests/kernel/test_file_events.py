@@ -290,6 +290,27 @@ def test_open_relative_from_another_directory(sensor: ebpfsensor.Sensor, d: Path
     assert ev.dirfd == AT_FDCWD and ev.resolved and not ev.created
 
 
+def test_open_from_a_thread(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    target = d / "threaded.txt"
+    target.write_text("x")
+    seen: dict[str, int] = {}
+
+    def work() -> None:
+        seen["tid"] = threading.get_native_id()
+        fd = os.open(target, os.O_RDONLY)
+        seen["fd"] = fd
+        os.close(fd)
+
+    with Clock() as clock:
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    ev = one(sensor, FileOpen, since=clock.before, arg_path=str(target))
+    assert ev.pid == os.getpid() and ev.tid == seen["tid"] != threading.get_native_id()
+    assert ev.result == seen["fd"] and ev.path == str(target)
+    assert clock.before <= ev.ts_ns <= clock.after
+
+
 def test_open_dirfd(sensor: ebpfsensor.Sensor, d: Path) -> None:
     (d / "sub").mkdir()
     (d / "sub" / "at.txt").write_text("x")
