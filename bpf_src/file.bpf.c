@@ -51,7 +51,8 @@ const volatile __u64 cfg_file_dedup_ns = 0;
 #define O_APPEND 02000
 #define AT_SYMLINK_NOFOLLOW 0x100
 #define AT_REMOVEDIR 0x200
-/* include/linux/fs.h, 1 << 20 since 4.19 (commit 73a09dd94377) */
+/* include/linux/fs.h: 1 << 20 since 4.19 introduced it; the kernel tests
+ * (test_create_new_file_only) catch a kernel where it moved */
 #define FMODE_CREATED 0x100000
 
 /* syscall numbers, as the records report them */
