@@ -196,3 +196,24 @@ def test_truncated_and_fuzzed_records_raise_only_decode_error(rng: Any) -> None:
                 decode(bytes(b))
             except DecodeError:
                 pass
+
+
+@pytest.mark.parametrize("cls", FILE_CLASSES, ids=lambda c: c.__name__)
+def test_layout_matches_the_compiled_object(cls: type) -> None:
+    from ebpfsensor._btf import read_object_btf
+    from ebpfsensor.events import c_members
+    from ebpfsensor.objects import packaged_object_path
+
+    path = packaged_object_path("file")
+    if not path.exists():
+        pytest.skip("file.bpf.o is not built: run `make bpf` first")
+    found = read_object_btf(path.read_bytes()).struct(cls.record)
+    assert found is not None, f"struct {cls.record} is not anchored in file.bpf.o"
+    size, members = found
+    assert size == ffi.sizeof(f"struct {cls.record}") and size % 8 == 0
+    c_layout = [(n, o, ffi.sizeof(t)) for n, o, t in c_members(ffi.typeof(f"struct {cls.record}"))]
+    assert [(m.name, m.offset, m.size) for m in members] == c_layout
+    spec = RECORDS[int(cls.event_type)]
+    assert spec.fixed_size == size
+    for f in spec.fields:
+        assert any(m.offset == f.offset and m.size == f.size for m in members), f.name
