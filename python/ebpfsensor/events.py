@@ -187,9 +187,13 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
 # as passed: the kernel's lookup of that string is not visible at the
 # syscall tracepoints, so ".." or a symlink inside the string stays as
 # written; with a dirfd that is not open, ``path`` is the string alone.
-# ``arg_path`` is the string as passed. ``dirfd`` is -100
-# (AT_FDCWD) for the cwd. ``*_truncated`` flags a path that did not fit
-# (PATH_LEN, or deeper than MAX_PATH_DEPTH) or could not be read.
+# Absolute means from the root of the process's mount namespace: a file in
+# a container reads as the container sees it, one under a chroot with the
+# chroot's own location in front. ``arg_path`` is the string as passed.
+# ``dirfd`` is -100 (AT_FDCWD) for the cwd. ``*_truncated`` flags a string
+# that could not be read or did not fit: a path longer than PATH_LEN - 1
+# keeps its leading part, one deeper than MAX_PATH_DEPTH its last
+# components.
 
 
 class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
