@@ -385,6 +385,24 @@ def test_open_in_another_mount_namespace(sensor: ebpfsensor.Sensor, d: Path) -> 
     assert not (mnt / "x").exists()  # it was in the child's namespace only
 
 
+def test_paths_under_a_chroot_show_its_location(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    with Clock() as clock:
+        pid = os.fork()
+        if pid == 0:  # child: no pytest machinery, just the syscalls
+            try:
+                os.chroot(d)
+                os.chdir("/")
+                os.close(os.open("/jailed", os.O_WRONLY | os.O_CREAT, 0o600))
+                os.unlink("/jailed")
+            finally:
+                os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+    ev = one(sensor, FileOpen, pid=pid, since=clock.before, arg_path="/jailed")
+    assert ev.resolved and ev.created and ev.path == str(d / "jailed")
+    gone = one(sensor, FileUnlink, pid=pid, since=clock.before, arg_path="/jailed")
+    assert gone.result == 0 and gone.path == str(d / "jailed")
+
+
 def test_open_enoent(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
     with Clock() as clock, pytest.raises(FileNotFoundError):
         os.open("missing/../nope.txt", os.O_RDONLY)
