@@ -753,12 +753,14 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	return 0;
 }
 
-static __always_inline int file_exit(__u32 op, long ret)
+static __always_inline int file_exit(long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
 
-	/* nothing stashed: the kind is off, or the sensor started mid-call */
-	if (!bpf_map_lookup_elem(&file_calls, &id))
+	/* nothing stashed: the kind is off, or the sensor started mid-call;
+	 * another call's arguments: its exit program did not run */
+	if (!c || c->nr != nr)
 		return 0;
 	switch (op) {
 	case FOP_OPEN:
@@ -806,7 +808,7 @@ static __always_inline int file_exit(__u32 op, long ret)
 	SEC("tp/syscalls/sys_exit_" #name)                                          \
 	int handle_file_##name##_exit_tp(struct syscall_trace_exit *ctx)            \
 	{                                                                           \
-		return file_exit(op, ctx->ret);                                     \
+		return file_exit(NR_##name, op, ctx->ret);                          \
 	}
 
 FILE_SYSCALL(openat, FOP_OPEN)
