@@ -565,13 +565,15 @@ def test_unlink_file_and_directory(sensor: ebpfsensor.Sensor, d: Path, cwd: Path
     (d / "sub" / "g").write_text("x")
     (d / "dir").mkdir()
     (d / "dir2").mkdir()
+    (d / "sub" / "dir3").mkdir()
     dfd = os.open(d / "sub", os.O_RDONLY | os.O_DIRECTORY)
     try:
         with Clock() as clock:
             os.unlink("f")
             os.unlink("g", dir_fd=dfd)
             os.rmdir(d / "dir")
-            os.rmdir("dir2", dir_fd=dfd) if False else os.rmdir("sub/../dir2")
+            os.rmdir("sub/../dir2")
+            os.rmdir("dir3", dir_fd=dfd)
             with pytest.raises(FileNotFoundError):
                 os.unlink("f")
             with pytest.raises(IsADirectoryError):
@@ -590,6 +592,9 @@ def test_unlink_file_and_directory(sensor: ebpfsensor.Sensor, d: Path, cwd: Path
     assert rd.is_dir and rd.flags == AT_REMOVEDIR and rd.path == str(d / "dir")
     dotdot = one(sensor, FileUnlink, arg_path="sub/../dir2")
     assert dotdot.is_dir and dotdot.result == 0 and dotdot.path == f"{d}/sub/../dir2"
+    at = one(sensor, FileUnlink, arg_path="dir3")
+    check_header(at, clock, nrs("unlinkat"), 0)
+    assert at.is_dir and at.flags == AT_REMOVEDIR and at.dirfd == dfd and at.path == str(d / "sub" / "dir3")
     gone = one(sensor, FileUnlink, arg_path="f", result=-errno.ENOENT)
     check_header(gone, clock, nrs("unlink", "unlinkat"), -errno.ENOENT)
     isdir = one(sensor, FileUnlink, arg_path=str(d / "sub"))
