@@ -41,6 +41,15 @@ enum event_type {
 	EVENT_EXEC = 1,
 	EVENT_FORK = 2,
 	EVENT_EXIT = 3,
+	EVENT_FILE_OPEN = 10,
+	EVENT_FILE_CREATE = 11,
+	EVENT_FILE_UNLINK = 12,
+	EVENT_DIR_CREATE = 13,
+	EVENT_FILE_RENAME = 14,
+	EVENT_FILE_CHMOD = 15,
+	EVENT_FILE_CHOWN = 16,
+	EVENT_FILE_LINK = 17,
+	EVENT_FILE_SYMLINK = 18,
 	EVENT_NET_CONNECT = 30,
 	EVENT_NET_ACCEPT = 31,
 	EVENT_NET_BIND = 32,
@@ -299,12 +308,163 @@ struct umount_event {
 	__u32 target_len;
 };
 
+/*
+ * File events. Paths: `path` is absolute. For an open that succeeded it is
+ * resolved from the opened file's own dentry and mount chain (symlinks,
+ * "..", dirfd and mount namespaces resolved by the kernel). Otherwise it is
+ * the caller's directory (dirfd, or the cwd for AT_FDCWD, or the root for an
+ * absolute string) resolved the same way, joined with the caller's string
+ * as passed: the kernel's own lookup of the string is not visible at the
+ * syscall tracepoints, so "..", and a symlink in the string's own
+ * components, are not resolved there (a dirfd that is not open leaves
+ * the string alone). `arg_path` is the caller's string
+ * as passed. Tail strings carry no NUL.
+ */
+#define FILE_AT_FDCWD -100
+
+/* FileOpen, and FileCreate (an open that created the file, or failed with
+ * O_CREAT; or mknod/mknodat): one layout, two types */
+struct file_open_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;  /* result is the new fd */
+	__u64 ino;	     /* the opened file's inode, 0 when the open failed */
+	__u32 dev;	     /* its device, encoded as st_dev (major << 8 | minor) */
+	__u32 flags;	     /* O_* as passed (openat2: how.flags; creat: O_CREAT|O_WRONLY|O_TRUNC) */
+	__u32 mode;	     /* creation mode as passed */
+	__s32 dirfd;	     /* FILE_AT_FDCWD when relative to the cwd */
+	__u8 created;	     /* this open created the file (FMODE_CREATED) */
+	__u8 resolved;	     /* path comes from the opened file itself */
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 _pad0;
+};
+
+/* unlink, unlinkat, rmdir */
+struct file_unlink_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__u32 flags; /* AT_REMOVEDIR (0x200) for rmdir */
+	__u8 is_dir;
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 _pad0;
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 _pad1;
+};
+
+/* mkdir, mkdirat */
+struct dir_create_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__u32 mode;
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 _pad0[2];
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 _pad1;
+};
+
+/* rename, renameat, renameat2: path is the old name, new_path the new one */
+struct file_rename_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__s32 new_dirfd;
+	__u32 flags; /* RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, RENAME_WHITEOUT 4 */
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 new_path_truncated;
+	__u8 new_arg_path_truncated;
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 new_path_len;
+	__u32 new_arg_path_len;
+};
+
+/* chmod, fchmod, fchmodat, fchmodat2; for fchmod, dirfd is the fd and
+ * arg_path is empty */
+struct file_chmod_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__u32 mode;
+	__u32 flags; /* AT_SYMLINK_NOFOLLOW 0x100, AT_EMPTY_PATH 0x1000 */
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 _pad0[2];
+	__u32 path_len;
+	__u32 arg_path_len;
+};
+
+/* chown, lchown (flags AT_SYMLINK_NOFOLLOW), fchown, fchownat */
+struct file_chown_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__u32 new_uid; /* 4294967295: unchanged */
+	__u32 new_gid;
+	__u32 flags;
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 _pad0[2];
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 _pad1;
+};
+
+/* link, linkat: path is the existing file, new_path the new link */
+struct file_link_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__s32 new_dirfd;
+	__u32 flags; /* AT_SYMLINK_FOLLOW 0x400, AT_EMPTY_PATH 0x1000 */
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 new_path_truncated;
+	__u8 new_arg_path_truncated;
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 new_path_len;
+	__u32 new_arg_path_len;
+};
+
+/* symlink, symlinkat: path is the new link, target the string it holds */
+struct file_symlink_event {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+	__s32 dirfd;
+	__u8 target_truncated;
+	__u8 path_truncated;
+	__u8 arg_path_truncated;
+	__u8 _pad0;
+	__u32 target_len;
+	__u32 path_len;
+	__u32 arg_path_len;
+	__u32 _pad1;
+};
+
 /* per event type, summed over CPUs by user space */
 struct kind_stats {
 	__u64 produced;	 /* records submitted to a ring */
 	__u64 dropped;	 /* ring full: record lost, counted here */
 	__u64 truncated; /* submitted with a truncated field */
 	__u64 filtered;	 /* suppressed on purpose (threads, disabled kinds) */
+	__u64 deduplicated; /* suppressed as a repeat within the dedup window */
 };
 
 /*

@@ -54,7 +54,7 @@ static __always_inline int kind_on(__u32 type)
 	return on && *on;
 }
 
-enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED };
+enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED, STAT_DEDUPLICATED };
 
 static __always_inline void stat_inc(__u32 type, enum stat_field field)
 {
@@ -74,6 +74,9 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 		break;
 	case STAT_FILTERED:
 		s->filtered++;
+		break;
+	case STAT_DEDUPLICATED:
+		s->deduplicated++;
 		break;
 	}
 }

@@ -17,6 +17,8 @@
 struct path_parts {
 	const unsigned char *name[MAX_PATH_DEPTH];
 	__u32 len[MAX_PATH_DEPTH];
+	__u32 used; /* slots the walk filled; kept here, not in a register, so
+		     * the verifier's states do not differ by depth */
 };
 
 struct {
@@ -67,27 +69,29 @@ struct {
 __noinline int path_resolve(__u64 path_ptr)
 {
 	const struct path *path = (const struct path *)path_ptr;
-	__u32 zero = 0, pos = 0, done = 0, i, j;
+	__u32 zero = 0, pos = 0, done = 0, used, i, j;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
 	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
 	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	char *dst;
 
 	if (!parts || !out || !dentry || !vfsmnt)
 		return 0;
 	dst = out->buf;
-	/* every slot is written on every pass, so the copy loop below needs no
-	 * count and the verifier no state per depth */
+	parts->used = MAX_PATH_DEPTH;
+	/* every slot is written on every pass (the verifier needs no state per
+	 * depth); two reads per component, the mount's root only when crossing */
 	for (i = 0; i < MAX_PATH_DEPTH; i++) {
-		struct dentry *mnt_root, *parent;
+		struct dentry *parent;
+		struct qstr name;
 
 		parts->len[i] = 0;
 		if (done)
 			continue;
-		mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		parent = BPF_CORE_READ(dentry, d_parent);
 		if (dentry == mnt_root || dentry == parent) {
 			/* a pseudo file (memfd, anonymous inode) or a detached tree:
@@ -101,6 +105,7 @@ __noinline int path_resolve(__u64 path_ptr)
 			/* the root of the task's mount namespace */
 			if (mnt == mnt_parent) {
 				done = 1;
+				parts->used = i;
 				continue;
 			}
 			/* cross to the mount point in the parent mount */
@@ -108,16 +113,24 @@ __noinline int path_resolve(__u64 path_ptr)
 			mnt = mnt_parent;
 			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
 			vfsmnt = &mnt->mnt;
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
-		parts->len[i] = BPF_CORE_READ(dentry, d_name.len);
-		parts->name[i] = BPF_CORE_READ(dentry, d_name.name);
+		bpf_core_read(&name, sizeof(name), &dentry->d_name);
+		parts->len[i] = name.len;
+		parts->name[i] = name.name;
 		dentry = parent;
 	}
+	/* only the slots the first pass used: a helper call per unused slot
+	 * cost more than the rest of the walk. Leaving the loop early ends a
+	 * path through it, so the verifier's work stays linear in the depth. */
+	used = parts->used;
 	for (j = 0; j < MAX_PATH_DEPTH; j++) {
 		__u32 len, size;
 
-		i = MAX_PATH_DEPTH - 1 - j;
+		if (j >= used)
+			break;
+		i = (used - 1 - j) & (MAX_PATH_DEPTH - 1);
 		len = parts->len[i] & NAME_MASK;
 		/* "/name", or nothing for a mount crossing or an unused slot */
 		size = len + ((len + NAME_MASK) >> 8);

@@ -39,6 +39,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             or "fallback" (the netlink process connector, no eBPF).
         fail_closed: refuse to start rather than run without eBPF.
         log_file: rotating log file of the ``ebpfsensor`` logger; None for none.
+        file_dedup_ms: per-process open dedup window: a process opening the
+            same file with the same access again within this many ms is
+            counted (``KindStats.deduplicated``), not reported; failed
+            opens are always reported. 0 (default) reports every open.
     """
 
     kinds: frozenset[str] | None = None
@@ -54,6 +58,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     provider: str = "auto"
     fail_closed: bool = False
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
+    file_dedup_ms: int = 0
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
@@ -69,6 +74,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"max_latency_ms: {self.max_latency_ms} is outside 1..60000")
         if not _PAGE <= self.wakeup_bytes <= ring:
             raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and the smaller ring size ({ring})")
+        if not 0 <= self.file_dedup_ms <= 3_600_000:
+            raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
         if self.batch_bytes < 256 << 10:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
 

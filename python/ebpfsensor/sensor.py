@@ -31,15 +31,33 @@ __all__ = ["Health", "HookInfo", "KindHealth", "KindStats", "Sensor", "SensorSta
 
 log = logging.getLogger("ebpfsensor")
 
+def _file_hooks(*syscalls: str) -> tuple[str, ...]:
+    """The hooks of file.bpf.o for these syscalls: an enter/exit pair each.
+    Calls an architecture lacks (arm64 has no open, unlink, ...) have no
+    program in its object and are left out when loading."""
+    return tuple(f"file_{name}_{side}" for name in syscalls for side in ("enter", "exit"))
+
+
+_OPEN_HOOKS = _file_hooks("open", "creat", "openat", "openat2")
+
 # hooks loaded whatever kinds are collected: they keep exclusion state (and
 # the kinds they produce are switched on and off in kind_enabled)
 _ALWAYS: dict[str, set[str]] = {"process": {"exec", "fork", "exit"}}
-# which object and hooks produce each kind; a hook listed for several kinds
-# is loaded when any of them is enabled
+# which object and hooks produce each kind; a hook that serves several kinds
+# is loaded when any of them is enabled (the program checks kind_enabled)
 _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "process_exec": ("process", ("exec",)),
     "process_fork": ("process", ("fork",)),
     "process_exit": ("process", ("exit",)),
+    "file_open": ("file", _OPEN_HOOKS),
+    "file_create": ("file", (*_OPEN_HOOKS, *_file_hooks("mknod", "mknodat"))),
+    "file_unlink": ("file", _file_hooks("unlink", "unlinkat", "rmdir")),
+    "dir_create": ("file", _file_hooks("mkdir", "mkdirat")),
+    "file_rename": ("file", _file_hooks("rename", "renameat", "renameat2")),
+    "file_chmod": ("file", _file_hooks("chmod", "fchmod", "fchmodat", "fchmodat2")),
+    "file_chown": ("file", _file_hooks("chown", "lchown", "fchown", "fchownat")),
+    "file_link": ("file", _file_hooks("link", "linkat")),
+    "file_symlink": ("file", _file_hooks("symlink", "symlinkat")),
     "net_connect": ("net", ("connect_enter", "connect_exit")),
     "net_accept": ("net", ("accept_enter", "accept_exit", "accept4_enter", "accept4_exit")),
     "net_bind": ("net", ("bind_enter", "bind_exit")),
@@ -70,6 +88,7 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
 _EXCLUSION_MAPS = ("excl_active", "excluded_tgids", "excl_exe", "excl_comm", "excl_cgroup", "excl_uid", "excl_hits")
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled", *_EXCLUSION_MAPS)
 _BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
+_STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated")
 
 
 class KindStats(msgspec.Struct, frozen=True):
@@ -79,7 +98,8 @@ class KindStats(msgspec.Struct, frozen=True):
     the caller; ``pending`` are in a ring, not yet drained. ``dropped`` were
     lost because a ring was full, ``truncated`` were delivered with a
     truncated field, ``filtered`` were suppressed on purpose (threads when
-    not reported).
+    not reported), ``deduplicated`` were suppressed as repeats within the
+    dedup window (file opens, ``Config.file_dedup_ms``).
     """
 
     produced: int
@@ -88,6 +108,7 @@ class KindStats(msgspec.Struct, frozen=True):
     dropped: int
     truncated: int
     filtered: int
+    deduplicated: int = 0
 
 
 class SensorStats(msgspec.Struct, frozen=True):
@@ -295,7 +316,11 @@ class Sensor:
         shared: dict[str, int] = {}
         for obj_name, hooks in wanted.items():
             obj = BpfObject.packaged(obj_name)
-            settings = {"cfg_wakeup_bytes": cfg.wakeup_bytes, "cfg_report_threads": int(cfg.report_threads)}
+            settings = {
+                "cfg_wakeup_bytes": cfg.wakeup_bytes,
+                "cfg_report_threads": int(cfg.report_threads),
+                "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
+            }
             loaded = obj.load(
                 config={k: v for k, v in settings.items() if k in obj.rodata},
                 shared_maps=shared,
@@ -533,8 +558,8 @@ class Sensor:
         """For each hook, the variant attached or why none is."""
         return {h: HookInfo(s.hook, s.variant, list(s.failures)) for h, s in self._hooks.items()}
 
-    def kernel_stats(self) -> dict[int, tuple[int, int, int, int]]:
-        """Per record type, (produced, dropped, truncated, filtered) summed over CPUs."""
+    def kernel_stats(self) -> dict[int, tuple[int, int, int, int, int]]:
+        """Per record type, (produced, dropped, truncated, filtered, deduplicated) summed over CPUs."""
         if self._stats_fd < 0:
             return {}
         ncpu = check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")
@@ -544,7 +569,7 @@ class Sensor:
         for cls in EVENT_CLASSES:
             key[0] = int(cls.event_type)
             check_ret(lib.bpf_map_lookup_elem(self._stats_fd, key, values), "read", "kind_stats")
-            out[key[0]] = tuple(sum(getattr(values[i], f) for i in range(ncpu)) for f in ("produced", "dropped", "truncated", "filtered"))
+            out[key[0]] = tuple(sum(getattr(values[i], f) for i in range(ncpu)) for f in _STAT_FIELDS)
         return out  # type: ignore[return-value]
 
     def stats(self) -> SensorStats:
@@ -557,10 +582,10 @@ class Sensor:
             delivered_c = self._ring.delivered()
             for cls in EVENT_CLASSES:
                 t = int(cls.event_type)
-                produced, dropped, truncated, filtered = kernel.get(t, (0, 0, 0, 0))
+                produced, dropped, truncated, filtered, deduplicated = kernel.get(t, (0, 0, 0, 0, 0))
                 delivered = delivered_c.get(t, 0) + self._raw_delivered.get(t, 0)
                 kinds[cls.__struct_config__.tag] = KindStats(  # type: ignore[index]
-                    produced, delivered, max(0, produced - delivered), dropped, truncated, filtered
+                    produced, delivered, max(0, produced - delivered), dropped, truncated, filtered, deduplicated
                 )
         delivered_all = sum(k.delivered for k in kinds.values())
         dropped_all = sum(k.dropped for k in kinds.values())
@@ -569,7 +594,8 @@ class Sensor:
         audit = self._audit.stats() if self._audit is not None else None
         if fallback is not None:
             delivered_all += fallback.delivered
-            dropped_all += fallback.lost
+            # each overrun lost at least one message; gaps count them exactly
+            dropped_all += max(fallback.lost, fallback.overruns)
             undecodable += fallback.undecodable
         if audit is not None:
             delivered_all += audit.delivered

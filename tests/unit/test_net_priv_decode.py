@@ -234,7 +234,13 @@ def test_record_rules() -> None:
         tag = spec.cls.__struct_config__.tag
         assert ffi.sizeof(f"struct {spec.cls.record}") % 8 == 0, spec.cls.record
         family = (
-            range(1, 10) if tag.startswith("process_") else range(30, 40) if tag.startswith("net_") else range(40, 60)
+            range(1, 10)
+            if tag.startswith("process_")
+            else range(10, 30)
+            if tag.startswith(("file_", "dir_"))
+            else range(30, 40)
+            if tag.startswith("net_")
+            else range(40, 60)
         )
         assert rtype in family, tag
     tags = [spec.cls.__struct_config__.tag for spec in RECORDS.values()]

@@ -1,0 +1,876 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * File events: open (and create), mknod, unlink, mkdir, rename, chmod,
+ * chown, link, symlink.
+ *
+ * Hooks: the classic per-syscall tracepoints, an enter/exit pair per
+ * syscall (syscalls:sys_enter_openat, ...; tracefs is mounted by the
+ * library). Measured on the 6.18 development VM (2 vCPUs, JIT on; best of
+ * 7 runs of a C loop, noisy to +-30%), with a stash-at-enter, delete-at-
+ * exit program pair for openat:
+ *
+ *                          getppid loop   openat+close loop
+ *   nothing attached          130-185 ns       860-1050 ns
+ *   raw_tp sys_enter/exit     320-470 ns      1680-2090 ns
+ *   tp sys_enter/exit_openat  140-210 ns      1250-2100 ns
+ *
+ * A raw_tp (or tp_btf) pair on sys_enter/sys_exit runs for every syscall of
+ * every task and costs some 200 ns even on the early return; the
+ * per-syscall tracepoints cost an unrelated syscall nearly nothing (the
+ * kernel tests a bitmap) and are no slower for the hooked ones. So each
+ * file syscall has its own pair, only the syscalls of enabled kinds are
+ * attached, and there is a single variant (tp): syscalls:* events exist
+ * only as trace events. 32-bit compat syscalls do not fire them on x86 and
+ * arm64 (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
+ *
+ * sys_enter stashes the arguments per thread (file_calls); sys_exit, when
+ * the result is known, reads the caller's strings (resident: the kernel
+ * has just read them), resolves paths and emits. The record builders are
+ * global functions: verified once per program, not inlined into each.
+ */
+#include "task.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const struct file_open_event *anchor_file_open_event __attribute__((unused));
+const struct file_unlink_event *anchor_file_unlink_event __attribute__((unused));
+const struct dir_create_event *anchor_dir_create_event __attribute__((unused));
+const struct file_rename_event *anchor_file_rename_event __attribute__((unused));
+const struct file_chmod_event *anchor_file_chmod_event __attribute__((unused));
+const struct file_chown_event *anchor_file_chown_event __attribute__((unused));
+const struct file_link_event *anchor_file_link_event __attribute__((unused));
+const struct file_symlink_event *anchor_file_symlink_event __attribute__((unused));
+
+/* per-process open dedup window in ns; 0 reports every open */
+const volatile __u64 cfg_file_dedup_ns = 0;
+
+#define O_WRONLY 01
+#define O_RDWR 02
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define O_APPEND 02000
+#define AT_SYMLINK_NOFOLLOW 0x100
+#define AT_REMOVEDIR 0x200
+/* include/linux/fs.h: 1 << 20 since 4.19 introduced it; the kernel tests
+ * (test_create_new_file_only) catch a kernel where it moved */
+#define FMODE_CREATED 0x100000
+
+/* syscall numbers, as the records report them */
+#if defined(__TARGET_ARCH_x86)
+#define NR_open 2
+#define NR_rename 82
+#define NR_mkdir 83
+#define NR_rmdir 84
+#define NR_creat 85
+#define NR_link 86
+#define NR_unlink 87
+#define NR_symlink 88
+#define NR_chmod 90
+#define NR_fchmod 91
+#define NR_chown 92
+#define NR_fchown 93
+#define NR_lchown 94
+#define NR_openat 257
+#define NR_mkdirat 258
+#define NR_fchownat 260
+#define NR_unlinkat 263
+#define NR_renameat 264
+#define NR_linkat 265
+#define NR_symlinkat 266
+#define NR_fchmodat 268
+#define NR_renameat2 316
+#define NR_openat2 437
+#define NR_fchmodat2 452
+#define NR_mknod 133
+#define NR_mknodat 259
+#elif defined(__TARGET_ARCH_arm64)
+/* no such calls on arm64: placeholders that keep normalise() valid */
+#define NR_open -2
+#define NR_rename -3
+#define NR_mkdir -4
+#define NR_rmdir -5
+#define NR_creat -6
+#define NR_link -7
+#define NR_unlink -8
+#define NR_symlink -9
+#define NR_chmod -10
+#define NR_chown -11
+#define NR_lchown -12
+#define NR_mknod -13
+#define NR_fchmod 52
+#define NR_fchown 55
+#define NR_openat 56
+#define NR_mkdirat 34
+#define NR_fchownat 54
+#define NR_unlinkat 35
+#define NR_renameat 38
+#define NR_linkat 37
+#define NR_symlinkat 36
+#define NR_fchmodat 53
+#define NR_renameat2 276
+#define NR_openat2 437
+#define NR_fchmodat2 452
+#define NR_mknodat 33
+#else
+#error "file.bpf.c: unsupported architecture"
+#endif
+
+enum file_op {
+	FOP_NONE,
+	FOP_OPEN,
+	FOP_MKNOD,
+	FOP_UNLINK,
+	FOP_MKDIR,
+	FOP_RENAME,
+	FOP_CHMOD,
+	FOP_CHOWN,
+	FOP_LINK,
+	FOP_SYMLINK,
+};
+
+/* a file syscall's arguments, normalised at sys_enter */
+struct file_call {
+	__u64 path;	/* user pointer: the file, the old name, a symlink's target */
+	__u64 new_path; /* user pointer: the new name (rename, link, symlink) */
+	__u64 how;	/* openat2: user pointer to struct open_how */
+	__u32 flags;
+	__u32 mode;
+	__u32 uid;
+	__u32 gid;
+	__s32 dirfd;
+	__s32 new_dirfd;
+	__u32 nr;
+	__u32 op;
+};
+
+/*
+ * A plain (preallocated) hash: an update costs ~50 ns less than in an LRU
+ * hash, measured at sys_enter. Entries cannot pile up: every syscall that
+ * enters also exits, even when its thread is being killed, and the exit
+ * deletes the entry; a thread's next enter overwrites a stale one. Full
+ * (that many threads inside file syscalls at once): the call is counted
+ * as dropped.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct file_call);
+} file_calls SEC(".maps");
+
+/* last reported open of (process, file, access class) */
+struct dedup_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 tgid;
+	__u32 flags;
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dedup_key);
+	__type(value, __u64); /* ts_ns of the last open reported */
+} file_dedup SEC(".maps");
+
+/*
+ * A record is built here, fixed part first and strings after it, then
+ * copied into the ring with its real size. Every offset into buf is masked
+ * with FILE_OFF_MASK and a string is at most PATH_LEN, so the verifier sees
+ * every write inside buf. The largest record (four strings of at most
+ * PATH_LEN - 1) starts its last string below the mask. A per-CPU value is
+ * limited to 32 KiB.
+ */
+#define FILE_OFF_MASK (4 * PATH_LEN - 1)
+
+struct file_scratch {
+	__u8 buf[4 * PATH_LEN + PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct file_scratch);
+} file_scratch SEC(".maps");
+
+/* the part every file record starts with */
+struct file_head {
+	struct event_header hdr;
+	struct task_ctx task;
+	struct sys_ctx sys;
+};
+
+/* two-path records share one layout and one emitter */
+_Static_assert(sizeof(struct file_link_event) == sizeof(struct file_rename_event), "link/rename layout");
+_Static_assert(__builtin_offsetof(struct file_link_event, new_arg_path_len) ==
+		       __builtin_offsetof(struct file_rename_event, new_arg_path_len),
+	       "link/rename layout");
+
+static __always_inline struct file_scratch *scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&file_scratch, &zero);
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/*
+ * The caller's string into buf at off, at most max bytes with the NUL.
+ * Returns its length, with PATH_TRUNCATED when it did not fit or could not
+ * be read.
+ */
+__noinline int put_user_str(__u32 off, __u64 uptr, __u32 max)
+{
+	struct file_scratch *s = scratch();
+	long n;
+	char c = 0;
+
+	if (!s || !uptr || !max)
+		return uptr ? PATH_TRUNCATED : 0;
+	if (max > PATH_LEN)
+		max = PATH_LEN;
+	/* an identity on [1, PATH_LEN] that the verifier can see */
+	asm volatile("" : "+r"(max));
+	max = ((max - 1) & PATH_MASK) + 1;
+	n = bpf_probe_read_user_str(&s->buf[off & FILE_OFF_MASK], max, (const void *)uptr);
+	if (n <= 0)
+		return PATH_TRUNCATED;
+	if (n < max)
+		return n - 1;
+	/* the buffer is full: an exact fit only if the string ends here */
+	bpf_probe_read_user(&c, 1, (const void *)(uptr + n - 1));
+	return (n - 1) | (c ? PATH_TRUNCATED : 0);
+}
+
+/* a struct path resolved into buf at off; length | PATH_TRUNCATED */
+__noinline int put_path(__u32 off, __u64 path_ptr)
+{
+	struct file_scratch *s = scratch();
+	__u32 zero = 0, ret, len;
+	struct path_buf *p;
+
+	if (!s || !path_ptr)
+		return 0;
+	ret = path_resolve(path_ptr);
+	p = bpf_map_lookup_elem(&path_buf, &zero);
+	len = ret & PATH_MASK;
+	if (!p || !len)
+		return 0;
+	bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], len, p->buf);
+	return len | (ret & PATH_TRUNCATED);
+}
+
+/*
+ * The absolute path the caller named with (dirfd, string), into buf at off:
+ * the base directory resolved from the kernel's structures (the root for an
+ * absolute string, so a chroot shows; the cwd for AT_FDCWD; else dirfd's
+ * file, which is also the target itself for an empty string or no string,
+ * as with AT_EMPTY_PATH or fchmod), then the string as passed. At most
+ * PATH_LEN - 1 bytes; length | PATH_TRUNCATED.
+ */
+__noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct file_scratch *s = scratch();
+	struct file *f;
+	__u32 n, len, trunc;
+	__u64 base = 0;
+	char c = 0;
+
+	if (!s)
+		return 0;
+	if (uptr && bpf_probe_read_user(&c, 1, (const void *)uptr))
+		return PATH_TRUNCATED;
+	if (c == '/')
+		base = (__u64)&fs->root;
+	else if (dirfd == FILE_AT_FDCWD)
+		base = (__u64)&fs->pwd;
+	else if ((f = fd_file(task, dirfd)))
+		base = (__u64)&f->f_path;
+	n = base ? put_path(off, base) : 0;
+	len = n & PATH_MASK;
+	trunc = n & PATH_TRUNCATED;
+	if (!c)
+		return len | trunc;
+	if (len + 2 > PATH_LEN)
+		return len | PATH_TRUNCATED;
+	if (len == 1) {
+		/* the base is "/": an absolute string brings its own slash */
+		if (c == '/')
+			len = 0;
+	} else if (len && c != '/') {
+		s->buf[(off + len) & FILE_OFF_MASK] = '/';
+		len++;
+	}
+	n = put_user_str(off + len, uptr, PATH_LEN - len);
+	return (len + (n & PATH_MASK)) | trunc | (n & PATH_TRUNCATED);
+}
+
+static __always_inline struct file_call *current_call(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	return bpf_map_lookup_elem(&file_calls, &id);
+}
+
+static __always_inline void fill_head(void *rec, long ret, __u32 nr)
+{
+	struct file_head *h = rec;
+
+	h->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	fill_task_ctx(&h->task, (struct task_struct *)bpf_get_current_task());
+	h->task._pad0 = 0;
+	h->sys.result = ret;
+	h->sys.syscall_nr = nr;
+	h->sys._pad0 = 0;
+}
+
+static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 size, int truncated)
+{
+	struct event_header *h = (struct event_header *)s->buf;
+
+	if (size > sizeof(s->buf))
+		return;
+	h->type = type;
+	h->size = size;
+	if (truncated)
+		stat_inc(type, STAT_TRUNCATED);
+	if (bpf_ringbuf_output(&activity_events, s->buf, size, wakeup_flags(&activity_events, size))) {
+		stat_inc(type, STAT_DROPPED);
+		return;
+	}
+	stat_inc(type, STAT_PRODUCED);
+}
+
+/* one tail string: its length into len_field, its flag into trunc_field */
+#define PUT(expr, len_field, trunc_field)                   \
+	do {                                                \
+		__u32 _n = (expr);                          \
+		e->len_field = _n & PATH_MASK;              \
+		e->trunc_field = (_n & PATH_TRUNCATED) != 0; \
+		trunc |= e->trunc_field;                    \
+		off += _n & PATH_MASK;                      \
+	} while (0)
+
+/* repeated opens of one file by one process within the window are counted,
+ * not reported; failed opens are always reported */
+static __always_inline int open_is_repeat(__u64 ino, __u32 dev, __u32 flags)
+{
+	struct dedup_key key = {};
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 *last;
+
+	key.ino = ino;
+	key.dev = dev;
+	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	key.flags = flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND);
+	last = bpf_map_lookup_elem(&file_dedup, &key);
+	if (last && now - *last < cfg_file_dedup_ns)
+		return 1;
+	bpf_map_update_elem(&file_dedup, &key, &now, BPF_ANY);
+	return 0;
+}
+
+/* st_dev as user space sees it (new_encode_dev) */
+static __always_inline __u32 user_dev(__u32 kdev)
+{
+	__u32 major = kdev >> 20, minor = kdev & 0xfffff;
+
+	return (minor & 0xff) | (major << 8) | ((minor & ~0xffU) << 12);
+}
+
+__noinline int emit_open(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file_open_event *e;
+	struct file *file = NULL;
+	struct inode *inode;
+	int want_open, want_create, trunc = 0;
+	__u32 off = sizeof(*e);
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_open_event *)s->buf;
+	e->flags = c->flags;
+	e->mode = c->mode;
+	if (c->how) {
+		struct open_how how = {};
+
+		bpf_probe_read_user(&how, sizeof(how), (const void *)c->how);
+		e->flags = how.flags;
+		e->mode = how.mode;
+	}
+	if (ret >= 0)
+		file = fd_file(task, ret);
+	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
+	want_open = kind_on(EVENT_FILE_OPEN);
+	want_create = kind_on(EVENT_FILE_CREATE) && (e->created || (ret < 0 && (e->flags & O_CREAT)));
+	e->ino = 0;
+	e->dev = 0;
+	if (file) {
+		inode = BPF_CORE_READ(file, f_inode);
+		e->ino = BPF_CORE_READ(inode, i_ino);
+		e->dev = user_dev(BPF_CORE_READ(inode, i_sb, s_dev));
+		if (want_open && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
+			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
+			want_open = 0;
+		}
+	}
+	if (!want_open && !want_create)
+		return 0;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->resolved = file != NULL;
+	e->_pad0 = 0;
+	if (file)
+		PUT(put_path(off, (__u64)&file->f_path), path_len, path_truncated);
+	else
+		PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	if (want_open)
+		submit(s, EVENT_FILE_OPEN, off, trunc);
+	if (want_create)
+		submit(s, EVENT_FILE_CREATE, off, trunc);
+	return 0;
+}
+
+/* mknod, mknodat: a FileCreate of any file type (mode carries S_IFMT) */
+__noinline int emit_mknod(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_open_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_open_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->ino = 0;
+	e->dev = 0;
+	e->flags = 0;
+	e->mode = c->mode;
+	e->dirfd = c->dirfd;
+	e->created = ret == 0;
+	e->resolved = 0;
+	e->_pad0 = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_CREATE, off, trunc);
+	return 0;
+}
+
+__noinline int emit_unlink(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_unlink_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_unlink_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->flags = c->flags;
+	e->is_dir = (c->flags & AT_REMOVEDIR) != 0;
+	e->_pad0 = 0;
+	e->_pad1 = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_UNLINK, off, trunc);
+	return 0;
+}
+
+__noinline int emit_mkdir(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct dir_create_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct dir_create_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->mode = c->mode;
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	e->_pad1 = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_DIR_CREATE, off, trunc);
+	return 0;
+}
+
+/* rename and link: old name, new name */
+__noinline int emit_pair(long ret, __u32 type)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_rename_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_rename_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->new_dirfd = c->new_dirfd;
+	e->flags = c->flags;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path), new_path_len, new_path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN), new_arg_path_len, new_arg_path_truncated);
+	submit(s, type, off, trunc);
+	return 0;
+}
+
+__noinline int emit_chmod(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_chmod_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_chmod_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->mode = c->mode;
+	e->flags = c->flags;
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_CHMOD, off, trunc);
+	return 0;
+}
+
+__noinline int emit_chown(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_chown_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_chown_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->dirfd;
+	e->new_uid = c->uid;
+	e->new_gid = c->gid;
+	e->flags = c->flags;
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	e->_pad1 = 0;
+	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_CHOWN, off, trunc);
+	return 0;
+}
+
+__noinline int emit_symlink(long ret)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	struct file_symlink_event *e;
+	__u32 off = sizeof(*e);
+	int trunc = 0;
+
+	if (!c || !s)
+		return 0;
+	e = (struct file_symlink_event *)s->buf;
+	fill_head(e, ret, c->nr);
+	e->dirfd = c->new_dirfd;
+	e->_pad0 = 0;
+	e->_pad1 = 0;
+	PUT(put_user_str(off, c->path, PATH_LEN), target_len, target_truncated);
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path), path_len, path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN), arg_path_len, arg_path_truncated);
+	submit(s, EVENT_FILE_SYMLINK, off, trunc);
+	return 0;
+}
+
+/* the kind a call is counted under when it cannot be followed */
+static __always_inline __u32 op_event(__u32 op)
+{
+	switch (op) {
+	case FOP_OPEN:
+		return EVENT_FILE_OPEN;
+	case FOP_MKNOD:
+		return EVENT_FILE_CREATE;
+	case FOP_UNLINK:
+		return EVENT_FILE_UNLINK;
+	case FOP_MKDIR:
+		return EVENT_DIR_CREATE;
+	case FOP_RENAME:
+		return EVENT_FILE_RENAME;
+	case FOP_CHMOD:
+		return EVENT_FILE_CHMOD;
+	case FOP_CHOWN:
+		return EVENT_FILE_CHOWN;
+	case FOP_LINK:
+		return EVENT_FILE_LINK;
+	}
+	return EVENT_FILE_SYMLINK;
+}
+
+static __always_inline int op_enabled(__u32 op)
+{
+	switch (op) {
+	case FOP_OPEN:
+		return kind_on(EVENT_FILE_OPEN) || kind_on(EVENT_FILE_CREATE);
+	case FOP_MKNOD:
+		return kind_on(EVENT_FILE_CREATE);
+	case FOP_UNLINK:
+		return kind_on(EVENT_FILE_UNLINK);
+	case FOP_MKDIR:
+		return kind_on(EVENT_DIR_CREATE);
+	case FOP_RENAME:
+		return kind_on(EVENT_FILE_RENAME);
+	case FOP_CHMOD:
+		return kind_on(EVENT_FILE_CHMOD);
+	case FOP_CHOWN:
+		return kind_on(EVENT_FILE_CHOWN);
+	case FOP_LINK:
+		return kind_on(EVENT_FILE_LINK);
+	case FOP_SYMLINK:
+		return kind_on(EVENT_FILE_SYMLINK);
+	}
+	return 0;
+}
+
+static __always_inline void normalise(struct file_call *c, long nr, const __u64 *a)
+{
+	c->dirfd = FILE_AT_FDCWD;
+	c->new_dirfd = FILE_AT_FDCWD;
+	switch (nr) {
+	case NR_open:
+		c->path = a[0];
+		c->flags = a[1];
+		c->mode = a[2];
+		break;
+	case NR_creat:
+		c->path = a[0];
+		c->flags = O_CREAT | O_WRONLY | O_TRUNC;
+		c->mode = a[1];
+		break;
+	case NR_openat:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->flags = a[2];
+		c->mode = a[3];
+		break;
+	case NR_openat2:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->how = a[2];
+		break;
+	case NR_unlink:
+		c->path = a[0];
+		break;
+	case NR_rmdir:
+		c->path = a[0];
+		c->flags = AT_REMOVEDIR;
+		break;
+	case NR_unlinkat:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->flags = a[2];
+		break;
+	case NR_mkdir:
+	case NR_chmod:
+	case NR_mknod:
+		c->path = a[0];
+		c->mode = a[1];
+		break;
+	case NR_mkdirat:
+	case NR_fchmodat:
+	case NR_mknodat:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->mode = a[2];
+		break;
+	case NR_fchmodat2:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->mode = a[2];
+		c->flags = a[3];
+		break;
+	case NR_fchmod:
+		c->dirfd = a[0];
+		c->mode = a[1];
+		break;
+	case NR_rename:
+	case NR_link:
+	case NR_symlink:
+		c->path = a[0];
+		c->new_path = a[1];
+		break;
+	case NR_renameat:
+	case NR_renameat2:
+	case NR_linkat:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->new_dirfd = a[2];
+		c->new_path = a[3];
+		c->flags = nr == NR_renameat ? 0 : a[4];
+		break;
+	case NR_symlinkat:
+		c->path = a[0];
+		c->new_dirfd = a[1];
+		c->new_path = a[2];
+		break;
+	case NR_chown:
+	case NR_lchown:
+		c->path = a[0];
+		c->uid = a[1];
+		c->gid = a[2];
+		c->flags = nr == NR_lchown ? AT_SYMLINK_NOFOLLOW : 0;
+		break;
+	case NR_fchown:
+		c->dirfd = a[0];
+		c->uid = a[1];
+		c->gid = a[2];
+		break;
+	case NR_fchownat:
+		c->dirfd = a[0];
+		c->path = a[1];
+		c->uid = a[2];
+		c->gid = a[3];
+		c->flags = a[4];
+		break;
+	}
+}
+
+static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
+{
+	struct file_call c = {};
+	__u64 id;
+
+	if (!op_enabled(op))
+		return 0;
+	c.nr = nr;
+	c.op = op;
+	normalise(&c, nr, args);
+	id = bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&file_calls, &id, &c, BPF_ANY))
+		stat_inc(op_event(op), STAT_DROPPED);
+	return 0;
+}
+
+static __always_inline int file_exit(long nr, __u32 op, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
+
+	/* nothing stashed: the kind is off, or the sensor started mid-call;
+	 * another call's arguments: its exit program did not run */
+	if (!c || c->nr != nr)
+		return 0;
+	switch (op) {
+	case FOP_OPEN:
+		emit_open(ret);
+		break;
+	case FOP_MKNOD:
+		emit_mknod(ret);
+		break;
+	case FOP_UNLINK:
+		emit_unlink(ret);
+		break;
+	case FOP_MKDIR:
+		emit_mkdir(ret);
+		break;
+	case FOP_RENAME:
+		emit_pair(ret, EVENT_FILE_RENAME);
+		break;
+	case FOP_CHMOD:
+		emit_chmod(ret);
+		break;
+	case FOP_CHOWN:
+		emit_chown(ret);
+		break;
+	case FOP_LINK:
+		emit_pair(ret, EVENT_FILE_LINK);
+		break;
+	case FOP_SYMLINK:
+		emit_symlink(ret);
+		break;
+	}
+	bpf_map_delete_elem(&file_calls, &id);
+	return 0;
+}
+
+/* an enter/exit pair of programs for one syscall; nr and op are constants,
+ * so each program keeps only its own case of normalise() and file_exit() */
+#define FILE_SYSCALL(name, op)                                                      \
+	SEC("tp/syscalls/sys_enter_" #name)                                         \
+	int handle_file_##name##_enter_tp(struct syscall_trace_enter *ctx)          \
+	{                                                                           \
+		__u64 a[6] = { ctx->args[0], ctx->args[1], ctx->args[2],            \
+			       ctx->args[3], ctx->args[4], 0 };                     \
+		return file_enter(NR_##name, op, a);                                \
+	}                                                                           \
+	SEC("tp/syscalls/sys_exit_" #name)                                          \
+	int handle_file_##name##_exit_tp(struct syscall_trace_exit *ctx)            \
+	{                                                                           \
+		return file_exit(NR_##name, op, ctx->ret);                          \
+	}
+
+FILE_SYSCALL(openat, FOP_OPEN)
+FILE_SYSCALL(openat2, FOP_OPEN)
+FILE_SYSCALL(mknodat, FOP_MKNOD)
+FILE_SYSCALL(unlinkat, FOP_UNLINK)
+FILE_SYSCALL(mkdirat, FOP_MKDIR)
+FILE_SYSCALL(renameat, FOP_RENAME)
+FILE_SYSCALL(renameat2, FOP_RENAME)
+FILE_SYSCALL(fchmod, FOP_CHMOD)
+FILE_SYSCALL(fchmodat, FOP_CHMOD)
+FILE_SYSCALL(fchmodat2, FOP_CHMOD)
+FILE_SYSCALL(fchown, FOP_CHOWN)
+FILE_SYSCALL(fchownat, FOP_CHOWN)
+FILE_SYSCALL(linkat, FOP_LINK)
+FILE_SYSCALL(symlinkat, FOP_SYMLINK)
+
+/* the legacy calls that arm64 (asm-generic) does not have */
+#if defined(__TARGET_ARCH_x86)
+FILE_SYSCALL(open, FOP_OPEN)
+FILE_SYSCALL(creat, FOP_OPEN)
+FILE_SYSCALL(mknod, FOP_MKNOD)
+FILE_SYSCALL(unlink, FOP_UNLINK)
+FILE_SYSCALL(rmdir, FOP_UNLINK)
+FILE_SYSCALL(mkdir, FOP_MKDIR)
+FILE_SYSCALL(rename, FOP_RENAME)
+FILE_SYSCALL(chmod, FOP_CHMOD)
+FILE_SYSCALL(chown, FOP_CHOWN)
+FILE_SYSCALL(lchown, FOP_CHOWN)
+FILE_SYSCALL(link, FOP_LINK)
+FILE_SYSCALL(symlink, FOP_SYMLINK)
+#endif

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The file kinds are wired to programs that exist, and their settings check."""
+
+from __future__ import annotations
+
+import pytest
+
+from ebpfsensor import Config
+from ebpfsensor.errors import ConfigError
+from ebpfsensor.events import KINDS
+from ebpfsensor.objects import BpfObject, packaged_object_path
+from ebpfsensor.sensor import _KIND_SOURCES
+
+FILE_KINDS = {k for k in KINDS if k.startswith(("file_", "dir_"))}
+
+
+def test_every_kind_has_a_source() -> None:
+    # every kind from BPF has a source; user_login comes from audit
+    assert set(_KIND_SOURCES) == set(KINDS) - {"user_login"}
+    assert FILE_KINDS == {
+        "file_open",
+        "file_create",
+        "file_unlink",
+        "dir_create",
+        "file_rename",
+        "file_chmod",
+        "file_chown",
+        "file_link",
+        "file_symlink",
+    }
+
+
+def test_file_hooks_exist_in_the_object() -> None:
+    path = packaged_object_path("file")
+    if not path.exists():
+        pytest.skip("file.bpf.o is not built: run `make bpf` first")
+    obj = BpfObject.open(path)
+    hooks = obj.hooks
+    used: set[str] = set()
+    for kind in FILE_KINDS:
+        name, wanted = _KIND_SOURCES[kind]
+        assert name == "file"
+        present = [h for h in wanted if h in hooks]
+        # every syscall of the kind has its enter and exit program here
+        assert present, kind
+        assert {h.rsplit("_", 1)[0] for h in present if h.endswith("_enter")} == {
+            h.rsplit("_", 1)[0] for h in present if h.endswith("_exit")
+        }
+        used |= set(present)
+    # and no program of the object is left without a kind
+    assert used == set(hooks)
+    assert all(v.variant == "tp" and v.section.startswith("tp/syscalls/sys_") for vs in hooks.values() for v in vs)
+    assert "cfg_file_dedup_ns" in obj.rodata
+
+
+@pytest.mark.parametrize("value", [-1, 3_600_001])
+def test_dedup_window_is_checked(value: int) -> None:
+    with pytest.raises(ConfigError, match="file_dedup_ms"):
+        Config(file_dedup_ms=value)
+
+
+def test_dedup_is_off_by_default() -> None:
+    assert Config().file_dedup_ms == 0
+    assert Config(file_dedup_ms=250).file_dedup_ms == 250
