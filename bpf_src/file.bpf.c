@@ -775,7 +775,8 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	struct file_call c = {};
 	__u64 id;
 
-	if (!op_enabled(op))
+	/* excluded processes stop here, before anything is stashed */
+	if (!op_enabled(op) || excluded_for(op_event(op)))
 		return 0;
 	c.nr = nr;
 	c.op = op;

@@ -94,18 +94,15 @@ static __always_inline int current_excluded(void)
 }
 
 /*
- * True when a record of this type must not be produced: the kind is off, or
- * the current process is excluded (counted per rule and as filtered).
+ * True when the current process is excluded: the hit is counted for the
+ * rule and the event type, and the record counted as filtered.
  */
-static __always_inline int skip_event(__u32 type)
+static __always_inline int excluded_for(__u32 type)
 {
-	__u32 idx;
-	int rule;
+	int rule = current_excluded();
 	__u64 *hits;
+	__u32 idx;
 
-	if (!kind_on(type))
-		return 1;
-	rule = current_excluded();
 	if (rule < 0)
 		return 0;
 	idx = ((__u32)rule % MAX_RULES) * EVENT_TYPE_MAX + (type % EVENT_TYPE_MAX);
@@ -114,6 +111,13 @@ static __always_inline int skip_event(__u32 type)
 		*hits += 1;
 	stat_inc(type, STAT_FILTERED);
 	return 1;
+}
+
+/* True when a record of this type must not be produced: the kind is off,
+ * or the current process is excluded. */
+static __always_inline int skip_event(__u32 type)
+{
+	return !kind_on(type) || excluded_for(type);
 }
 
 /* at exec: enter or leave excluded_tgids by the new image's identity and name */

@@ -114,7 +114,8 @@ static __always_inline int net_enter(__u32 type, __u64 fd, const void *uaddr, __
 	struct net_scratch *s;
 	struct net_args *a;
 
-	if (!kind_on(type))
+	/* before anything is stashed: an excluded process costs a lookup */
+	if (skip_event(type))
 		return 0;
 	s = scratch();
 	if (!s)

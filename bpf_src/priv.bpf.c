@@ -109,7 +109,8 @@ static __always_inline int priv_enter(__u32 type, struct trace_event_raw_sys_ent
 	__u32 zero = 0;
 	struct priv_args *a;
 
-	if (!kind_on(type))
+	/* before anything is stashed: an excluded process costs a lookup */
+	if (skip_event(type))
 		return 0;
 	a = bpf_map_lookup_elem(&priv_args_scratch, &zero);
 	if (!a)

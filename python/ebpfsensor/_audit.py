@@ -140,6 +140,11 @@ class UserLogin(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="us
     success: bool
     message: str
 
+    @property
+    def kind(self) -> str:
+        """The event's kind, as tagged in JSON and msgspec: "user_login"."""
+        return "user_login"
+
 
 class AuditStatus(msgspec.Struct, frozen=True):
     """The kernel's audit status (AUDIT_GET).

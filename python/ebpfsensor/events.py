@@ -122,6 +122,11 @@ class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kin
     comm: str
     container_id: str = ""
 
+    @property
+    def kind(self) -> str:
+        """The event's kind, as tagged in JSON and msgpack ("process_exec", ...)."""
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
 
 class _SyscallEvent(_Event, frozen=True, gc=False):
     """Fields of every event that comes from a syscall.

@@ -203,3 +203,34 @@ def test_apply_exclusions_after_reload(exe: Path) -> None:
         assert s.exclusions() == before
         pid = run([exe])
         assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+
+
+def test_excluded_process_file_and_network_events(tmp_path: Path) -> None:
+    import socket
+    import sys
+
+    script = (
+        "import os, socket, sys\n"
+        "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600); os.close(fd)\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); s.close()\n"
+    )
+    target = tmp_path / "touched"
+    with ebpfsensor.Sensor(kinds={"file_open", "file_create", "net_bind", "net_listen", "process_exec"}) as s:
+        # a private copy of the interpreter: excluding it touches nothing else
+        python = tmp_path / "quiet-python"
+        shutil.copy2(os.path.realpath(sys.executable), python)
+        rid = s.exclude(ExcludeExecutable(str(python)))
+        p = subprocess.Popen([str(python), "-c", script, str(target)])
+        p.wait()
+        assert p.returncode == 0
+        seen = drain(s, 1.0)
+        assert not [e for e in seen if getattr(e, "pid", 0) == p.pid]
+        h = hits(s, rid)
+        assert h.get("file_open", 0) + h.get("file_create", 0) >= 1
+        assert h.get("net_bind", 0) == 1 and h.get("net_listen", 0) == 1
+        # the same actions from this process are reported
+        os.close(os.open(target, os.O_RDONLY))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+        mine = [e for e in drain(s, 1.0) if getattr(e, "pid", 0) == os.getpid()]
+        assert {e.kind for e in mine} >= {"file_open", "net_bind"}  # type: ignore[attr-defined]

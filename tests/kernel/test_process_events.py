@@ -69,7 +69,7 @@ def test_exec_every_field(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
     assert (e.tty == "") == (tty_nr == 0)
     now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     assert before <= e.start_time_ns <= e.ts_ns <= now
-    assert e.kind == "process_exec" if hasattr(e, "kind") else True
+    assert e.kind == "process_exec"
 
 
 def test_fork_exec_exit_sequence(sensor: ebpfsensor.Sensor) -> None:
