@@ -3,10 +3,14 @@
 
 ARCH ?= $(shell uname -m)
 # the one place wheel/machine names map to kernel BPF arch names
+# (DEB_ARCH: Debian's name, for root filesystems and kernels; CROSS: the
+# compiler prefix when building for an arch other than this machine's)
 ifeq ($(ARCH),x86_64)
   BPF_ARCH := x86
+  DEB_ARCH := amd64
 else ifeq ($(ARCH),aarch64)
   BPF_ARCH := arm64
+  DEB_ARCH := arm64
 else
   $(error ARCH=$(ARCH) is not supported; use ARCH=x86_64 or ARCH=aarch64)
 endif
@@ -18,8 +22,12 @@ BPFTOOL ?= bpftool
 
 Q := $(if $(V),,@)
 BUILD := build
-DEPS := $(BUILD)/deps/$(BPF_ARCH)
+# the static libraries (setup.py points this elsewhere when building an sdist)
+DEPS ?= $(BUILD)/deps/$(BPF_ARCH)
+# made once by `make deps`; setup.py passes the libbpf it has just built instead
+DEPS_READY ?= $(BUILD)/.deps-$(BPF_ARCH)
 OBJDIR := python/ebpfsensor/bpf/$(BPF_ARCH)
+MANIFEST := $(OBJDIR)/MANIFEST
 BPF_SRC := $(wildcard bpf_src/*.bpf.c)
 BPF_HDR := $(wildcard bpf_src/*.h)
 BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC))
@@ -34,7 +42,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
 
 all: bpf ext
 
@@ -52,10 +60,14 @@ $(BUILD)/.deps-$(BPF_ARCH):
 	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
 	$(Q)touch $@
 
-bpf: $(BPF_OBJ) $(EXT)
+bpf: objects $(EXT)
 	$(Q)$(PYPATH) $(PYTHON) -m ebpfsensor check $(BPF_OBJ)
 
-$(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(BUILD)/.deps-$(BPF_ARCH)
+# the objects and their checksums, without the host-side check (setup.py uses
+# this: the arch may not be the host's)
+objects: $(BPF_OBJ) $(MANIFEST)
+
+$(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY)
 	$(Q)mkdir -p $(@D)
 	@echo "  CLANG   $<"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -64,6 +76,10 @@ $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(BUILD)/.deps-$(
 $(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(LLVM_STRIP) -g $< -o $@
+
+# what the package checks each object against before loading it
+$(MANIFEST): $(BPF_OBJ)
+	$(Q)cd $(OBJDIR) && sha256sum $(notdir $(BPF_OBJ)) > MANIFEST
 
 ext: $(EXT)
 $(EXT): build_ext.py bpf_src/events.h | $(BUILD)/.deps-$(BPF_ARCH)
