@@ -9,6 +9,7 @@ bpf_src/events.h: its cdef zone is fed to cffi and the whole header is
 
 Environment:
     EBPFSENSOR_ARCH   target BPF arch (x86 or arm64), default: this machine's
+    EBPFSENSOR_DEPS   the static libraries' directory, default build/deps/<arch>
     CC                cross compiler, when EBPFSENSOR_ARCH is not this machine's
 """
 
@@ -27,7 +28,7 @@ _MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 ARCH = os.environ.get("EBPFSENSOR_ARCH") or _MACHINE_TO_ARCH.get(platform.machine(), "")
 if ARCH not in ("x86", "arm64"):
     raise SystemExit(f"build_ext: unsupported architecture {platform.machine()!r}; set EBPFSENSOR_ARCH")
-DEPS = ROOT / "build" / "deps" / ARCH
+DEPS = Path(os.environ.get("EBPFSENSOR_DEPS") or ROOT / "build" / "deps" / ARCH).resolve()
 EVENTS_H = ROOT / "bpf_src" / "events.h"
 
 _FIXED_TYPES = """
@@ -496,6 +497,8 @@ def records_cdef() -> str:
 def ensure_deps() -> None:
     """Build the static libraries when they are missing (a no-op otherwise)."""
     if not (DEPS / "lib" / "libbpf.a").exists():
+        if "EBPFSENSOR_DEPS" in os.environ:
+            raise SystemExit(f"build_ext: EBPFSENSOR_DEPS={DEPS} has no lib/libbpf.a (tools/build-deps.sh {ARCH})")
         subprocess.run(["bash", str(ROOT / "tools" / "build-deps.sh"), ARCH], check=True)
 
 
