@@ -171,8 +171,11 @@ endif
 		{ tail -n 30 ../pip.log; exit 1; }
 	@echo "  REPAIR  $(MANYLINUX)_$(ARCH)"
 	$(Q)rm -f $(WHEEL)
-	$(Q)auditwheel repair -w dist --plat $(MANYLINUX)_$(ARCH) $(WHEEL_DIR)/raw/*.whl > $(WHEEL_DIR)/auditwheel.log 2>&1 || \
+	$(Q)# --plat lists only the build machine's arch: "auto" takes the wheel's own
+	$(Q)# and the lowest tag its symbols allow, which must be ours
+	$(Q)auditwheel repair -w dist --plat auto $(WHEEL_DIR)/raw/*.whl > $(WHEEL_DIR)/auditwheel.log 2>&1 || \
 		{ cat $(WHEEL_DIR)/auditwheel.log; exit 1; }
+	$(Q)test -f $(WHEEL) || { cat $(WHEEL_DIR)/auditwheel.log; echo "expected $(WHEEL)"; exit 1; }
 	$(Q)bash tools/check-wheel.sh $(WHEEL) $(BPF_ARCH) $(MANYLINUX_GLIBC)
 ifeq ($(ARCH),$(shell uname -m))
 	@echo "  TEST    unit tier against $(WHEEL)"

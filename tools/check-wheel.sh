@@ -13,11 +13,14 @@ die() { echo "check-wheel: error: $*" >&2; exit 1; }
 [ $# -eq 3 ] || die "usage: $0 <wheel> <x86|arm64> <max glibc>"
 whl=$1 arch=$2 max_glibc=$3
 case "$arch" in
-  x86) machine='Advanced Micro Devices X86-64' other=arm64 ;;
-  arm64) machine='AArch64' other=x86 ;;
+  # mine/theirs: a kernel struct in only this arch's thread_struct, and in only
+  # the other's: the BTF of an object compiled against the wrong vmlinux.h shows it
+  x86) machine='Advanced Micro Devices X86-64' other=arm64 mine=fpu theirs=cpu_context ;;
+  arm64) machine='AArch64' other=x86 mine=cpu_context theirs=fpu ;;
   *) die "unknown arch $arch" ;;
 esac
 LLVM_READELF=${LLVM_READELF:-llvm-readelf}
+BPFTOOL=${BPFTOOL:-bpftool}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -59,7 +62,11 @@ for o in $objs; do
   grep -q ' \.BTF\.ext ' <<<"$secs" || die "$o has no .BTF.ext"
   ! grep -q ' \.debug_' <<<"$secs" || die "$o still carries DWARF (.debug_*)"
   [ "$($LLVM_READELF -h "$f" | sed -n 's/^ *Machine: *//p')" = "EM_BPF" ] || die "$o is not a BPF object"
+  btf=$($BPFTOOL btf dump file "$f")
+  if ! grep -q "STRUCT '$mine'" <<<"$btf" || grep -q "STRUCT '$theirs'" <<<"$btf"; then
+    die "$o was not compiled against the $arch vmlinux.h (BTF lacks struct $mine or has struct $theirs)"
+  fi
 done
 
 tag=${whl##*/}; tag=${tag%.whl}; tag=${tag#*-*-}
-echo "check-wheel: ${whl##*/}: $tag; extension $machine, NEEDED $needed, newest GLIBC_$newest; objects $(echo $objs) (BTF kept, no DWARF, manifest ok)"
+echo "check-wheel: ${whl##*/}: $tag; extension $machine, NEEDED $needed, newest GLIBC_$newest; objects $(echo $objs) ($arch kernel types, BTF kept, no DWARF, manifest ok)"
