@@ -102,7 +102,7 @@ markers =
 EOF
 envs=(EBPFSENSOR_REQUIRE_BPF=1 EBPFSENSOR_SMOKE_INSTALLED=1)
 cmd='echo "wheel-test: kernel $(uname -r) $(uname -m), $(python3 -V), $(getconf GNU_LIBC_VERSION)"
-cd '"$smoke"' && exec python3 -m pytest test_smoke.py'
+cd '"$smoke"' && python3 -m pytest test_smoke.py && python3 -m ebpfsensor hooks'
 
 t0=$SECONDS
 case "$arch" in
