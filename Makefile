@@ -42,7 +42,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux sdist wheel wheel-test clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux sdist sdist-test wheel wheel-test clean check
 
 all: bpf ext
 
@@ -159,6 +159,19 @@ sdist: $(BUILD)/.wheel-tools
 	$(Q)rm -f $(SDIST)
 	$(Q)$(PYTHON) -m build --sdist --no-isolation --outdir dist . > $(BUILD)/sdist.log 2>&1 || \
 		{ tail -n 30 $(BUILD)/sdist.log; exit 1; }
+
+# what a user without a wheel gets: `pip install` of the sdist into a fresh
+# venv (build isolation: setuptools and cffi from PyPI; the static libraries
+# built from Debian sources inside the unpacked sdist), then the smoke test
+sdist-test: sdist
+	@echo "  TEST    pip install $(SDIST) into $(BUILD)/sdist-test/venv"
+	$(Q)rm -rf $(BUILD)/sdist-test && mkdir -p $(BUILD)/sdist-test/smoke
+	$(Q)$(PYTHON) -m venv $(BUILD)/sdist-test/venv
+	$(Q)$(BUILD)/sdist-test/venv/bin/pip install -q --no-cache-dir $(SDIST) pytest > $(BUILD)/sdist-test/pip.log 2>&1 || \
+		{ tail -n 30 $(BUILD)/sdist-test/pip.log; exit 1; }
+	$(Q)cp tests/conftest.py tests/kernel/test_smoke.py $(BUILD)/sdist-test/smoke/
+	$(Q)cd $(BUILD)/sdist-test/smoke && EBPFSENSOR_SMOKE_INSTALLED=1 EBPFSENSOR_REQUIRE_BPF=1 \
+		../venv/bin/python -m pytest -q -p no:cacheprovider -c /dev/null -o markers="bpf: BPF" -W error test_smoke.py
 
 wheel: sdist | $(DEPS_READY)
 	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
