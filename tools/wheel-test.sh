@@ -7,7 +7,8 @@
 #
 #   x86_64:  chroot into the root on this machine, /proc and /sys mounted.
 #   aarch64: boot Debian's arm64 kernel under qemu-system-aarch64 (TCG) with
-#            the root shared over 9p (tools/vm/run.sh) and run it inside.
+#            the root shared over 9p (tools/vm/run.sh) and run it inside;
+#            x86_64 does the same in an amd64 kernel when VM_KERNEL is set.
 #
 # Usage: tools/wheel-test.sh <x86_64|aarch64> <wheel>
 #
@@ -22,8 +23,9 @@
 # emulation would be slow, and pip still refuses a wheel whose tags that
 # machine would not accept.
 #
-# Environment: VM_KERNEL (aarch64; default trixie-6.12-arm64), VM_TIMEOUT
-# (seconds, default 600).
+# Environment: VM_KERNEL boots that kernel (tools/vm/run.sh --kernel; default
+# for aarch64 trixie-6.12-arm64; set for x86_64, e.g. bullseye-5.10-amd64, it
+# replaces the chroot on the running kernel); VM_TIMEOUT (seconds, default 600).
 set -euo pipefail
 
 die() { echo "wheel-test: error: $*" >&2; exit 1; }
@@ -105,7 +107,9 @@ cmd='echo "wheel-test: kernel $(uname -r) $(uname -m), $(python3 -V), $(getconf 
 cd '"$smoke"' && python3 -m pytest test_smoke.py && python3 -m ebpfsensor hooks'
 
 t0=$SECONDS
-case "$arch" in
+mode=$arch
+[ -z "${VM_KERNEL:-}" ] || mode=vm
+case "$mode" in
   x86_64)
     [ "$(uname -m)" = x86_64 ] || die "the x86_64 test runs chrooted on an x86_64 machine"
     mount -t proc proc "$root/proc"
@@ -115,10 +119,11 @@ case "$arch" in
     chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
       "${envs[@]}" EBPFSENSOR_SMOKE_ROOT="$root" /bin/sh -c "$cmd"
     ;;
-  aarch64)
+  aarch64|vm)
     [ -x tools/vm/run.sh ] || die "tools/vm/run.sh is missing"
     kernel=${VM_KERNEL:-trixie-6.12-arm64}
-    log "booting $kernel under qemu-system-aarch64 with $root as its root"
+    [[ $kernel == *-$debarch ]] || die "VM_KERNEL=$kernel is not an $debarch kernel"
+    log "booting $kernel under qemu (TCG) with $root as its root"
     vmenv=()
     for e in "${envs[@]}"; do vmenv+=(--env "$e"); done
     # the guest's init chroots into its overlay of the 9p root at /mnt/root
