@@ -208,4 +208,4 @@ wheel-test: wheel
 	$(Q)bash tools/wheel-test.sh $(ARCH) $(WHEEL)
 
 clean:
-	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext $(BUILD)/wheel python/ebpfsensor/bpf $(EXT) dist
+	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext $(BUILD)/wheel $(BUILD)/sdist-test python/ebpfsensor/bpf $(EXT) dist
