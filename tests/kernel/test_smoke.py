@@ -45,12 +45,12 @@ def kernel_path(path: str) -> str:
 
 def test_installed_package() -> None:
     pkg = Path(ebpfsensor.__file__).resolve().parent
-    dist = importlib.metadata.distribution("ebpfsensor")
     if os.environ.get("EBPFSENSOR_SMOKE_INSTALLED") == "1":
-        # the installed files, not a checkout on sys.path
+        # the installed distribution's files, not a checkout on sys.path
+        dist = importlib.metadata.distribution("ebpfsensor")
         assert Path(str(dist.locate_file("ebpfsensor/__init__.py"))).resolve() == pkg / "__init__.py"
         assert not (pkg.parent.parent / "bpf_src").exists(), f"{pkg} is a source tree"
-    assert dist.version == ebpfsensor.__version__
+        assert dist.version == ebpfsensor.__version__
     objdir = packaged_object_path("process").parent
     assert objdir.name == bpf_arch() == {"x86_64": "x86", "aarch64": "arm64"}[platform.machine()]
     # only this arch's objects, each one matching the manifest
