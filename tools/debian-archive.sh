@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Sourced by tools/*.sh: defines debian_archive. Run directly, prints its result.
 # Shared by build-deps.sh (source packages) and mkroot.sh (debootstrap).

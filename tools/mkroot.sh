@@ -40,7 +40,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 binfmt=/proc/sys/fs/binfmt_misc
-mounted_binfmt= enabled_qemu=
+mounted_binfmt='' enabled_qemu=''
 restore() {
   [ -z "$enabled_qemu" ] || update-binfmts --disable qemu-aarch64 >/dev/null 2>&1 || true
   [ -z "$mounted_binfmt" ] || umount "$binfmt" || true
