@@ -25,7 +25,8 @@
 #
 # Environment: VM_KERNEL boots that kernel (tools/vm/run.sh --kernel; default
 # for aarch64 trixie-6.12-arm64; set for x86_64, e.g. bullseye-5.10-amd64, it
-# replaces the chroot on the running kernel); VM_TIMEOUT (seconds, default 600).
+# replaces the chroot on the running kernel); VM_TIMEOUT (seconds, default 600);
+# VM_RUNNER (default tools/vm/run.sh, with its init.sh next to it).
 set -euo pipefail
 
 die() { echo "wheel-test: error: $*" >&2; exit 1; }
@@ -120,15 +121,20 @@ case "$mode" in
       "${envs[@]}" EBPFSENSOR_SMOKE_ROOT="$root" /bin/sh -c "$cmd"
     ;;
   aarch64|vm)
-    [ -x tools/vm/run.sh ] || die "tools/vm/run.sh is missing"
+    runner=${VM_RUNNER:-tools/vm/run.sh}
+    [ -x "$runner" ] || die "$runner is missing"
+    # where the guest's command runs: an init that chroots into its overlay
+    # at /mnt/root leaves that prefix on every path the kernel reports; one
+    # that switch_roots (later versions of tools/vm/init.sh) leaves none
+    prefix=/mnt/root
+    ! grep -q '^[^#]*switch_root' "$(dirname "$runner")/init.sh" || prefix=''
     kernel=${VM_KERNEL:-trixie-6.12-arm64}
     [[ $kernel == *-$debarch ]] || die "VM_KERNEL=$kernel is not an $debarch kernel"
     log "booting $kernel under qemu (TCG) with $root as its root"
     vmenv=()
     for e in "${envs[@]}"; do vmenv+=(--env "$e"); done
-    # the guest's init chroots into its overlay of the 9p root at /mnt/root
-    bash tools/vm/run.sh --kernel "$kernel" --root "$root" --timeout "${VM_TIMEOUT:-600}" \
-      "${vmenv[@]}" --env LANG=C.UTF-8 --env EBPFSENSOR_SMOKE_ROOT=/mnt/root -- /bin/sh -c "$cmd"
+    bash "$runner" --kernel "$kernel" --root "$root" --timeout "${VM_TIMEOUT:-600}" \
+      "${vmenv[@]}" --env LANG=C.UTF-8 --env EBPFSENSOR_SMOKE_ROOT="$prefix" -- /bin/sh -c "$cmd"
     ;;
 esac
 log "passed: ${whl##*/} on $arch (test $((SECONDS - t0)) s, total $((SECONDS - start)) s)"
