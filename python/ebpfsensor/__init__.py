@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """ebpfsensor: kernel telemetry for security agents, through eBPF.
 
-    import ebpfsensor
-    with ebpfsensor.Sensor() as sensor:
-        for event in sensor.events(timeout=1.0):
-            print(event.kind, event.pid, event.exe)
+import ebpfsensor
+with ebpfsensor.Sensor() as sensor:
+    for event in sensor.events(timeout=1.0):
+        print(event.kind, event.pid, event.exe)
 """
 
 from .config import Config
+from .diagnostic import Diagnostic, EbpfStatistics, ebpf_statistics
 from .errors import (
     ConfigError,
     DecodeError,
@@ -17,9 +18,8 @@ from .errors import (
     PrivilegeError,
     VerifierError,
 )
-from .diagnostic import Diagnostic, EbpfStatistics, ebpf_statistics
-from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, UserLogin, decode, to_json
+from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
 from .health import Capabilities, ProbeReport, probe
 from .sensor import Health, HookInfo, KindHealth, KindStats, Sensor, SensorStats, Subscription
 

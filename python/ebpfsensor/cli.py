@@ -94,9 +94,9 @@ def cmd_ebpf_statistics(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Check compiled objects without loading them: programs, sizes, layouts."""
     from ._btf import read_object_btf
+    from ._ffi import ffi
     from .events import RECORDS, c_members
     from .objects import BpfObject, packaged_object_path
-    from ._ffi import ffi
 
     paths = [Path(p) for p in args.objects] or sorted(packaged_object_path("process").parent.glob("*.bpf.o"))
     failures = 0
@@ -304,9 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return int(args.func(args))
     except VerifierError as exc:

@@ -64,7 +64,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if self.kinds is not None:
             unknown = sorted(set(self.kinds) - set(KINDS))
             if unknown:
-                raise ConfigError(f"kinds: unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}")
+                raise ConfigError(
+                    f"kinds: unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}"
+                )
         for name in ("lifecycle_ring_bytes", "activity_ring_bytes"):
             size = getattr(self, name)
             if size < _PAGE or size & (size - 1):
@@ -73,7 +75,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if not 1 <= self.max_latency_ms <= 60_000:
             raise ConfigError(f"max_latency_ms: {self.max_latency_ms} is outside 1..60000")
         if not _PAGE <= self.wakeup_bytes <= ring:
-            raise ConfigError(f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and the smaller ring size ({ring})")
+            raise ConfigError(
+                f"wakeup_bytes: {self.wakeup_bytes} must be between {_PAGE} and the smaller ring size ({ring})"
+            )
         if not 0 <= self.file_dedup_ms <= 3_600_000:
             raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
         if self.batch_bytes < 256 << 10:

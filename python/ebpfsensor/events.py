@@ -463,7 +463,6 @@ class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
     target: str
 
 
-
 # --- file events ------------------------------------------------------------
 # ``path`` is absolute. For an open that succeeded (``resolved``) it comes
 # from the opened file's own dentry and mount chain: symlinks, "..", dirfd
@@ -859,7 +858,9 @@ def decode(record: bytes | bytearray | memoryview) -> Event:
         if f.kind in (ES_TAIL_STR, ES_TAIL_STRLIST):
             (n,) = _LEN.unpack_from(buf, f.offset)
             if n > size - tail:
-                raise DecodeError(f"{spec.cls.__name__}.{f.name}: {n} bytes run past the record's {size}", rtype, f.offset)
+                raise DecodeError(
+                    f"{spec.cls.__name__}.{f.name}: {n} bytes run past the record's {size}", rtype, f.offset
+                )
             raw = buf[tail : tail + n]
             tail += n
             if f.kind == ES_TAIL_STR:

@@ -170,7 +170,12 @@ def resolve(rule: Exclusion) -> _Resolved:
     raise ConfigError(f"unknown exclusion {rule!r}")
 
 
-_ACTIVE_BIT = {"excl_exe": lib.EXCL_ACTIVE_EXEC, "excl_comm": lib.EXCL_ACTIVE_EXEC, "excl_cgroup": lib.EXCL_ACTIVE_CGROUP, "excl_uid": lib.EXCL_ACTIVE_UID}
+_ACTIVE_BIT = {
+    "excl_exe": lib.EXCL_ACTIVE_EXEC,
+    "excl_comm": lib.EXCL_ACTIVE_EXEC,
+    "excl_cgroup": lib.EXCL_ACTIVE_CGROUP,
+    "excl_uid": lib.EXCL_ACTIVE_UID,
+}
 
 
 class ExclusionTable:
@@ -200,7 +205,11 @@ class ExclusionTable:
             raise ConfigError(f"exclusions: at most {MAX_RULES} rules; remove one first")
         value = ffi.new("struct excl_value *", {"rule": free, "flags": resolved.flags})
         if resolved.map_name:
-            check_ret(lib.bpf_map_update_elem(self._fds[resolved.map_name], resolved.key, value, 0), "add exclusion", repr(rule))
+            check_ret(
+                lib.bpf_map_update_elem(self._fds[resolved.map_name], resolved.key, value, 0),
+                "add exclusion",
+                repr(rule),
+            )
         self._rules[free] = (rule, resolved)
         self._update_active()
         self._seed(free, rule, resolved)
@@ -247,7 +256,11 @@ class ExclusionTable:
         for _rule, resolved in self._rules.values():
             mask |= _ACTIVE_BIT.get(resolved.map_name, 0)
         key = ffi.new("uint32_t *", 0)
-        check_ret(lib.bpf_map_update_elem(self._fds["excl_active"], key, ffi.new("uint32_t *", mask), 0), "update", "excl_active")
+        check_ret(
+            lib.bpf_map_update_elem(self._fds["excl_active"], key, ffi.new("uint32_t *", mask), 0),
+            "update",
+            "excl_active",
+        )
 
     def _seed(self, rule_id: int, rule: Exclusion, resolved: _Resolved) -> None:
         """Enter processes already running into excluded_tgids (the kernel
@@ -276,7 +289,10 @@ class ExclusionTable:
         fd = self._fds["excluded_tgids"]
         for tgid, f in entries.items():
             key = ffi.new("uint32_t *", tgid)
-            value = ffi.new("struct excl_value *", {"rule": rule_id, "flags": f | (lib.EXCL_STICKY if flags & lib.EXCL_DESCENDANTS else 0)})
+            value = ffi.new(
+                "struct excl_value *",
+                {"rule": rule_id, "flags": f | (lib.EXCL_STICKY if flags & lib.EXCL_DESCENDANTS else 0)},
+            )
             check_ret(lib.bpf_map_update_elem(fd, key, value, 0), "exclude", f"pid {tgid}")
 
     @staticmethod

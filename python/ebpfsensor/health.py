@@ -75,7 +75,10 @@ def capabilities(btf_path: str | None = None) -> Capabilities:
         btf = f"kernel ({_BTF_VMLINUX})" if os.path.exists(_BTF_VMLINUX) else "none"
     privileged = _privileged()
     ring = lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL) == 1 if privileged else None
-    types = {name: (lib.libbpf_probe_bpf_prog_type(t, ffi.NULL) == 1 if privileged else None) for name, t in _PROG_TYPES.items()}
+    types = {
+        name: (lib.libbpf_probe_bpf_prog_type(t, ffi.NULL) == 1 if privileged else None)
+        for name, t in _PROG_TYPES.items()
+    }
     return Capabilities(
         kernel_release=uname.release,
         machine=platform.machine(),
@@ -117,7 +120,11 @@ def probe(load: bool = True) -> ProbeReport:
         with Sensor(log_file=None) as sensor:
             h = sensor.health()
             return ProbeReport(
-                capabilities=caps, provider=h.supplementary_events_subsystem, reason=h.reason, kinds=dict(h.kinds), hooks=dict(sensor.hooks())
+                capabilities=caps,
+                provider=h.supplementary_events_subsystem,
+                reason=h.reason,
+                kinds=dict(h.kinds),
+                hooks=dict(sensor.hooks()),
             )
     verdict = caps.support
     if verdict.denied or not verdict.supported:
@@ -125,5 +132,9 @@ def probe(load: bool = True) -> ProbeReport:
     elif caps.btf_source.startswith("none"):
         provider, reason = "proc_connector", "no kernel BTF"
     else:
-        provider, reason = "ebpf", verdict.reason or "eBPF supported (not loaded: " + ("load=False)" if not load else "needs root or CAP_BPF)")
+        provider, reason = (
+            "ebpf",
+            verdict.reason
+            or "eBPF supported (not loaded: " + ("load=False)" if not load else "needs root or CAP_BPF)"),
+        )
     return ProbeReport(capabilities=caps, provider=provider, reason=reason, kinds={}, hooks={})

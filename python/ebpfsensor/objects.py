@@ -332,7 +332,12 @@ class BpfObject:
                 if choice[hook] < len(candidates[hook]):
                     retry = True
                     continue
-                log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, hook, "; ".join(status[hook].failures))
+                log.warning(
+                    "%s: no variant of hook %s works on this kernel: %s",
+                    self.name,
+                    hook,
+                    "; ".join(status[hook].failures),
+                )
                 if all(choice[h] >= len(candidates[h]) for h in choice) and isinstance(err, PrivilegeError):
                     attempt.close()
                     raise err
@@ -531,13 +536,6 @@ class LoadedObject:
     @property
     def closed(self) -> bool:
         return self._a.ptr == ffi.NULL
-
-    def detach(self) -> None:
-        """Detach every program, keeping programs and maps (to read the maps
-        of a program that must stop counting first); idempotent."""
-        for link in self._a.links:
-            lib.bpf_link__destroy(link)
-        self._a.links = []
 
     def detach(self) -> None:
         """Detach every program, keeping programs and maps (to read the maps

@@ -96,7 +96,7 @@ class BatchDecoder:
         self._c.cgroups = self._cgroup_slots
         self._containers = CgroupResolver()
         self._known: dict[int, str] = {}
-        self._decoder = msgspec.msgpack.Decoder(list[Union[EVENT_CLASSES + (bytes,)]])  # type: ignore[misc]
+        self._decoder = msgspec.msgpack.Decoder(list[Union[(*EVENT_CLASSES, bytes)]])  # type: ignore[misc]
         self.undecodable = 0
         self.raw_records = 0
 
@@ -157,7 +157,6 @@ class BatchDecoder:
         return self._finish(self._decoder.decode(ffi.buffer(self._buf, size)))
 
 
-
 class RingBuffer(BatchDecoder):
     """Consumer of BPF ring buffer maps, yielding decoded Events in batches.
 
@@ -173,7 +172,9 @@ class RingBuffer(BatchDecoder):
         if not map_fds:
             raise ValueError("RingBuffer needs at least one ring buffer map fd")
         super().__init__(batch_bytes, max_batch)
-        self._c.rb = check_ptr(lib.es_ring_new(self._c, map_fds[0]), "create ring buffer consumer", f"map fd {map_fds[0]}")
+        self._c.rb = check_ptr(
+            lib.es_ring_new(self._c, map_fds[0]), "create ring buffer consumer", f"map fd {map_fds[0]}"
+        )
         for fd in map_fds[1:]:
             check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
 

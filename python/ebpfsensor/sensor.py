@@ -21,15 +21,16 @@ from ._proc_connector import ProcConnectorProvider, ProcConnectorStats
 from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
 from .events import BPF_KINDS, EVENT_CLASSES, KINDS, Event
-from .health import Capabilities
 from .exclusions import Exclusion, ExclusionTable, RuleStatus
 from .exclusions import resolve as resolve_exclusion
+from .health import Capabilities
 from .objects import BpfObject, HookStatus, LoadedObject
 from .ringbuf import RingBuffer
 
 __all__ = ["Health", "HookInfo", "KindHealth", "KindStats", "Sensor", "SensorStats", "Subscription"]
 
 log = logging.getLogger("ebpfsensor")
+
 
 def _file_hooks(*syscalls: str) -> tuple[str, ...]:
     """The hooks of file.bpf.o for these syscalls: an enter/exit pair each.
@@ -67,7 +68,15 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
         tuple(
             f"{call}_{end}"
             for call in (
-                "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "capset",
+                "setuid",
+                "setgid",
+                "setreuid",
+                "setregid",
+                "setresuid",
+                "setresgid",
+                "setfsuid",
+                "setfsgid",
+                "capset",
             )
             for end in ("enter", "exit")
         ),
@@ -299,13 +308,17 @@ class Sensor:
         cfg = self.config
         btf = cfg.btf_path
         if btf is None and not os.path.exists(_BTF_VMLINUX):
-            raise NotSupportedError("kernel BTF (/sys/kernel/btf/vmlinux)", "5.4", "set Config.btf_path to a BTF file for this kernel")
+            raise NotSupportedError(
+                "kernel BTF (/sys/kernel/btf/vmlinux)", "5.4", "set Config.btf_path to a BTF file for this kernel"
+            )
         if btf is not None and not os.path.exists(btf):
             raise NotSupportedError("kernel BTF", "5.4", f"the BTF file {btf} does not exist")
         # feature probes answer "no" when the caller may not use bpf() at all
         fd = check_ret(lib.bpf_map_create(lib.BPF_MAP_TYPE_ARRAY, ffi.NULL, 4, 4, 1, ffi.NULL), "create", "a BPF map")
         os.close(fd)
-        has_ring = check_ret(lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL), "probe", "BPF ring buffer")
+        has_ring = check_ret(
+            lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL), "probe", "BPF ring buffer"
+        )
         if not has_ring:
             raise NotSupportedError("BPF ring buffer", "5.8")
         ensure_tracefs()
@@ -467,7 +480,7 @@ class Sensor:
                 ready.clear()
                 try:
                     await asyncio.wait_for(ready.wait(), interval)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             for fd in fds:
@@ -623,7 +636,9 @@ class Sensor:
                 up = sorted({h.variant for h in hooks if h.variant})
                 down = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in hooks if not h.variant)
                 if up:
-                    kinds[kind] = KindHealth(True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else "")
+                    kinds[kind] = KindHealth(
+                        True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else ""
+                    )
                 else:
                     kinds[kind] = KindHealth(False, "", down or "hook not loaded")
             elif self._provider == "proc_connector":
@@ -643,4 +658,3 @@ class Sensor:
 
 def _unknown_kind(kind: str) -> type:
     raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
-

@@ -80,8 +80,26 @@ def producer() -> BpfObject:
     out = OUT / "bench.bpf.o"
     headers = list((ROOT / "bpf_src").glob("*.h"))
     build(
-        ["clang", "-g", "-O2", "-Wall", "-Werror", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-I", str(ROOT / "bpf_src"),
-         "-I", str(ROOT / "vmlinux_headers" / arch), "-I", str(ROOT / "build" / "deps" / arch / "include"), "-c", str(src), "-o", str(out)],
+        [
+            "clang",
+            "-g",
+            "-O2",
+            "-Wall",
+            "-Werror",
+            "-target",
+            "bpf",
+            f"-D__TARGET_ARCH_{arch}",
+            "-I",
+            str(ROOT / "bpf_src"),
+            "-I",
+            str(ROOT / "vmlinux_headers" / arch),
+            "-I",
+            str(ROOT / "build" / "deps" / arch / "include"),
+            "-c",
+            str(src),
+            "-o",
+            str(out),
+        ],
         out,
         [src, *headers],
     )
@@ -151,7 +169,9 @@ def bench_delivery(large: bool, n: int, reps: int) -> dict[str, Any]:
     obj = producer()
     per_run = 2000
     ring = 1 << 27
-    with obj.load(config={"cfg_records": per_run, "cfg_large": int(large)}, map_sizes={"lifecycle_events": ring}, attach=False) as loaded:
+    with obj.load(
+        config={"cfg_records": per_run, "cfg_large": int(large)}, map_sizes={"lifecycle_events": ring}, attach=False
+    ) as loaded:
         fd = loaded.map_fd("lifecycle_events")
 
         def ours() -> float:
@@ -254,11 +274,16 @@ def main() -> int:
         print(f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}")
         for key in ("delivery_small", "delivery_large"):
             r = results[key]
-            print(f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x")
+            print(
+                f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s"
+                f" {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x"
+            )
     if "exec" in results:
         e = results["exec"]
         print(f"{'fork+exec of /bin/true (CPU 0)':34} {'nothing':>14} {'sensor':>16} {'ratio':>7}")
-        print(f"  {'ns per exec':32} {e['nothing_ns_per_exec']:14.0f} {e['sensor_ns_per_exec']:16.0f} {e['ratio']:7.3f}")
+        print(
+            f"  {'ns per exec':32} {e['nothing_ns_per_exec']:14.0f} {e['sensor_ns_per_exec']:16.0f} {e['ratio']:7.3f}"
+        )
         print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
     if "overhead" in results:
         print("overhead on monitored workloads (ns/op, overhead vs nothing attached)")
@@ -270,10 +295,17 @@ def main() -> int:
         limit = " (the producer's limit: the consumer kept up)" if r["producer_limited"] else ""
         print(f"sustained rate without loss: {r['max_rate_without_loss'] / 1e6:.2f} M records/s{limit} ({r['record']})")
         a = r["above"]
-        print(f"  at {a['rate'] / 1e6:.2f} M/s: {a['dropped']} dropped and counted of {a['produced'] + a['dropped']}, lifecycle drops {a['lifecycle_dropped']}")
+        print(
+            f"  at {a['rate'] / 1e6:.2f} M/s: {a['dropped']} dropped and counted"
+            f" of {a['produced'] + a['dropped']}, lifecycle drops {a['lifecycle_dropped']}"
+        )
     if "footprint" in results:
         f = results["footprint"]
-        print(f"footprint: load+attach {f['load_attach_s'] * 1000:.0f} ms, RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB), {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory")
+        print(
+            f"footprint: load+attach {f['load_attach_s'] * 1000:.0f} ms,"
+            f" RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB),"
+            f" {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory"
+        )
     print(f"results: {args.json}")
     return 0
 

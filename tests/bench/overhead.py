@@ -82,7 +82,7 @@ AUDIT_SYSCALLS = ["openat", "execve", "rename", "renameat", "renameat2"]
 BPFTRACE = (
     "tracepoint:syscalls:sys_enter_openat, tracepoint:syscalls:sys_enter_execve, "
     "tracepoint:syscalls:sys_enter_rename, tracepoint:syscalls:sys_enter_renameat, "
-    "tracepoint:syscalls:sys_enter_renameat2 { printf(\"%d %s\\n\", pid, comm); }"
+    'tracepoint:syscalls:sys_enter_renameat2 { printf("%d %s\\n", pid, comm); }'
 )
 
 
@@ -101,7 +101,12 @@ def ensure_tools() -> None:
     """auditd and bpftrace from Debian, installed when missing."""
     missing = [pkg for pkg, tool in (("auditd", "auditctl"), ("bpftrace", "bpftrace")) if not shutil.which(tool)]
     if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *missing],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
 
 
 def run_workload(exe: Path, mode: str, n: int, during: Callable[[], None] | None = None) -> float:
@@ -149,7 +154,7 @@ def config_auditd(exe: Path) -> Iterator[None]:
     enabled = re.search(r"enabled (\d)", status)
     was_enabled = enabled.group(1) if enabled else "0"
     daemon = subprocess.Popen(["auditd", "-f", "-n"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rule = ["-F", "arch=b64", *sum((["-S", s] for s in AUDIT_SYSCALLS), []), "-k", AUDIT_KEY]
+    rule = ["-F", "arch=b64", *[arg for s in AUDIT_SYSCALLS for arg in ("-S", s)], "-k", AUDIT_KEY]
     try:
         time.sleep(1.0)
         subprocess.run(["auditctl", "-e", "1"], check=True, capture_output=True)
@@ -217,8 +222,13 @@ def sustained_rate(quick: bool, producer_obj: Any) -> dict[str, Any]:
     confirm = 0.0 if quick else 30.0
     per_run = 4000
     with ebpfsensor.Sensor() as s:
-        shared = {name: s._objects[0].map_fd(name) for name in ("activity_events", "lifecycle_events", "kind_stats", "kind_enabled")}
-        with producer_obj.load(config={"cfg_records": per_run, "cfg_activity": 1}, shared_maps=shared, attach=False) as prod:
+        shared = {
+            name: s._objects[0].map_fd(name)
+            for name in ("activity_events", "lifecycle_events", "kind_stats", "kind_enabled")
+        }
+        with producer_obj.load(
+            config={"cfg_records": per_run, "cfg_activity": 1}, shared_maps=shared, attach=False
+        ) as prod:
             prog = prod.program_fd("handle_bench_raw")
             counts_fd = prod.map_fd("bench_counts")
 
@@ -299,7 +309,12 @@ def sustained_rate(quick: bool, producer_obj: Any) -> dict[str, Any]:
         "max_rate_without_loss": ok,
         "producer_limited": producer_limited,
         "confirmed": confirmed,
-        "above": {"rate": max(bad, ok) * 2, "produced": over_produced, "dropped": over_dropped, "lifecycle_dropped": lifecycle_dropped},
+        "above": {
+            "rate": max(bad, ok) * 2,
+            "produced": over_produced,
+            "dropped": over_dropped,
+            "lifecycle_dropped": lifecycle_dropped,
+        },
     }
 
 
@@ -323,8 +338,16 @@ def footprint() -> dict[str, Any]:
                         ids.add(int(line.split()[1]))
         import json
 
-        maps = json.loads(subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, check=True).stdout)
+        maps = json.loads(
+            subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, check=True).stdout
+        )
         kernel = sum(m.get("bytes_memlock", 0) for m in maps if m["id"] in ids)
-        return {"load_attach_s": load_s, "rss_added_kib": rss_kib() - before, "rss_kib": rss_kib(), "map_memory_bytes": kernel, "maps": len(ids)}
+        return {
+            "load_attach_s": load_s,
+            "rss_added_kib": rss_kib() - before,
+            "rss_kib": rss_kib(),
+            "map_memory_bytes": kernel,
+            "maps": len(ids),
+        }
     finally:
         s.close()

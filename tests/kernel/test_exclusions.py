@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import (
@@ -25,7 +26,6 @@ from ebpfsensor import (
     ProcessExit,
 )
 from ebpfsensor.exclusions import cgroup2_root
-from tests.kernel.conftest import wait_for
 
 pytestmark = pytest.mark.bpf
 
@@ -196,7 +196,10 @@ def test_apply_exclusions_after_reload(exe: Path) -> None:
         s.exclude(ExcludeUid(4242))
         s.apply_exclusions([ExcludeName("keep-me"), ExcludeExecutable(str(exe))])
         rules = {r.id: r.rule for r in s.exclusions()}
-        assert rules[keep] == ExcludeName("keep-me") and set(rules.values()) == {ExcludeName("keep-me"), ExcludeExecutable(str(exe))}
+        assert rules[keep] == ExcludeName("keep-me") and set(rules.values()) == {
+            ExcludeName("keep-me"),
+            ExcludeExecutable(str(exe)),
+        }
         before = s.exclusions()
         with pytest.raises(ConfigError):
             s.apply_exclusions([ExcludeExecutable("relative")])

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit, ProcessFork
-from tests.kernel.conftest import wait_for
 
 pytestmark = pytest.mark.bpf
 
@@ -75,9 +75,12 @@ def test_exec_every_field(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
 def test_fork_exec_exit_sequence(sensor: ebpfsensor.Sensor) -> None:
     p = subprocess.Popen([TRUE])
     p.wait()
-    mine = lambda e: (isinstance(e, ProcessFork) and e.child_pid == p.pid) or (  # noqa: E731
-        not isinstance(e, ProcessFork) and e.pid == p.pid
-    )
+
+    def mine(e: Any) -> bool:
+        return (isinstance(e, ProcessFork) and e.child_pid == p.pid) or (
+            not isinstance(e, ProcessFork) and e.pid == p.pid
+        )
+
     fork, exe, ex = sorted(wait_for(sensor, mine, count=3), key=lambda e: e.ts_ns)
     assert isinstance(fork, ProcessFork) and isinstance(exe, ProcessExec) and isinstance(ex, ProcessExit)
     assert (fork.pid, fork.child_pid, fork.child_tid) == (os.getpid(), p.pid, p.pid)
@@ -262,7 +265,9 @@ def test_container_id_from_cgroup() -> None:
     scope.mkdir()
     try:
         with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
-            p = subprocess.Popen([TRUE, "in-container"], preexec_fn=lambda: (scope / "cgroup.procs").write_text(str(os.getpid())))
+            p = subprocess.Popen(
+                [TRUE, "in-container"], preexec_fn=lambda: (scope / "cgroup.procs").write_text(str(os.getpid()))
+            )
             p.wait()
             (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
             assert (e.container_id, e.cgroup_id) == (cid, os.stat(scope).st_ino)

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit, support
-from tests.kernel.conftest import wait_for
 
 pytestmark = pytest.mark.bpf
 
@@ -21,7 +21,9 @@ TRUE = os.path.realpath("/bin/true")
 SLEEP = os.path.realpath("/bin/sleep")
 ROOT = Path(__file__).resolve().parents[2]
 
-OL88 = support.parse_os_release('NAME="Oracle Linux Server"\nVERSION="8.8"\nID="ol"\nID_LIKE="fedora"\nVERSION_ID="8.8"\n')
+OL88 = support.parse_os_release(
+    'NAME="Oracle Linux Server"\nVERSION="8.8"\nID="ol"\nID_LIKE="fedora"\nVERSION_ID="8.8"\n'
+)
 
 
 def exec_and_exit(sensor: ebpfsensor.Sensor, argv: list[str]) -> tuple[ProcessExec, ProcessExit]:
@@ -66,7 +68,9 @@ def test_disabled_in_managed_config(tmp_path: Path) -> None:
 
 def test_deny_listed_kernel_never_gets_ebpf(monkeypatch: pytest.MonkeyPatch) -> None:
     # the host identity is a recorded one; the matching is the real data
-    monkeypatch.setattr(support, "host_verdict", lambda: support.evaluate(OL88, "5.15.0-0.30.20.el8uek.x86_64", "x86_64"))
+    monkeypatch.setattr(
+        support, "host_verdict", lambda: support.evaluate(OL88, "5.15.0-0.30.20.el8uek.x86_64", "x86_64")
+    )
     with ebpfsensor.Sensor(provider="ebpf") as s:
         assert_fallback(s, "hang")
     with pytest.raises(ebpfsensor.EbpfSensorError, match="fail-closed"):
@@ -94,16 +98,39 @@ def test_health_cli_text_and_json(tmp_path: Path) -> None:
     cfg = tmp_path / "config.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
     out = subprocess.run(
-        [sys.executable, "-m", "ebpfsensor", "health", "--json", "--config", str(cfg)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "ebpfsensor", "health", "--json", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     doc = json.loads(out.stdout)
     assert doc["supplementary_events_subsystem"] == "ebpf" and doc["ebpf"] is True
     assert doc["capabilities"]["kernel_release"] == os.uname().release
     assert doc["kinds"]["process_exec"]["source"].startswith("ebpf:")
     assert set(doc["counters"]) >= {"delivered", "dropped", "undecodable"}
-    subprocess.run([sys.executable, "-m", "ebpfsensor", "config", "ebpf-supplementary-event-provider", "--value", "disabled", "--config", str(cfg)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ebpfsensor",
+            "config",
+            "ebpf-supplementary-event-provider",
+            "--value",
+            "disabled",
+            "--config",
+            str(cfg),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     text = subprocess.run(
-        [sys.executable, "-m", "ebpfsensor", "health", "--config", str(cfg)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "ebpfsensor", "health", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     assert "supplementary_events_subsystem: proc_connector" in text
     assert "ebpf: false (eBPF disabled by configuration)" in text

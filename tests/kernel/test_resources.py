@@ -85,9 +85,7 @@ time.sleep(60)
 
 
 def test_sigkill_leaves_nothing() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(ROOT / "python")], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT / "python")], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "started"
         held = bpf_ids(child.pid)
@@ -119,7 +117,16 @@ except Exception as exc:
 def test_unprivileged_gets_privilege_error() -> None:
     # root without capabilities: what a container or a hardened service gets
     out = subprocess.run(
-        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", sys.executable, "-c", UNPRIVILEGED, str(ROOT / "python")],
+        [
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--",
+            sys.executable,
+            "-c",
+            UNPRIVILEGED,
+            str(ROOT / "python"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.recordgen import make_record
 
 from ebpfsensor._containers import CgroupResolver, parse_container_id
 from ebpfsensor.events import EventType
 from ebpfsensor.ringbuf import BatchDecoder
-from tests.recordgen import make_record
 
 CID = "4f1e" * 16
 

@@ -9,11 +9,11 @@ import struct
 
 import msgspec
 import pytest
+from tests.recordgen import make_record
 
 from ebpfsensor.errors import DecodeError
 from ebpfsensor.events import RECORDS, EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
 from ebpfsensor.ringbuf import BatchDecoder
-from tests.recordgen import make_record
 
 
 def exec_record(argv: bytes = b"/bin/true\0a b\0\0", **kw: object) -> bytes:

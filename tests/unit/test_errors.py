@@ -24,7 +24,9 @@ processed 496742 insns (limit 1000000) max_states_per_insn 20 total_states 17952
 
 
 def test_verifier_error_message() -> None:
-    err = VerifierError(errno.EACCES, "Permission denied", "load", "process.bpf.o", "handle_exec_btf", RECORDED_LOG.splitlines())
+    err = VerifierError(
+        errno.EACCES, "Permission denied", "load", "process.bpf.o", "handle_exec_btf", RECORDED_LOG.splitlines()
+    )
     text = str(err)
     assert text.startswith("load process.bpf.o: Permission denied (EACCES): program handle_exec_btf rejected: ")
     assert "R4 max value is outside of the allowed memory range" in text
@@ -36,7 +38,10 @@ def test_verifier_error_message() -> None:
 def test_privilege_error_hint() -> None:
     err = make_error(-errno.EPERM, "load", "process.bpf.o")
     assert isinstance(err, PrivilegeError) and isinstance(err, PermissionError)
-    assert str(err) == "load process.bpf.o: Operation not permitted (EPERM); needs root or CAP_BPF+CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8)"
+    assert (
+        str(err) == "load process.bpf.o: Operation not permitted (EPERM); "
+        "needs root or CAP_BPF+CAP_PERFMON (CAP_SYS_ADMIN before Linux 5.8)"
+    )
 
 
 def test_libbpf_words() -> None:
@@ -58,7 +63,11 @@ def test_corrupted_object(tmp_path: Path) -> None:
         pytest.skip("no compiled objects: run `make bpf` first")
     data = bytearray(path.read_bytes())
     bad = tmp_path / "process.bpf.o"
-    for damage in (lambda d: d[: len(d) // 3], lambda d: d[:18] + b"\x3e\x00" + d[20:], lambda d: b"\x7fELF" + bytes(60)):
+    for damage in (
+        lambda d: d[: len(d) // 3],
+        lambda d: d[:18] + b"\x3e\x00" + d[20:],
+        lambda d: b"\x7fELF" + bytes(60),
+    ):
         bad.write_bytes(bytes(damage(data)))
         with pytest.raises(LibbpfError) as info:
             BpfObject.open(bad)

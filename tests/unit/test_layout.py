@@ -72,5 +72,7 @@ def test_diag_structs_in_diag_object() -> None:
 def test_every_record_in_some_object() -> None:
     if not OBJECTS:
         pytest.skip("no compiled objects: run `make bpf` first")
-    anchored = {s for p in OBJECTS for s in (r.cls.record for r in RECORDS.values()) if read_object_btf(str(p)).struct(s)}
+    anchored = {
+        s for p in OBJECTS for s in (r.cls.record for r in RECORDS.values()) if read_object_btf(str(p)).struct(s)
+    }
     assert anchored == {r.cls.record for r in RECORDS.values()}

@@ -271,6 +271,6 @@ def test_watcher_reload_if_changed(cfg: Path) -> None:
 def test_write_refuses_to_write_an_invalid_file(cfg: Path) -> None:
     text = '{"features": {"ebpfSupplementaryEventProvder": "enabled"}}'
     path = write(cfg, text, 0o600)
-    with pytest.raises(ManagedConfigError, match="features.ebpfSupplementaryEventProvder: unknown key"):
+    with pytest.raises(ManagedConfigError, match=r"features\.ebpfSupplementaryEventProvder: unknown key"):
         write_feature(path, True)
     assert cfg.read_text() == text
