@@ -27,6 +27,8 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# the loopback interface starts down: network tests use it
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 # Let the command's output through byte for byte (no \n -> \r\n).
 stty -F /dev/console -onlcr 2>/dev/null
 
