@@ -7,7 +7,7 @@ import os
 import re
 import time
 
-__all__ = ["CgroupResolver", "parse_container_id"]
+__all__ = ["CgroupResolver", "find_cgroup2_root", "parse_container_id"]
 
 # docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope
 # (systemd driver), or a bare <id> directory (cgroupfs driver: /docker/<id>,
@@ -26,7 +26,8 @@ def parse_container_id(cgroup_path: str) -> str:
     return ""
 
 
-def _cgroup2_root() -> str | None:
+def find_cgroup2_root() -> str | None:
+    """The cgroup v2 mount point, or None."""
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
@@ -46,7 +47,7 @@ class CgroupResolver:
     """
 
     def __init__(self, root: str | None = None) -> None:
-        self._root = root if root is not None else _cgroup2_root()
+        self._root = root if root is not None else find_cgroup2_root()
         self._paths: dict[int, str] = {}
         self._walked = 0.0
 

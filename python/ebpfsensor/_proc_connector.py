@@ -67,7 +67,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from ._containers import parse_container_id
+from ._containers import find_cgroup2_root, parse_container_id
 from ._ffi import lib
 from .errors import ConfigError, NotSupportedError, PrivilegeError
 from .events import Event, ProcessExec, ProcessExit, ProcessFork
@@ -253,15 +253,6 @@ def _parse_ids(raw: bytes) -> tuple[int, ...]:
     return (*uids, *gids)
 
 
-def _cgroup2_mount() -> str | None:
-    raw = _read("/proc/self/mountinfo") or b""
-    for line in raw.split(b"\n"):
-        left, sep, right = line.partition(b" - ")
-        if sep and right.split(b" ", 1)[0] == b"cgroup2":
-            return _text(left.split()[4])
-    return None
-
-
 def _tty_name(tty_nr: int) -> str:
     """The kernel's tty->name (as the eBPF path reports it) for a device number."""
     if tty_nr == 0:
@@ -316,7 +307,7 @@ class ProcConnectorProvider:
         self._pending: list[Event] = []
         self._known: OrderedDict[int, _Known] = OrderedDict()
         self._last_seq: dict[int, int] = {}
-        self._cgroot = _cgroup2_mount()
+        self._cgroot = find_cgroup2_root()
         self._ack_cookie = (os.getpid() << 8) & 0xFFFFFFFF
         self._awaiting_ack = False
         self.delivered = self.filtered = self.lost = self.overruns = self.undecodable = self.incomplete = 0

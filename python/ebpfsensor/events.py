@@ -646,34 +646,6 @@ class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
     arg_path: str
 
 
-#: the records that come from BPF programs
-EVENT_CLASSES: tuple[type[_Event], ...] = (
-    ProcessExec,
-    ProcessFork,
-    ProcessExit,
-    FileOpen,
-    FileCreate,
-    FileUnlink,
-    DirCreate,
-    FileRename,
-    FileChmod,
-    FileChown,
-    FileLink,
-    FileSymlink,
-    NetConnect,
-    NetAccept,
-    NetBind,
-    NetListen,
-    CredChange,
-    Kill,
-    Setsid,
-    Ptrace,
-    MemfdCreate,
-    BpfCall,
-    ModuleLoad,
-    Mount,
-    Umount,
-)
 #: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem
 Event = Union[
     UserLogin,
@@ -703,6 +675,8 @@ Event = Union[
     Mount,
     Umount,
 ]
+#: the records that come from BPF programs (the union without UserLogin)
+EVENT_CLASSES: tuple[type[_Event], ...] = tuple(c for c in typing.get_args(Event) if c is not UserLogin)
 KINDS: dict[str, type[Any]] = {cls.__struct_config__.tag: cls for cls in (*EVENT_CLASSES, UserLogin)}  # type: ignore[misc]
 BPF_KINDS = frozenset(cls.__struct_config__.tag for cls in EVENT_CLASSES)  # type: ignore[misc]
 

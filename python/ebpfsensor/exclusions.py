@@ -25,6 +25,7 @@ from typing import Union
 
 import msgspec
 
+from ._containers import find_cgroup2_root
 from ._ffi import check_ret, ffi, lib
 from .errors import ConfigError
 from .events import EVENT_CLASSES
@@ -101,12 +102,10 @@ def kernel_dev(st_dev: int) -> int:
 
 def cgroup2_root() -> str:
     """The cgroup v2 mount point."""
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if parts[2] == "cgroup2":
-                return parts[1]
-    raise ConfigError("exclusion by cgroup needs cgroup v2, which is not mounted")
+    root = find_cgroup2_root()
+    if root is None:
+        raise ConfigError("exclusion by cgroup needs cgroup v2, which is not mounted")
+    return root
 
 
 def _find_container(container_id: str, root: str) -> str:

@@ -98,7 +98,8 @@ class BatchDecoder:
         self._known: dict[int, str] = {}
         self._decoder = msgspec.msgpack.Decoder(list[Union[(*EVENT_CLASSES, bytes)]])  # type: ignore[misc]
         self.undecodable = 0
-        self.raw_records = 0
+        # records the Python decoder handled, per type: not in the C counters
+        self._raw_delivered: dict[int, int] = {}
 
     def _finish(self, items: list[Any]) -> list[Event]:
         """Decode raw records and fill in container ids the C side lacked."""
@@ -114,13 +115,14 @@ class BatchDecoder:
         out: list[Event] = []
         for item in items:
             if isinstance(item, bytes):
-                self.raw_records += 1
                 try:
                     item = decode(item)
                 except DecodeError as exc:
                     self.undecodable += 1
                     log.warning("undecodable record skipped (counted in stats): %s", exc)
                     continue
+                t = int(item.event_type)
+                self._raw_delivered[t] = self._raw_delivered.get(t, 0) + 1
                 missed.add(item.cgroup_id)
             if item.cgroup_id in missed:
                 cid = self._learn_container(item.cgroup_id)
@@ -142,8 +144,8 @@ class BatchDecoder:
         return cid
 
     def delivered(self) -> dict[int, int]:
-        """Records transcoded in C so far, per record type (raw ones excluded)."""
-        return {t: int(self._c.delivered[t]) for t in RECORDS}
+        """Records delivered so far, per record type."""
+        return {t: int(self._c.delivered[t]) + self._raw_delivered.get(t, 0) for t in RECORDS}
 
     def transcode(self, records: Sequence[bytes]) -> list[Event]:
         """Run records through the C transcoder and decoder, as if they came

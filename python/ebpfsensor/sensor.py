@@ -205,7 +205,6 @@ class Sensor:
         self._subs: list[Subscription] = []
         self._stats_fd = -1
         self._hooks: dict[str, HookStatus] = {}
-        self._raw_delivered: dict[int, int] = {}
         self._exclusions: ExclusionTable | None = None
         self._fallback: ProcConnectorProvider | None = None
         self._audit: AuditLoginSource | None = None
@@ -425,20 +424,9 @@ class Sensor:
                 batch += self._fallback.poll(0)
             if self._audit is not None:
                 batch += self._audit.poll(0)
-        if ring is not None and ring.raw_records:
-            self._count_raw(batch)
         if batch and self._subs:
             self._dispatch(batch)
         return batch
-
-    def _count_raw(self, batch: list[Event]) -> None:
-        # records decoded in Python are not in the C consumer's counters
-        ring = self._ring
-        assert ring is not None
-        n, ring.raw_records = ring.raw_records, 0
-        for event in batch[-n:] if n <= len(batch) else batch:
-            t = int(event.event_type)
-            self._raw_delivered[t] = self._raw_delivered.get(t, 0) + 1
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
         """Iterate over events as they arrive.
@@ -596,7 +584,7 @@ class Sensor:
             for cls in EVENT_CLASSES:
                 t = int(cls.event_type)
                 produced, dropped, truncated, filtered, deduplicated = kernel.get(t, (0, 0, 0, 0, 0))
-                delivered = delivered_c.get(t, 0) + self._raw_delivered.get(t, 0)
+                delivered = delivered_c.get(t, 0)
                 kinds[cls.__struct_config__.tag] = KindStats(  # type: ignore[index]
                     produced, delivered, max(0, produced - delivered), dropped, truncated, filtered, deduplicated
                 )
