@@ -287,25 +287,36 @@ struct module_event {
 	__u32 args_len; /* the parameters string */
 };
 
-/* mount(2): the caller's strings as given (target may be relative) */
+/*
+ * mount(2): the caller's strings as given (target may be relative), and
+ * path, the target made absolute: the caller's root (for a target starting
+ * with "/") or working directory, resolved from the kernel's structures,
+ * then the string. "" for no target.
+ */
 struct mount_event {
 	struct event_header hdr;
 	struct task_ctx task;
 	struct sys_ctx sys;
 	__u64 flags; /* MS_* */
-	__u32 _pad0;
+	__u8 path_truncated;
+	__u8 _pad0[3];
 	__u32 source_len;
 	__u32 target_len;
 	__u32 fstype_len;
+	__u32 path_len;
+	__u32 _pad1;
 };
 
-/* umount2(2) */
+/* umount2(2): target as given, path made absolute as for mount */
 struct umount_event {
 	struct event_header hdr;
 	struct task_ctx task;
 	struct sys_ctx sys;
 	__u32 flags; /* MNT_*, UMOUNT_* */
 	__u32 target_len;
+	__u8 path_truncated;
+	__u8 _pad0[3];
+	__u32 path_len;
 };
 
 /*

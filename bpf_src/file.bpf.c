@@ -539,7 +539,7 @@ __noinline int emit_mkdir(long ret)
 #define RENAME_TARGET_EXISTED 2
 #define RENAME_EXCHANGE 2
 
-static __always_inline int rename_target(struct dentry *new_dentry, unsigned int flags)
+static __always_inline int rename_target(struct dentry *new_dentry)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
@@ -547,32 +547,36 @@ static __always_inline int rename_target(struct dentry *new_dentry, unsigned int
 	if (!c || c->op != FOP_RENAME)
 		return 0;
 	c->rename_seen |= RENAME_SEEN;
-	/* an exchange swaps two files: nothing is replaced */
-	if (!(flags & RENAME_EXCHANGE) && BPF_CORE_READ(new_dentry, d_inode))
+	/* an exchange swaps two files: nothing is replaced. The flag comes
+	 * from the syscall: the LSM hook has no flags argument (and is called
+	 * twice for an exchange, the second time with the names swapped) */
+	if (!(c->flags & RENAME_EXCHANGE) && BPF_CORE_READ(new_dentry, d_inode))
 		c->rename_seen |= RENAME_TARGET_EXISTED;
 	return 0;
 }
 
+/* LSM_HOOK(int, 0, inode_rename, old_dir, old_dentry, new_dir, new_dentry) */
 SEC("lsm/inode_rename")
 int BPF_PROG(handle_rename_target_lsm, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
-	     struct dentry *new_dentry, unsigned int flags)
+	     struct dentry *new_dentry)
 {
-	rename_target(new_dentry, flags);
+	rename_target(new_dentry);
 	return 0; /* observe only: never deny */
 }
 
+/* security_inode_rename(old_dir, old_dentry, new_dir, new_dentry, flags) */
 SEC("fentry/security_inode_rename")
 int BPF_PROG(handle_rename_target_fentry, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
-	     struct dentry *new_dentry, unsigned int flags)
+	     struct dentry *new_dentry)
 {
-	return rename_target(new_dentry, flags);
+	return rename_target(new_dentry);
 }
 
 SEC("kprobe/security_inode_rename")
 int BPF_KPROBE(handle_rename_target_kprobe, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
-	       struct dentry *new_dentry, unsigned int flags)
+	       struct dentry *new_dentry)
 {
-	return rename_target(new_dentry, flags);
+	return rename_target(new_dentry);
 }
 
 /* rename and link: old name, new name */

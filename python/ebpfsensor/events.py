@@ -441,26 +441,34 @@ class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
 
 class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
     """mount(2), with the caller's ``source``, ``target`` and ``fstype`` as
-    given (``target`` may be relative to the caller's working directory; ""
-    for a NULL pointer) and the MS_* ``flags``."""
+    given ("" for a NULL pointer) and the MS_* ``flags``. ``path`` is the
+    target made absolute: the caller's root (for a target starting with
+    "/", so a chroot shows) or working directory, resolved from the
+    kernel's structures, then the string as given ("." and ".." are not
+    folded)."""
 
     event_type = EventType.MOUNT
     record = "mount_event"
 
     flags: int
+    path_truncated: bool
     source: str
     target: str
     fstype: str
+    path: str
 
 
 class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
-    """umount2(2): the caller's ``target`` as given and the ``flags``."""
+    """umount2(2): the caller's ``target`` as given, ``path`` made absolute
+    as for :class:`Mount`, and the ``flags``."""
 
     event_type = EventType.UMOUNT
     record = "umount_event"
 
     flags: int
+    path_truncated: bool
     target: str
+    path: str
 
 
 # --- file events ------------------------------------------------------------
