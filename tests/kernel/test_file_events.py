@@ -670,7 +670,10 @@ def _rename_cases(d: Path) -> Clock:
     with Clock() as clock:
         os.rename(d / "src", d / "old")
         os.rename(d / "other", d / "fresh")
-        assert syscall("renameat2", AT_FDCWD, str(d / "e1").encode(), AT_FDCWD, str(d / "e2").encode(), RENAME_EXCHANGE) == 0
+        assert (
+            syscall("renameat2", AT_FDCWD, str(d / "e1").encode(), AT_FDCWD, str(d / "e2").encode(), RENAME_EXCHANGE)
+            == 0
+        )
     assert (d / "old").read_text() == "src" and (d / "e1").read_text() == "e2"
     return clock
 
