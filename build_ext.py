@@ -109,6 +109,7 @@ _CONSUMER_DECLS = """
 #define ES_TAIL_STR 5
 #define ES_TAIL_STRLIST 6
 #define ES_BYTES 7
+#define ES_OPTBOOL 8
 #define ES_BATCH_FULL -28
 #define ES_MAX_TYPES 64
 
@@ -443,6 +444,10 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 			break;
 		case ES_BOOL:
 			p = es_put_u8(p, rec[f->offset] ? 0xc3 : 0xc2);
+			break;
+		case ES_OPTBOOL:
+			/* 0 false, 1 true, anything else unknown (nil) */
+			p = es_put_u8(p, rec[f->offset] == 0 ? 0xc2 : rec[f->offset] == 1 ? 0xc3 : 0xc0);
 			break;
 		case ES_CSTR:
 			p = es_put_str(p, (const char *)rec + f->offset,

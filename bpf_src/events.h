@@ -287,25 +287,36 @@ struct module_event {
 	__u32 args_len; /* the parameters string */
 };
 
-/* mount(2): the caller's strings as given (target may be relative) */
+/*
+ * mount(2): the caller's strings as given (target may be relative), and
+ * path, the target made absolute: the caller's root (for a target starting
+ * with "/") or working directory, resolved from the kernel's structures,
+ * then the string. "" for no target.
+ */
 struct mount_event {
 	struct event_header hdr;
 	struct task_ctx task;
 	struct sys_ctx sys;
 	__u64 flags; /* MS_* */
-	__u32 _pad0;
+	__u8 path_truncated;
+	__u8 _pad0[3];
 	__u32 source_len;
 	__u32 target_len;
 	__u32 fstype_len;
+	__u32 path_len;
+	__u32 _pad1;
 };
 
-/* umount2(2) */
+/* umount2(2): target as given, path made absolute as for mount */
 struct umount_event {
 	struct event_header hdr;
 	struct task_ctx task;
 	struct sys_ctx sys;
 	__u32 flags; /* MNT_*, UMOUNT_* */
 	__u32 target_len;
+	__u8 path_truncated;
+	__u8 _pad0[3];
+	__u32 path_len;
 };
 
 /*
@@ -373,7 +384,16 @@ struct dir_create_event {
 	__u32 _pad1;
 };
 
-/* rename, renameat, renameat2: path is the old name, new_path the new one */
+/*
+ * rename, renameat, renameat2: path is the old name, new_path the new one.
+ * replaced: whether an existing file at new_path was replaced. The syscall
+ * tracepoints cannot see it; a hook on the kernel's rename permission check
+ * (BPF LSM, fentry or kprobe, where the kernel allows one) can. A failed
+ * rename replaced nothing; a successful one with no such hook is UNKNOWN.
+ */
+#define RENAME_REPLACED_NO 0
+#define RENAME_REPLACED_YES 1
+#define RENAME_REPLACED_UNKNOWN 2
 struct file_rename_event {
 	struct event_header hdr;
 	struct task_ctx task;
@@ -385,6 +405,8 @@ struct file_rename_event {
 	__u8 arg_path_truncated;
 	__u8 new_path_truncated;
 	__u8 new_arg_path_truncated;
+	__u8 replaced; /* RENAME_REPLACED_NO / _YES / _UNKNOWN */
+	__u8 _pad0[7];
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 new_path_len;
@@ -436,6 +458,7 @@ struct file_link_event {
 	__u8 arg_path_truncated;
 	__u8 new_path_truncated;
 	__u8 new_arg_path_truncated;
+	__u8 _pad0[8]; /* file_rename_event.replaced and its padding */
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 new_path_len;

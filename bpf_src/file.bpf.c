@@ -20,7 +20,8 @@
  * kernel tests a bitmap) and are no slower for the hooked ones. So each
  * file syscall has its own pair, only the syscalls of enabled kinds are
  * attached, and there is a single variant (tp): syscalls:* events exist
- * only as trace events. 32-bit compat syscalls do not fire them on x86 and
+ * only as trace events. (rename_target, which sees whether a rename
+ * replaced a file, hooks inside the VFS and has lsm/fentry/kprobe variants.) 32-bit compat syscalls do not fire them on x86 and
  * arm64 (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
  * sys_enter stashes the arguments per thread (file_calls); sys_exit, when
@@ -141,6 +142,7 @@ struct file_call {
 	__s32 new_dirfd;
 	__u32 nr;
 	__u32 op;
+	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
 };
 
 /*
@@ -524,6 +526,59 @@ __noinline int emit_mkdir(long ret)
 	return 0;
 }
 
+/*
+ * Whether a rename replaced an existing file is decided deep in the VFS,
+ * after the syscall tracepoints' view: the kernel's rename permission check
+ * (security_inode_rename, called once per vfs_rename with the target
+ * dentry) sees it. Where the kernel lets us hook it (a BPF LSM program, an
+ * fentry program, or a kprobe; variants tried in that order), the hook
+ * marks the thread's stashed call; without one the flag stays unknown.
+ * Overlayfs renames in its upper layer too: the marks accumulate.
+ */
+#define RENAME_SEEN 1
+#define RENAME_TARGET_EXISTED 2
+#define RENAME_EXCHANGE 2
+
+static __always_inline int rename_target(struct dentry *new_dentry)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
+
+	if (!c || c->op != FOP_RENAME)
+		return 0;
+	c->rename_seen |= RENAME_SEEN;
+	/* an exchange swaps two files: nothing is replaced. The flag comes
+	 * from the syscall: the LSM hook has no flags argument (and is called
+	 * twice for an exchange, the second time with the names swapped) */
+	if (!(c->flags & RENAME_EXCHANGE) && BPF_CORE_READ(new_dentry, d_inode))
+		c->rename_seen |= RENAME_TARGET_EXISTED;
+	return 0;
+}
+
+/* LSM_HOOK(int, 0, inode_rename, old_dir, old_dentry, new_dir, new_dentry) */
+SEC("lsm/inode_rename")
+int BPF_PROG(handle_rename_target_lsm, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry)
+{
+	rename_target(new_dentry);
+	return 0; /* observe only: never deny */
+}
+
+/* security_inode_rename(old_dir, old_dentry, new_dir, new_dentry, flags) */
+SEC("fentry/security_inode_rename")
+int BPF_PROG(handle_rename_target_fentry, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry)
+{
+	return rename_target(new_dentry);
+}
+
+SEC("kprobe/security_inode_rename")
+int BPF_KPROBE(handle_rename_target_kprobe, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	       struct dentry *new_dentry)
+{
+	return rename_target(new_dentry);
+}
+
 /* rename and link: old name, new name */
 __noinline int emit_pair(long ret, __u32 type)
 {
@@ -540,6 +595,11 @@ __noinline int emit_pair(long ret, __u32 type)
 	e->dirfd = c->dirfd;
 	e->new_dirfd = c->new_dirfd;
 	e->flags = c->flags;
+	/* for a link the byte is padding: 0 */
+	e->replaced = type != EVENT_FILE_RENAME || ret < 0 ? RENAME_REPLACED_NO
+		      : !(c->rename_seen & RENAME_SEEN)	   ? RENAME_REPLACED_UNKNOWN
+		      : (c->rename_seen & RENAME_TARGET_EXISTED) ? RENAME_REPLACED_YES
+								 : RENAME_REPLACED_NO;
 	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
 	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
 	PUT(put_abs_path(off, c->new_dirfd, c->new_path), new_path_len, new_path_truncated);

@@ -630,6 +630,49 @@ static __always_inline __u32 user_str(char *tail, __u32 pos, __u32 max, const ch
 	return len > 0 ? len - 1 : 0;
 }
 
+/*
+ * The caller's path string made absolute, at tail[pos]: its root (for a
+ * string starting with "/", so a chroot shows) or working directory, then
+ * the string. Returns the length; *truncated when it did not fit.
+ */
+static __always_inline __u32 abs_user_path(char *tail, __u32 pos, const char *src, __u8 *truncated)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	__u32 len, max;
+	long n;
+	char c = 0;
+
+	*truncated = 0;
+	if (!src || bpf_probe_read_user(&c, 1, src) || !c)
+		return 0;
+	len = append_path(&tail[pos & PRIV_TAIL_MASK], c == '/' ? &fs->root : &fs->pwd, truncated) & PATH_MASK;
+	if (len + 2 > PATH_LEN) {
+		*truncated = 1;
+		return len;
+	}
+	if (len == 1 && c == '/')
+		len = 0; /* the base is "/": the string brings its own slash */
+	else if (len && c != '/')
+		tail[(pos + len++) & PRIV_TAIL_MASK] = '/';
+	max = PATH_LEN - len;
+	/* an identity on [1, PATH_LEN] that the verifier can see */
+	asm volatile("" : "+r"(max));
+	max = ((max - 1) & PATH_MASK) + 1;
+	n = bpf_probe_read_user_str(&tail[(pos + len) & PRIV_TAIL_MASK], max, src);
+	if (n <= 0) {
+		*truncated = 1;
+		return len;
+	}
+	if (n == max) {
+		/* the buffer is full: an exact fit only if the string ends here */
+		c = 0;
+		bpf_probe_read_user(&c, 1, src + n - 1);
+		*truncated |= c != 0;
+	}
+	return (len + n - 1) & PATH_MASK;
+}
+
 SEC("tp/syscalls/sys_enter_mount")
 int handle_mount_enter_tp(struct trace_event_raw_sys_enter *ctx)
 {
@@ -652,7 +695,8 @@ int handle_mount_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		goto out;
 	START_RECORD(e, EVENT_MOUNT, ctx);
 	e->flags = a->args[3];
-	e->_pad0 = 0;
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	e->_pad1 = 0;
 	tail = (char *)(e + 1);
 	/* the strings are still in the caller's memory at exit */
 	e->source_len = user_str(tail, pos, PATH_LEN, (const char *)a->args[0]) & PATH_MASK;
@@ -661,6 +705,8 @@ int handle_mount_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	pos += e->target_len;
 	e->fstype_len = user_str(tail, pos, FSTYPE_LEN, (const char *)a->args[2]) & (FSTYPE_LEN - 1);
 	pos += e->fstype_len;
+	e->path_len = abs_user_path(tail, pos, (const char *)a->args[1], &e->path_truncated);
+	pos += e->path_len;
 	pos &= PRIV_TAIL_MASK;
 	e->hdr.size = sizeof(*e) + pos;
 	emit(e, EVENT_MOUNT, sizeof(*e) + pos);
@@ -691,8 +737,11 @@ int handle_umount_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		goto out;
 	START_RECORD(e, EVENT_UMOUNT, ctx);
 	e->flags = a->args[1];
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 	len = user_str((char *)(e + 1), 0, PATH_LEN, (const char *)a->args[0]) & PATH_MASK;
 	e->target_len = len;
+	e->path_len = abs_user_path((char *)(e + 1), len, (const char *)a->args[0], &e->path_truncated);
+	len = (len + e->path_len) & PRIV_TAIL_MASK;
 	e->hdr.size = sizeof(*e) + len;
 	emit(e, EVENT_UMOUNT, sizeof(*e) + len);
 out:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Mount tracefs and bpffs when they are missing and we may."""
+"""Mount tracefs, bpffs and securityfs when they are missing and we may."""
 
 from __future__ import annotations
 
@@ -51,6 +51,20 @@ def ensure_bpffs() -> str | None:
         log.info("mounted bpffs on %s", BPFFS)
         return None
     return f"bpffs is not mounted and mounting it on {BPFFS} failed: {why}"
+
+
+SECURITYFS = "/sys/kernel/security"
+
+
+def ensure_securityfs() -> str | None:
+    """Make securityfs available (it lists the active LSMs). None, or why not."""
+    if os.path.exists(os.path.join(SECURITYFS, "lsm")):
+        return None
+    why = _mount("securityfs", SECURITYFS, "securityfs")
+    if why is None:
+        log.info("mounted securityfs on %s", SECURITYFS)
+        return None
+    return f"securityfs is not mounted and mounting it on {SECURITYFS} failed: {why}"
 
 
 def _is_bpffs(path: str) -> bool:

@@ -441,26 +441,34 @@ class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
 
 class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
     """mount(2), with the caller's ``source``, ``target`` and ``fstype`` as
-    given (``target`` may be relative to the caller's working directory; ""
-    for a NULL pointer) and the MS_* ``flags``."""
+    given ("" for a NULL pointer) and the MS_* ``flags``. ``path`` is the
+    target made absolute: the caller's root (for a target starting with
+    "/", so a chroot shows) or working directory, resolved from the
+    kernel's structures, then the string as given ("." and ".." are not
+    folded)."""
 
     event_type = EventType.MOUNT
     record = "mount_event"
 
     flags: int
+    path_truncated: bool
     source: str
     target: str
     fstype: str
+    path: str
 
 
 class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
-    """umount2(2): the caller's ``target`` as given and the ``flags``."""
+    """umount2(2): the caller's ``target`` as given, ``path`` made absolute
+    as for :class:`Mount`, and the ``flags``."""
 
     event_type = EventType.UMOUNT
     record = "umount_event"
 
     flags: int
+    path_truncated: bool
     target: str
+    path: str
 
 
 # --- file events ------------------------------------------------------------
@@ -554,8 +562,14 @@ class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
     """A file was renamed (rename, renameat, renameat2): ``path`` to ``new_path``.
 
     ``flags`` are renameat2's RENAME_NOREPLACE (1), RENAME_EXCHANGE (2),
-    RENAME_WHITEOUT (4). Whether an existing target was replaced is not
-    visible at the syscall tracepoints.
+    RENAME_WHITEOUT (4).
+
+    ``replaced``: an existing file at ``new_path`` was replaced (False for a
+    failed rename and for RENAME_EXCHANGE). The syscall tracepoints cannot
+    see it; the ``rename_target`` hook on the kernel's rename permission
+    check can, as a BPF LSM, fentry or kprobe program. On a kernel that
+    allows none of them, a successful rename reports None (unknown), and
+    ``Sensor.health()`` shows file_rename as partly unavailable.
     """
 
     event_type = EventType.FILE_RENAME
@@ -568,6 +582,7 @@ class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
     arg_path_truncated: bool
     new_path_truncated: bool
     new_arg_path_truncated: bool
+    replaced: bool | None
     path: str
     arg_path: str
     new_path: str
@@ -697,7 +712,7 @@ def event_class(kind: str) -> type[_Event]:
 # One table per record, derived from cffi's view of events.h and the Struct
 # annotations; it drives the C transcoder and the Python decoder alike.
 
-ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST, ES_BYTES = (
+ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST, ES_BYTES, ES_OPTBOOL = (
     lib.ES_U,
     lib.ES_S,
     lib.ES_BOOL,
@@ -705,6 +720,7 @@ ES_U, ES_S, ES_BOOL, ES_CSTR, ES_TAIL_STR, ES_TAIL_STRLIST, ES_BYTES = (
     lib.ES_TAIL_STR,
     lib.ES_TAIL_STRLIST,
     lib.ES_BYTES,
+    lib.ES_OPTBOOL,
 )
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
 _USER_SPACE = {"container_id"}  # filled in by the consumer, not in the record
@@ -758,6 +774,10 @@ def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
         raise TypeError(f"{name}: unsupported C type {ctype.cname}")
     if annotation is bool:
         return ES_BOOL
+    if annotation == bool | None:
+        if ctype.cname != "uint8_t":
+            raise TypeError(f"{name}: an optional bool is a __u8 (0 false, 1 true, else unknown)")
+        return ES_OPTBOOL
     if annotation is not int:
         raise TypeError(f"{name}: an integer member decodes to int or bool, not {annotation}")
     return ES_S if ctype.cname.startswith("int") else ES_U
@@ -797,6 +817,7 @@ _UNPACK = {
     (ES_S, 4): struct.Struct("<i"),
     (ES_S, 8): struct.Struct("<q"),
     (ES_BOOL, 1): struct.Struct("<B"),
+    (ES_OPTBOOL, 1): struct.Struct("<B"),
 }
 _HDR = struct.Struct("<QII")
 _LEN = struct.Struct("<I")
@@ -849,7 +870,11 @@ def decode(record: bytes | bytearray | memoryview) -> Event:
             values[f.name] = buf[f.offset : f.offset + f.size]
         else:
             (v,) = _UNPACK[(f.kind, f.size)].unpack_from(buf, f.offset)
-            values[f.name] = bool(v) if f.kind == ES_BOOL else v
+            if f.kind == ES_BOOL:
+                v = bool(v)
+            elif f.kind == ES_OPTBOOL:
+                v = None if v > 1 else bool(v)
+            values[f.name] = v
     return typing.cast(Event, spec.cls(**values))
 
 

@@ -11,6 +11,7 @@ is reported, and the rest of the object runs.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import logging
@@ -306,7 +307,7 @@ class BpfObject:
                 if p.variant not in allowed:
                     status[h].failures.append(f"{p.variant}: not among the allowed variants {sorted(allowed)}")
                     continue
-                missing = _missing_tracepoint(p.section) if attach else None
+                missing = (_missing_tracepoint(p.section) or _refused_program_type(p.section)) if attach else None
                 if missing:
                     status[h].failures.append(f"{p.variant}: {missing}")
                 else:
@@ -366,6 +367,56 @@ def _missing_tracepoint(section: str) -> str | None:
             if os.path.isdir(os.path.join(events, name)):
                 return None
             return f"tracepoint {name} does not exist on this kernel"
+    return None
+
+
+# BPF_PROG_TYPE_* of the section prefixes whose loads this kernel may refuse
+# outright (lockdown, no CONFIG_BPF_LSM, no BTF trampolines on the arch)
+_TRAMPOLINE_TYPES = {"lsm": 29, "fentry": 26, "fexit": 26, "fmod_ret": 26}
+_LSM_LIST = "/sys/kernel/security/lsm"
+_KPROBE_INTERFACES = (
+    "/sys/bus/event_source/devices/kprobe/type",
+    *(f"{events.removesuffix('/events')}/kprobe_events" for events in _TRACEFS_EVENTS),
+)
+
+
+@functools.cache
+def _program_type_refused(prog_type: int) -> bool:
+    return lib.libbpf_probe_bpf_prog_type(prog_type, ffi.NULL) != 1
+
+
+def _refused_program_type(section: str) -> str | None:
+    """Why a BPF LSM, fentry or kprobe program cannot run here, or None when
+    it may.
+
+    Known before a load: a refused variant would otherwise cost a reload of
+    the whole object. A BPF LSM program also loads and attaches where the
+    BPF LSM is not in the kernel's active list (lsm=), and then never runs.
+    """
+    kind = section.partition("/")[0]
+    if kind in ("kprobe", "kretprobe"):
+        # libbpf attaches through the kprobe PMU, or legacy kprobe_events
+        if not any(os.path.exists(p) for p in _KPROBE_INTERFACES):
+            return "this kernel has no kprobes (CONFIG_KPROBES)"
+        return None
+    prog_type = _TRAMPOLINE_TYPES.get(kind)
+    if prog_type is None:
+        return None
+    if _program_type_refused(prog_type):
+        return f"the kernel refuses {kind} programs here"
+    if kind == "lsm":
+        from ._mounts import ensure_securityfs
+
+        why = ensure_securityfs()
+        if why:
+            return f"cannot tell whether the BPF LSM is active: {why}"
+        try:
+            with open(_LSM_LIST) as f:
+                active = f.read().strip().split(",")
+        except OSError as exc:
+            return f"cannot tell whether the BPF LSM is active: {_LSM_LIST}: {exc.strerror}"
+        if "bpf" not in active:
+            return f"the BPF LSM is not active (active: {','.join(active)}; boot with bpf in lsm=)"
     return None
 
 

@@ -54,7 +54,8 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "file_create": ("file", (*_OPEN_HOOKS, *_file_hooks("mknod", "mknodat"))),
     "file_unlink": ("file", _file_hooks("unlink", "unlinkat", "rmdir")),
     "dir_create": ("file", _file_hooks("mkdir", "mkdirat")),
-    "file_rename": ("file", _file_hooks("rename", "renameat", "renameat2")),
+    # rename_target tells whether a rename replaced a file (lsm/fentry/kprobe)
+    "file_rename": ("file", (*_file_hooks("rename", "renameat", "renameat2"), "rename_target")),
     "file_chmod": ("file", _file_hooks("chmod", "fchmod", "fchmodat", "fchmodat2")),
     "file_chown": ("file", _file_hooks("chown", "lchown", "fchown", "fchownat")),
     "file_link": ("file", _file_hooks("link", "linkat")),

@@ -41,6 +41,7 @@ AT_SYMLINK_NOFOLLOW = 0x100
 AT_SYMLINK_FOLLOW = 0x400
 AT_EMPTY_PATH = 0x1000
 RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 PATH_LEN = 4096
 
 # syscall numbers per architecture; None: the architecture has no such call
@@ -652,6 +653,71 @@ def test_rename_across_directories(sensor: ebpfsensor.Sensor, d: Path, cwd: Path
     failed = one(sensor, FileRename, arg_path="gone")
     check_header(failed, clock, nrs("renameat2"), -errno.ENOENT)
     assert failed.flags == RENAME_NOREPLACE and failed.new_path == str(d / "b" / "z")
+    # a new name replaced nothing, b/y was replaced, a failed call replaced nothing
+    assert (ev.replaced, at.replaced, failed.replaced) == (replaced(sensor, False), replaced(sensor, True), False)
+
+
+def replaced(sensor: ebpfsensor.Sensor, truth: bool) -> bool | None:
+    """FileRename.replaced for a successful rename: the truth where a
+    rename_target variant runs, unknown where the kernel allows none."""
+    return truth if sensor.hooks()["rename_target"].variant else None
+
+
+def _rename_cases(d: Path) -> Clock:
+    """Over an existing file, to a new name, and an exchange of two files."""
+    for name in ("src", "old", "other", "e1", "e2"):
+        (d / name).write_text(name)
+    with Clock() as clock:
+        os.rename(d / "src", d / "old")
+        os.rename(d / "other", d / "fresh")
+        assert (
+            syscall("renameat2", AT_FDCWD, str(d / "e1").encode(), AT_FDCWD, str(d / "e2").encode(), RENAME_EXCHANGE)
+            == 0
+        )
+    assert (d / "old").read_text() == "src" and (d / "e1").read_text() == "e2"
+    return clock
+
+
+def _check_rename_cases(sensor: ebpfsensor.Sensor, d: Path, clock: Clock) -> None:
+    over = one(sensor, FileRename, path=str(d / "src"), since=clock.before)
+    check_header(over, clock, nrs("rename", "renameat", "renameat2"), 0)
+    assert (over.new_path, over.replaced) == (str(d / "old"), replaced(sensor, True))
+    new = one(sensor, FileRename, path=str(d / "other"), since=clock.before)
+    assert (new.new_path, new.replaced) == (str(d / "fresh"), replaced(sensor, False))
+    swap = one(sensor, FileRename, path=str(d / "e1"), since=clock.before)
+    check_header(swap, clock, nrs("renameat2"), 0)
+    assert (swap.new_path, swap.flags) == (str(d / "e2"), RENAME_EXCHANGE)
+    assert swap.replaced == replaced(sensor, False)  # an exchange destroys nothing
+
+
+def test_rename_replaced(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    _check_rename_cases(sensor, d, _rename_cases(d))
+
+
+# the kernel features each rename_target variant needs, as the sensor names them
+_RENAME_TARGET_REFUSAL = {
+    "lsm": ("refuses lsm programs", "BPF LSM is not active"),
+    "fentry": ("refuses fentry programs",),
+    "kprobe": ("has no kprobes", "security_inode_rename"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_RENAME_TARGET_REFUSAL))
+def test_rename_target_variant(d: Path, variant: str) -> None:
+    """Each variant forced in turn: where this kernel runs it, renames report
+    the truth through it; where it does not, the hook says why, file_rename
+    is reported partly unavailable, and renames still arrive, unknown."""
+    with ebpfsensor.Sensor(kinds={"file_rename"}, hook_variants={variant, "tp"}, log_file=None) as s:
+        info = s.hooks()["rename_target"]
+        health = s.health().kinds["file_rename"]
+        assert health.live and health.source == "ebpf:" + ",".join(sorted({"tp", variant} if info.variant else {"tp"}))
+        if info.variant:
+            assert info.variant == variant and not health.reason
+        else:
+            (failure,) = [f for f in info.failures if f.startswith(f"{variant}: ")]
+            assert any(why in failure for why in _RENAME_TARGET_REFUSAL[variant]), failure
+            assert health.reason.startswith("partly unavailable: rename_target:")
+        _check_rename_cases(s, d, _rename_cases(d))
 
 
 # --- FileChmod, FileChown ---------------------------------------------------------

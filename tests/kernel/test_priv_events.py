@@ -272,9 +272,11 @@ MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
 
 
 def test_mount_umount_in_private_namespace(sensor: Any, tmp_path: Any) -> None:
-    target = str(tmp_path / "mnt")
-    missing = str(tmp_path / "missing")
+    base = os.path.realpath(tmp_path)
+    target = os.path.join(base, "mnt")
+    missing = os.path.join(base, "missing")
     os.mkdir(target)
+    os.mkdir(os.path.join(base, "rel"))
 
     def call(ret: int) -> int:
         return 0 if ret == 0 else -ctypes.get_errno()
@@ -287,29 +289,39 @@ def test_mount_umount_in_private_namespace(sensor: Any, tmp_path: Any) -> None:
             call(_libc.mount(b"x", target.encode(), b"nosuchfs-ebpfsensor", 0, None)),
             call(_libc.mount(b"ebpfsensor-src", missing.encode(), b"tmpfs", 0, None)),
         ]
+        os.chdir(base)  # a target relative to the working directory
+        results.append(call(_libc.mount(b"ebpfsensor-rel", b"rel", b"tmpfs", 0, None)))
         with open("/proc/self/mounts") as f:
-            mounted = any(line.split()[1] == target for line in f)
+            mounted = {line.split()[1] for line in f} >= {target, os.path.join(base, "rel")}
         results += [call(_libc.umount2(target.encode(), 0)), call(_libc.umount2(target.encode(), 0))]
+        results.append(call(_libc.umount2(b"./rel", 0)))
         return {"results": results, "mounted": mounted}
 
     out = in_child(child)
     assert out["mounted"]
-    assert out["results"] == [0, 0, -19, -2, 0, -22]  # ENODEV, ENOENT, EINVAL
-    private, tmpfs, nodev, noent, umount, again = collect(sensor, out["header"], (Mount, Umount), 6)
+    assert out["results"] == [0, 0, -19, -2, 0, 0, -22, 0]  # ENODEV, ENOENT, EINVAL
+    private, tmpfs, nodev, noent, rel, umount, again, unrel = collect(sensor, out["header"], (Mount, Umount), 8)
     want = [
-        (private, 0, MS_REC | MS_PRIVATE, "none", "/", ""),
-        (tmpfs, 0, MS_NOSUID | MS_NODEV, "ebpfsensor-src", target, "tmpfs"),
-        (nodev, -19, 0, "x", target, "nosuchfs-ebpfsensor"),
-        (noent, -2, 0, "ebpfsensor-src", missing, "tmpfs"),
+        (private, 0, MS_REC | MS_PRIVATE, "none", "/", "", "/"),
+        (tmpfs, 0, MS_NOSUID | MS_NODEV, "ebpfsensor-src", target, "tmpfs", target),
+        (nodev, -19, 0, "x", target, "nosuchfs-ebpfsensor", target),
+        (noent, -2, 0, "ebpfsensor-src", missing, "tmpfs", missing),
+        (rel, 0, 0, "ebpfsensor-rel", "rel", "tmpfs", os.path.join(base, "rel")),
     ]
-    for e, result, flags, source, where, fstype in want:
+    for e, result, flags, source, where, fstype, path in want:
         assert isinstance(e, Mount)
         check_header(e, out["header"], "mount", result)
-        assert (e.flags, e.source, e.target, e.fstype) == (flags, source, where, fstype)
-    for e, result in ((umount, 0), (again, -22)):
+        assert (e.flags, e.source, e.target, e.fstype, e.path, e.path_truncated) == (
+            flags, source, where, fstype, path, False,
+        )  # fmt: skip
+    for e, result, where, path in (
+        (umount, 0, target, target),
+        (again, -22, target, target),
+        (unrel, 0, "./rel", os.path.join(base, "./rel")),  # the string as given: "." is not folded
+    ):
         assert isinstance(e, Umount)
         check_header(e, out["header"], "umount2", result)
-        assert (e.flags, e.target) == (0, target)
+        assert (e.flags, e.target, e.path, e.path_truncated) == (0, where, path, False)
 
 
 def test_module_load(sensor: Any, tmp_path: Any) -> None:

@@ -49,7 +49,16 @@ def test_file_hooks_exist_in_the_object() -> None:
         used |= set(present)
     # and no program of the object is left without a kind
     assert used == set(hooks)
-    assert all(v.variant == "tp" and v.section.startswith("tp/syscalls/sys_") for vs in hooks.values() for v in vs)
+    syscall_hooks = {h: vs for h, vs in hooks.items() if h != "rename_target"}
+    assert all(
+        v.variant == "tp" and v.section.startswith("tp/syscalls/sys_") for vs in syscall_hooks.values() for v in vs
+    )
+    # whether a rename replaced a file: the rename permission check, best hook first
+    assert [(v.variant, v.section) for v in hooks["rename_target"]] == [
+        ("lsm", "lsm/inode_rename"),
+        ("fentry", "fentry/security_inode_rename"),
+        ("kprobe", "kprobe/security_inode_rename"),
+    ]
     assert "cfg_file_dedup_ns" in obj.rodata
 
 
