@@ -343,17 +343,25 @@ def main() -> int:
         "python": platform.python_version(),
     }
     cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "sustained"} else None
-    if "delivery" in only:
-        results["delivery_small"] = bench_delivery(cb, False, n, reps)
-        results["delivery_large"] = bench_delivery(cb, True, n, reps)
-    if "exec" in only:
-        results["exec"] = bench_exec(500 if args.quick else 2000, reps)
-    if "overhead" in only:
-        results["overhead"] = overhead.overhead(OUT, reps, args.quick)
-    if "sustained" in only:
-        results["sustained"] = sustained.sustained_rate(args.quick, producer(), cb)
-    if "footprint" in only:
-        results["footprint"] = overhead.footprint()
+    sections: dict[str, Callable[[], None]] = {
+        "delivery": lambda: results.update(
+            delivery_small=bench_delivery(cb, False, n, reps), delivery_large=bench_delivery(cb, True, n, reps)
+        ),
+        "exec": lambda: results.update(exec=bench_exec(500 if args.quick else 2000, reps)),
+        "overhead": lambda: results.update(overhead=overhead.overhead(OUT, reps, args.quick)),
+        "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
+        "footprint": lambda: results.update(footprint=overhead.footprint()),
+    }
+    unknown = only - set(sections)
+    if unknown:
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(sections)}")
+    seconds: dict[str, float] = {}
+    for name, run in sections.items():
+        if name in only:
+            t = time.monotonic()
+            run()
+            seconds[name] = round(time.monotonic() - t, 1)
+    results["seconds"] = seconds
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"ebpfsensor bench, {results['date']}, {results['machine']}, Python {results['python']} (medians of {reps})")
@@ -403,6 +411,7 @@ def main() -> int:
             f" + {a['dropped']} dropped (file_open in stats); lifecycle drops {a['lifecycle_dropped']},"
             f" {a['children_exec_received']}/{a['children']} execs during the flood received"
         )
+        print(f"  above the rate: {a['behaviour']}")
     if "footprint" in results:
         f = results["footprint"]
         print(
@@ -410,7 +419,8 @@ def main() -> int:
             f" RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB),"
             f" {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory"
         )
-    print(f"results: {args.json}")
+    took = ", ".join(f"{name} {t:.0f} s" for name, t in seconds.items())
+    print(f"took {sum(seconds.values()):.0f} s ({took}); results: {args.json}")
     return 0
 
 
