@@ -208,7 +208,7 @@ def decode_step(cb: Any, copy: Any, length: int, n: int, reps: int) -> dict[str,
     # the transcoder's own share: C time over every repetition, per event
     transcode_ns = spent[0] / (reps * n)
     blobs = [msgspec.msgpack.encode(b) for b in batches]
-    bare_decoder = msgspec.msgpack.Decoder(list[Event])  # type: ignore[valid-type]
+    bare_decoder = msgspec.msgpack.Decoder(list[Event])
     bare: list[list[Any]] = []
 
     def msgspec_only() -> float:

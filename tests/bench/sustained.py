@@ -157,8 +157,9 @@ def _judge(r: dict[str, Any]) -> bool:
     consumer lags)."""
     short = r["achieved_per_s"] < HIT_FRACTION * r["target_per_s"]
     r["failed"] = ", ".join(why for why, bad in (("dropped", r["dropped"]), ("producer short", short)) if bad)
-    r["passed"] = not r["failed"]
-    return r["passed"]
+    passed = not r["failed"]
+    r["passed"] = passed
+    return passed
 
 
 def sustained_rate(quick: bool, producer_obj: Any, cb: Any) -> dict[str, Any]:
