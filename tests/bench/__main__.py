@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`make bench`: delivery throughput and exec overhead, as ratios measured in one run.
+"""`make bench`: delivery throughput, the decode step, exec overhead, overhead
+on monitored workloads, the sustained rate without loss and the footprint,
+as ratios measured in one run.
 
 Benchmarks assert nothing about speed; they fail loudly when a configuration
-did not actually run (no records delivered, no program runs counted).
+did not actually run (no records delivered, no program runs counted, a
+producer that never reached its rate, counters that do not reconcile).
 
-    python -m tests.bench [--quick] [--json PATH]
+    python -m tests.bench [--quick] [--only SECTIONS] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import ebpfsensor
 from ebpfsensor._ffi import check_ret, ffi, lib
-from ebpfsensor.events import decode
+from ebpfsensor.events import Event, decode
 from ebpfsensor.objects import BpfObject, LoadedObject, bpf_arch
-from ebpfsensor.ringbuf import RingBuffer
+from ebpfsensor.ringbuf import BatchDecoder, RingBuffer
 
-from . import overhead
+from . import cbench, overhead, sustained
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -161,16 +166,83 @@ def drain_callback(fd: int, expect: int) -> float:
     return elapsed
 
 
+def drain_c(cb: Any, fd: int, expect: int, copy: Any = None) -> tuple[float, Any]:
+    """Seconds for a pure C consumer (a libbpf callback that counts and reads
+    every cache line) to drain expect records: the practical limit. With a
+    copy buffer, the raw records are copied out too (not timed for that)."""
+    d = cb.ffi.new("struct bc_drain *")
+    if copy is not None:
+        d.copy = copy
+        d.cap = len(copy)
+    check_ret(cb.lib.bc_drain(fd, d), "drain", "ring (C consumer)")
+    if d.records != expect:
+        raise SystemExit(f"bench: the C consumer got {d.records} records, {expect} were produced")
+    return d.ns / 1e9, d
+
+
+def decode_step(cb: Any, copy: Any, length: int, n: int, reps: int) -> dict[str, Any]:
+    """Per event: the C transcoder plus the batch decode (the real path minus
+    the ring), versus msgspec alone decoding pre-built msgpack batches of the
+    same events into the same Structs."""
+    dec = BatchDecoder()
+    # the shipped transcoder, called by address from the bench module's C loop
+    fn = int(ffi.cast("uintptr_t", ffi.addressof(lib, "es_transcode")))
+    consumer = int(ffi.cast("uintptr_t", dec._c))
+    spent = cb.ffi.new("uint64_t *")
+    batches: list[list[Any]] = []
+
+    def ours() -> float:
+        batches.clear()
+        pos = 0
+        t = time.perf_counter()
+        while pos < length:
+            lib.es_batch_begin(dec._c)
+            pos = cb.lib.bc_transcode(fn, consumer, copy, length, pos, spent)
+            size = lib.es_batch_end(dec._c)
+            batches.append(dec._decoder.decode(ffi.buffer(dec._buf, size)))
+        return time.perf_counter() - t
+
+    t_ours = median_of(reps, ours)
+    if dec._c.raw or sum(map(len, batches)) != n:
+        raise SystemExit(f"bench: the transcoder gave {sum(map(len, batches))} events of {n} ({dec._c.raw} raw)")
+    # the transcoder's own share: C time over every repetition, per event
+    transcode_ns = spent[0] / (reps * n)
+    blobs = [msgspec.msgpack.encode(b) for b in batches]
+    bare_decoder = msgspec.msgpack.Decoder(list[Event])
+    bare: list[list[Any]] = []
+
+    def msgspec_only() -> float:
+        bare.clear()
+        t = time.perf_counter()
+        for blob in blobs:
+            bare.append(bare_decoder.decode(blob))
+        return time.perf_counter() - t
+
+    t_bare = median_of(reps, msgspec_only)
+    if bare != batches:
+        raise SystemExit("bench: msgspec alone decoded other events than the transcoder's")
+    return {
+        "batches": len(batches),
+        "ours_ns_per_event": t_ours / n * 1e9,
+        "transcode_ns_per_event": transcode_ns,
+        "msgspec_ns_per_event": t_bare / n * 1e9,
+        "ratio": t_ours / t_bare,
+    }
+
+
 def median_of(reps: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(reps))
 
 
-def bench_delivery(large: bool, n: int, reps: int) -> dict[str, Any]:
+def bench_delivery(cb: Any, large: bool, n: int, reps: int) -> dict[str, Any]:
     obj = producer()
     per_run = 2000
     ring = 1 << 27
     with obj.load(
-        config={"cfg_records": per_run, "cfg_large": int(large)}, map_sizes={"lifecycle_events": ring}, attach=False
+        config={"cfg_records": per_run, "cfg_large": int(large)},
+        map_sizes={"lifecycle_events": ring},
+        hooks={"bench"},
+        attach=False,
     ) as loaded:
         fd = loaded.map_fd("lifecycle_events")
 
@@ -182,15 +254,29 @@ def bench_delivery(large: bool, n: int, reps: int) -> dict[str, Any]:
             fill(loaded, n, per_run)
             return drain_callback(fd, n)
 
+        def pure_c() -> float:
+            fill(loaded, n, per_run)
+            return drain_c(cb, fd, n)[0]
+
         t_ours = median_of(reps, ours)
         t_base = median_of(reps, baseline)
+        t_c = median_of(reps, pure_c)
+        # the same records, copied out once, for the decode step on its own
+        fill(loaded, n, per_run)
+        copy = cb.ffi.new("uint8_t[]", n * (8 + (400 if large else 96)) + 4096)
+        _, d = drain_c(cb, fd, n, copy)
+        step = decode_step(cb, copy, d.len, n, reps)
     return {
         "records": n,
-        "record": "exec (≈340 B)" if large else "fork (96 B)",
+        "record": f"{'exec' if large else 'fork'} ({d.bytes // n} B)",
         "ours_per_s": n / t_ours,
         "callback_per_s": n / t_base,
+        "c_per_s": n / t_c,
         "ratio": t_base / t_ours,
+        "c_ratio": t_ours / t_c,
         "ours_ns_per_record": t_ours / n * 1e9,
+        "c_ns_per_record": t_c / n * 1e9,
+        "decode_step": step,
     }
 
 
@@ -256,27 +342,47 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
         "python": platform.python_version(),
     }
-    if "delivery" in only:
-        results["delivery_small"] = bench_delivery(False, n, reps)
-        results["delivery_large"] = bench_delivery(True, n, reps)
-    if "exec" in only:
-        results["exec"] = bench_exec(500 if args.quick else 2000, reps)
-    if "overhead" in only:
-        results["overhead"] = overhead.overhead(OUT, reps, args.quick)
-    if "sustained" in only:
-        results["sustained"] = overhead.sustained_rate(args.quick, producer())
-    if "footprint" in only:
-        results["footprint"] = overhead.footprint()
+    cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "sustained"} else None
+    sections: dict[str, Callable[[], None]] = {
+        "delivery": lambda: results.update(
+            delivery_small=bench_delivery(cb, False, n, reps), delivery_large=bench_delivery(cb, True, n, reps)
+        ),
+        "exec": lambda: results.update(exec=bench_exec(500 if args.quick else 2000, reps)),
+        "overhead": lambda: results.update(overhead=overhead.overhead(OUT, reps, args.quick)),
+        "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
+        "footprint": lambda: results.update(footprint=overhead.footprint()),
+    }
+    unknown = only - set(sections)
+    if unknown:
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(sections)}")
+    seconds: dict[str, float] = {}
+    for name, run in sections.items():
+        if name in only:
+            t = time.monotonic()
+            run()
+            seconds[name] = round(time.monotonic() - t, 1)
+    results["seconds"] = seconds
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"ebpfsensor bench, {results['date']}, {results['machine']}, Python {results['python']} (medians of {reps})")
     if "delivery_small" in results:
-        print(f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}")
+        print(
+            f"{'delivery into Structs':34} {'ours':>14} {'callback/record':>16} {'ratio':>7}"
+            f" {'pure C (limit)':>16} {'C/ours':>7}"
+        )
         for key in ("delivery_small", "delivery_large"):
             r = results[key]
             print(
                 f"  {r['record']:32} {r['ours_per_s'] / 1e6:10.2f} M/s"
                 f" {r['callback_per_s'] / 1e6:12.2f} M/s {r['ratio']:6.1f}x"
+                f" {r['c_per_s'] / 1e6:12.2f} M/s {r['c_ratio']:6.1f}x"
+            )
+        print(f"{'decode step, ns per event':34} {'ours':>14} {'(transcoder)':>16} {'msgspec alone':>16} {'ratio':>7}")
+        for key in ("delivery_small", "delivery_large"):
+            r, d = results[key], results[key]["decode_step"]
+            print(
+                f"  {r['record']:32} {d['ours_ns_per_event']:14.0f} {d['transcode_ns_per_event']:16.0f}"
+                f" {d['msgspec_ns_per_event']:16.0f} {d['ratio']:6.2f}x"
             )
     if "exec" in results:
         e = results["exec"]
@@ -292,13 +398,20 @@ def main() -> int:
             print(f"  {mode:8} {cells}")
     if "sustained" in results:
         r = results["sustained"]
-        limit = " (the producer's limit: the consumer kept up)" if r["producer_limited"] else ""
-        print(f"sustained rate without loss: {r['max_rate_without_loss'] / 1e6:.2f} M records/s{limit} ({r['record']})")
-        a = r["above"]
+        c, a = r["confirmed"], r["above"]
+        held = f"held {c['seconds']:.0f} s" + (" (--quick: not the full 30 s)" if r["quick"] else "")
         print(
-            f"  at {a['rate'] / 1e6:.2f} M/s: {a['dropped']} dropped and counted"
-            f" of {a['produced'] + a['dropped']}, lifecycle drops {a['lifecycle_dropped']}"
+            f"sustained rate without loss: {r['max_rate_without_loss'] / 1e6:.3f} M records/s, {held},"
+            f" {c['delivered']} delivered, 0 dropped"
         )
+        print(f"  {r['record']}; probes failed by: {r['failed_by']}")
+        print(
+            f"  at 2x ({a['target_per_s'] / 1e6:.3f} M/s target, {a['threads']} producer threads):"
+            f" {a['achieved_per_s'] / 1e6:.3f} M/s reached; {a['attempted']} records = {a['delivered']} delivered"
+            f" + {a['dropped']} dropped (file_open in stats); lifecycle drops {a['lifecycle_dropped']},"
+            f" {a['children_exec_received']}/{a['children']} execs during the flood received"
+        )
+        print(f"  above the rate: {a['behaviour']}")
     if "footprint" in results:
         f = results["footprint"]
         print(
@@ -306,7 +419,8 @@ def main() -> int:
             f" RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB),"
             f" {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory"
         )
-    print(f"results: {args.json}")
+    took = ", ".join(f"{name} {t:.0f} s" for name, t in seconds.items())
+    print(f"took {sum(seconds.values()):.0f} s ({took}); results: {args.json}")
     return 0
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Overhead on monitored workloads, sustained rate without loss, footprint.
+"""Overhead on monitored workloads, footprint.
 
 Configurations compared on the same workload binary, pinned to CPU 0:
 nothing attached; ebpfsensor with every kind on; ebpfsensor with the
@@ -18,7 +18,6 @@ import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ from typing import Any
 
 import ebpfsensor
 from ebpfsensor import ExcludeExecutable
-from ebpfsensor._ffi import check_ret, ffi, lib
 
 WORKLOADS_C = r"""
 #define _GNU_SOURCE
@@ -214,108 +212,6 @@ def overhead(exe_dir: Path, reps: int, quick: bool) -> dict[str, Any]:
             for name, v in per.items()
         }
     return results
-
-
-def sustained_rate(quick: bool, producer_obj: Any) -> dict[str, Any]:
-    """The highest rate of small activity records delivered without a drop."""
-    trial = 2.0 if quick else 5.0
-    confirm = 0.0 if quick else 30.0
-    per_run = 4000
-    with ebpfsensor.Sensor() as s:
-        shared = {
-            name: s._objects[0].map_fd(name)
-            for name in ("activity_events", "lifecycle_events", "kind_stats", "kind_enabled")
-        }
-        with producer_obj.load(
-            config={"cfg_records": per_run, "cfg_activity": 1}, shared_maps=shared, attach=False
-        ) as prod:
-            prog = prod.program_fd("handle_bench_raw")
-            counts_fd = prod.map_fd("bench_counts")
-
-            def counts() -> tuple[int, int]:
-                v = ffi.new("uint64_t *")
-                k = ffi.new("uint32_t *")
-                out = []
-                for i in (0, 1):
-                    k[0] = i
-                    check_ret(lib.bpf_map_lookup_elem(counts_fd, k, v), "read", "bench_counts")
-                    out.append(int(v[0]))
-                return out[0], out[1]
-
-            def attempt(rate: float, seconds: float, with_execs: bool = False) -> tuple[int, int, int]:
-                stop = threading.Event()
-                ctx = ffi.new("uint64_t[1]")
-                opts = ffi.new("struct bpf_test_run_opts *")
-                opts.sz = ffi.sizeof("struct bpf_test_run_opts")
-                opts.ctx_in = ctx
-                opts.ctx_size_in = 8
-
-                def produce() -> None:
-                    interval = per_run / rate
-                    nxt = time.perf_counter()
-                    while not stop.is_set():
-                        lib.bpf_prog_test_run_opts(prog, opts)
-                        nxt += interval
-                        delay = nxt - time.perf_counter()
-                        if delay > 0:
-                            time.sleep(delay)
-
-                sub0, drop0 = counts()
-                life0 = sum(k.dropped for name, k in s.stats().kinds.items() if name.startswith("process_"))
-                t = threading.Thread(target=produce)
-                t.start()
-                end = time.monotonic() + seconds
-                execs = 0
-                while time.monotonic() < end:
-                    s.poll(0.01)
-                    if with_execs and execs < 200:
-                        subprocess.run(["/bin/true"])
-                        execs += 1
-                stop.set()
-                t.join()
-                while s.poll(0):
-                    pass
-                sub1, drop1 = counts()
-                life1 = sum(k.dropped for name, k in s.stats().kinds.items() if name.startswith("process_"))
-                return sub1 - sub0, drop1 - drop0, life1 - life0
-
-            # double the target rate until records drop or the producer
-            # cannot go faster, then bisect between the last good and first bad
-            rate, ok, bad, producer_limited = 250_000.0, 0.0, 0.0, False
-            while not bad and rate <= 64_000_000:
-                produced, dropped, _ = attempt(rate, trial)
-                achieved = (produced + dropped) / trial
-                if dropped:
-                    bad = rate
-                elif achieved < 0.8 * rate:
-                    ok, producer_limited = max(ok, achieved), True
-                    break
-                else:
-                    ok, rate = achieved, rate * 2
-            for _ in range(4 if bad else 0):
-                mid = (ok + bad) / 2
-                produced, dropped, _ = attempt(mid, trial)
-                if dropped:
-                    bad = mid
-                else:
-                    ok = max(ok, produced / trial)
-            confirmed = None
-            if confirm and ok:
-                produced, dropped, _ = attempt(ok, confirm)
-                confirmed = {"seconds": confirm, "produced": produced, "dropped": dropped}
-            over_produced, over_dropped, lifecycle_dropped = attempt(max(bad, ok) * 2, trial, with_execs=True)
-    return {
-        "record": "96 B into the activity ring, default ring sizes",
-        "max_rate_without_loss": ok,
-        "producer_limited": producer_limited,
-        "confirmed": confirmed,
-        "above": {
-            "rate": max(bad, ok) * 2,
-            "produced": over_produced,
-            "dropped": over_dropped,
-            "lifecycle_dropped": lifecycle_dropped,
-        },
-    }
 
 
 def footprint() -> dict[str, Any]:
