@@ -241,6 +241,33 @@ def test_events_iterator_timeout() -> None:
         assert time.monotonic() - start < 10
 
 
+def test_a_burst_wakes_the_consumer_before_the_latency_bound() -> None:
+    """Records are submitted without a wakeup; once wakeup_bytes are waiting
+    the consumer is woken at once, not at its max_latency_ms poll."""
+    with ebpfsensor.Sensor(kinds={"process_exec"}, wakeup_bytes=4096, max_latency_ms=60_000) as s:
+        s.poll(0)
+        tag = os.urandom(8).hex()
+
+        def burst() -> None:
+            time.sleep(0.5)  # the consumer is asleep in poll() by now
+            for _ in range(40):  # ~40 records of ~600 bytes: several multiples of a page
+                subprocess.run([TRUE, tag, "x" * 300], check=True)
+
+        t = threading.Thread(target=burst)
+        start = time.monotonic()
+        t.start()
+        seen = 0
+        try:
+            # the last few records may wait for the next crossing (or poll)
+            while seen < 30 and time.monotonic() - start < 30:
+                seen += sum(1 for e in s.poll(30) if isinstance(e, ProcessExec) and e.argv[1:2] == [tag])
+            took = time.monotonic() - start
+        finally:
+            t.join()
+        # without a wakeup, the first poll() sleeps its full 30 s
+        assert seen >= 30 and took < 20, f"{seen} of 40 execs after {took:.1f} s: the burst did not wake the consumer"
+
+
 def test_drops_are_counted_never_silent() -> None:
     # a one-page lifecycle ring that is not drained while processes start
     with ebpfsensor.Sensor(kinds={"process_exec"}, lifecycle_ring_bytes=4096, wakeup_bytes=4096) as s:
