@@ -94,7 +94,16 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "umount": ("priv", ("umount_enter", "umount_exit")),
 }
 # maps every object shares: the first object loaded creates them
-_EXCLUSION_MAPS = ("excl_active", "excluded_tgids", "excl_exe", "excl_comm", "excl_cgroup", "excl_uid", "excl_hits")
+_EXCLUSION_MAPS = (
+    "excl_active",
+    "excluded_tgids",
+    "excl_exe",
+    "excl_comm",
+    "excl_cgroup",
+    "excl_uid",
+    "excl_path",
+    "excl_hits",
+)
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled", *_EXCLUSION_MAPS)
 _BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 _STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated")
