@@ -528,7 +528,9 @@ class Sensor:
         return self._exclusions
 
     def exclude(self, rule: Exclusion) -> int:
-        """Exclude processes in the kernel from now on; returns the rule id.
+        """Exclude processes (or, with ExcludePathPrefix, file events under a
+        directory) in the kernel from now on; returns the rule id (the
+        existing one for a rule already installed).
 
         Raises:
             ConfigError: an invalid rule (nothing changes).
