@@ -214,7 +214,8 @@ def _path_prefix_bytes(prefix: str) -> bytes:
     if not prefix.startswith("/"):
         raise ConfigError(f"{what}: not absolute (paths are matched from the root); {fix}")
     body = prefix[:-1] if len(prefix) > 1 and prefix.endswith("/") else prefix
-    parts = body.split("/")[1:] if body != "/" else []
+    # "//" is not "/" with a trailing slash: an empty component, as "/a//"
+    parts = body.split("/")[1:] if prefix != "/" else []
     if ".." in parts:
         raise ConfigError(f"{what}: has a '..' component; {fix}")
     if "." in parts or "" in parts:
