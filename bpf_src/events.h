@@ -494,6 +494,7 @@ struct kind_stats {
  * Exclusions, applied in the kernel before a record is reserved. A process
  * matched by executable identity or name is entered into excluded_tgids at
  * exec (and inherited at fork), so every later hook pays one hash lookup.
+ * File records are also matched by path prefix, once their path is resolved.
  */
 #define MAX_RULES 256
 #define EXCL_DESCENDANTS 1 /* children inherit the exclusion, across exec */
@@ -503,6 +504,20 @@ struct kind_stats {
 #define EXCL_ACTIVE_EXEC 1   /* executable or name rules: checked at exec */
 #define EXCL_ACTIVE_CGROUP 2 /* cgroup rules: checked per event */
 #define EXCL_ACTIVE_UID 4    /* uid rules: checked per event */
+#define EXCL_ACTIVE_PATH 8   /* path prefix rules: checked per file record */
+
+/*
+ * A path prefix rule, key of an LPM trie: the prefix with a trailing '/'
+ * ("/var/log/"; "/" alone for the root), prefixlen in bits. The kernel
+ * limits an LPM key's data to 256 bytes (LPM_DATA_SIZE_MAX); no padding,
+ * the key size must be exactly 4 + EXCL_PATH_LEN.
+ */
+#define EXCL_PATH_LEN 256
+
+struct excl_path_key {
+	__u32 prefixlen;
+	__u8 path[EXCL_PATH_LEN];
+};
 
 struct excl_value {
 	__u32 rule;  /* rule id, < MAX_RULES */

@@ -342,11 +342,139 @@ static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 	h->sys._pad0 = 0;
 }
 
+/* per byte of v, 0x80 where the byte is zero, else 0 (exact: no carries) */
+static __always_inline __u64 zero_bytes(__u64 v)
+{
+	__u64 low7 = 0x7f7f7f7f7f7f7f7fULL;
+
+	return ~(((v & low7) + low7) | v | low7);
+}
+
+/*
+ * The path prefix rule excluding the path at buf[off], n = its length |
+ * PATH_TRUNCATED, or -1. Never a truncated path, nor one with a ".."
+ * component: joined from the caller's string, it can lead out of the
+ * excluded directory ("/var/log/app/../../../etc/shadow").
+ *
+ * The ".." scan runs only after a prefix matched. It reads 8 bytes at a
+ * time, 5 apart, so every 4-byte window ("/../", or "/.." and the end)
+ * lies inside one read, and it has no branch on the bytes: the verifier
+ * walks it once per read, some 55k instructions for a whole PATH_LEN, not
+ * once per byte or per path through it. Reads past the path stay inside
+ * buf (its last PATH_LEN bytes are slack); their bytes are masked off.
+ */
+__noinline int path_rule(__u32 off, __u32 n)
+{
+	struct file_scratch *s = scratch();
+	__u64 ones = 0x0101010101010101ULL, hit = 0;
+	__u32 i, len = n & PATH_MASK;
+	int rule;
+
+	if (!s || (n & PATH_TRUNCATED))
+		return -1;
+	rule = path_prefix_rule(&s->buf[off & FILE_OFF_MASK], len);
+	if (rule < 0)
+		return -1;
+	for (i = 0; i < PATH_LEN && i < len; i += 5) {
+		const void *p = &s->buf[(off + i) & FILE_OFF_MASK];
+		__u64 x, r = len - i, over = (8 - r) >> 63, in, mask, end, slash, dot;
+
+		/* one unaligned load (x86 and arm64 have them; the verifier
+		 * requires alignment only where the CPU does), not 8 byte loads */
+		asm volatile("%0 = *(u64 *)(%1 + 0)" : "=r"(x) : "r"(p));
+		/* in = min(r, 8), the bytes of x inside the path; hidden from
+		 * clang, which would make a branch of it */
+		asm volatile("" : "+r"(over));
+		in = r + ((8 - r) & -over);
+		mask = ~((~0ULL << (8 * in - 1)) << 1);
+		/* the end of the path counts as a '/' */
+		end = (0x80ULL << (8 * in - 1)) << 1;
+		slash = (zero_bytes(x ^ (ones * '/')) & mask) | end;
+		dot = zero_bytes(x ^ (ones * '.')) & mask;
+		/* "/" "." "." "/" at bytes k..k+3, k = 0..4 */
+		hit |= slash & (dot >> 8) & (dot >> 16) & (slash >> 24) & 0xffffffffffULL;
+	}
+	return hit ? -1 : rule;
+}
+
+#define PATH_N(len, truncated) ((len) | ((truncated) ? PATH_TRUNCATED : 0))
+
+/*
+ * Path prefix exclusions, checked on a built record before it goes to the
+ * ring: true, the hit counted under the rule of its path field, when that
+ * path is excluded. Rename and link need both names excluded, symlink both
+ * the link and its target (a relative target never matches): moving a
+ * file out of an excluded directory is still seen. type is a constant at
+ * every call, so only its case remains.
+ */
+static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
+{
+	int rule = -1;
+
+	if (!(excl_active_mask() & EXCL_ACTIVE_PATH))
+		return 0;
+	switch (type) {
+	case EVENT_FILE_OPEN:
+	case EVENT_FILE_CREATE: {
+		struct file_open_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		break;
+	}
+	case EVENT_FILE_UNLINK: {
+		struct file_unlink_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		break;
+	}
+	case EVENT_DIR_CREATE: {
+		struct dir_create_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		break;
+	}
+	case EVENT_FILE_CHMOD: {
+		struct file_chmod_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		break;
+	}
+	case EVENT_FILE_CHOWN: {
+		struct file_chown_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		break;
+	}
+	case EVENT_FILE_RENAME:
+	case EVENT_FILE_LINK: {
+		struct file_rename_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
+		if (rule >= 0 && path_rule(sizeof(*e) + e->path_len + e->arg_path_len,
+					   PATH_N(e->new_path_len, e->new_path_truncated)) < 0)
+			rule = -1;
+		break;
+	}
+	case EVENT_FILE_SYMLINK: {
+		struct file_symlink_event *e = (void *)s->buf;
+
+		rule = path_rule(sizeof(*e) + e->target_len, PATH_N(e->path_len, e->path_truncated));
+		if (rule >= 0 && path_rule(sizeof(*e), PATH_N(e->target_len, e->target_truncated)) < 0)
+			rule = -1;
+		break;
+	}
+	}
+	if (rule < 0)
+		return 0;
+	excl_hit(rule, type);
+	return 1;
+}
+
 static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 size, int truncated)
 {
 	struct event_header *h = (struct event_header *)s->buf;
 
-	if (size > sizeof(s->buf))
+	if (size > sizeof(s->buf) || paths_excluded(s, type))
 		return;
 	h->type = type;
 	h->size = size;

@@ -2,7 +2,9 @@
 /*
  * Exclusions: the maps user space fills, the per-event check, and the
  * bookkeeping at exec, fork and exit that keeps excluded_tgids current.
- * An excluded process costs one array and one hash lookup per hook.
+ * An excluded process costs one array and one hash lookup per hook. Path
+ * prefix rules cost a file record one LPM trie lookup, and nothing while
+ * there are none (excl_active says so).
  */
 #ifndef EBPFSENSOR_FILTER_BPF_H
 #define EBPFSENSOR_FILTER_BPF_H
@@ -51,6 +53,24 @@ struct {
 	__type(value, struct excl_value);
 } excl_uid SEC(".maps");
 
+/* path prefix rules (see struct excl_path_key); the longest prefix wins */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MAX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* required of an LPM trie */
+	__type(key, struct excl_path_key);
+	__type(value, struct excl_value);
+} excl_path SEC(".maps");
+
+/* the key of a path lookup, built per CPU: 260 bytes, and written at a
+ * variable offset, which 5.10's verifier refuses on the stack */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct excl_path_key);
+} excl_path_lookup SEC(".maps");
+
 /* hits per rule and event type: index rule * EVENT_TYPE_MAX + type */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -93,24 +113,53 @@ static __always_inline int current_excluded(void)
 	return -1;
 }
 
-/*
- * True when the current process is excluded: the hit is counted for the
- * rule and the event type, and the record counted as filtered.
- */
-static __always_inline int excluded_for(__u32 type)
+/* a record of this type suppressed by this rule: count the hit for the
+ * rule and the type, and the record as filtered */
+static __always_inline void excl_hit(int rule, __u32 type)
 {
-	int rule = current_excluded();
-	__u64 *hits;
-	__u32 idx;
+	__u32 idx = ((__u32)rule % MAX_RULES) * EVENT_TYPE_MAX + (type % EVENT_TYPE_MAX);
+	__u64 *hits = bpf_map_lookup_elem(&excl_hits, &idx);
 
-	if (rule < 0)
-		return 0;
-	idx = ((__u32)rule % MAX_RULES) * EVENT_TYPE_MAX + (type % EVENT_TYPE_MAX);
-	hits = bpf_map_lookup_elem(&excl_hits, &idx);
 	if (hits)
 		*hits += 1;
 	stat_inc(type, STAT_FILTERED);
+}
+
+/* True when the current process is excluded, the hit counted. */
+static __always_inline int excluded_for(__u32 type)
+{
+	int rule = current_excluded();
+
+	if (rule < 0)
+		return 0;
+	excl_hit(rule, type);
 	return 1;
+}
+
+/*
+ * The path prefix rule covering an absolute path of len bytes, or -1. Only
+ * the first EXCL_PATH_LEN bytes are looked at: no prefix is longer. Rules
+ * hold a trailing '/' and the path is looked up with one appended, so the
+ * rule "/var/log/" covers "/var/log" and "/var/log/x", not "/var/logs".
+ */
+static __always_inline int path_prefix_rule(const void *path, __u32 len)
+{
+	__u32 zero = 0, n = len;
+	struct excl_path_key *k = bpf_map_lookup_elem(&excl_path_lookup, &zero);
+	struct excl_value *v;
+
+	if (!k || !n)
+		return -1;
+	if (n > EXCL_PATH_LEN)
+		n = EXCL_PATH_LEN;
+	bpf_probe_read_kernel(k->path, n, path);
+	if (n < EXCL_PATH_LEN && k->path[(n - 1) & (EXCL_PATH_LEN - 1)] != '/') {
+		k->path[n & (EXCL_PATH_LEN - 1)] = '/';
+		n++;
+	}
+	k->prefixlen = n * 8;
+	v = bpf_map_lookup_elem(&excl_path, k);
+	return v ? (int)v->rule : -1;
 }
 
 /* True when a record of this type must not be produced: the kind is off,

@@ -19,7 +19,15 @@ from .errors import (
     VerifierError,
 )
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, UserLogin, decode, to_json
-from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid, Exclusion
+from .exclusions import (
+    ExcludeCgroup,
+    ExcludeExecutable,
+    ExcludeName,
+    ExcludePathPrefix,
+    ExcludePid,
+    ExcludeUid,
+    Exclusion,
+)
 from .health import Capabilities, ProbeReport, probe
 from .sensor import Health, HookInfo, KindHealth, KindStats, Sensor, SensorStats, Subscription
 
@@ -38,6 +46,7 @@ __all__ = [
     "ExcludeCgroup",
     "ExcludeExecutable",
     "ExcludeName",
+    "ExcludePathPrefix",
     "ExcludePid",
     "ExcludeUid",
     "Exclusion",

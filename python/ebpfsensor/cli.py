@@ -183,8 +183,12 @@ def cmd_config_feature(args: argparse.Namespace) -> int:
 
 
 def _rule_from_args(args: argparse.Namespace) -> Any:
-    from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePid, ExcludeUid
+    from .exclusions import ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePathPrefix, ExcludePid, ExcludeUid
 
+    if args.duration is not None and not args.top_initiator:
+        raise ValueError("--duration goes with --top-initiator")
+    if args.top_initiator:
+        return _top_initiator_rule(args)
     if args.executable:
         return ExcludeExecutable(args.executable, descendants=args.descendants)
     if args.name:
@@ -193,7 +197,30 @@ def _rule_from_args(args: argparse.Namespace) -> Any:
         return ExcludePid(args.pid, descendants=args.descendants)
     if args.cgroup:
         return ExcludeCgroup(args.cgroup)
+    if args.path_prefix:
+        return ExcludePathPrefix(args.path_prefix)
     return ExcludeUid(args.uid)
+
+
+def _top_initiator_rule(args: argparse.Namespace) -> Any:
+    """Run a diagnostic window; the rule for its top initiator (refused for
+    this interpreter and for a file that cannot be resolved)."""
+    from .diagnostic import Diagnostic
+
+    duration = 20.0 if args.duration is None else args.duration
+    if duration < 0:
+        raise ValueError("--duration must not be negative")
+    print(f"ebpfsensor: counting monitored syscalls for {duration:g} seconds (Ctrl-C ends early)", file=sys.stderr)
+    with Diagnostic() as diag:
+        try:
+            time.sleep(duration)
+        except KeyboardInterrupt:
+            pass
+        stats = diag.stop(top=1)
+    rule = stats.top_initiator_exclusion(descendants=args.descendants)
+    top = stats.top_initiators[0]
+    print(f"top initiator: {top.path} : {top.count} monitored syscalls in {stats.duration_s:g} s")
+    return rule
 
 
 def cmd_exclusions(args: argparse.Namespace) -> int:
@@ -209,9 +236,13 @@ def cmd_exclusions(args: argparse.Namespace) -> int:
     if args.exclusions_command == "add":
         rule = _rule_from_args(args)
         resolve(rule)  # an invalid rule changes nothing
+        text = msgspec.json.encode(rule).decode()
         if rule not in rules:
             rules.append(rule)
             write_exclusions(args.config, rules)
+            print(f"added {text} to {args.config}")
+        else:
+            print(f"already in {args.config}: {text}")
     elif args.exclusions_command == "remove":
         if not 0 <= args.index < len(rules):
             raise ValueError(f"no exclusion {args.index}; `ebpfsensor exclusions list` shows {len(rules)}")
@@ -272,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     esub = p.add_subparsers(dest="exclusions_command", required=True)
     e = esub.add_parser("list", help="the exclusions configured")
     e.add_argument("--config", default=DEFAULT_PATH)
-    e = esub.add_parser("add", help="exclude processes, in the kernel")
+    e = esub.add_parser(
+        "add",
+        help="exclude processes, or file events under a directory, in the kernel",
+        description="Add an exclusion to the managed configuration: a sensor started from it, or reloading it, "
+        "applies it in the kernel. Prints the rule and the file it was written to.",
+    )
     e.add_argument("--config", default=DEFAULT_PATH)
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--executable", help="absolute path; matched by the file's identity")
@@ -280,6 +316,20 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pid", type=int)
     which.add_argument("--cgroup", help="cgroup v2 path or container id")
     which.add_argument("--uid", type=int)
+    which.add_argument(
+        "--path-prefix",
+        metavar="DIR",
+        help="file events on DIR and below, whoever makes them (absolute, normalised, at most 255 bytes; "
+        "whole components: /var/log covers /var/log/x, not /var/logs; a rename or link needs both names under it)",
+    )
+    which.add_argument(
+        "--top-initiator",
+        action="store_true",
+        help="the executable that makes the most monitored syscalls: runs the ebpf-statistics diagnostic for "
+        "--duration seconds and excludes its top initiator by identity, as --executable does (refused for this "
+        "interpreter and for a file that is gone)",
+    )
+    e.add_argument("--duration", type=float, help="with --top-initiator: seconds to count (default 20)")
     e.add_argument("--descendants", action="store_true", help="also every process they start")
     e = esub.add_parser("remove", help="remove the exclusion at an index shown by list")
     e.add_argument("--config", default=DEFAULT_PATH)

@@ -19,6 +19,7 @@ or, around a workload of your own::
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -26,7 +27,8 @@ import msgspec
 
 from ._ffi import check_ret, ffi, lib, next_key
 from ._mounts import ensure_tracefs
-from .errors import EbpfSensorError
+from .errors import ConfigError, EbpfSensorError
+from .exclusions import ExcludeExecutable
 from .objects import BpfObject, HookStatus, LoadedObject, bpf_arch
 from .syscalls import syscall_name, syscall_number
 
@@ -216,6 +218,65 @@ class EbpfStatistics(msgspec.Struct, frozen=True):
     top_initiators: list[InitiatorCount]
     top_syscalls: list[SyscallCount]
     counters: DiagnosticCounters
+
+    def top_initiator_exclusion(self, *, descendants: bool = False) -> ExcludeExecutable:
+        """The rule that excludes the top initiator, by its executable's identity.
+
+        Give it to ``Sensor.exclude`` (``Sensor.exclude_top_initiator`` does
+        both) or to the managed configuration (``ebpfsensor exclusions add
+        --top-initiator``).
+
+        Args:
+            descendants: also exclude every process it starts.
+
+        Returns:
+            ``ExcludeExecutable`` for its path, which still names the same
+            file (device and inode) the window counted.
+
+        Raises:
+            ConfigError: the window saw no initiator; the top one is this
+                process's own executable (the interpreter running the
+                sensor: excluding it would silence the sensor's process and
+                everything else it runs); or its path no longer names the
+                file counted (truncated, deleted, replaced, or seen in
+                another mount namespace).
+        """
+        if not self.top_initiators:
+            raise ConfigError("top initiator: the diagnostic window saw none; run it longer, under the noisy workload")
+        top = self.top_initiators[0]
+        what = f"top initiator {top.path} ({top.count} monitored syscalls)"
+        if (top.dev, top.ino) in _own_executables():
+            raise ConfigError(
+                f"{what}: the executable of this process, the one running the sensor; "
+                "excluding it would silence the sensor's own process: exclude the noisy one by pid or name instead"
+            )
+        if top.truncated:
+            raise ConfigError(f"{what}: the path is truncated, it names no file; exclude it by name or pid instead")
+        try:
+            st = os.stat(top.path)
+        except OSError as exc:
+            raise ConfigError(
+                f"{what}: {exc.strerror}; it has no file here (deleted, or in another mount namespace): "
+                "exclude it by name or pid instead"
+            ) from None
+        if (st.st_dev, st.st_ino) != (top.dev, top.ino):
+            raise ConfigError(
+                f"{what}: the path now names another file (replaced since, or another mount namespace's); "
+                "exclude it by name or pid instead"
+            )
+        return ExcludeExecutable(top.path, descendants=descendants)
+
+
+def _own_executables() -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of this process's executable and interpreter."""
+    own = set()
+    for path in ("/proc/self/exe", sys.executable):
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        own.add((st.st_dev, st.st_ino))
+    return own
 
 
 _COUNTER_FIELDS = tuple(DiagnosticCounters.__struct_fields__)

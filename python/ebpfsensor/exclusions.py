@@ -9,7 +9,9 @@ Rules (tagged msgspec Structs, so they load from configuration as they are):
 - ``ExcludeName(name)``: by process name (comm, at most 15 bytes);
 - ``ExcludePid(pid)``: one running process;
 - ``ExcludeCgroup(path)``: a cgroup v2 directory, or a container id;
-- ``ExcludeUid(uid)``: every process running as that user.
+- ``ExcludeUid(uid)``: every process running as that user;
+- ``ExcludePathPrefix(prefix)``: file events on paths under a directory,
+  whoever makes them (see :class:`ExcludePathPrefix` for the matching rule).
 
 ``descendants=True`` (executable, name, pid) extends a rule to every process
 the matched one starts, whatever they execute. Every hit is counted per rule
@@ -34,6 +36,7 @@ __all__ = [
     "ExcludeCgroup",
     "ExcludeExecutable",
     "ExcludeName",
+    "ExcludePathPrefix",
     "ExcludePid",
     "ExcludeUid",
     "Exclusion",
@@ -83,7 +86,29 @@ class ExcludeUid(_Rule, frozen=True, tag="uid"):
     uid: int
 
 
-Exclusion = Union[ExcludeExecutable, ExcludeName, ExcludePid, ExcludeCgroup, ExcludeUid]
+class ExcludePathPrefix(_Rule, frozen=True, tag="path_prefix"):
+    """File events on a directory and everything under it.
+
+    ``prefix`` is an absolute, normalised path (no ``.`` or ``..``
+    component, no empty one; one trailing ``/`` is allowed) of at most
+    255 bytes. It matches whole path components: ``/var/log`` covers
+    ``/var/log`` itself and ``/var/log/x``, never ``/var/logs``.
+
+    Matched against the absolute path a file event reports (the caller's
+    name joined to its cwd or directory fd, as seen in its mount namespace).
+    An event with two paths is excluded only when both are covered: rename
+    and link by their old and new names, symlink by the link and its target
+    (a relative target never is), so moving a file out of an excluded
+    directory is reported. A path that was truncated, or that has a ``..``
+    component (it may lead out of the directory), is never excluded. Names,
+    not files: a symlink or hard link created in an excluded directory is
+    reported, but what is later done through it there is not.
+    """
+
+    prefix: str
+
+
+Exclusion = Union[ExcludeExecutable, ExcludeName, ExcludePid, ExcludeCgroup, ExcludeUid, ExcludePathPrefix]
 
 
 class RuleStatus(msgspec.Struct, frozen=True):
@@ -166,7 +191,42 @@ def resolve(rule: Exclusion) -> _Resolved:
         if not 0 <= rule.uid < 0xFFFFFFFF:
             raise ConfigError(f"exclusion uid {rule.uid}: not a user id")
         return _Resolved("excl_uid", rule.uid.to_bytes(4, "little"), 0)
+    if isinstance(rule, ExcludePathPrefix):
+        data = _path_prefix_bytes(rule.prefix)
+        key = ffi.new("struct excl_path_key *", {"prefixlen": len(data) * 8, "path": data})
+        return _Resolved("excl_path", bytes(ffi.buffer(key)), 0)
     raise ConfigError(f"unknown exclusion {rule!r}")
+
+
+# the longest prefix: the kernel's LPM trie key holds EXCL_PATH_LEN bytes,
+# the trailing '/' included
+PATH_PREFIX_MAX = lib.EXCL_PATH_LEN - 1
+
+
+def _path_prefix_bytes(prefix: str) -> bytes:
+    """The LPM trie data of a prefix: its bytes with one trailing '/'."""
+    what = f"exclusion path prefix {prefix!r}"
+    fix = "give an absolute, normalised directory path such as /var/log/app"
+    if not prefix:
+        raise ConfigError(f"{what}: empty; {fix}")
+    if "\0" in prefix:
+        raise ConfigError(f"{what}: contains a NUL byte; {fix}")
+    if not prefix.startswith("/"):
+        raise ConfigError(f"{what}: not absolute (paths are matched from the root); {fix}")
+    body = prefix[:-1] if len(prefix) > 1 and prefix.endswith("/") else prefix
+    # "//" is not "/" with a trailing slash: an empty component, as "/a//"
+    parts = body.split("/")[1:] if prefix != "/" else []
+    if ".." in parts:
+        raise ConfigError(f"{what}: has a '..' component; {fix}")
+    if "." in parts or "" in parts:
+        raise ConfigError(f"{what}: not normalised (a '.' or empty component); use {os.path.normpath(body)!r}")
+    raw = os.fsencode(body)
+    if len(raw) > PATH_PREFIX_MAX:
+        raise ConfigError(
+            f"{what}: {len(raw)} bytes; the kernel matches prefixes of at most {PATH_PREFIX_MAX} bytes "
+            f"(its LPM trie keys hold {lib.EXCL_PATH_LEN}, the trailing '/' included): exclude a shorter parent"
+        )
+    return raw if raw == b"/" else raw + b"/"
 
 
 _ACTIVE_BIT = {
@@ -174,6 +234,7 @@ _ACTIVE_BIT = {
     "excl_comm": lib.EXCL_ACTIVE_EXEC,
     "excl_cgroup": lib.EXCL_ACTIVE_CGROUP,
     "excl_uid": lib.EXCL_ACTIVE_UID,
+    "excl_path": lib.EXCL_ACTIVE_PATH,
 }
 
 
@@ -182,7 +243,7 @@ class ExclusionTable:
 
     Args:
         fds: map name -> fd for excl_active, excluded_tgids, excl_exe,
-            excl_comm, excl_cgroup, excl_uid and excl_hits.
+            excl_comm, excl_cgroup, excl_uid, excl_path and excl_hits.
     """
 
     def __init__(self, fds: dict[str, int]) -> None:
@@ -196,8 +257,9 @@ class ExclusionTable:
             ConfigError: an invalid rule, or MAX_RULES rules installed; nothing changes.
         """
         resolved = resolve(rule)
-        for rid, (existing, _r) in self._rules.items():
-            if existing == rule:
+        for rid, (existing, existing_resolved) in self._rules.items():
+            # "/var/log" and "/var/log/" are one prefix, one key: one rule
+            if existing == rule or (resolved.map_name == "excl_path" and existing_resolved == resolved):
                 return rid
         free = next((i for i in range(MAX_RULES) if i not in self._rules), None)
         if free is None:
@@ -264,7 +326,7 @@ class ExclusionTable:
     def _seed(self, rule_id: int, rule: Exclusion, resolved: _Resolved) -> None:
         """Enter processes already running into excluded_tgids (the kernel
         keeps it current from here on, at exec, fork and exit)."""
-        if isinstance(rule, (ExcludeCgroup, ExcludeUid)):
+        if isinstance(rule, (ExcludeCgroup, ExcludeUid, ExcludePathPrefix)):
             return
         procs = _processes()
         matched: set[int] = set(resolved.seed_pids)

@@ -9,7 +9,7 @@ import os
 import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -26,6 +26,9 @@ from .exclusions import resolve as resolve_exclusion
 from .health import Capabilities
 from .objects import BpfObject, HookStatus, LoadedObject
 from .ringbuf import RingBuffer
+
+if TYPE_CHECKING:
+    from .diagnostic import EbpfStatistics
 
 __all__ = ["Health", "HookInfo", "KindHealth", "KindStats", "Sensor", "SensorStats", "Subscription"]
 
@@ -95,7 +98,16 @@ _KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "umount": ("priv", ("umount_enter", "umount_exit")),
 }
 # maps every object shares: the first object loaded creates them
-_EXCLUSION_MAPS = ("excl_active", "excluded_tgids", "excl_exe", "excl_comm", "excl_cgroup", "excl_uid", "excl_hits")
+_EXCLUSION_MAPS = (
+    "excl_active",
+    "excluded_tgids",
+    "excl_exe",
+    "excl_comm",
+    "excl_cgroup",
+    "excl_uid",
+    "excl_path",
+    "excl_hits",
+)
 _SHARED_MAPS = ("lifecycle_events", "activity_events", "kind_stats", "kind_enabled", *_EXCLUSION_MAPS)
 _BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 _STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated")
@@ -517,7 +529,9 @@ class Sensor:
         return self._exclusions
 
     def exclude(self, rule: Exclusion) -> int:
-        """Exclude processes in the kernel from now on; returns the rule id.
+        """Exclude processes (or, with ExcludePathPrefix, file events under a
+        directory) in the kernel from now on; returns the rule id (the
+        existing one for a rule already installed).
 
         Raises:
             ConfigError: an invalid rule (nothing changes).
@@ -535,6 +549,42 @@ class Sensor:
     def exclusions(self) -> list[RuleStatus]:
         """The installed rules with their hit counts per kind."""
         return self._table().list()
+
+    def exclude_top_initiator(
+        self, stats: EbpfStatistics | None = None, *, duration: float = 20.0, descendants: bool = False
+    ) -> RuleStatus:
+        """Exclude the noisiest executable: the top initiator of a diagnostic.
+
+        One call from "top talker" to "excluded": the executable that made the
+        most monitored syscalls (``ebpf-statistics``' top initiator) is
+        excluded by its identity, as ``ExcludeExecutable`` does; processes
+        already running it are excluded at once.
+
+        Args:
+            stats: the result of a diagnostic window
+                (:func:`ebpfsensor.diagnostic.ebpf_statistics`); None runs
+                one for ``duration`` seconds first, with the noise going on.
+            duration: the window's length when ``stats`` is None.
+            descendants: also exclude every process it starts.
+
+        Returns:
+            The rule added (or the same rule already installed): its id,
+            the ``ExcludeExecutable`` and its hits.
+
+        Raises:
+            ConfigError: no initiator seen; the top one is this process's
+                own executable or interpreter; or its file cannot be
+                resolved (see ``EbpfStatistics.top_initiator_exclusion``).
+                Nothing changes.
+            PrivilegeError, EbpfSensorError: the diagnostic cannot run.
+        """
+        table = self._table()
+        if stats is None:
+            from .diagnostic import ebpf_statistics
+
+            stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path)
+        rule_id = table.add(stats.top_initiator_exclusion(descendants=descendants))
+        return next(status for status in table.list() if status.id == rule_id)
 
     def apply_exclusions(self, rules: Sequence[Exclusion]) -> None:
         """Make the installed rules exactly these (e.g. after a configuration

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,11 +21,13 @@ from ebpfsensor import (
     ExcludeCgroup,
     ExcludeExecutable,
     ExcludeName,
+    ExcludePathPrefix,
     ExcludePid,
     ExcludeUid,
     ProcessExec,
     ProcessExit,
 )
+from ebpfsensor.events import FileCreate, FileOpen
 from ebpfsensor.exclusions import cgroup2_root
 
 pytestmark = pytest.mark.bpf
@@ -177,6 +180,13 @@ def test_from_configuration(exe: Path) -> None:
         (ExcludeName("a-name-longer-than-15"), "1 to 15 bytes"),
         (ExcludePid(2**22 + 7), "no such process"),
         (ExcludeCgroup("/no-such-cgroup-here"), "No such file"),
+        (ExcludePathPrefix("var/log"), "not absolute"),
+        (ExcludePathPrefix(""), "empty"),
+        (ExcludePathPrefix("/var/log/../etc"), "'..' component"),
+        (ExcludePathPrefix("/var//log"), "not normalised"),
+        (ExcludePathPrefix("/var/./log"), "not normalised"),
+        (ExcludePathPrefix("/var/\0log"), "NUL byte"),
+        (ExcludePathPrefix("/" + "d" * 255), "256 bytes; the kernel matches prefixes of at most 255 bytes"),
     ],
 )
 def test_invalid_rules_change_nothing(rule: ebpfsensor.Exclusion, message: str, exe: Path) -> None:
@@ -237,3 +247,285 @@ def test_excluded_process_file_and_network_events(tmp_path: Path) -> None:
             sock.bind(("127.0.0.1", 0))
         mine = [e for e in drain(s, 1.0) if getattr(e, "pid", 0) == os.getpid()]
         assert {e.kind for e in mine} >= {"file_open", "net_bind"}  # type: ignore[attr-defined]
+
+
+# a child that acts on files, one action per argument: create:P, mkdir:P,
+# chmod:P, unlink:P, rename:P:Q, link:P:Q, symlink:TARGET:P; an optional
+# first argument cd:DIR changes its cwd first
+FILE_ACTIONS = """
+import os, sys
+for arg in sys.argv[1:]:
+    op, *a = arg.split(":")
+    if op == "cd":
+        os.chdir(a[0])
+    elif op == "create":
+        os.close(os.open(a[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    elif op == "mkdir":
+        os.mkdir(a[0])
+    elif op == "chmod":
+        os.chmod(a[0], 0o700)
+    elif op == "unlink":
+        os.unlink(a[0])
+    else:
+        getattr(os, op)(a[0], a[1])
+"""
+
+FILE_KINDS = {
+    "file_open",
+    "file_create",
+    "dir_create",
+    "file_chmod",
+    "file_unlink",
+    "file_rename",
+    "file_link",
+    "file_symlink",
+    "process_exec",
+    "process_exit",
+}
+
+
+def file_actions(sensor: ebpfsensor.Sensor, under: Path, *actions: str) -> tuple[int, list[object]]:
+    """Run FILE_ACTIONS as a child; its pid and the file events reported for
+    it on paths under `under` (its start-up opens libraries elsewhere)."""
+    import sys
+
+    subprocess.run([sys.executable, "-I", "-c", FILE_ACTIONS, *actions], check=True, timeout=60)
+    seen = drain(sensor, 0.6)
+    execs = [e for e in seen if isinstance(e, ProcessExec) and e.argv[-len(actions) :] == list(actions)]
+    assert len(execs) == 1, execs
+    pid = execs[0].pid
+    return pid, [
+        e
+        for e in seen
+        if getattr(e, "pid", 0) == pid and getattr(e, "path", "").startswith(f"{under}/")  # type: ignore[attr-defined]
+    ]
+
+
+def suppressed(sensor: ebpfsensor.Sensor, rule_id: int) -> dict[str, int]:
+    return hits(sensor, rule_id)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """tmp/x with log/ (to be excluded), logs/ and other/ beside it."""
+    base = tmp_path / "x"
+    for d in ("log", "logs", "other"):
+        (base / d).mkdir(parents=True)
+    return base
+
+
+def test_path_prefix_only_events_outside_arrive(tree: Path) -> None:
+    log, logs = tree / "log", tree / "logs"
+    with ebpfsensor.Sensor(kinds=FILE_KINDS) as s:
+        rid = s.exclude(ExcludePathPrefix(str(log)))
+        assert [r.rule for r in s.exclusions()] == [ExcludePathPrefix(str(log))]
+        filtered_before = {k: v.filtered for k, v in s.stats().kinds.items()}
+        pid, events = file_actions(
+            s,
+            tree,
+            f"create:{log}/a",
+            f"create:{log}/b",
+            f"create:{logs}/c",  # /x/logs is not under /x/log
+            f"create:{tree}/log.1",
+            f"mkdir:{log}/sub",
+            f"create:{log}/sub/deep",
+            f"chmod:{log}",  # the directory itself
+            f"chmod:{logs}",
+            f"unlink:{log}/a",
+            f"unlink:{logs}/c",
+        )
+        got = [(e.kind, e.path) for e in events]  # type: ignore[attr-defined]
+        assert got == [
+            ("file_open", f"{logs}/c"),
+            ("file_create", f"{logs}/c"),
+            ("file_open", f"{tree}/log.1"),
+            ("file_create", f"{tree}/log.1"),
+            ("file_chmod", str(logs)),
+            ("file_unlink", f"{logs}/c"),
+        ]
+        opened = [e for e in events if isinstance(e, (FileOpen, FileCreate))]
+        for e in opened:
+            assert e.arg_path == e.path and e.result >= 0 and e.created and e.resolved
+            assert e.flags & os.O_CREAT and e.mode == 0o600 and e.ino and not e.path_truncated
+        chmod = events[4]
+        assert chmod.mode == 0o700 and chmod.result == 0 and chmod.arg_path == str(logs)  # type: ignore[attr-defined]
+        # exactly what the child did under the prefix, and nothing else
+        expected = {"file_open": 3, "file_create": 3, "dir_create": 1, "file_chmod": 1, "file_unlink": 1}
+        assert suppressed(s, rid) == expected
+        after = s.stats().kinds
+        assert {k: after[k].filtered - filtered_before[k] for k in expected} == expected
+        assert pid > 0
+        # removed: reported again
+        s.remove_exclusion(rid)
+        _pid, events = file_actions(s, tree, f"create:{log}/after")
+        assert [(e.kind, e.path) for e in events] == [  # type: ignore[attr-defined]
+            ("file_open", f"{log}/after"),
+            ("file_create", f"{log}/after"),
+        ]
+        assert s.exclusions() == []
+
+
+def test_path_prefix_two_paths_need_both_excluded(tree: Path) -> None:
+    log, logs = tree / "log", tree / "logs"
+    for name in ("a", "b", "c", "s"):
+        (log / name).touch()
+    (logs / "in").touch()
+    with ebpfsensor.Sensor(kinds=FILE_KINDS) as s:
+        rid = s.exclude(ExcludePathPrefix(f"{log}/"))  # a trailing '/' is the same rule
+        assert s.exclude(ExcludePathPrefix(str(log))) == rid
+        _pid, events = file_actions(
+            s,
+            tree,
+            f"rename:{log}/a:{log}/a2",  # within: excluded
+            f"rename:{log}/b:{logs}/b",  # out of the excluded directory: reported
+            f"rename:{logs}/in:{log}/in",  # into it: reported
+            f"link:{log}/c:{log}/c.link",  # within: excluded
+            f"link:{log}/c:{logs}/c.link",  # out: reported
+            f"symlink:{log}/s:{log}/s.abs",  # absolute target inside: excluded
+            "symlink:s:" + f"{log}/s.rel",  # relative target: reported
+            f"symlink:/etc/passwd:{log}/s.etc",  # target outside: reported
+        )
+        got = [(e.kind, e.path, getattr(e, "new_path", None) or getattr(e, "target", None)) for e in events]  # type: ignore[attr-defined]
+        assert got == [
+            ("file_rename", f"{log}/b", f"{logs}/b"),
+            ("file_rename", f"{logs}/in", f"{log}/in"),
+            ("file_link", f"{log}/c", f"{logs}/c.link"),
+            ("file_symlink", f"{log}/s.rel", "s"),
+            ("file_symlink", f"{log}/s.etc", "/etc/passwd"),
+        ]
+        for e in events:
+            assert e.result == 0 and e.arg_path == e.path  # type: ignore[attr-defined]
+        assert suppressed(s, rid) == {"file_rename": 1, "file_link": 1, "file_symlink": 1}
+
+
+def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
+    log, logs, other = tree / "log", tree / "logs", tree / "other"
+    (logs / "z").touch()
+    (other / "y").touch()
+    (log / "sub").mkdir()
+    with ebpfsensor.Sensor(kinds=FILE_KINDS) as s:
+        rid = s.exclude(ExcludePathPrefix(str(log)))
+        # from inside the excluded directory, ".." leads out of it: reported
+        long_name = "n" * 250  # the path is longer than an LPM key: its first 256 bytes are matched
+        _pid, events = file_actions(
+            s, tree, f"cd:{log}", "chmod:../logs/z", "unlink:../other/y", "create:./here", f"create:{long_name}"
+        )
+        got = [(e.kind, e.path, e.arg_path) for e in events]  # type: ignore[attr-defined]
+        assert got == [
+            ("file_chmod", f"{log}/../logs/z", "../logs/z"),
+            ("file_unlink", f"{log}/../other/y", "../other/y"),
+        ]
+        # "./here" and the long name stay inside: their opens and creates are excluded
+        assert len(f"{log}/{long_name}") > 256
+        assert suppressed(s, rid) == {"file_open": 2, "file_create": 2}
+        # a longer prefix beside a shorter one: the longest covering rule counts
+        inner = s.exclude(ExcludePathPrefix(f"{log}/sub"))
+        _pid, events = file_actions(s, tree, f"create:{log}/sub/q", f"create:{log}/r")
+        assert events == []
+        assert suppressed(s, inner) == {"file_open": 1, "file_create": 1}
+        assert suppressed(s, rid) == {"file_open": 3, "file_create": 3}
+
+
+def test_path_prefix_from_configuration(tree: Path) -> None:
+    log = tree / "log"
+    with ebpfsensor.Sensor(kinds=FILE_KINDS, exclusions=(ExcludePathPrefix(str(log)),)) as s:
+        _pid, events = file_actions(s, tree, f"create:{log}/a", f"create:{tree}/other/a")
+        assert [(e.kind, e.path) for e in events] == [  # type: ignore[attr-defined]
+            ("file_open", f"{tree}/other/a"),
+            ("file_create", f"{tree}/other/a"),
+        ]
+        (status,) = s.exclusions()
+        assert status.rule == ExcludePathPrefix(str(log)) and status.total == 2
+
+
+@pytest.fixture
+def rename_loop(tmp_path: Path) -> Path:
+    """A static C loop renaming a <-> b in its cwd (test_diagnostic's)."""
+    from tests.kernel.test_diagnostic import RENAME_LOOP_C
+
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc (make deps installs it)")
+    src, exe = tmp_path / "rename_loop.c", tmp_path / "rename_loop"
+    src.write_text(RENAME_LOOP_C)
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(exe), str(src)], check=True, timeout=120)
+    return exe
+
+
+def noisy(exe: Path, work: Path, n: int) -> subprocess.Popen[bytes]:
+    work.mkdir(exist_ok=True)
+    (work / "a").touch()
+    (work / "b").unlink(missing_ok=True)
+    return subprocess.Popen([str(exe), str(n)], cwd=work)
+
+
+def test_exclude_top_initiator_in_one_call(rename_loop: Path, tmp_path: Path) -> None:
+    """The rename loop tops a diagnostic window, run while it renames; one
+    call excludes it by identity; its next run reaches the sensor with
+    nothing, and every one of its events is a hit of that rule. The window
+    is global: the run is repeated while other work outranks the loop."""
+    work = tmp_path / "work"
+    with ebpfsensor.Sensor(kinds={"file_rename", "process_exec", "process_exit"}) as s:
+        outranked = []
+        for _attempt in range(5):
+            loop = noisy(rename_loop, work, 2_000_000)
+            try:
+                status = s.exclude_top_initiator(duration=0.5)
+            except ConfigError as exc:  # e.g. an interpreter topped the window
+                status, why = None, str(exc)
+            else:
+                why = f"{status.rule}"
+            time.sleep(0.3)  # still renaming, now excluded
+            loop.kill()
+            loop.wait()
+            drain(s, 0.3)
+            if status is not None and status.rule == ExcludeExecutable(str(rename_loop)):
+                break
+            if status is not None:
+                s.remove_exclusion(status.id)
+            outranked.append(why)
+            time.sleep(1)
+        else:
+            pytest.fail(f"other work outran the rename loop in every window: {outranked}")
+        assert [r.rule for r in s.exclusions()] == [ExcludeExecutable(str(rename_loop))]
+        # the loop was running when the rule came: excluded from then on
+        before = hits(s, status.id)
+        assert before["file_rename"] > 0
+        n = 5000
+        loop = noisy(rename_loop, work, n)
+        assert loop.wait(timeout=60) == 0
+        assert not [e for e in drain(s, 1.0) if getattr(e, "pid", 0) == loop.pid]
+        after = hits(s, status.id)
+        grew = {k: after[k] - before.get(k, 0) for k in after}
+        assert grew == {"file_rename": n, "process_exec": 1, "process_exit": 1}
+
+
+def test_cli_adds_the_top_initiator_to_the_configuration(
+    rename_loop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ebpfsensor.cli import main
+    from ebpfsensor.managed_config import load_managed_config
+
+    cfg = tmp_path / "etc" / "config.json"
+    cfg.parent.mkdir(mode=0o700)
+    outranked = []
+    for _attempt in range(5):
+        loop = noisy(rename_loop, tmp_path / "work", 2_000_000)
+        try:
+            rc = main(["exclusions", "add", "--top-initiator", "--duration", "0.5", "--config", str(cfg)])
+        finally:
+            loop.kill()
+            loop.wait()
+        out, err = capsys.readouterr()
+        if rc == 0 and str(rename_loop) in out:
+            break
+        outranked.append(out + err)
+        if cfg.exists():
+            cfg.unlink()
+        time.sleep(1)
+    else:
+        pytest.fail(f"other work outran the rename loop in every window: {outranked}")
+    rule = ExcludeExecutable(str(rename_loop))
+    lines = out.splitlines()
+    assert re.fullmatch(rf"top initiator: {re.escape(str(rename_loop))} : \d+ monitored syscalls in [\d.]+ s", lines[0])
+    assert lines[1] == f'added {{"type":"executable","path":"{rename_loop}","descendants":false}} to {cfg}'
+    assert load_managed_config(str(cfg)).sensor.exclusions == (rule,)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ebpfsensor.cli import build_parser, main
-from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName
+from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix
 from ebpfsensor.managed_config import load_managed_config
 from ebpfsensor.objects import packaged_object_path
 
@@ -69,3 +69,28 @@ def test_diagnostic_parser() -> None:
 def test_diagnostic_negative_duration(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["diagnostic", "ebpf-statistics", "--duration", "-1"]) == 2
     assert "must not be negative" in capsys.readouterr().err
+
+
+def test_path_prefix_exclusions_in_managed_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = str(tmp_path / "etc" / "config.json")
+    (tmp_path / "etc").mkdir(mode=0o700)
+    assert main(["exclusions", "add", "--path-prefix", "/var/log/app/", "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert f'added {{"type":"path_prefix","prefix":"/var/log/app/"}} to {cfg}' in out
+    assert '0: {"type":"path_prefix","prefix":"/var/log/app/"}' in out
+    before = Path(cfg).read_text()
+    for bad, message in [("var/log", "not absolute"), ("/var/log/../x", "'..' component"), ("/a" * 128, "255")]:
+        assert main(["exclusions", "add", "--path-prefix", bad, "--config", cfg]) == 2
+        assert message in capsys.readouterr().err
+    assert Path(cfg).read_text() == before
+    assert load_managed_config(cfg).sensor.exclusions == (ExcludePathPrefix("/var/log/app/"),)
+    # --duration belongs to --top-initiator
+    assert main(["exclusions", "add", "--path-prefix", "/proc", "--duration", "3", "--config", cfg]) == 2
+    assert "--duration goes with --top-initiator" in capsys.readouterr().err
+
+
+def test_top_initiator_parser() -> None:
+    args = build_parser().parse_args(["exclusions", "add", "--top-initiator", "--duration", "5", "--descendants"])
+    assert (args.top_initiator, args.duration, args.descendants) == (True, 5.0, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["exclusions", "add", "--top-initiator", "--executable", "/bin/sh"])
