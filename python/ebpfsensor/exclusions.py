@@ -251,16 +251,30 @@ class ExclusionTable:
         self._rules: dict[int, tuple[Exclusion, _Resolved]] = {}
 
     def add(self, rule: Exclusion) -> int:
-        """Install a rule; returns its id (the existing id for a duplicate).
+        """Install a rule; returns its id (the existing id for a duplicate,
+        or for another name of what an existing rule excludes).
 
         Raises:
             ConfigError: an invalid rule, or MAX_RULES rules installed; nothing changes.
         """
         resolved = resolve(rule)
         for rid, (existing, existing_resolved) in self._rules.items():
-            # "/var/log" and "/var/log/" are one prefix, one key: one rule
-            if existing == rule or (resolved.map_name == "excl_path" and existing_resolved == resolved):
+            if existing == rule:
                 return rid
+            if not resolved.map_name or (existing_resolved.map_name, existing_resolved.key) != (
+                resolved.map_name,
+                resolved.key,
+            ):
+                continue
+            # one map key, one rule: "/var/log" and "/var/log/", or two paths
+            # (a hard link, a symlink) of one executable; a second rule on
+            # the key would take it over, and removing either would drop both
+            if existing_resolved.flags == resolved.flags:
+                return rid
+            raise ConfigError(
+                f"exclusion {rule!r} names what rule {rid} ({existing!r}) already excludes, with other "
+                "options; remove that rule first to change them"
+            )
         free = next((i for i in range(MAX_RULES) if i not in self._rules), None)
         if free is None:
             raise ConfigError(f"exclusions: at most {MAX_RULES} rules; remove one first")
