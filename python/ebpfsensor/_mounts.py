@@ -22,6 +22,15 @@ def _mount(source: str, target: str, fstype: str) -> str | None:
     return os.strerror(ctypes.get_errno())
 
 
+def _mount_or_why(source: str, target: str, fstype: str, name: str) -> str | None:
+    """Mount a missing filesystem; None on success, else why it is missing."""
+    why = _mount(source, target, fstype)
+    if why is None:
+        log.info("mounted %s on %s", name, target)
+        return None
+    return f"{name} is not mounted and mounting it on {target} failed: {why}"
+
+
 def ensure_tracefs() -> str | None:
     """Make tracefs available (classic tracepoints need its event ids).
 
@@ -30,11 +39,9 @@ def ensure_tracefs() -> str | None:
     for path in (TRACEFS, "/sys/kernel/debug/tracing"):
         if os.path.isdir(os.path.join(path, "events")):
             return None
-    why = _mount("nodev", TRACEFS, "tracefs")
-    if why is None:
-        log.info("mounted tracefs on %s", TRACEFS)
+    reason = _mount_or_why("nodev", TRACEFS, "tracefs", "tracefs")
+    if reason is None:
         return None
-    reason = f"tracefs is not mounted and mounting it on {TRACEFS} failed: {why}"
     log.warning("%s; classic tracepoint hooks are unavailable (mount it as root to enable them)", reason)
     return reason
 
@@ -46,11 +53,7 @@ def ensure_bpffs() -> str | None:
             return None
     except OSError:
         pass
-    why = _mount("bpf", BPFFS, "bpf")
-    if why is None:
-        log.info("mounted bpffs on %s", BPFFS)
-        return None
-    return f"bpffs is not mounted and mounting it on {BPFFS} failed: {why}"
+    return _mount_or_why("bpf", BPFFS, "bpf", "bpffs")
 
 
 SECURITYFS = "/sys/kernel/security"
@@ -60,11 +63,7 @@ def ensure_securityfs() -> str | None:
     """Make securityfs available (it lists the active LSMs). None, or why not."""
     if os.path.exists(os.path.join(SECURITYFS, "lsm")):
         return None
-    why = _mount("securityfs", SECURITYFS, "securityfs")
-    if why is None:
-        log.info("mounted securityfs on %s", SECURITYFS)
-        return None
-    return f"securityfs is not mounted and mounting it on {SECURITYFS} failed: {why}"
+    return _mount_or_why("securityfs", SECURITYFS, "securityfs", "securityfs")
 
 
 def _is_bpffs(path: str) -> bool:
