@@ -20,7 +20,7 @@ _NR = {
         "setresgid": 119, "setfsuid": 122, "setfsgid": 123, "capget": 125, "capset": 126,
         "kill": 62, "tkill": 200, "tgkill": 234, "setsid": 112, "ptrace": 101,
         "memfd_create": 319, "bpf": 321, "init_module": 175, "finit_module": 313,
-        "mount": 165, "umount2": 166,
+        "delete_module": 176, "mount": 165, "umount2": 166,
     },
     "aarch64": {
         "connect": 203, "accept": 202, "accept4": 242, "bind": 200, "listen": 201,
@@ -28,7 +28,7 @@ _NR = {
         "setresgid": 149, "setfsuid": 151, "setfsgid": 152, "capget": 90, "capset": 91,
         "kill": 129, "tkill": 130, "tgkill": 131, "setsid": 157, "ptrace": 117,
         "memfd_create": 279, "bpf": 280, "init_module": 105, "finit_module": 273,
-        "mount": 40, "umount2": 39,
+        "delete_module": 106, "mount": 40, "umount2": 39,
     },
 }  # fmt: skip
 

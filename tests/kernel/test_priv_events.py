@@ -351,6 +351,59 @@ def test_module_load(sensor: Any, tmp_path: Any) -> None:
     check_header(e, h, "finit_module", -err)
     assert (e.fd, e.flags, e.image_len, e.name, e.args) == (fd, 0, 0, "", "debug=1")
     assert (e.path, e.path_truncated) == (str(image), False)
+    _load_a_real_module(sensor, tmp_path)
+
+
+# a module with no dependencies whose loading changes nothing on its own
+# (a dummy network driver: no device until one is created)
+_HARMLESS_MODULE = ("kernel/drivers/net", "dummy")
+
+
+def _load_a_real_module(sensor: Any, tmp_path: Any) -> None:
+    """finit_module and init_module of a real module of the running kernel:
+    reported with the module's own name, then unloaded."""
+    import lzma
+    import zlib
+
+    where, name = _HARMLESS_MODULE
+    base = f"/lib/modules/{os.uname().release}/{where}/{name}.ko"
+    found = [base + ext for ext in ("", ".xz", ".gz", ".zst") if os.path.exists(base + ext)]
+    if any(f"{name} " in line for line in open("/proc/modules")):
+        pytest.fail(f"{name} is loaded already: this test loads and unloads it")
+    if not found:
+        # a kernel with modules has its tree; tools/vm/run.sh links the
+        # guest kernel's own into the guest
+        pytest.skip(f"no {base}[.xz|.gz|.zst]: this kernel's modules are not installed")
+    raw = open(found[0], "rb").read()
+    if found[0].endswith(".xz"):
+        raw = lzma.decompress(raw)
+    elif found[0].endswith(".gz"):
+        raw = zlib.decompress(raw, 47)
+    elif found[0].endswith(".zst"):
+        raw = subprocess.run(["zstd", "-qdc", found[0]], check=True, capture_output=True).stdout
+    image = tmp_path / f"{name}.ko"
+    image.write_bytes(raw)
+
+    def unload() -> int:
+        return 0 if _libc.syscall(nr("delete_module"), name.encode(), os.O_NONBLOCK) == 0 else -ctypes.get_errno()
+
+    h = Header()
+    with open(image, "rb") as f:
+        loaded = _libc.syscall(nr("finit_module"), f.fileno(), b"numdummies=0", 0)
+        fd = f.fileno()
+    assert loaded == 0, f"finit_module({image}): {os.strerror(ctypes.get_errno())}"
+    assert unload() == 0
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    assert _libc.syscall(nr("init_module"), buf, ctypes.c_ulong(len(raw)), b"") == 0
+    assert unload() == 0
+    by_file, by_image = collect(sensor, h, (ModuleLoad,), 2)
+    check_header(by_file, h, "finit_module", 0)
+    assert (by_file.name, by_file.fd, by_file.flags, by_file.args) == (name, fd, 0, "numdummies=0")
+    assert (by_file.path, by_file.path_truncated, by_file.image_len) == (str(image), False, 0)
+    check_header(by_image, h, "init_module", 0)
+    assert (by_image.name, by_image.fd, by_image.image_len, by_image.args, by_image.path) == (
+        name, -1, len(raw), "", "",
+    )  # fmt: skip
 
 
 def test_only_enabled_kinds_are_loaded_and_sent() -> None:
