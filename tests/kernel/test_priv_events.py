@@ -368,13 +368,16 @@ def _load_a_real_module(sensor: Any, tmp_path: Any) -> None:
     where, name = _HARMLESS_MODULE
     base = f"/lib/modules/{os.uname().release}/{where}/{name}.ko"
     found = [base + ext for ext in ("", ".xz", ".gz", ".zst") if os.path.exists(base + ext)]
-    if any(f"{name} " in line for line in open("/proc/modules")):
+    with open("/proc/modules") as f:
+        loaded_already = any(line.startswith(f"{name} ") for line in f)
+    if loaded_already:
         pytest.fail(f"{name} is loaded already: this test loads and unloads it")
     if not found:
         # a kernel with modules has its tree; tools/vm/run.sh links the
         # guest kernel's own into the guest
         pytest.skip(f"no {base}[.xz|.gz|.zst]: this kernel's modules are not installed")
-    raw = open(found[0], "rb").read()
+    with open(found[0], "rb") as f:
+        raw = f.read()
     if found[0].endswith(".xz"):
         raw = lzma.decompress(raw)
     elif found[0].endswith(".gz"):
