@@ -106,6 +106,17 @@ def test_name(exe: Path) -> None:
         wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
 
 
+def test_reused_rule_id_starts_from_zero(exe: Path) -> None:
+    with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
+        rid = s.exclude(ExcludeExecutable(str(exe)))
+        run([exe])
+        assert hits(s, rid)["process_exec"] == 1
+        s.remove_exclusion(rid)
+        again = s.exclude(ExcludeName("unused-name"))
+        assert again == rid  # the id is reused, its counters are not
+        assert hits(s, again) == {}
+
+
 @pytest.mark.parametrize("descendants", [True, False])
 def test_pid_with_and_without_descendants(descendants: bool) -> None:
     with ebpfsensor.Sensor() as s:
