@@ -61,6 +61,10 @@ mount -t overlay -o lowerdir=/mnt/host,upperdir=/mnt/rw/upper,workdir=/mnt/rw/wo
 
 # The kernel filesystems the command expects; they move along with the root.
 r=/mnt/root
+# Read-only trees straight from the share (run.sh says which and why).
+for d in $VMTEST_DIRECT; do
+	[ ! -d "/mnt/host$d" ] || mount -o bind "/mnt/host$d" "$r$d" || fail "bind $d"
+done
 mount -t proc proc $r/proc || fail "mount proc"
 mount -t sysfs sysfs $r/sys || fail "mount sysfs"
 mount -t devtmpfs devtmpfs $r/dev || fail "mount devtmpfs"

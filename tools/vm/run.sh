@@ -351,6 +351,17 @@ mkdir -p "$tmp/run/vmtest"
 {
 	printf 'VMTEST_MODE=%s\n' "$([[ $initramfs_only == 1 ]] && echo initramfs || echo 9p)"
 	printf 'VMTEST_9P_OPTS=%s\n' "$(shq "trans=virtio,version=9p2000.L,msize=512000,cache=$p9cache")"
+	# Trees bound read-only from the share over the overlay: /usr, and the
+	# prefix of the python3 the command will find (pyenv's, say). On overlayfs
+	# stat() reports the overlay's device, while the kernel's mm->exe_file is
+	# the lower file: tests that identify an executable by (dev, ino) need the
+	# file where user space and the kernel agree, as on a real root.
+	direct=/usr
+	if [[ $root == / ]] && py=$( (pyenv which python3 || command -v python3) 2>/dev/null) && py=$(readlink -f "$py"); then
+		py=${py%/bin/*}
+		[[ $py == /usr || $py == /usr/* || ! -d $py ]] || direct+=" $py"
+	fi
+	printf 'VMTEST_DIRECT=%s\n' "$(shq "$direct")"
 } >"$tmp/run/vmtest/conf"
 {
 	if ((initramfs_only)); then
