@@ -71,7 +71,9 @@ mount -t devtmpfs devtmpfs $r/dev || fail "mount devtmpfs"
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
+case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p /mnt/cwd && mount -o bind "$r$VMTEST_CWD" /mnt/cwd ;; esac
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp
+case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p "$r$VMTEST_CWD" && mount -o bind /mnt/cwd "$r$VMTEST_CWD" ;; esac
 mount -t tmpfs -o mode=0755 tmpfs $r/run || fail "mount /run"
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null
 mount -t securityfs securityfs $r/sys/kernel/security 2>/dev/null

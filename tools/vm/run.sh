@@ -362,6 +362,9 @@ mkdir -p "$tmp/run/vmtest"
 		[[ $py == /usr || $py == /usr/* || ! -d $py ]] || direct+=" $py"
 	fi
 	printf 'VMTEST_DIRECT=%s\n' "$(shq "$direct")"
+	# the guest's /tmp is a fresh tmpfs: init.sh keeps the command's directory
+	# if it lies under the host's /tmp (a CI checkout, say)
+	[[ $root != / ]] || printf 'VMTEST_CWD=%s\n' "$(shq "$PWD")"
 } >"$tmp/run/vmtest/conf"
 {
 	if ((initramfs_only)); then
