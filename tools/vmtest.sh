@@ -2,49 +2,81 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # The kernel test tier on real Debian kernels under qemu (tools/vm/run.sh),
-# then on the host kernel; one line per kernel: passed / failed / skipped and
-# the hook variants the sensor chose there.
+# then on the host kernel; one line per kernel: passed / failed / skipped, the
+# time, the hook variants the sensor chose there and the active LSMs.
 #
-# Usage: tools/vmtest.sh [KERNEL...]   (default: the x86 matrix)
+# Usage: tools/vmtest.sh [KERNEL...]   (default: the x86 matrix and the host)
+#   KERNEL         bullseye-5.10-amd64 | bookworm-6.1-amd64 | trixie-6.12-amd64 | host
+#                  | trixie-6.12-arm64 (the aarch64 wheel, `make wheel ARCH=aarch64`,
+#                  installed into a minimal bookworm arm64 root: tools/vm/wheel-root.sh)
 #   VMTEST_TESTS   pytest selection (default: tests/kernel)
+#   VMTEST_TESTS_ARM64  selection for arm64 guests (default: the event tests, below)
 #   VMTEST_TIMEOUT seconds per guest (default 1500)
+# Exit status: 0 if every kernel's run passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(bullseye-5.10-amd64 bookworm-6.1-amd64 trixie-6.12-amd64 host)
 tests=${VMTEST_TESTS:-tests/kernel}
+# diagnostic (gcc, x86-only 32-bit test), login (su, useradd) and the
+# providers' CLI test need what the minimal arm64 root does not have
+tests_arm64=${VMTEST_TESTS_ARM64:-tests/kernel/test_process_events.py tests/kernel/test_file_events.py
+tests/kernel/test_net_events.py tests/kernel/test_priv_events.py tests/kernel/test_resources.py
+tests/kernel/test_programs_verify.py tests/kernel/test_exclusions.py tests/kernel/test_proc_connector.py}
 timeout=${VMTEST_TIMEOUT:-1500}
 out=build/vmtest
 mkdir -p "$out"
 
-# the hook variants the sensor picks, as "hook=variant" for the lifecycle
-# and one syscall hook of each object
-hooks_cmd='python3 -c "import ebpfsensor
-with ebpfsensor.Sensor(log_file=None) as s:
-    h = s.hooks()
-    print(\"HOOKS\", \" \".join(f\"{k}={h[k].variant}\" for k in (\"exec\", \"fork\", \"exit\", \"file_openat_exit\", \"connect_exit\", \"setuid_exit\") if k in h))
-"'
-cmd="$hooks_cmd; python3 -m pytest -q -p no:cacheprovider $tests"
+# tests/kernel/conftest.py prints every hook's variant ("HOOKS hook=variant
+# ...", from the first module's sensor); the summary shows the lifecycle and
+# one syscall hook of each object
+shown_hooks='exec fork exit file_openat_exit rename_target connect_exit setuid_exit'
+lsm_cmd='echo "LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo ?)"'
+pytest_cmd='python3 -m pytest -q -p no:cacheprovider --durations=15'
+
+wheel_root=''
+cleanup() { [ -z "$wheel_root" ] || bash tools/vm/wheel-root.sh down "$wheel_root"; }
+trap cleanup EXIT
 
 summary=()
+failed=0
 for k in "${kernels[@]}"; do
   log=$out/$k.log
   start=$(date +%s)
   if [ "$k" = host ]; then
-    env PYTHONPATH="$PWD/python" EBPFSENSOR_REQUIRE_BPF=1 bash -c "$cmd" > "$log" 2>&1 && rc=0 || rc=$?
+    env PYTHONPATH="$PWD/python" EBPFSENSOR_REQUIRE_BPF=1 EBPFSENSOR_REPORT_HOOKS=1 bash -c "$lsm_cmd; $pytest_cmd $tests" > "$log" 2>&1 && rc=0 || rc=$?
     release=$(uname -r)
+  elif [[ $k == *-arm64 ]]; then
+    # the wheel as a user installs it, in an arm64 root; tests from a copy
+    {
+      make -s wheel ARCH=aarch64 &&
+        wheel_root=$PWD/build/vmtest/root-arm64 &&
+        bash tools/vm/wheel-root.sh up arm64 "$(ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1)" "$wheel_root" &&
+        bash tools/vm/run.sh --kernel "$k" --root "$wheel_root/root" --timeout "$timeout" \
+          --env EBPFSENSOR_REQUIRE_BPF=1 --env EBPFSENSOR_REPORT_HOOKS=1 --env LANG=C.UTF-8 -- \
+          sh -c "uname -r; cd /opt/ebpfsensor-tests && $lsm_cmd; $pytest_cmd $(echo $tests_arm64)"
+    } > "$log" 2>&1 && rc=0 || rc=$?
+    cleanup; wheel_root=''
+    release=$(grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+' "$log" | tr -d '\r' || echo "?")
   else
     bash tools/vm/run.sh --kernel "$k" --timeout "$timeout" --env PYTHONPATH="$PWD/python" \
-      --env EBPFSENSOR_REQUIRE_BPF=1 -- sh -c "uname -r; $cmd" > "$log" 2>&1 && rc=0 || rc=$?
+      --env EBPFSENSOR_REQUIRE_BPF=1 --env EBPFSENSOR_REPORT_HOOKS=1 -- sh -c "uname -r; $lsm_cmd; $pytest_cmd $tests" > "$log" 2>&1 && rc=0 || rc=$?
     release=$(grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+' "$log" | tr -d '\r' || echo "?")
   fi
   secs=$(( $(date +%s) - start ))
   result=$(grep -E '(passed|failed|error)' "$log" | grep -E ' in [0-9.]+s' | tail -1 | tr -d '=\r' | sed 's/^ *//')
-  hooks=$(grep -m1 '^HOOKS' "$log" | cut -d' ' -f2- | tr -d '\r')
-  line=$(printf '%-22s %-28s rc=%-3s %4ss  %s | %s' "$k" "$release" "$rc" "$secs" "${result:-no result}" "${hooks:-no hooks}")
+  all=" $(grep -m1 '^HOOKS' "$log" | cut -d' ' -f2- | tr -d '\r') " hooks=''
+  for h in $shown_hooks; do
+    [[ ! $all =~ \ $h=([a-z_]+)\  ]] || hooks+="${hooks:+ }$h=${BASH_REMATCH[1]}"
+  done
+  lsm=$(grep -m1 '^LSM' "$log" | cut -d' ' -f2- | tr -d '\r')
+  [ -n "$result" ] || [ "$rc" != 0 ] || rc=1  # no summary line: not a pass
+  [ "$rc" = 0 ] || failed=1
+  line=$(printf '%-22s %-28s rc=%-3s %4ss  %s | %s | lsm=%s' "$k" "$release" "$rc" "$secs" "${result:-no result}" "${hooks:-no hooks}" "${lsm:-?}")
   echo "$line"
   summary+=("$line")
 done
 printf '%s\n' "${summary[@]}" > "$out/summary.txt"
 echo "vmtest: logs in $out/, summary in $out/summary.txt"
+exit "$failed"

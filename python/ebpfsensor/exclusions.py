@@ -278,6 +278,7 @@ class ExclusionTable:
         free = next((i for i in range(MAX_RULES) if i not in self._rules), None)
         if free is None:
             raise ConfigError(f"exclusions: at most {MAX_RULES} rules; remove one first")
+        self._reset_hits(free)
         value = ffi.new("struct excl_value *", {"rule": free, "flags": resolved.flags})
         if resolved.map_name:
             check_ret(
@@ -325,6 +326,16 @@ class ExclusionTable:
                     hits[cls.__struct_config__.tag] = n  # type: ignore[index]
             out.append(RuleStatus(rid, rule, hits, sum(hits.values())))
         return out
+
+    def _reset_hits(self, rule_id: int) -> None:
+        """Zero a rule id's hit counters: ids are reused after remove(), and a
+        new rule must not report the hits of the one it replaces."""
+        ncpu = check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")
+        zeros = ffi.new("uint64_t[]", ncpu)
+        key = ffi.new("uint32_t *")
+        for event_type in range(lib.EVENT_TYPE_MAX):
+            key[0] = rule_id * lib.EVENT_TYPE_MAX + event_type
+            check_ret(lib.bpf_map_update_elem(self._fds["excl_hits"], key, zeros, 0), "reset", "excl_hits")
 
     def _update_active(self) -> None:
         mask = 0

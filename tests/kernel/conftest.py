@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import time
 import weakref
@@ -50,8 +51,21 @@ def wait_for(
     pytest.fail(f"timed out after {timeout}s waiting for {count} matching event(s); got {found}")
 
 
+# "hook=variant" for every attached hook of the first module sensor, for
+# pytest_terminal_summary: tools/vmtest.sh reports which variants a kernel got
+# without starting (and closing: seconds under qemu) a sensor of its own
+_hooks_seen: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def sensor() -> Iterator[ebpfsensor.Sensor]:
     """One sensor with every kind on, shared by a module's tests."""
     with ebpfsensor.Sensor() as s:
+        if not _hooks_seen:
+            _hooks_seen.extend(f"{name}={info.variant}" for name, info in sorted(s.hooks().items()))
         yield s
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _hooks_seen and os.environ.get("EBPFSENSOR_REPORT_HOOKS") == "1":
+        terminalreporter.write_line("HOOKS " + " ".join(_hooks_seen))

@@ -72,72 +72,89 @@ def hits(sensor: ebpfsensor.Sensor, rule_id: int) -> dict[str, int]:
     return next(r.hits for r in sensor.exclusions() if r.id == rule_id)
 
 
-def test_executable_by_identity_symlink_and_rename(exe: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def s(sensor: ebpfsensor.Sensor) -> Iterator[ebpfsensor.Sensor]:
+    """The module's sensor (every kind; starting and closing one takes seconds,
+    ~15 s under qemu), handed to each test without rules and left without."""
+    assert sensor.exclusions() == []
+    yield sensor
+    for r in sensor.exclusions():
+        sensor.remove_exclusion(r.id)
+
+
+def test_executable_by_identity_symlink_and_rename(exe: Path, tmp_path: Path, s: ebpfsensor.Sensor) -> None:
     link = tmp_path / "via-link"
     link.symlink_to(exe)
-    with ebpfsensor.Sensor() as s:
-        rid = s.exclude(ExcludeExecutable(str(link)))  # resolved to the target's identity
-        pid = run([exe])
-        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
-        pid = run([link])
-        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
-        renamed = tmp_path / "renamed"
-        exe.rename(renamed)
-        pid = run([renamed])
-        assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
-        h = hits(s, rid)
-        assert h["process_exec"] == 3 and h["process_exit"] == 3
-        assert s.stats().kinds["process_exec"].filtered >= 3
-        # the real true is not excluded
-        other = run([TRUE, "other"])
-        (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == other)
-        assert e.argv == [TRUE, "other"]
-        # removed: reported again
-        s.remove_exclusion(rid)
-        pid = run([renamed])
-        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
-        assert s.exclusions() == []
+    rid = s.exclude(ExcludeExecutable(str(link)))  # resolved to the target's identity
+    pid = run([exe])
+    assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+    pid = run([link])
+    assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+    renamed = tmp_path / "renamed"
+    exe.rename(renamed)
+    pid = run([renamed])
+    assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+    h = hits(s, rid)
+    assert h["process_exec"] == 3 and h["process_exit"] == 3
+    assert s.stats().kinds["process_exec"].filtered >= 3
+    # the real true is not excluded
+    other = run([TRUE, "other"])
+    (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == other)
+    assert e.argv == [TRUE, "other"]
+    # removed: reported again
+    s.remove_exclusion(rid)
+    pid = run([renamed])
+    wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+    assert s.exclusions() == []
 
 
-def test_name(exe: Path) -> None:
-    with ebpfsensor.Sensor() as s:
-        rid = s.exclude(ExcludeName("quiet-true"))
-        pid = run([exe])
-        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+def test_name(exe: Path, s: ebpfsensor.Sensor) -> None:
+    rid = s.exclude(ExcludeName("quiet-true"))
+    pid = run([exe])
+    assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+    assert hits(s, rid)["process_exec"] == 1
+    pid = run([TRUE])
+    wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+
+
+def test_reused_rule_id_starts_from_zero(exe: Path) -> None:
+    with ebpfsensor.Sensor(kinds={"process_exec"}) as s:
+        rid = s.exclude(ExcludeExecutable(str(exe)))
+        run([exe])
         assert hits(s, rid)["process_exec"] == 1
-        pid = run([TRUE])
-        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+        s.remove_exclusion(rid)
+        again = s.exclude(ExcludeName("unused-name"))
+        assert again == rid  # the id is reused, its counters are not
+        assert hits(s, again) == {}
 
 
 @pytest.mark.parametrize("descendants", [True, False])
-def test_pid_with_and_without_descendants(descendants: bool) -> None:
-    with ebpfsensor.Sensor() as s:
-        sh = subprocess.Popen(["sh", "-c", f"sleep 0.5; {TRUE} child; exit 3"])
-        rid = s.exclude(ExcludePid(sh.pid, descendants=descendants))
-        sh.wait()
-        seen = drain(s, 1.0)
-        assert not [e for e in seen if isinstance(e, ProcessExit) and e.pid == sh.pid]
-        child_execs = [e for e in seen if isinstance(e, ProcessExec) and e.ppid == sh.pid and e.argv[-1] == "child"]
-        if descendants:
-            # true is excluded; sleep too, unless sh started it before the rule
-            assert child_execs == [] and hits(s, rid).get("process_exec", 0) >= 1
-        else:
-            assert len(child_execs) == 1
+def test_pid_with_and_without_descendants(descendants: bool, s: ebpfsensor.Sensor) -> None:
+    sh = subprocess.Popen(["sh", "-c", f"sleep 0.5; {TRUE} child; exit 3"])
+    rid = s.exclude(ExcludePid(sh.pid, descendants=descendants))
+    sh.wait()
+    seen = drain(s, 1.0)
+    assert not [e for e in seen if isinstance(e, ProcessExit) and e.pid == sh.pid]
+    child_execs = [e for e in seen if isinstance(e, ProcessExec) and e.ppid == sh.pid and e.argv[-1] == "child"]
+    if descendants:
+        # true is excluded; sleep too, unless sh started it before the rule
+        assert child_execs == [] and hits(s, rid).get("process_exec", 0) >= 1
+    else:
+        assert len(child_execs) == 1
 
 
-def test_uid() -> None:
+def test_uid(s: ebpfsensor.Sensor) -> None:
     def become_nobody() -> None:
         os.setgid(65534)
         os.setuid(65534)
 
-    with ebpfsensor.Sensor() as s:
-        rid = s.exclude(ExcludeUid(65534))
-        pid = run([TRUE], preexec_fn=become_nobody, cwd="/")
-        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
-        # at least ours: any process of that user counts
-        assert hits(s, rid)["process_exec"] >= 1
-        mine = run([TRUE])
-        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == mine)
+    rid = s.exclude(ExcludeUid(65534))
+    pid = run([TRUE], preexec_fn=become_nobody, cwd="/")
+    assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+    # at least ours: any process of that user counts
+    assert hits(s, rid)["process_exec"] >= 1
+    mine = run([TRUE])
+    wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == mine)
 
 
 @pytest.fixture
@@ -153,15 +170,14 @@ def cgroup() -> Iterator[Path]:
             time.sleep(0.05)
 
 
-def test_cgroup(cgroup: Path) -> None:
+def test_cgroup(cgroup: Path, s: ebpfsensor.Sensor) -> None:
     def enter() -> None:
         (cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
-    with ebpfsensor.Sensor() as s:
-        rid = s.exclude(ExcludeCgroup(str(cgroup)))
-        pid = run([TRUE], preexec_fn=enter)
-        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
-        assert hits(s, rid)["process_exec"] == 1
+    rid = s.exclude(ExcludeCgroup(str(cgroup)))
+    pid = run([TRUE], preexec_fn=enter)
+    assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+    assert hits(s, rid)["process_exec"] == 1
 
 
 def test_from_configuration(exe: Path) -> None:
@@ -189,33 +205,33 @@ def test_from_configuration(exe: Path) -> None:
         (ExcludePathPrefix("/" + "d" * 255), "256 bytes; the kernel matches prefixes of at most 255 bytes"),
     ],
 )
-def test_invalid_rules_change_nothing(rule: ebpfsensor.Exclusion, message: str, exe: Path) -> None:
-    with ebpfsensor.Sensor() as s:
-        s.exclude(ExcludeExecutable(str(exe)))
-        before = s.exclusions()
-        with pytest.raises(ConfigError, match=message):
-            s.exclude(rule)
-        assert s.exclusions() == before
+def test_invalid_rules_change_nothing(
+    rule: ebpfsensor.Exclusion, message: str, exe: Path, s: ebpfsensor.Sensor
+) -> None:
+    s.exclude(ExcludeExecutable(str(exe)))
+    before = s.exclusions()
+    with pytest.raises(ConfigError, match=message):
+        s.exclude(rule)
+    assert s.exclusions() == before
     with pytest.raises(ConfigError, match=message):
         ebpfsensor.Sensor(exclusions=(rule,)).start()
 
 
-def test_apply_exclusions_after_reload(exe: Path) -> None:
-    with ebpfsensor.Sensor() as s:
-        keep = s.exclude(ExcludeName("keep-me"))
-        s.exclude(ExcludeUid(4242))
-        s.apply_exclusions([ExcludeName("keep-me"), ExcludeExecutable(str(exe))])
-        rules = {r.id: r.rule for r in s.exclusions()}
-        assert rules[keep] == ExcludeName("keep-me") and set(rules.values()) == {
-            ExcludeName("keep-me"),
-            ExcludeExecutable(str(exe)),
-        }
-        before = s.exclusions()
-        with pytest.raises(ConfigError):
-            s.apply_exclusions([ExcludeExecutable("relative")])
-        assert s.exclusions() == before
-        pid = run([exe])
-        assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
+def test_apply_exclusions_after_reload(exe: Path, s: ebpfsensor.Sensor) -> None:
+    keep = s.exclude(ExcludeName("keep-me"))
+    s.exclude(ExcludeUid(4242))
+    s.apply_exclusions([ExcludeName("keep-me"), ExcludeExecutable(str(exe))])
+    rules = {r.id: r.rule for r in s.exclusions()}
+    assert rules[keep] == ExcludeName("keep-me") and set(rules.values()) == {
+        ExcludeName("keep-me"),
+        ExcludeExecutable(str(exe)),
+    }
+    before = s.exclusions()
+    with pytest.raises(ConfigError):
+        s.apply_exclusions([ExcludeExecutable("relative")])
+    assert s.exclusions() == before
+    pid = run([exe])
+    assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
 
 
 def test_excluded_process_file_and_network_events(tmp_path: Path) -> None:

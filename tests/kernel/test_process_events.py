@@ -127,7 +127,8 @@ def test_threads_filtered_by_default(sensor: ebpfsensor.Sensor) -> None:
 
 
 def test_threads_reported_when_asked() -> None:
-    with ebpfsensor.Sensor(report_threads=True) as s:
+    # the process kinds only: a sensor with every kind takes seconds to close
+    with ebpfsensor.Sensor(report_threads=True, kinds={"process_exec", "process_fork", "process_exit"}) as s:
         p = subprocess.Popen([sys.executable, "-c", THREADED])
         p.wait()
         forks = wait_for(s, lambda e: isinstance(e, ProcessFork) and e.pid == p.pid and e.clone_flags & CLONE_THREAD)
@@ -166,7 +167,8 @@ def test_deep_cwd(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("variant", ["btf", "raw", "tp"])
 def test_each_hook_variant(variant: str) -> None:
-    with ebpfsensor.Sensor(hook_variants={variant}) as s:
+    # the process kinds only: a sensor with every kind takes seconds to close
+    with ebpfsensor.Sensor(hook_variants={variant}, kinds={"process_exec", "process_fork", "process_exit"}) as s:
         lifecycle = {h: i.variant for h, i in s.hooks().items() if h in ("exec", "fork", "exit")}
         assert lifecycle == {"exec": variant, "fork": variant, "exit": variant}
         p = subprocess.Popen([TRUE, variant])
@@ -194,25 +196,25 @@ def test_disabled_kinds_produce_nothing() -> None:
         assert st["process_exit"].produced >= 1
 
 
-def test_subscribe_and_stats_reconcile() -> None:
+def test_subscribe_and_stats_reconcile(sensor: ebpfsensor.Sensor) -> None:
+    s = sensor
     got: list[Any] = []
-    with ebpfsensor.Sensor() as s:
-        sub = s.subscribe(got.append, kinds={"process_exit"})
-        p = subprocess.Popen([TRUE])
-        p.wait()
-        wait_for(s, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid)
-        assert got and all(isinstance(e, ProcessExit) for e in got)
-        assert any(e.pid == p.pid for e in got)
-        sub.cancel()
-        n = len(got)
-        subprocess.run([TRUE], check=True)
-        s.poll(0.3)
-        assert len(got) == n
-        s.poll(0.2)
-        st = s.stats()
-        for kind, k in st.kinds.items():
-            assert k.produced == k.delivered + k.pending, kind
-            assert k.dropped == 0, kind
+    sub = s.subscribe(got.append, kinds={"process_exit"})
+    p = subprocess.Popen([TRUE])
+    p.wait()
+    wait_for(s, lambda e: isinstance(e, ProcessExit) and e.pid == p.pid)
+    assert got and all(isinstance(e, ProcessExit) for e in got)
+    assert any(e.pid == p.pid for e in got)
+    sub.cancel()
+    n = len(got)
+    subprocess.run([TRUE], check=True)
+    s.poll(0.3)
+    assert len(got) == n
+    s.poll(0.2)
+    st = s.stats()
+    for kind, k in st.kinds.items():
+        assert k.produced == k.delivered + k.pending, kind
+        assert k.dropped == 0, kind
         assert st.undecodable == 0 and st.lost == 0
         with pytest.raises(ValueError, match="unknown event kind"):
             s.subscribe(got.append, kinds={"nope"})

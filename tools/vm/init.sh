@@ -61,13 +61,19 @@ mount -t overlay -o lowerdir=/mnt/host,upperdir=/mnt/rw/upper,workdir=/mnt/rw/wo
 
 # The kernel filesystems the command expects; they move along with the root.
 r=/mnt/root
+# Read-only trees straight from the share (run.sh says which and why).
+for d in $VMTEST_DIRECT; do
+	[ ! -d "/mnt/host$d" ] || mount -o bind "/mnt/host$d" "$r$d" || fail "bind $d"
+done
 mount -t proc proc $r/proc || fail "mount proc"
 mount -t sysfs sysfs $r/sys || fail "mount sysfs"
 mount -t devtmpfs devtmpfs $r/dev || fail "mount devtmpfs"
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
+case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p /mnt/cwd && mount -o bind "$r$VMTEST_CWD" /mnt/cwd ;; esac
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp
+case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p "$r$VMTEST_CWD" && mount -o bind /mnt/cwd "$r$VMTEST_CWD" ;; esac
 mount -t tmpfs -o mode=0755 tmpfs $r/run || fail "mount /run"
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null
 mount -t securityfs securityfs $r/sys/kernel/security 2>/dev/null

@@ -25,7 +25,8 @@ usage: $0 --kernel ID [options] -- COMMAND [ARG...]
   --cpu MODEL        qemu -cpu (default max,-avx,-avx2; arm64: max,pauth-impdef=on)
   --root DIR         share DIR instead of / as the guest's root (e.g. an arm64 root)
   --initramfs-only   no 9p root: run COMMAND with the initramfs' busybox sh
-  --append ARGS      extra kernel command line (e.g. lsm=lockdown,capability,yama,apparmor,bpf)
+  --append ARGS      extra kernel command line (an lsm=... here replaces the default:
+                     CONFIG_LSM of the kernel plus bpf, so BPF LSM programs run)
   --env NAME=VALUE   set a variable for COMMAND (repeatable)
   --9p-cache MODE    9p cache mode: loose (default) or mmap
   --refresh          refresh the apt lists now (otherwise at most once a day)
@@ -212,6 +213,16 @@ ln -sfn "$(basename "$kdir")" "$cache/kernels/$kernel_id/current"
 for d in "$cache/kernels/$kernel_id"/*/; do
 	[[ $d == "$kdir/" || -L ${d%/} ]] || rm -rf "$d"
 done
+# BPF LSM programs run only when "bpf" is in the active LSM list, which
+# Debian's 5.10 leaves out of CONFIG_LSM: boot with the kernel's own default
+# list plus bpf (an lsm= in --append replaces this).
+kconfig=$(find "$kroot/boot" -maxdepth 1 -name 'config-*' -print -quit)
+lsm_arg=''
+if [[ $append != *lsm=* && -n $kconfig ]] && grep -q '^CONFIG_BPF_LSM=y' "$kconfig"; then
+	lsms=$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$kconfig")
+	[[ ,$lsms, == *,bpf,* ]] || lsms=${lsms:+$lsms,}bpf
+	lsm_arg="lsm=$lsms"
+fi
 kimages=("$kroot"/boot/vmlinu[xz]-*)
 kimage=${kimages[0]:-}
 [[ -f $kimage ]] || die "no kernel image in $kroot/boot"
@@ -340,6 +351,20 @@ mkdir -p "$tmp/run/vmtest"
 {
 	printf 'VMTEST_MODE=%s\n' "$([[ $initramfs_only == 1 ]] && echo initramfs || echo 9p)"
 	printf 'VMTEST_9P_OPTS=%s\n' "$(shq "trans=virtio,version=9p2000.L,msize=512000,cache=$p9cache")"
+	# Trees bound read-only from the share over the overlay: /usr, and the
+	# prefix of the python3 the command will find (pyenv's, say). On overlayfs
+	# stat() reports the overlay's device, while the kernel's mm->exe_file is
+	# the lower file: tests that identify an executable by (dev, ino) need the
+	# file where user space and the kernel agree, as on a real root.
+	direct=/usr
+	if [[ $root == / ]] && py=$( (pyenv which python3 || command -v python3) 2>/dev/null) && py=$(readlink -f "$py"); then
+		py=${py%/bin/*}
+		[[ $py == /usr || $py == /usr/* || ! -d $py ]] || direct+=" $py"
+	fi
+	printf 'VMTEST_DIRECT=%s\n' "$(shq "$direct")"
+	# the guest's /tmp is a fresh tmpfs: init.sh keeps the command's directory
+	# if it lies under the host's /tmp (a CI checkout, say)
+	[[ $root != / ]] || printf 'VMTEST_CWD=%s\n' "$(shq "$PWD")"
 } >"$tmp/run/vmtest/conf"
 {
 	if ((initramfs_only)); then
@@ -400,7 +425,7 @@ if ((!initramfs_only)); then
 	qargs+=(-fsdev "local,id=hostroot,path=${root//,/,,},security_model=none,readonly=on,multidevs=remap"
 		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot)
 fi
-qargs+=(-append "console=$console quiet panic=-1 random.trust_cpu=on $append")
+qargs+=(-append "console=$console quiet panic=-1 random.trust_cpu=on $lsm_arg $append")
 
 exec 9>"$cache/.guest.lock" # guests take both cores: one at a time
 if ! flock -n 9; then
