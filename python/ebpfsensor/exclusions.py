@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Union
 
@@ -146,6 +147,44 @@ class _Resolved(msgspec.Struct, frozen=True):
     key: bytes
     flags: int
     seed_pids: frozenset[int] = frozenset()
+    # more keys for the same rule: an executable's identity as the kernel
+    # sees it, where stat(2) reports another device
+    alt_keys: tuple[bytes, ...] = ()
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.key, *self.alt_keys) if self.map_name else ()
+
+
+def _unescape_mountinfo(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def superblock_dev(path: str) -> int | None:
+    """The kernel's s_dev of the filesystem holding path (user-space dev_t
+    encoding), from /proc/self/mountinfo; None when it cannot be read.
+
+    It differs from stat(2)'s st_dev where the filesystem reports another
+    device per file: overlayfs whose layers are on different filesystems
+    (a pseudo device per lower layer) and btrfs subvolumes. The kernel's
+    inode of an executable carries the superblock's.
+    """
+    real = os.path.realpath(path)
+    best: tuple[int, int] | None = None
+    best_len = -1
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point = _unescape_mountinfo(fields[4])
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                # the longest mount point holding the path; of equals, the last mounted
+                if inside and len(point) >= best_len:
+                    major, _, minor = fields[2].partition(":")
+                    best, best_len = (int(major), int(minor)), len(point)
+    except (OSError, IndexError, ValueError):
+        return None
+    return os.makedev(*best) if best else None
 
 
 def resolve(rule: Exclusion) -> _Resolved:
@@ -165,7 +204,12 @@ def resolve(rule: Exclusion) -> _Resolved:
         if not os.path.isfile(rule.path):
             raise ConfigError(f"exclusion executable {rule.path!r}: not a regular file")
         key = ffi.new("struct exe_key *", {"dev": kernel_dev(st.st_dev), "ino": st.st_ino})
-        return _Resolved("excl_exe", bytes(ffi.buffer(key)), desc)
+        alt: tuple[bytes, ...] = ()
+        sb_dev = superblock_dev(rule.path)
+        if sb_dev is not None and sb_dev != st.st_dev:
+            alt_key = ffi.new("struct exe_key *", {"dev": kernel_dev(sb_dev), "ino": st.st_ino})
+            alt = (bytes(ffi.buffer(alt_key)),)
+        return _Resolved("excl_exe", bytes(ffi.buffer(key)), desc, alt_keys=alt)
     if isinstance(rule, ExcludeName):
         raw = rule.name.encode()
         if not 0 < len(raw) <= _NAME_MAX or b"\0" in raw:
@@ -280,12 +324,12 @@ class ExclusionTable:
             raise ConfigError(f"exclusions: at most {MAX_RULES} rules; remove one first")
         self._reset_hits(free)
         value = ffi.new("struct excl_value *", {"rule": free, "flags": resolved.flags})
-        if resolved.map_name:
-            check_ret(
-                lib.bpf_map_update_elem(self._fds[resolved.map_name], resolved.key, value, 0),
-                "add exclusion",
-                repr(rule),
-            )
+        for n, key in enumerate(resolved.keys):
+            rc = lib.bpf_map_update_elem(self._fds[resolved.map_name], key, value, 0)
+            if rc < 0:
+                for done in resolved.keys[:n]:
+                    lib.bpf_map_delete_elem(self._fds[resolved.map_name], done)
+                check_ret(rc, "add exclusion", repr(rule))
         self._rules[free] = (rule, resolved)
         self._update_active()
         self._seed(free, rule, resolved)
@@ -298,8 +342,8 @@ class ExclusionTable:
             KeyError: no such rule id.
         """
         rule, resolved = self._rules.pop(rule_id)
-        if resolved.map_name:
-            rc = lib.bpf_map_delete_elem(self._fds[resolved.map_name], resolved.key)
+        for key in resolved.keys:
+            rc = lib.bpf_map_delete_elem(self._fds[resolved.map_name], key)
             if rc < 0 and -rc != errno.ENOENT:
                 check_ret(rc, "remove exclusion", repr(rule))
         self._update_active()

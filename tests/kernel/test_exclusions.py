@@ -108,6 +108,60 @@ def test_executable_by_identity_symlink_and_rename(exe: Path, tmp_path: Path, s:
     assert s.exclusions() == []
 
 
+def test_two_names_of_one_executable_are_one_rule(exe: Path, tmp_path: Path, s: ebpfsensor.Sensor) -> None:
+    hard = tmp_path / "hard-link"
+    os.link(exe, hard)
+    rid = s.exclude(ExcludeExecutable(str(exe)))
+    assert s.exclude(ExcludeExecutable(str(hard))) == rid  # the same file: the same rule
+    with pytest.raises(ConfigError, match=f"rule {rid} .* remove that rule first"):
+        s.exclude(ExcludeExecutable(str(hard), descendants=True))
+    assert [r.rule for r in s.exclusions()] == [ExcludeExecutable(str(exe))]
+    pid = run([hard])
+    assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+    # one removal releases both names
+    s.remove_exclusion(rid)
+    pid = run([hard])
+    wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+
+
+@pytest.fixture
+def overlay(tmp_path: Path) -> Iterator[Path]:
+    """An overlay mount whose upper layer is another filesystem (a tmpfs) than
+    its lower one: stat(2) then reports a per-layer pseudo device for lower
+    files, not the overlay's own, which the kernel's inodes carry."""
+    lower, upper, merged = tmp_path / "lower", tmp_path / "upper", tmp_path / "merged"
+    for d in (lower, upper, merged):
+        d.mkdir()
+    shutil.copy2(TRUE, lower / "layered-true")
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(upper)], check=True)
+    try:
+        (upper / "u").mkdir()
+        (upper / "w").mkdir()
+        opts = f"lowerdir={lower},upperdir={upper}/u,workdir={upper}/w"
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], check=True)
+        try:
+            yield merged
+        finally:
+            subprocess.run(["umount", str(merged)], check=True)
+    finally:
+        subprocess.run(["umount", str(upper)], check=True)
+
+
+def test_executable_on_overlayfs(overlay: Path, s: ebpfsensor.Sensor) -> None:
+    from ebpfsensor.exclusions import superblock_dev
+
+    path = overlay / "layered-true"
+    assert superblock_dev(str(path)) != os.stat(path).st_dev  # the case this test is about
+    rid = s.exclude(ExcludeExecutable(str(path)))
+    pid = run([path])
+    assert not [e for e in events_of(s, pid) if not isinstance(e, ebpfsensor.ProcessFork)]
+    assert hits(s, rid)["process_exec"] == 1
+    s.remove_exclusion(rid)  # both identities go
+    pid = run([path])
+    (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid)
+    assert e.exe == str(path)
+
+
 def test_name(exe: Path, s: ebpfsensor.Sensor) -> None:
     rid = s.exclude(ExcludeName("quiet-true"))
     pid = run([exe])

@@ -388,6 +388,9 @@ mkdir -p "$tmp/run/vmtest"
 		fi
 	fi
 	printf 'export VMTEST_KERNEL=%s\n' "$(shq "$kernel_id")"
+	# the guest kernel's own modules, from its package (the shared root has
+	# none for it): tests that load a real module look here
+	[[ $root != / ]] || printf 'export VMTEST_KERNEL_MODULES=%s\n' "$(shq "$mods")"
 	for e in ${envs[@]+"${envs[@]}"}; do printf 'export %s=%s\n' "${e%%=*}" "$(shq "${e#*=}")"; done
 	printf 'exec %s\n' "$(shq "$@")"
 } >"$tmp/run/vmtest/cmd"
