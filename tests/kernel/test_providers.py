@@ -89,8 +89,8 @@ def test_missing_btf_falls_back(tmp_path: Path) -> None:
 
 
 def test_load_failure_falls_back() -> None:
-    # no hook of ours has a kprobe variant: nothing can attach
-    with ebpfsensor.Sensor(hook_variants={"kprobe"}) as s:
+    # the lifecycle hooks have no kprobe variant: nothing can attach
+    with ebpfsensor.Sensor(kinds={"process_exec", "process_fork", "process_exit"}, hook_variants={"kprobe"}) as s:
         assert_fallback(s, "no hook could be attached")
 
 
