@@ -24,7 +24,7 @@ from .events import BPF_KINDS, EVENT_CLASSES, KINDS, Event
 from .exclusions import Exclusion, ExclusionTable, RuleStatus
 from .exclusions import resolve as resolve_exclusion
 from .health import Capabilities
-from .objects import BpfObject, HookStatus, LoadedObject
+from .objects import BpfObject, HookStatus, LoadedObject, detach_all
 from .ringbuf import RingBuffer
 
 if TYPE_CHECKING:
@@ -374,6 +374,7 @@ class Sensor:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+        detach_all(self._objects)
         for obj in reversed(self._objects):
             obj.close()
         self._objects = []
