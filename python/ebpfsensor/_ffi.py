@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import PRIVILEGE_HINT, LibbpfError, PrivilegeError
@@ -17,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the build
         f"ebpfsensor's compiled extension is missing ({exc}); build it with `make ext` or install a wheel"
     ) from exc
 
-__all__ = ["capture_libbpf_log", "check_ptr", "check_ret", "ffi", "lib", "next_key", "strerror"]
+__all__ = ["capture_libbpf_log", "check_ptr", "check_ret", "ffi", "lib", "map_items", "next_key", "strerror"]
 
 log = logging.getLogger("ebpfsensor.libbpf")
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -82,6 +83,23 @@ def next_key(fd: int, key: Any, next_key: Any, target: str) -> bool:
         return False
     check_ret(rc, "iterate", target)
     return True
+
+
+def map_items(fd: int, key_type: str, value_type: str, target: str) -> Iterator[tuple[Any, Any]]:
+    """Every (key, value) of a hash map, each a fresh cffi object. An entry
+    deleted between two steps is passed over."""
+    prev = ffi.NULL
+    while True:
+        key = ffi.new(f"{key_type} *")
+        if not next_key(fd, prev, key, target):
+            return
+        prev = key
+        value = ffi.new(f"{value_type} *")
+        rc = lib.bpf_map_lookup_elem(fd, key, value)
+        if rc == -errno.ENOENT:
+            continue
+        check_ret(rc, "read", target)
+        yield key, value
 
 
 def check_ptr(ptr: Any, op: str, target: str, hint: str = "") -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from ._ffi import check_ret, ffi, lib, next_key
+from ._ffi import check_ret, ffi, lib, map_items
 from ._mounts import ensure_tracefs
 from .errors import ConfigError, EbpfSensorError
 from .exclusions import ExcludeExecutable
@@ -427,28 +427,16 @@ class Diagnostic:
 
         per_initiator: dict[tuple[int, int], list[SyscallCount]] = {}
         fd = obj.map_fd("diag_initiator_syscalls")
-        skey = ffi.new("struct diag_initiator_syscall_key *")
-        snext = ffi.new("struct diag_initiator_syscall_key *")
-        sval = ffi.new("uint64_t *")
-        prev: Any = ffi.NULL
-        while next_key(fd, prev, snext, "diag_initiator_syscalls"):
-            check_ret(lib.bpf_map_lookup_elem(fd, snext, sval), "read", "diag_initiator_syscalls")
-            per_initiator.setdefault((snext.dev, snext.ino), []).append(
-                SyscallCount(snext.nr, syscall_name(snext.nr, self._arch), sval[0], True)
+        for sk, sval in map_items(fd, "struct diag_initiator_syscall_key", "uint64_t", "diag_initiator_syscalls"):
+            per_initiator.setdefault((sk.dev, sk.ino), []).append(
+                SyscallCount(sk.nr, syscall_name(sk.nr, self._arch), sval[0], True)
             )
-            ffi.memmove(skey, snext, ffi.sizeof(skey[0]))
-            prev = skey
         for counts in per_initiator.values():
             counts.sort(key=lambda s: (-s.count, s.nr))
 
         initiators = []
         fd = obj.map_fd("diag_initiators")
-        ikey = ffi.new("struct diag_initiator_key *")
-        inext = ffi.new("struct diag_initiator_key *")
-        ival = ffi.new("struct diag_initiator *")
-        prev = ffi.NULL
-        while next_key(fd, prev, inext, "diag_initiators"):
-            check_ret(lib.bpf_map_lookup_elem(fd, inext, ival), "read", "diag_initiators")
+        for inext, ival in map_items(fd, "struct diag_initiator_key", "struct diag_initiator", "diag_initiators"):
             path = _decode_path(ival.path, min(ival.path_len, lib.DIAG_PATH_LEN - 1))
             initiators.append(
                 InitiatorCount(
@@ -461,21 +449,12 @@ class Diagnostic:
                     per_initiator.get((inext.dev, inext.ino), []),
                 )
             )
-            ffi.memmove(ikey, inext, ffi.sizeof(ikey[0]))
-            prev = ikey
         initiators.sort(key=lambda i: (-i.count, i.path))
 
         paths = []
         fd = obj.map_fd("diag_paths")
-        pkey = ffi.new("struct diag_path_key *")
-        pnext = ffi.new("struct diag_path_key *")
-        pval = ffi.new("struct diag_path_count *")
-        prev = ffi.NULL
-        while next_key(fd, prev, pnext, "diag_paths"):
-            check_ret(lib.bpf_map_lookup_elem(fd, pnext, pval), "read", "diag_paths")
-            paths.append(PathCount(_decode_path(pnext.path), pval.count, bool(pval.truncated)))
-            ffi.memmove(pkey, pnext, ffi.sizeof(pkey[0]))
-            prev = pkey
+        for pk, pval in map_items(fd, "struct diag_path_key", "struct diag_path_count", "diag_paths"):
+            paths.append(PathCount(_decode_path(pk.path), pval.count, bool(pval.truncated)))
         paths.sort(key=lambda p: (-p.count, p.path))
 
         return EbpfStatistics(

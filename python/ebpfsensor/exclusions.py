@@ -29,7 +29,7 @@ from typing import Union
 import msgspec
 
 from ._containers import find_cgroup2_root
-from ._ffi import check_ret, ffi, lib
+from ._ffi import check_ret, ffi, lib, map_items
 from .errors import ConfigError
 from .events import EVENT_CLASSES
 
@@ -348,11 +348,9 @@ class ExclusionTable:
                 check_ret(rc, "remove exclusion", repr(rule))
         self._update_active()
         fd = self._fds["excluded_tgids"]
-        value = ffi.new("struct excl_value *")
-        for tgid in self._keys(fd):
-            key = ffi.new("uint32_t *", tgid)
-            if lib.bpf_map_lookup_elem(fd, key, value) == 0 and value.rule == rule_id:
-                lib.bpf_map_delete_elem(fd, key)
+        items = map_items(fd, "uint32_t", "struct excl_value", "excluded_tgids")
+        for key in [key for key, value in items if value.rule == rule_id]:
+            lib.bpf_map_delete_elem(fd, key)
 
     def list(self) -> list[RuleStatus]:
         """Every rule with its hit counters."""
@@ -424,16 +422,6 @@ class ExclusionTable:
                 {"rule": rule_id, "flags": f | (lib.EXCL_STICKY if flags & lib.EXCL_DESCENDANTS else 0)},
             )
             check_ret(lib.bpf_map_update_elem(fd, key, value, 0), "exclude", f"pid {tgid}")
-
-    @staticmethod
-    def _keys(fd: int) -> list[int]:
-        keys = []
-        prev = ffi.NULL
-        nxt = ffi.new("uint32_t *")
-        while lib.bpf_map_get_next_key(fd, prev, nxt) == 0:
-            keys.append(int(nxt[0]))
-            prev = ffi.new("uint32_t *", nxt[0])
-        return keys
 
 
 def _processes() -> dict[int, tuple[int, tuple[int, int] | None, str]]:
