@@ -435,9 +435,22 @@ def destroy_links(links: list[Any]) -> None:
         for link in links:
             lib.bpf_link__destroy(link)
         return
-    with ThreadPoolExecutor(max_workers=min(128, len(links)), thread_name_prefix="ebpfsensor-detach") as pool:
-        for _ in pool.map(lib.bpf_link__destroy, links):
-            pass
+    done = [False] * len(links)
+
+    def destroy(i: int) -> None:
+        lib.bpf_link__destroy(links[i])
+        done[i] = True
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(128, len(links)), thread_name_prefix="ebpfsensor-detach") as pool:
+            for _ in pool.map(destroy, range(len(links))):
+                pass
+    except RuntimeError:
+        # the interpreter is shutting down (a sensor closed from __del__ or
+        # atexit): no new threads, one link after another
+        for i, link in enumerate(links):
+            if not done[i]:
+                lib.bpf_link__destroy(link)
 
 
 def detach_all(loaded: Iterable[LoadedObject]) -> None:
