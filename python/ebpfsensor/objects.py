@@ -427,9 +427,9 @@ def destroy_links(links: list[Any]) -> None:
     """Detach links, many at once.
 
     Detaching a classic tracepoint waits for RCU grace periods (~65 ms a
-    link on the 6.18 development VM: seven seconds for a sensor with every
-    kind); from several threads the waits overlap. cffi releases the GIL
-    around each call.
+    link on the idle 6.18 development VM: seven seconds for a sensor with
+    every kind); from several threads the waits partly overlap (3.5 s idle,
+    ~0.1 s with the other CPU busy). cffi releases the GIL around each call.
     """
     if len(links) < 4:
         for link in links:
