@@ -473,6 +473,9 @@ def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
     (logs / "z").touch()
     (other / "y").touch()
     (log / "sub").mkdir()
+    deep = [f"{'d' * (70 + k)}/../../logs/z" for k in range(12)]
+    for rel in deep:
+        (log / rel.split("/")[0]).mkdir()
     with ebpfsensor.Sensor(kinds=FILE_KINDS) as s:
         rid = s.exclude(ExcludePathPrefix(str(log)))
         # from inside the excluded directory, ".." leads out of it: reported
@@ -488,6 +491,10 @@ def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
         # "./here" and the long name stay inside: their opens and creates are excluded
         assert len(f"{log}/{long_name}") > 256
         assert suppressed(s, rid) == {"file_open": 2, "file_create": 2}
+        # ".." found wherever it lies: past the first reads of the scan, and
+        # at each offset around the edge of one call's 80 bytes
+        _pid, events = file_actions(s, tree, f"cd:{log}", *(f"chmod:{rel}" for rel in deep))
+        assert [(e.path, e.arg_path) for e in events] == [(f"{log}/{rel}", rel) for rel in deep]  # type: ignore[attr-defined]
         # a longer prefix beside a shorter one: the longest covering rule counts
         inner = s.exclude(ExcludePathPrefix(f"{log}/sub"))
         _pid, events = file_actions(s, tree, f"create:{log}/sub/q", f"create:{log}/r")
