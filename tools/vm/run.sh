@@ -428,7 +428,10 @@ if ((!initramfs_only)); then
 	qargs+=(-fsdev "local,id=hostroot,path=${root//,/,,},security_model=none,readonly=on,multidevs=remap"
 		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot)
 fi
-qargs+=(-append "console=$console quiet panic=-1 random.trust_cpu=on $lsm_arg $append")
+# rcu_expedited: a normal RCU grace period waits for emulated timer ticks,
+# and detaching each tracepoint link waits for two (closing a sensor with
+# every kind: 6.3 s -> 2.8 s on 6.1)
+qargs+=(-append "console=$console quiet panic=-1 random.trust_cpu=on rcupdate.rcu_expedited=1 $lsm_arg $append")
 
 exec 9>"$cache/.guest.lock" # guests take both cores: one at a time
 if ! flock -n 9; then
