@@ -19,6 +19,11 @@ struct path_parts {
 	__u32 len[MAX_PATH_DEPTH];
 	__u32 used; /* slots the walk filled; kept here, not in a register, so
 		     * the verifier's states do not differ by depth */
+	__u32 done; /* the walk reached the root (then: nothing was cut) */
+	__u32 pos;  /* bytes the copy wrote */
+	__u32 _pad;
+	/* where the walk stands between two path_walk() calls */
+	__u64 dentry, mnt, mnt_parent, mnt_root;
 };
 
 struct {
@@ -58,37 +63,37 @@ struct {
 
 #define PATH_TRUNCATED (1U << 31)
 
-/*
- * Resolve a struct path from the kernel's own dentry and mount chain, up to
- * the root of the task's mount namespace, into the per-CPU path_buf.
- * Returns the length (no terminating NUL), with PATH_TRUNCATED set when the
- * path is deeper than MAX_PATH_DEPTH or longer than PATH_LEN - 1.
- *
- * A global function: the verifier checks it once, not at every call site.
- */
-__noinline int path_resolve(__u64 path_ptr)
-{
-	const struct path *path = (const struct path *)path_ptr;
-	__u32 zero = 0, pos = 0, done = 0, used, i, j;
-	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
-	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
-	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
-	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	char *dst;
+/* slots per path_walk() and path_copy() call */
+#define PATH_STEP 8
 
-	if (!parts || !out || !dentry || !vfsmnt)
+/*
+ * PATH_STEP slots of the walk, from slot first: leafwards-up, one name per
+ * dentry, two reads per component, the mount's root only when crossing.
+ * The walk's position is kept in parts between calls. Every slot is written
+ * (the verifier needs no state per depth). A global function, like
+ * path_copy(): the verifier walks its PATH_STEP slots once per program, and
+ * path_resolve()'s loop costs it a call per PATH_STEP slots, some 3k
+ * instructions in all against 32k with all MAX_PATH_DEPTH slots inline.
+ */
+__noinline int path_walk(__u32 first)
+{
+	__u32 zero = 0, done, i, k;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct dentry *dentry, *mnt_root;
+	struct mount *mnt, *mnt_parent;
+
+	if (!parts)
 		return 0;
-	dst = out->buf;
-	parts->used = MAX_PATH_DEPTH;
-	/* every slot is written on every pass (the verifier needs no state per
-	 * depth); two reads per component, the mount's root only when crossing */
-	for (i = 0; i < MAX_PATH_DEPTH; i++) {
+	dentry = (struct dentry *)parts->dentry;
+	mnt = (struct mount *)parts->mnt;
+	mnt_parent = (struct mount *)parts->mnt_parent;
+	mnt_root = (struct dentry *)parts->mnt_root;
+	done = parts->done;
+	for (k = 0; k < PATH_STEP; k++) {
 		struct dentry *parent;
 		struct qstr name;
 
+		i = (first + k) & (MAX_PATH_DEPTH - 1);
 		parts->len[i] = 0;
 		if (done)
 			continue;
@@ -100,6 +105,7 @@ __noinline int path_resolve(__u64 path_ptr)
 				parts->len[i] = BPF_CORE_READ(dentry, d_name.len);
 				parts->name[i] = BPF_CORE_READ(dentry, d_name.name);
 				done = 1;
+				parts->used = i + 1;
 				continue;
 			}
 			/* the root of the task's mount namespace */
@@ -112,8 +118,7 @@ __noinline int path_resolve(__u64 path_ptr)
 			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = mnt_parent;
 			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-			vfsmnt = &mnt->mnt;
-			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+			mnt_root = BPF_CORE_READ(&mnt->mnt, mnt_root);
 			continue;
 		}
 		bpf_core_read(&name, sizeof(name), &dentry->d_name);
@@ -121,35 +126,104 @@ __noinline int path_resolve(__u64 path_ptr)
 		parts->name[i] = name.name;
 		dentry = parent;
 	}
-	/* only the slots the first pass used: a helper call per unused slot
-	 * cost more than the rest of the walk. Leaving the loop early ends a
-	 * path through it, so the verifier's work stays linear in the depth. */
+	parts->dentry = (__u64)dentry;
+	parts->mnt = (__u64)mnt;
+	parts->mnt_parent = (__u64)mnt_parent;
+	parts->mnt_root = (__u64)mnt_root;
+	parts->done = done;
+	return 0;
+}
+
+/*
+ * PATH_STEP of the names the walk noted into path_buf, root-first, from the
+ * first-th: "/name" each, nothing for a mount crossing. A path that does not
+ * fit in PATH_LEN - 1 bytes stops here, marked not done (cut).
+ */
+__noinline int path_copy(__u32 first)
+{
+	__u32 zero = 0, used, pos, i, j, k;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
+
+	if (!parts || !out)
+		return 0;
 	used = parts->used;
-	for (j = 0; j < MAX_PATH_DEPTH; j++) {
+	pos = parts->pos;
+	for (k = 0; k < PATH_STEP; k++) {
 		__u32 len, size;
 
+		j = first + k;
 		if (j >= used)
 			break;
 		i = (used - 1 - j) & (MAX_PATH_DEPTH - 1);
 		len = parts->len[i] & NAME_MASK;
-		/* "/name", or nothing for a mount crossing or an unused slot */
 		size = len + ((len + NAME_MASK) >> 8);
 		if (pos + size > PATH_LEN - 1) {
-			done = 0;
+			parts->done = 0;
+			parts->used = 0;
 			break;
 		}
 		/* keep the compiler from dropping the masks the verifier needs */
 		asm volatile("" : "+r"(pos));
-		dst[pos & PATH_MASK] = '/';
-		bpf_probe_read_kernel(&dst[(pos + 1) & PATH_MASK], len, parts->name[i]);
+		out->buf[pos & PATH_MASK] = '/';
+		bpf_probe_read_kernel(&out->buf[(pos + 1) & PATH_MASK], len, parts->name[i]);
 		pos += size;
 	}
+	parts->pos = pos;
+	return 0;
+}
+
+/*
+ * Resolve a struct path from the kernel's own dentry and mount chain, up to
+ * the root of the task's mount namespace, into the per-CPU path_buf, in two
+ * passes: path_walk() notes the names leafwards-up, path_copy() writes them
+ * root-first. Returns the length (no terminating NUL), with PATH_TRUNCATED
+ * set when the path is deeper than MAX_PATH_DEPTH or longer than
+ * PATH_LEN - 1.
+ *
+ * A global function: the verifier checks it once per program, not at every
+ * call site.
+ */
+__noinline int path_resolve(__u64 path_ptr)
+{
+	const struct path *path = (const struct path *)path_ptr;
+	__u32 zero = 0, pos, i;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+
+	if (!parts || !out || !dentry || !vfsmnt)
+		return 0;
+	parts->used = MAX_PATH_DEPTH;
+	parts->done = 0;
+	parts->pos = 0;
+	parts->dentry = (__u64)dentry;
+	parts->mnt = (__u64)mnt;
+	parts->mnt_parent = (__u64)BPF_CORE_READ(mnt, mnt_parent);
+	parts->mnt_root = (__u64)BPF_CORE_READ(vfsmnt, mnt_root);
+	/* leaving a loop early ends a path through it: the verifier's work
+	 * stays linear in the depth */
+	for (i = 0; i < MAX_PATH_DEPTH; i += PATH_STEP) {
+		if (parts->done)
+			break;
+		path_walk(i);
+	}
+	/* only the slots the walk used: a helper call per unused slot cost
+	 * more than the rest of the walk */
+	for (i = 0; i < MAX_PATH_DEPTH; i += PATH_STEP) {
+		if (i >= parts->used)
+			break;
+		path_copy(i);
+	}
+	pos = parts->pos;
 	if (pos == 0) {
-		dst[0] = '/';
+		out->buf[0] = '/';
 		pos = 1;
 	}
 	/* not done: deeper than MAX_PATH_DEPTH or too long, leading part missing */
-	return pos | (done ? 0 : PATH_TRUNCATED);
+	return pos | (parts->done ? 0 : PATH_TRUNCATED);
 }
 
 /*
