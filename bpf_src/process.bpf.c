@@ -169,6 +169,28 @@ int handle_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 	return handle_exec((struct task_struct *)bpf_get_current_task(), ctx->old_pid);
 }
 
+/*
+ * bit where a != b (bit a power of two), with no branch: a branch per flag
+ * made the verifier walk every combination of flags (98k instructions for
+ * one program). All in asm: clang makes a comparison and a branch of the C
+ * idiom, and a newer verifier splits its state on "(-1 or 0) & bit" too;
+ * "(0 or 1) << shift" it keeps as one state.
+ */
+#define NE_BIT(a, b, bit)                                                       \
+	({                                                                      \
+		__u64 _x = (__u64)(a) ^ (__u64)(b), _m;                         \
+		_Static_assert(((bit) & ((bit) - 1)) == 0, "one bit");          \
+		asm volatile("%[m] = %[x]\n\t"                                  \
+			     "%[m] = -%[m]\n\t"                                 \
+			     "%[m] |= %[x]\n\t"                                 \
+			     "%[m] >>= 63\n\t"                                  \
+			     "%[m] <<= %[s]"                                    \
+			     : [m] "=&r"(_m)                                    \
+			     : [x] "r"(_x), [s] "i"(__builtin_ctzll(bit)));     \
+		_m;                                                             \
+	})
+#define EQ_BIT(a, b, bit) (NE_BIT(a, b, bit) ^ (bit))
+
 /* what the child shares with its parent tells most of the clone flags */
 static __always_inline __u64 clone_flags(struct task_struct *parent, struct task_struct *child)
 {
@@ -176,32 +198,22 @@ static __always_inline __u64 clone_flags(struct task_struct *parent, struct task
 	struct nsproxy *cn = BPF_CORE_READ(child, nsproxy);
 	__u64 f = 0;
 
-	if (BPF_CORE_READ(child, mm) == BPF_CORE_READ(parent, mm))
-		f |= FORK_CLONE_VM;
-	if (BPF_CORE_READ(child, fs) == BPF_CORE_READ(parent, fs))
-		f |= FORK_CLONE_FS;
-	if (BPF_CORE_READ(child, files) == BPF_CORE_READ(parent, files))
-		f |= FORK_CLONE_FILES;
-	if (BPF_CORE_READ(child, sighand) == BPF_CORE_READ(parent, sighand))
-		f |= FORK_CLONE_SIGHAND;
-	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
-		f |= FORK_CLONE_THREAD;
+	f |= EQ_BIT(BPF_CORE_READ(child, mm), BPF_CORE_READ(parent, mm), FORK_CLONE_VM);
+	f |= EQ_BIT(BPF_CORE_READ(child, fs), BPF_CORE_READ(parent, fs), FORK_CLONE_FS);
+	f |= EQ_BIT(BPF_CORE_READ(child, files), BPF_CORE_READ(parent, files), FORK_CLONE_FILES);
+	f |= EQ_BIT(BPF_CORE_READ(child, sighand), BPF_CORE_READ(parent, sighand), FORK_CLONE_SIGHAND);
+	f |= NE_BIT(BPF_CORE_READ(child, pid), BPF_CORE_READ(child, tgid), FORK_CLONE_THREAD);
+	/* namespaces: only when the child has an nsproxy of its own */
 	if (cn != pn) {
-		if (BPF_CORE_READ(cn, mnt_ns) != BPF_CORE_READ(pn, mnt_ns))
-			f |= FORK_CLONE_NEWNS;
-		if (BPF_CORE_READ(cn, uts_ns) != BPF_CORE_READ(pn, uts_ns))
-			f |= FORK_CLONE_NEWUTS;
-		if (BPF_CORE_READ(cn, ipc_ns) != BPF_CORE_READ(pn, ipc_ns))
-			f |= FORK_CLONE_NEWIPC;
-		if (BPF_CORE_READ(cn, net_ns) != BPF_CORE_READ(pn, net_ns))
-			f |= FORK_CLONE_NEWNET;
-		if (BPF_CORE_READ(cn, cgroup_ns) != BPF_CORE_READ(pn, cgroup_ns))
-			f |= FORK_CLONE_NEWCGROUP;
+		f |= NE_BIT(BPF_CORE_READ(cn, mnt_ns), BPF_CORE_READ(pn, mnt_ns), FORK_CLONE_NEWNS);
+		f |= NE_BIT(BPF_CORE_READ(cn, uts_ns), BPF_CORE_READ(pn, uts_ns), FORK_CLONE_NEWUTS);
+		f |= NE_BIT(BPF_CORE_READ(cn, ipc_ns), BPF_CORE_READ(pn, ipc_ns), FORK_CLONE_NEWIPC);
+		f |= NE_BIT(BPF_CORE_READ(cn, net_ns), BPF_CORE_READ(pn, net_ns), FORK_CLONE_NEWNET);
+		f |= NE_BIT(BPF_CORE_READ(cn, cgroup_ns), BPF_CORE_READ(pn, cgroup_ns), FORK_CLONE_NEWCGROUP);
 	}
-	if (BPF_CORE_READ(child, thread_pid, level) != BPF_CORE_READ(parent, thread_pid, level))
-		f |= FORK_CLONE_NEWPID;
-	if (BPF_CORE_READ(child, cred, user_ns) != BPF_CORE_READ(parent, cred, user_ns))
-		f |= FORK_CLONE_NEWUSER;
+	f |= NE_BIT(BPF_CORE_READ(child, thread_pid, level), BPF_CORE_READ(parent, thread_pid, level),
+		    FORK_CLONE_NEWPID);
+	f |= NE_BIT(BPF_CORE_READ(child, cred, user_ns), BPF_CORE_READ(parent, cred, user_ns), FORK_CLONE_NEWUSER);
 	return f;
 }
 
