@@ -101,19 +101,22 @@ static __always_inline unsigned long arg_at(const struct diag_args *args, int i)
 
 /*
  * A 32-bit syscall of a 64-bit kernel is numbered in the 32-bit table
- * (ia32 rename is 38, x86_64's 38 is setitimer): counted apart, never
- * under a 64-bit id.
+ * (ia32 and AArch32 rename is 38; x86_64's 38 is setitimer, arm64's
+ * renameat): counted apart, never under a 64-bit id.
  */
 static __always_inline int compat_syscall(void)
 {
-#if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
+#if defined(__TARGET_ARCH_x86)
 	/* TS_COMPAT (arch/x86/include/asm/thread_info.h): set for int 0x80,
 	 * sysenter and 32-bit syscall entries */
 	return (BPF_CORE_READ(task, thread_info.status) & 0x0002) != 0;
+#elif defined(__TARGET_ARCH_arm64)
+	/* TIF_32BIT (arch/arm64/include/asm/thread_info.h): an AArch32 task,
+	 * all of whose syscalls are AArch32's */
+	return (BPF_CORE_READ(task, thread_info.flags) >> 22) & 1;
 #else
-	/* TODO(#4): AArch32 tasks on arm64 (TIF_32BIT) */
 	return 0;
 #endif
 }

@@ -180,8 +180,8 @@ class DiagnosticCounters(msgspec.Struct, frozen=True):
     Attributes:
         syscalls: every syscall entered during the window.
         syscalls_out_of_range: ids outside the table (x32 ids, -1).
-        syscalls_compat: 32-bit syscalls of 32-bit processes on x86_64
-            (numbered in the i386 table), counted only here.
+        syscalls_compat: 32-bit syscalls (ia32 on x86_64, AArch32 on arm64;
+            numbered in their own tables), counted only here.
         monitored: syscalls in the monitored set, each counted per initiator.
         initiators_full: monitored syscalls whose executable did not fit in
             the map (16384 executables).

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -189,17 +190,70 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.mark.skipif(bpf_arch() != "x86" or shutil.which("gcc") is None, reason="x86_64 with gcc only")
+def aarch32_rename_loop(path: Path, n: int) -> None:
+    """An AArch32 (32-bit ARM) static executable making n rename(2) calls
+    (AArch32 number 38) between "a" and "b" in its cwd, then exit(0); exit
+    status 1 on a failed rename. Written out here: the test machines have no
+    32-bit ARM toolchain."""
+    base, code_at = 0x10000, 52 + 32  # after the ELF header and one program header
+    words = [
+        0xE59F5050,  # 00 ldr r5, [pc, #0x50]   loops (two renames each), from 0x58
+        0xE59F6050,  # 04 ldr r6, [pc, #0x50]   "a", from 0x5c
+        0xE59F8050,  # 08 ldr r8, [pc, #0x50]   "b", from 0x60
+        0xE1A00006,  # 0c loop: mov r0, r6
+        0xE1A01008,  # 10 mov r1, r8
+        0xE3A07026,  # 14 mov r7, #38           rename
+        0xEF000000,  # 18 svc #0
+        0xE3500000,  # 1c cmp r0, #0
+        0x1A000009,  # 20 bne fail
+        0xE1A00008,  # 24 mov r0, r8
+        0xE1A01006,  # 28 mov r1, r6
+        0xEF000000,  # 2c svc #0                (r7 is kept across a syscall)
+        0xE3500000,  # 30 cmp r0, #0
+        0x1A000004,  # 34 bne fail
+        0xE2555001,  # 38 subs r5, r5, #1
+        0x1AFFFFF2,  # 3c bne loop
+        0xE3A00000,  # 40 mov r0, #0
+        0xE3A07001,  # 44 mov r7, #1            exit
+        0xEF000000,  # 48 svc #0
+        0xE3A00001,  # 4c fail: mov r0, #1
+        0xE3A07001,  # 50 mov r7, #1
+        0xEF000000,  # 54 svc #0
+        n // 2,  # 58
+        base + code_at + 0x64,  # 5c "a"
+        base + code_at + 0x66,  # 60 "b"
+    ]
+    body = struct.pack(f"<{len(words)}I", *words) + b"a\0b\0"
+    size = code_at + len(body)
+    ehdr = struct.pack(
+        "<4sBBBB8xHHIIIIIHHHHHH",
+        b"\x7fELF", 1, 1, 1, 0,  # ELFCLASS32, little-endian, version, System V
+        2, 40, 1, base + code_at,  # ET_EXEC, EM_ARM, version, entry
+        52, 0, 0x05000000,  # program headers, no sections, EABI version 5
+        52, 32, 1, 40, 0, 0,
+    )  # fmt: skip
+    phdr = struct.pack("<8I", 1, 0, base, base, size, size, 5, 0x1000)  # PT_LOAD, R+X
+    path.write_bytes(ehdr + phdr + body)
+    path.chmod(0o755)
+
+
+@pytest.mark.skipif(bpf_arch() == "x86" and shutil.which("gcc") is None, reason="needs gcc (make deps installs it)")
 def test_32bit_syscalls_are_counted_apart(tmp_path: Path) -> None:
-    # ia32's 38 is rename, x86_64's 38 is setitimer: never counted under the 64-bit id
+    # ia32's and AArch32's 38 is rename, x86_64's 38 is setitimer and arm64's
+    # renameat: never counted under the 64-bit id
     n = 50_000
-    src, exe = tmp_path / "compat_loop.c", tmp_path / "compat_loop"
-    src.write_text(COMPAT_LOOP_C)
-    subprocess.run(["gcc", "-O2", "-static", "-no-pie", "-o", str(exe), str(src)], check=True, timeout=120)
+    exe = tmp_path / "compat_loop"
+    if bpf_arch() == "x86":
+        src = tmp_path / "compat_loop.c"
+        src.write_text(COMPAT_LOOP_C)
+        subprocess.run(["gcc", "-O2", "-static", "-no-pie", "-o", str(exe), str(src)], check=True, timeout=120)
+    else:
+        aarch32_rename_loop(exe, n)
     (tmp_path / "a").touch()
     with Diagnostic() as d:
         subprocess.run([str(exe), str(n)], cwd=tmp_path, check=True, timeout=120)
         stats = d.stop(top=0)
+    assert (tmp_path / "a").exists()  # an even number of renames ran
     assert stats.counters.syscalls_compat >= n
     assert_reconciles(stats)
     assert sum(s.count for s in stats.top_syscalls if s.nr == 38) < n
