@@ -23,13 +23,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
 
 from ._ffi import capture_libbpf_log, check_ptr, check_ret, ffi, lib, make_error, strerror
 from .errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError, VerifierError
@@ -78,7 +73,7 @@ def bpf_arch() -> str:
 def packaged_object_path(name: str) -> Path:
     """Where the package keeps a compiled object, e.g. ``process`` ->
     ``ebpfsensor/bpf/x86/process.bpf.o``."""
-    return Path(str(resources.files("ebpfsensor"))) / "bpf" / bpf_arch() / f"{name}.bpf.o"
+    return Path(__file__).resolve().parent / "bpf" / bpf_arch() / f"{name}.bpf.o"
 
 
 _REBUILD_HINT = "reinstall ebpfsensor (or, in a source tree, rebuild the objects with `make bpf`)"
@@ -184,6 +179,10 @@ class BpfObject:
         if parsed is not None:
             self.programs, self.rodata = list(parsed[0]), dict(parsed[1])
             return
+        # imported here: parsed once per process, and `import ebpfsensor`
+        # stays quick for what never opens an object
+        from elftools.common.exceptions import ELFError
+
         try:
             self._parse()
         except (ELFError, ValueError, KeyError, IndexError, AttributeError, struct.error) as exc:
@@ -233,6 +232,9 @@ class BpfObject:
         return cls(data, path.name)
 
     def _parse(self) -> None:
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+
         elf = ELFFile(io.BytesIO(self.data))
         if elf["e_machine"] != "EM_BPF":
             raise ValueError(f"machine is {elf['e_machine']}, not EM_BPF")

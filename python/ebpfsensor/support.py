@@ -26,9 +26,9 @@ runtime probe says so, not because of this module.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import os
 import re
+from pathlib import Path
 
 import msgspec
 
@@ -224,7 +224,7 @@ def load_support_data() -> SupportData:
     Raises:
         ConfigError: the data file is missing, malformed or of another version.
     """
-    resource = importlib.resources.files("ebpfsensor") / "data" / "support.json"
+    resource = Path(__file__).resolve().parent / "data" / "support.json"
     try:
         raw = resource.read_bytes()
         data = msgspec.json.decode(raw, type=SupportData)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 from .objects import bpf_arch
 
@@ -23,7 +23,7 @@ ARCHES = ("x86", "arm64")
 
 @cache
 def _data() -> dict[str, dict[str, str]]:
-    text = resources.files("ebpfsensor").joinpath("data", "syscalls.json").read_text()
+    text = (Path(__file__).resolve().parent / "data" / "syscalls.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
 
 
