@@ -4,16 +4,19 @@
 # A root for the kernel tier on another architecture's kernel (run.sh --root):
 # the cached minimal Debian root of tools/mkroot.sh (python3 only), with an
 # overlay on top that holds the built wheel and its runtime dependencies, pytest,
-# bpftool (the tests list loaded programs with it) and a copy of tests/ and
-# pyproject.toml in /opt/ebpfsensor-tests. The cached root is never modified.
+# the tools the kernel tier runs (bpftool lists loaded programs, gcc builds the
+# diagnostic's C loops, stress-ng) and a copy of tests/ and pyproject.toml in
+# /opt/ebpfsensor-tests. The cached root is never modified.
 #
 #   tools/vm/wheel-root.sh up <arm64|amd64> <wheel> <dir>   mount it at <dir>/root
 #   tools/vm/wheel-root.sh down <dir>                        unmount, drop the overlay
 #
 # pip runs on the host with --platform/--python-version of the root (as in
-# tools/wheel-test.sh); bpftool and its libraries are unpacked from bookworm's
-# .debs for the root's architecture, fetched through a throwaway apt
-# configuration (build/vm/apt-<arch>) that only reads the host's mirror.
+# tools/wheel-test.sh); the tools are unpacked from bookworm's .debs for the
+# root's architecture, with the dependencies apt finds missing from the root's
+# own package list, fetched through a throwaway apt configuration
+# (build/vm/apt-<arch>) that only reads the host's mirror. Unpacked, not
+# installed: nothing of theirs needs a maintainer script.
 set -euo pipefail
 
 die() { echo "wheel-root: error: $*" >&2; exit 1; }
@@ -44,29 +47,32 @@ PYTHON=${PYTHON:-python3}
 base=$repo/build/roots/bookworm-$debarch
 bash tools/mkroot.sh "$debarch" "$base"
 
-# bpftool and the libraries the minimal root lacks, unpacked once
+# the tools and the libraries the minimal root lacks, unpacked once
 debs=$repo/build/vm/debs-bookworm-$debarch
-pkgs=(bpftool libelf1 libcap2 zlib1g)
+pkgs=(bpftool gcc libc6-dev stress-ng)
 if [[ $(cat "$debs/.done" 2>/dev/null) != "${pkgs[*]}" ]]; then
 	. tools/debian-archive.sh
 	entry=$(debian_archive)
 	[ -n "$entry" ] || die "no Debian archive found in the apt configuration"
 	uri=${entry%%$'\t'*} keyring=${entry#*$'\t'}
 	apt=$repo/build/vm/apt-bookworm-$debarch
-	mkdir -p "$apt/sources.list.d" "$apt/preferences.d" "$apt/lists/partial" "$apt/cache/archives/partial"
+	mkdir -p "$apt/sources.list.d" "$apt/preferences.d" "$apt/lists/partial"
 	{
 		printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nArchitectures: %s\n' "$uri" "$debarch"
 		[ -z "$keyring" ] || printf 'Signed-By: %s\n' "$keyring"
 	} >"$apt/sources.list.d/debian.sources"
-	aptopts=(-q -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/sources.list.d"
+	rm -rf "$debs" && mkdir -p "$debs/partial" "$debs/x"
+	# Dir::State::status: what the root has, so that apt fetches the rest
+	aptopts=(-q -y -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt/sources.list.d"
 		-o Dir::Etc::Preferences=/dev/null -o "Dir::Etc::PreferencesParts=$apt/preferences.d"
-		-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o Acquire::Languages=none
-		-o APT::Architectures::="$debarch" -o APT::Architecture="$debarch" -o APT::Sandbox::User=root)
-	log "fetching ${pkgs[*]} ($debarch, bookworm)"
+		-o "Dir::State::Lists=$apt/lists" -o "Dir::State::status=$base/var/lib/dpkg/status"
+		-o "Dir::Cache=$apt/cache" -o "Dir::Cache::archives=$debs" -o Acquire::Languages=none
+		-o APT::Architectures::="$debarch" -o APT::Architecture="$debarch" -o APT::Sandbox::User=root
+		-o APT::Install-Recommends=false)
+	log "fetching ${pkgs[*]} and what they need ($debarch, bookworm)"
 	apt-get "${aptopts[@]}" update >/dev/null || die "apt-get update failed ($apt)"
-	rm -rf "$debs" && mkdir -p "$debs/x"
-	(cd "$debs" && apt-get "${aptopts[@]}" download "${pkgs[@]/%/:$debarch}" >/dev/null) ||
-		die "apt-get download ${pkgs[*]} failed"
+	apt-get "${aptopts[@]}" install --download-only "${pkgs[@]}" >"$debs/apt.log" 2>&1 ||
+		{ tail -n 20 "$debs/apt.log" >&2; die "apt-get could not fetch ${pkgs[*]}"; }
 	for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$debs/x"; done
 	rm -rf "$debs/x/usr/share/doc" "$debs/x/usr/share/man"
 	echo "${pkgs[*]}" >"$debs/.done"
