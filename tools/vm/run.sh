@@ -333,14 +333,27 @@ flock -u 8
 
 tmp=$(mktemp -d /tmp/vmtest.XXXXXX)
 qemu_pid='' watcher=''
+mods_bound=''
 cleanup() {
 	local p
 	for p in $qemu_pid $watcher; do kill "$p" 2>/dev/null || true; done
+	if [[ -n $mods_bound ]]; then
+		umount "$mods_bound" 2>/dev/null || umount -l "$mods_bound" || true
+		rmdir "$mods_bound" 2>/dev/null || true
+	fi
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# Another root has no modules for this kernel: bind the package's tree in for
+# the guest's duration (removed again by cleanup).
+if ((!initramfs_only)) && [[ $root != / && ! -e $root/lib/modules/$kver && ! -e $root/usr/lib/modules/$kver ]]; then
+	mkdir -p "$root/usr/lib/modules/$kver"
+	mods_bound=$root/usr/lib/modules/$kver
+	mount --bind -o ro "$mods" "$mods_bound" || die "cannot bind $mods into $root"
+fi
 
 shq() { # POSIX sh quoting of each argument, space separated
 	local s q=()
@@ -390,7 +403,11 @@ mkdir -p "$tmp/run/vmtest"
 	printf 'export VMTEST_KERNEL=%s\n' "$(shq "$kernel_id")"
 	# the guest kernel's own modules, from its package (the shared root has
 	# none for it): tests that load a real module look here
-	[[ $root != / ]] || printf 'export VMTEST_KERNEL_MODULES=%s\n' "$(shq "$mods")"
+	if [[ $root == / ]]; then
+		printf 'export VMTEST_KERNEL_MODULES=%s\n' "$(shq "$mods")"
+	elif [[ -n $mods_bound ]]; then
+		printf 'export VMTEST_KERNEL_MODULES=%s\n' "$(shq "/usr/lib/modules/$kver")"
+	fi
 	for e in ${envs[@]+"${envs[@]}"}; do printf 'export %s=%s\n' "${e%%=*}" "$(shq "${e#*=}")"; done
 	printf 'exec %s\n' "$(shq "$@")"
 } >"$tmp/run/vmtest/cmd"
