@@ -359,7 +359,7 @@ def file_actions(sensor: ebpfsensor.Sensor, under: Path, *actions: str) -> tuple
     it on paths under `under` (its start-up opens libraries elsewhere)."""
     import sys
 
-    subprocess.run([sys.executable, "-I", "-c", FILE_ACTIONS, *actions], check=True, timeout=60)
+    subprocess.run([sys.executable, "-I", "-S", "-c", FILE_ACTIONS, *actions], check=True, timeout=60)
     seen = drain(sensor, 0.6)
     execs = [e for e in seen if isinstance(e, ProcessExec) and e.argv[-len(actions) :] == list(actions)]
     assert len(execs) == 1, execs

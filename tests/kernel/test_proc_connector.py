@@ -155,7 +155,7 @@ os.execve(f"/proc/self/fd/{fd}", ["payload", sys.argv[2]], {})
 @pytest.mark.parametrize("how", ["memfd", "deleted"])
 def test_fileless_exec_flagged(rec: Recorder, how: str, tmp_path: Path) -> None:
     dropper = tmp_path / "dropper"
-    proc = subprocess.Popen([sys.executable, "-c", FILELESS, TRUE, how, str(dropper)])
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", FILELESS, TRUE, how, str(dropper)])
     try:
         _, status = os.waitpid(proc.pid, 0)
         assert os.WIFSTOPPED(status), status
