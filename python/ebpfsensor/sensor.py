@@ -9,7 +9,6 @@ import os
 import select
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -132,35 +131,6 @@ class KindStats(msgspec.Struct, frozen=True):
     truncated: int
     filtered: int
     deduplicated: int = 0
-
-
-def _load_in_parallel(calls: Sequence[Callable[[], LoadedObject]], keep: Callable[[LoadedObject], None]) -> None:
-    """Run the loads from threads, one per CPU (one after another where
-    threads cannot start, as at interpreter exit), handing each object to
-    keep as soon as it is loaded, so that close() finds it whatever happens
-    next; then raise the first failure."""
-    errors: list[BaseException] = []
-
-    def run(call: Callable[[], LoadedObject]) -> None:
-        try:
-            keep(call())
-        except BaseException as exc:
-            errors.append(exc)
-
-    workers = min(len(calls), len(os.sched_getaffinity(0)))
-    pending = list(calls)
-    if workers > 1:
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ebpfsensor-load") as pool:
-                for call in calls:
-                    pool.submit(run, call)
-                    pending.remove(call)
-        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
-            pass
-    for call in pending:
-        run(call)
-    if errors:
-        raise errors[0]
 
 
 class SensorStats(msgspec.Struct, frozen=True):
@@ -368,34 +338,27 @@ class Sensor:
         for kind in sorted(kinds):
             obj_name, hooks = _KIND_SOURCES[kind]
             wanted.setdefault(obj_name, set()).update(hooks)
-        settings = {
-            "cfg_wakeup_bytes": cfg.wakeup_bytes,
-            "cfg_report_threads": int(cfg.report_threads),
-            "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
-        }
-        sizes = {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
-
-        def load(obj_name: str, hooks: set[str], shared: dict[str, int]) -> LoadedObject:
+        shared: dict[str, int] = {}
+        for obj_name, hooks in wanted.items():
             obj = BpfObject.packaged(obj_name)
-            return obj.load(
+            settings = {
+                "cfg_wakeup_bytes": cfg.wakeup_bytes,
+                "cfg_report_threads": int(cfg.report_threads),
+                "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
+            }
+            loaded = obj.load(
                 config={k: v for k, v in settings.items() if k in obj.rodata},
                 shared_maps=shared,
-                map_sizes=sizes,
+                map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes},
                 hooks=hooks,
                 btf_path=btf,
                 variants=cfg.hook_variants,
             )
-
-        # the first object creates the maps all share; the others then load
-        # side by side, one per CPU (the verifier runs in the loading thread)
-        (first, first_hooks), *rest = wanted.items()
-        self._objects.append(load(first, first_hooks, {}))
-        shared = {name: self._objects[0].map_fd(name) for name in _SHARED_MAPS}
-        try:
-            _load_in_parallel([lambda n=n, h=h: load(n, h, shared) for n, h in rest], self._objects.append)
-        finally:
-            for loaded in self._objects:
-                self._hooks.update(loaded.hooks)
+            self._objects.append(loaded)
+            self._hooks.update(loaded.hooks)
+            for name in _SHARED_MAPS:
+                if name not in shared:
+                    shared[name] = loaded.map_fd(name)
         if not any(h.attached for h in self._hooks.values()):
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
