@@ -75,7 +75,7 @@ int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 int bpf_enable_stats(int type);
 struct bpf_test_run_opts { size_t sz; const void *ctx_in; uint32_t ctx_size_in; uint32_t retval; int repeat; ...; };
 int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
-struct bpf_prog_info { uint64_t run_time_ns; uint64_t run_cnt; uint32_t id; ...; };
+struct bpf_prog_info { uint64_t run_time_ns; uint64_t run_cnt; uint32_t id; uint32_t verified_insns; ...; };
 int bpf_prog_get_info_by_fd(int prog_fd, struct bpf_prog_info *info, uint32_t *info_len);
 int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
                    uint32_t max_entries, const void *opts);
