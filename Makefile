@@ -207,9 +207,9 @@ endif
 wheel-test: wheel
 	$(Q)bash tools/wheel-test.sh $(ARCH) $(WHEEL)
 
-# the kernel tier on Debian 5.10, 6.1 and 6.12 under qemu, then the host;
-# VMTEST_KERNELS=trixie-6.12-arm64: the event tests through the aarch64 wheel
-# on Debian's arm64 kernel (qemu-system-aarch64); exit status 1 if any fails
+# the kernel tier on Debian 5.10, 6.1 and 6.12 amd64 and 6.12 arm64 (through
+# the aarch64 wheel) under qemu, then on the host; VMTEST_KERNELS picks some;
+# exit status 1 if any fails
 vmtest: all
 	$(Q)bash tools/vmtest.sh $(VMTEST_KERNELS)
 
