@@ -279,10 +279,10 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
     """stress-ng 0.15.06's rename stressor, measured with this diagnostic: a
     loop iteration is 3 bogo ops (3 successful renames) and 17 monitored
     syscalls: rename x2, renameat x3, renameat2 x7 (most of them expected
-    to fail), unlink x2, openat x3; it also calls statfs 10 times (not
-    monitored; on arm64 rename and unlink are renameat and unlinkat). For N
-    bogo ops, N a multiple of 3: rename-family syscalls =
-    4N - 7 exactly, and all its monitored syscalls = 17N/3 plus a start-up
+    to fail), unlink x2, openat x3, and rmdir twice in all; it also calls
+    statfs 10 times (not monitored; on arm64 rename, unlink and rmdir are
+    renameat and unlinkat). For N bogo ops, N a multiple of 3:
+    rename-family syscalls = 4N - 7 exactly, and all its monitored syscalls = 17N/3 plus a start-up
     constant (80-110 here: it reads /proc and /sys). So renameat2 tops its
     monitored syscalls, but statfs (10 per iteration, against 7) would top
     the list of all syscall ids on a quiet machine, and the openat of other
@@ -310,10 +310,11 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
         if "0.15.06" in version:
             assert renames == 4 * bogo - 7, counts
             expected = {"rename": 2 * bogo // 3, "renameat": bogo, "renameat2": 7 * bogo // 3 - 7}
-            expected |= {"unlink": 2 * bogo // 3, "unlinkat": 0}
+            # and rmdir of its two temporary directories
+            expected |= {"unlink": 2 * bogo // 3, "rmdir": 2, "unlinkat": 0}
             # where the architecture has only the *at calls (arm64), the C
-            # library's rename() and unlink() make those
-            for old, new in (("rename", "renameat"), ("unlink", "unlinkat")):
+            # library's rename(), unlink() and rmdir() make those
+            for old, new in (("rename", "renameat"), ("unlink", "unlinkat"), ("rmdir", "unlinkat")):
                 if syscall_number(old) is None:
                     expected[new] += expected.pop(old)
             assert {name: counts.get(name, 0) for name in expected} == expected
