@@ -71,19 +71,26 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnostic_window(duration: float, top: int, variants: set[str] | None = None) -> Any:
+    """The diagnostic's counts over duration seconds; Ctrl-C ends the window
+    early (the counts so far are kept)."""
+    from .diagnostic import Diagnostic
+
+    with Diagnostic(variants=variants) as diag:
+        try:
+            time.sleep(duration)
+        except KeyboardInterrupt:
+            pass
+        return diag.stop(top)
+
+
 def cmd_ebpf_statistics(args: argparse.Namespace) -> int:
     """Count syscalls, initiators and file paths for --duration seconds; Ctrl-C ends the window early."""
-    from .diagnostic import Diagnostic, format_text
+    from .diagnostic import format_text
 
     if args.duration < 0 or args.top < 0:
         raise ValueError("--duration and --top must not be negative")
-    variants = {args.variant} if args.variant else None
-    with Diagnostic(variants=variants) as diag:
-        try:
-            time.sleep(args.duration)
-        except KeyboardInterrupt:
-            pass
-        stats = diag.stop(args.top)
+    stats = _diagnostic_window(args.duration, args.top, {args.variant} if args.variant else None)
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(stats) + b"\n")
     else:
@@ -205,18 +212,11 @@ def _rule_from_args(args: argparse.Namespace) -> Any:
 def _top_initiator_rule(args: argparse.Namespace) -> Any:
     """Run a diagnostic window; the rule for its top initiator (refused for
     this interpreter and for a file that cannot be resolved)."""
-    from .diagnostic import Diagnostic
-
     duration = 20.0 if args.duration is None else args.duration
     if duration < 0:
         raise ValueError("--duration must not be negative")
     print(f"ebpfsensor: counting monitored syscalls for {duration:g} seconds (Ctrl-C ends early)", file=sys.stderr)
-    with Diagnostic() as diag:
-        try:
-            time.sleep(duration)
-        except KeyboardInterrupt:
-            pass
-        stats = diag.stop(top=1)
+    stats = _diagnostic_window(duration, top=1)
     rule = stats.top_initiator_exclusion(descendants=args.descendants)
     top = stats.top_initiators[0]
     print(f"top initiator: {top.path} : {top.count} monitored syscalls in {stats.duration_s:g} s")
