@@ -440,37 +440,25 @@ static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
 	if (!(excl_active_mask() & EXCL_ACTIVE_PATH))
 		return 0;
 	switch (type) {
+/* a record whose one path follows its fixed part */
+#define ONE_PATH(record)                                                                         \
+	{                                                                                        \
+		struct record *e = (void *)s->buf;                                               \
+		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));          \
+		break;                                                                           \
+	}
 	case EVENT_FILE_OPEN:
-	case EVENT_FILE_CREATE: {
-		struct file_open_event *e = (void *)s->buf;
-
-		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
-		break;
-	}
-	case EVENT_FILE_UNLINK: {
-		struct file_unlink_event *e = (void *)s->buf;
-
-		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
-		break;
-	}
-	case EVENT_DIR_CREATE: {
-		struct dir_create_event *e = (void *)s->buf;
-
-		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
-		break;
-	}
-	case EVENT_FILE_CHMOD: {
-		struct file_chmod_event *e = (void *)s->buf;
-
-		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
-		break;
-	}
-	case EVENT_FILE_CHOWN: {
-		struct file_chown_event *e = (void *)s->buf;
-
-		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
-		break;
-	}
+	case EVENT_FILE_CREATE:
+		ONE_PATH(file_open_event)
+	case EVENT_FILE_UNLINK:
+		ONE_PATH(file_unlink_event)
+	case EVENT_DIR_CREATE:
+		ONE_PATH(dir_create_event)
+	case EVENT_FILE_CHMOD:
+		ONE_PATH(file_chmod_event)
+	case EVENT_FILE_CHOWN:
+		ONE_PATH(file_chown_event)
+#undef ONE_PATH
 	case EVENT_FILE_RENAME:
 	case EVENT_FILE_LINK: {
 		struct file_rename_event *e = (void *)s->buf;
