@@ -12,6 +12,8 @@
 #   VMTEST_TESTS   pytest selection (default: tests/kernel; arm64 runs the
 #                  copy of tests/ in its root)
 #   VMTEST_TIMEOUT seconds per guest (default 1500)
+#   VMTEST_TCG     single | multi: qemu's TCG threading for every guest (default:
+#                  run.sh's choice per kernel, see its --tcg)
 # Exit status: 0 if every kernel's run passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -20,6 +22,8 @@ kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(bullseye-5.10-amd64 bookworm-6.1-amd64 trixie-6.12-amd64 trixie-6.12-arm64 host)
 tests=${VMTEST_TESTS:-tests/kernel}
 timeout=${VMTEST_TIMEOUT:-1500}
+tcg=()
+[ -z "${VMTEST_TCG:-}" ] || tcg=(--tcg "$VMTEST_TCG")
 out=build/vmtest
 mkdir -p "$out"
 
@@ -50,14 +54,14 @@ for k in "${kernels[@]}"; do
       make -s wheel ARCH=aarch64 &&
         wheel_root=$PWD/build/vmtest/root-arm64 &&
         bash tools/vm/wheel-root.sh up arm64 "$(ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1)" "$wheel_root" &&
-        bash tools/vm/run.sh --kernel "$k" --root "$wheel_root/root" --timeout "$timeout" \
+        bash tools/vm/run.sh --kernel "$k" "${tcg[@]}" --root "$wheel_root/root" --timeout "$timeout" \
           --env EBPFSENSOR_REQUIRE_BPF=1 --env EBPFSENSOR_REPORT_HOOKS=1 --env LANG=C.UTF-8 -- \
           sh -c "uname -r; cd /opt/ebpfsensor-tests && $lsm_cmd; $pytest_cmd $tests"
     } > "$log" 2>&1 && rc=0 || rc=$?
     cleanup; wheel_root=''
     release=$(grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+' "$log" | tr -d '\r' || echo "?")
   else
-    bash tools/vm/run.sh --kernel "$k" --timeout "$timeout" --env PYTHONPATH="$PWD/python" \
+    bash tools/vm/run.sh --kernel "$k" "${tcg[@]}" --timeout "$timeout" --env PYTHONPATH="$PWD/python" \
       --env EBPFSENSOR_REQUIRE_BPF=1 --env EBPFSENSOR_REPORT_HOOKS=1 -- sh -c "uname -r; $lsm_cmd; $pytest_cmd $tests" > "$log" 2>&1 && rc=0 || rc=$?
     release=$(grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+' "$log" | tr -d '\r' || echo "?")
   fi
