@@ -252,14 +252,14 @@ class BpfObject:
             if shndx == 0 or shndx >= 0xFF00:  # undefined, absolute, common
                 continue
             kind, bind, sec = st_info & 0xF, st_info >> 4, names[shndx]
-            if kind == _STT_FUNC and bind == _STB_GLOBAL and sec != ".text":
-                sym = strtab[st_name : strtab.index(b"\0", st_name)].decode()
-                m = _PROG_NAME.match(sym)
-                if m:
-                    self.programs.append(ProgramSpec(sym, sec, m["hook"], m["variant"]))
-            elif kind == _STT_OBJECT and sec == ".rodata":
-                sym = strtab[st_name : strtab.index(b"\0", st_name)].decode()
+            program = kind == _STT_FUNC and bind == _STB_GLOBAL and sec != ".text"
+            if not program and not (kind == _STT_OBJECT and sec == ".rodata"):
+                continue
+            sym = strtab[st_name : strtab.index(b"\0", st_name)].decode()
+            if not program:
                 self.rodata[sym] = (value, size)
+            elif m := _PROG_NAME.match(sym):
+                self.programs.append(ProgramSpec(sym, sec, m["hook"], m["variant"]))
         if not self.programs:
             raise ValueError("no handle_<hook>_<variant> programs")
 
@@ -644,6 +644,15 @@ class LoadedObject:
     def program_fd(self, name: str) -> int:
         """The fd of a loaded program."""
         return int(check_ret(lib.bpf_program__fd(self._a.programs[name]), "program fd", name))
+
+    def program_info(self, name: str) -> Any:
+        """The kernel's ``struct bpf_prog_info`` of a loaded program (its
+        run_time_ns and run_cnt, counted while kernel.bpf_stats_enabled is
+        1; verified_insns, reported from 5.16)."""
+        info = ffi.new("struct bpf_prog_info *")
+        size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+        check_ret(lib.bpf_prog_get_info_by_fd(self.program_fd(name), info, size), "program info", name)
+        return info
 
     @property
     def closed(self) -> bool:

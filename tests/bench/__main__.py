@@ -281,10 +281,7 @@ def bench_delivery(cb: Any, large: bool, n: int, reps: int) -> dict[str, Any]:
 
 
 def prog_stats(sensor: ebpfsensor.Sensor, name: str) -> tuple[int, int]:
-    info = ffi.new("struct bpf_prog_info *")
-    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
-    obj = sensor._objects[0]
-    check_ret(lib.bpf_prog_get_info_by_fd(obj.program_fd(name), info, size), "info", name)
+    info = sensor._objects[0].program_info(name)
     return int(info.run_time_ns), int(info.run_cnt)
 
 

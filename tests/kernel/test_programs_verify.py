@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from ebpfsensor import objects
-from ebpfsensor._ffi import check_ret, ffi, lib
 from ebpfsensor.objects import BpfObject
 
 pytestmark = pytest.mark.bpf
@@ -50,9 +49,6 @@ def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None
         for hook, status in loaded.hooks.items():
             if status.variant:
                 prog = f"handle_{hook}_{status.variant}"
-                info = ffi.new("struct bpf_prog_info *")
-                size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
-                check_ret(lib.bpf_prog_get_info_by_fd(loaded.program_fd(prog), info, size), "info", prog)
-                walked[prog] = int(info.verified_insns)
+                walked[prog] = int(loaded.program_info(prog).verified_insns)
         assert walked
         assert {p: n for p, n in walked.items() if n > MAX_VERIFIED_INSNS} == {}
