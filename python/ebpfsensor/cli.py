@@ -11,11 +11,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from .errors import EbpfSensorError, VerifierError
+
+if TYPE_CHECKING:
+    from .diagnostic import EbpfStatistics
 
 __all__ = ["main"]
 
@@ -71,7 +74,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _diagnostic_window(duration: float, top: int, variants: set[str] | None = None) -> Any:
+def _diagnostic_window(duration: float, top: int, variants: set[str] | None = None) -> EbpfStatistics:
     """The diagnostic's counts over duration seconds; Ctrl-C ends the window
     early (the counts so far are kept)."""
     from .diagnostic import Diagnostic
