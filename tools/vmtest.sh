@@ -13,7 +13,7 @@
 #                  copy of tests/ in its root)
 #   VMTEST_TIMEOUT seconds per guest (default 1500)
 #   VMTEST_TCG     single | multi: qemu's TCG threading for every guest (default:
-#                  run.sh's choice per kernel, see its --tcg)
+#                  run.sh's, single for amd64 and multi for arm64; see its --tcg)
 # Exit status: 0 if every kernel's run passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
