@@ -37,7 +37,7 @@ PYPATH := PYTHONPATH=$(CURDIR)/python
 EXT := python/ebpfsensor/_libbpf.abi3.so
 
 # Debian packages the build and the tests need
-APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng
+APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng clang-format
 PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
@@ -81,8 +81,11 @@ $(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o
 $(MANIFEST): $(BPF_OBJ)
 	$(Q)cd $(OBJDIR) && sha256sum $(notdir $(BPF_OBJ)) > MANIFEST
 
+# the extension's own C, compiled with warnings as errors and kept in shape by clang-format
+CSRC := $(wildcard csrc/*.c csrc/*.h)
+
 ext: $(EXT)
-$(EXT): build_ext.py bpf_src/events.h | $(BUILD)/.deps-$(BPF_ARCH)
+$(EXT): build_ext.py bpf_src/events.h $(CSRC) | $(BUILD)/.deps-$(BPF_ARCH)
 	@echo "  CFFI    $@"
 	$(Q)# LDSHARED: without the build Python's -L/-rpath (pyenv adds them)
 	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) LDSHARED="$${CC:-gcc} -shared" $(PYTHON) build_ext.py
@@ -109,12 +112,17 @@ bench: all
 
 check: bpf
 
+# clang-format (installed by deps) covers csrc/ only; .clang-format holds the style
+CLANG_FORMAT ?= clang-format
+
 lint:
 	$(Q)$(PYTHON) -m ruff check python tests build_ext.py setup.py
 	$(Q)$(PYTHON) -m ruff format --check python tests build_ext.py setup.py
+	$(Q)$(CLANG_FORMAT) --style=file --dry-run --Werror $(CSRC)
 
 format:
 	$(Q)$(PYTHON) -m ruff format python tests build_ext.py setup.py
+	$(Q)$(CLANG_FORMAT) --style=file -i $(CSRC)
 
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BPF = sorted((ROOT / "bpf_src").glob("*.bpf.c"))
+CSRC = sorted((ROOT / "csrc").glob("*.[ch]"))  # the extension's C
 PY = sorted((ROOT / "python" / "ebpfsensor").glob("*.py"))
 
 
 def test_spdx_everywhere() -> None:
-    for path in [*BPF, *(ROOT / "bpf_src").glob("*.h"), *PY, ROOT / "build_ext.py", ROOT / "setup.py"]:
+    for path in [*BPF, *(ROOT / "bpf_src").glob("*.h"), *CSRC, *PY, ROOT / "build_ext.py", ROOT / "setup.py"]:
         head = path.read_text().splitlines()[:2]
         assert any("SPDX-License-Identifier:" in line for line in head), path
 

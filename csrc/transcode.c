@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The record transcoder. Each record is transcoded into msgpack (a map per
+ * record, keyed by field name, tagged with "kind") appended to one batch
+ * buffer, which Python decodes with a single msgspec call: no Python code runs
+ * per record. A record that is malformed, or whose strings are not valid
+ * UTF-8, is passed on whole as a msgpack bin for the Python decoder to handle
+ * (faithfully or as an error).
+ */
+#include <string.h>
+
+#include "consumer.h"
+#include "msgpack.h"
+#include "utf8.h"
+
+static uint64_t es_load_uint(const uint8_t *p, uint32_t size)
+{
+	uint8_t v8;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+
+	switch (size) {
+	case 1:
+		memcpy(&v8, p, 1);
+		return v8;
+	case 2:
+		memcpy(&v16, p, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, p, 4);
+		return v32;
+	default:
+		memcpy(&v64, p, 8);
+		return v64;
+	}
+}
+
+static int64_t es_load_int(const uint8_t *p, uint32_t size)
+{
+	int32_t v32;
+	int64_t v64;
+
+	if (size == 4) {
+		memcpy(&v32, p, 4);
+		return v32;
+	}
+	memcpy(&v64, p, 8);
+	return v64;
+}
+
+/* a tail string without its trailing NULs */
+static uint32_t es_trim(const uint8_t *s, uint32_t n)
+{
+	while (n && s[n - 1] == 0)
+		n--;
+	return n;
+}
+
+/* Append the record as a msgpack bin: the Python decoder takes over. */
+static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
+{
+	uint8_t *p = c->buf + c->len;
+
+	p = es_put_strhdr(p, size, 0, 0xc4, 0xc5, 0xc6);
+	memcpy(p, data, size);
+	c->len = (size_t)(p + size - c->buf);
+	c->raw++;
+}
+
+static inline uint32_t es_cgroup_hash(uint64_t id)
+{
+	id ^= id >> 33;
+	id *= 0xff51afd7ed558ccdULL;
+	id ^= id >> 33;
+	return (uint32_t)id & (ES_CGROUP_SLOTS - 1);
+}
+
+/* the container id of a cgroup, or an empty string and a note for Python
+ * to resolve it (cgroup paths are read from the filesystem, once) */
+static uint8_t *es_put_container(struct es_consumer *c, uint8_t *p, uint64_t id)
+{
+	uint32_t i, h = es_cgroup_hash(id);
+
+	if (id == 0) /* no cgroup (v1 only): no container */
+		return es_put_u8(p, 0xa0);
+	for (i = 0; i < ES_CGROUP_SLOTS; i++) {
+		struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
+
+		if (s->id == id) {
+			memcpy(p, s->enc, s->len);
+			return p + s->len;
+		}
+		if (s->id == 0)
+			break;
+	}
+	for (i = 0; i < c->nmisses; i++)
+		if (c->misses[i] == id)
+			break;
+	if (i == c->nmisses && c->nmisses < ES_MAX_MISSES)
+		c->misses[c->nmisses++] = id;
+	return es_put_u8(p, 0xa0);
+}
+
+int es_cgroup_set(struct es_consumer *c, uint64_t id, const uint8_t *enc, uint32_t len)
+{
+	uint32_t i, h = es_cgroup_hash(id);
+
+	if (!id || len > sizeof(c->cgroups[0].enc) || c->ncgroups >= ES_CGROUP_SLOTS / 2)
+		return -1;
+	for (i = 0; i < ES_CGROUP_SLOTS; i++) {
+		struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
+
+		if (s->id == 0 || s->id == id) {
+			c->ncgroups += s->id == 0;
+			s->id = id;
+			s->len = len;
+			memcpy(s->enc, enc, len);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void es_cgroup_clear(struct es_consumer *c)
+{
+	memset(c->cgroups, 0, sizeof(struct es_cgroup_slot) * ES_CGROUP_SLOTS);
+	c->ncgroups = 0;
+}
+
+/* 0: transcoded; 1: needs the Python decoder (bad UTF-8 or malformed) */
+static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t size)
+{
+	const struct es_record *r;
+	const struct es_field *f;
+	uint32_t type, rsize, tail, i;
+	uint8_t *p = c->buf + c->len;
+
+	if (size < 16)
+		return 1;
+	memcpy(&type, rec + 8, 4);
+	memcpy(&rsize, rec + 12, 4);
+	if (type >= c->nrecords || !c->records[type].nfields)
+		return 1;
+	r = &c->records[type];
+	if (rsize > size || rsize < r->fixed_size)
+		return 1;
+	size = rsize;
+
+	/* first pass: check tails fit and strings are UTF-8, so the second
+	 * pass cannot fail half-way through */
+	tail = r->fixed_size;
+	for (i = 0; i < r->nfields; i++) {
+		f = &r->fields[i];
+		if (f->kind == ES_CSTR) {
+			const uint8_t *s = rec + f->offset;
+			if (!es_utf8_ok(s, strnlen((const char *)s, f->size)))
+				return 1;
+		} else if (f->kind == ES_TAIL_STR || f->kind == ES_TAIL_STRLIST) {
+			uint32_t n = (uint32_t)es_load_uint(rec + f->offset, 4);
+			if (n > size - tail)
+				return 1;
+			/* argv items are separated by NULs, which UTF-8 allows */
+			if (!es_utf8_ok(rec + tail, n))
+				return 1;
+			tail += n;
+		}
+	}
+
+	/* "kind" and "container_id" come first, then the record's fields */
+	p = es_put_strhdr(p, r->nfields + 2, 0x80, 0, 0xde, 0xdf);
+	memcpy(p, r->head, r->head_len);
+	p += r->head_len;
+	p = es_put_container(c, p, es_load_uint(rec + r->cgroup_off, 8));
+	tail = r->fixed_size;
+	for (i = 0; i < r->nfields; i++) {
+		f = &r->fields[i];
+		memcpy(p, f->key, f->key_len);
+		p += f->key_len;
+		switch (f->kind) {
+		case ES_U:
+			p = es_put_uint(p, es_load_uint(rec + f->offset, f->size));
+			break;
+		case ES_S:
+			p = es_put_int(p, es_load_int(rec + f->offset, f->size));
+			break;
+		case ES_BOOL:
+			p = es_put_u8(p, rec[f->offset] ? 0xc3 : 0xc2);
+			break;
+		case ES_OPTBOOL:
+			/* 0 false, 1 true, anything else unknown (nil) */
+			p = es_put_u8(p, rec[f->offset] == 0 ? 0xc2 : rec[f->offset] == 1 ? 0xc3 : 0xc0);
+			break;
+		case ES_CSTR:
+			p = es_put_str(p, (const char *)rec + f->offset,
+				       (uint32_t)strnlen((const char *)rec + f->offset, f->size));
+			break;
+		case ES_BYTES:
+			/* a fixed __u8 array (an address): a msgpack bin, all of it */
+			p = es_put_strhdr(p, f->size, 0, 0xc4, 0xc5, 0xc6);
+			memcpy(p, rec + f->offset, f->size);
+			p += f->size;
+			break;
+		case ES_TAIL_STR: {
+			uint32_t n = (uint32_t)es_load_uint(rec + f->offset, 4);
+			p = es_put_str(p, (const char *)rec + tail, es_trim(rec + tail, n));
+			tail += n;
+			break;
+		}
+		case ES_TAIL_STRLIST: {
+			/* NUL-separated items, the last one NUL-terminated unless
+			 * truncated: drop one terminator, keep empty items */
+			uint32_t n = (uint32_t)es_load_uint(rec + f->offset, 4);
+			uint32_t len = n && rec[tail + n - 1] == 0 ? n - 1 : n;
+			uint32_t items = 0, j, start;
+
+			for (j = 0; j < len; j++)
+				items += rec[tail + j] == 0;
+			if (n)
+				items++;
+			p = es_put_strhdr(p, items, 0x90, 0, 0xdc, 0xdd);
+			for (j = 0, start = 0; n && j <= len; j++) {
+				if (j == len || rec[tail + j] == 0) {
+					p = es_put_str(p, (const char *)rec + tail + start, j - start);
+					start = j + 1;
+				}
+			}
+			tail += n;
+			break;
+		}
+		}
+	}
+	c->len = (size_t)(p - c->buf);
+	if (type < ES_MAX_TYPES)
+		c->delivered[type]++;
+	return 0;
+}
+
+/* there is room for the record: c->reserve is the most one record can
+ * take, and "full" is reported as soon as less than that is left */
+int es_store(struct es_consumer *c, const void *data, size_t size)
+{
+	if (es_put_record(c, data, (uint32_t)size))
+		es_put_raw(c, data, (uint32_t)size);
+	c->count++;
+	if (c->count >= c->max_count || c->len + c->reserve > c->cap)
+		return ES_BATCH_FULL;
+	return 0;
+}
+
+/* c->reserve is the most one record can take, computed in Python */
+int es_transcode(struct es_consumer *c, const void *data, size_t size)
+{
+	if (c->len + c->reserve > c->cap || c->len + size + 8 > c->cap)
+		return ES_BATCH_FULL;
+	return es_store(c, data, size);
+}
+
+/* a batch is a msgpack array32 whose count is patched in at the end */
+void es_batch_begin(struct es_consumer *c)
+{
+	c->len = 5;
+	c->count = 0;
+}
+
+size_t es_batch_end(struct es_consumer *c)
+{
+	c->buf[0] = 0xdd;
+	es_put_be32(c->buf + 1, c->count);
+	return c->len;
+}
