@@ -2,20 +2,15 @@
 # Every build, test, benchmark and packaging step. Quiet by default; V=1 shows commands.
 
 ARCH ?= $(shell uname -m)
-# the one place wheel/machine names map to kernel BPF arch names
-# (DEB_ARCH: Debian's name, for root filesystems and kernels; CROSS: the
-# compiler prefix when building for an arch other than this machine's)
-ifeq ($(ARCH),x86_64)
-  BPF_ARCH := x86
-  DEB_ARCH := amd64
-else ifeq ($(ARCH),aarch64)
-  BPF_ARCH := arm64
-  DEB_ARCH := arm64
-else
+PYTHON ?= python3
+# machine names map to kernel BPF arch names in one place, the package's
+# host/arch.py (DEB_ARCH: Debian's name, for root filesystems and kernels)
+BPF_ARCH := $(shell $(PYTHON) python/ebpfsensor/host/arch.py $(ARCH) 2>/dev/null)
+ifeq ($(BPF_ARCH),)
   $(error ARCH=$(ARCH) is not supported; use ARCH=x86_64 or ARCH=aarch64)
 endif
+DEB_ARCH := $(if $(filter x86,$(BPF_ARCH)),amd64,arm64)
 
-PYTHON ?= python3
 CLANG ?= clang
 LLVM_STRIP ?= llvm-strip
 BPFTOOL ?= bpftool
@@ -115,10 +110,19 @@ check: bpf
 # clang-format (installed by deps) covers csrc/ only; .clang-format holds the style
 CLANG_FORMAT ?= clang-format
 
-lint:
+LINT_PIP := ruff mypy
+$(BUILD)/.lint-tools:
+	$(Q)mkdir -p $(BUILD)
+	$(Q)$(PYTHON) -c "import ruff, mypy" 2>/dev/null || \
+		{ echo '  PIP     $(LINT_PIP)'; $(PYTHON) -m pip install -q --root-user-action=ignore $(LINT_PIP); }
+	$(Q)touch $@
+
+# ruff, clang-format and mypy --strict (the package's types, pyproject.toml)
+lint: $(BUILD)/.lint-tools
 	$(Q)$(PYTHON) -m ruff check python tests build_ext.py setup.py
 	$(Q)$(PYTHON) -m ruff format --check python tests build_ext.py setup.py
 	$(Q)$(CLANG_FORMAT) --style=file --dry-run --Werror $(CSRC)
+	$(Q)$(PYTHON) -m mypy
 
 format:
 	$(Q)$(PYTHON) -m ruff format python tests build_ext.py setup.py
@@ -158,7 +162,7 @@ WHEEL_ENV += EBPFSENSOR_ARCH=$(BPF_ARCH) EBPFSENSOR_DEPS=$(CURDIR)/$(DEPS) LDSHA
 $(BUILD)/.wheel-tools:
 	$(Q)mkdir -p $(BUILD)
 	$(Q)$(PYTHON) -c "import build, auditwheel, wheel, cffi; import setuptools as s; assert int(s.__version__.split('.')[0]) >= 68" 2>/dev/null || \
-		{ echo "  PIP     $(WHEEL_PIP)"; $(PYTHON) -m pip install -q --root-user-action=ignore $(WHEEL_PIP); }
+		{ echo '  PIP     $(WHEEL_PIP)'; $(PYTHON) -m pip install -q --root-user-action=ignore $(WHEEL_PIP); }
 	$(Q)touch $@
 
 # the source distribution: sources, headers, tools and tests; never objects

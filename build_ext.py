@@ -18,19 +18,36 @@ Environment:
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import platform
 import re
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent
-_MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
-ARCH = os.environ.get("EBPFSENSOR_ARCH") or _MACHINE_TO_ARCH.get(platform.machine(), "")
-if ARCH not in ("x86", "arm64"):
-    raise SystemExit(f"build_ext: unsupported architecture {platform.machine()!r}; set EBPFSENSOR_ARCH")
+
+
+def _load_arch_module() -> ModuleType:
+    """python/ebpfsensor/host/arch.py, the one machine -> BPF arch map, read
+    on its own: the package cannot be imported before its extension exists."""
+    path = ROOT / "python" / "ebpfsensor" / "host" / "arch.py"
+    spec = importlib.util.spec_from_file_location("_ebpfsensor_arch", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+arch = _load_arch_module()
+try:
+    ARCH = os.environ.get("EBPFSENSOR_ARCH") or arch.bpf_arch_of()
+except ValueError as exc:
+    raise SystemExit(f"build_ext: {exc}; set EBPFSENSOR_ARCH") from None
+if ARCH not in arch.BPF_ARCHES:
+    raise SystemExit(f"build_ext: EBPFSENSOR_ARCH={ARCH} is not one of {', '.join(arch.BPF_ARCHES)}")
 DEPS = Path(os.environ.get("EBPFSENSOR_DEPS") or ROOT / "build" / "deps" / ARCH).resolve()
 EVENTS_H = ROOT / "bpf_src" / "events.h"
 CSRC = ROOT / "csrc"

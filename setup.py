@@ -21,11 +21,11 @@ class BuildPy(build_py):
 
     def run(self) -> None:
         sys.path.insert(0, str(ROOT))
-        from build_ext import ARCH, DEPS, ensure_deps
+        from build_ext import ARCH, DEPS, arch, ensure_deps
 
         if not (ROOT / "python" / "ebpfsensor" / "bpf" / ARCH / "MANIFEST").exists():
             ensure_deps()  # the BPF programs include libbpf's bpf_helpers.h
-            machine = {"x86": "x86_64", "arm64": "aarch64"}[ARCH]
+            machine = arch.machine_of(ARCH)
             subprocess.run(
                 ["make", "-C", str(ROOT), "objects", f"ARCH={machine}", f"DEPS={DEPS}", f"DEPS_READY={DEPS}/.stamp"],
                 check=True,

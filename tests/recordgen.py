@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ebpfsensor._ffi import ffi
-from ebpfsensor.events import RECORDS, EventType
+from ebpfsensor.events import EventType
+from ebpfsensor.events._layout import RECORDS
 
 
 def make_record(event_type: EventType, tails: dict[str, bytes] | None = None, **fields: Any) -> bytes:

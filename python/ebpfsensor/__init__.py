@@ -28,8 +28,10 @@ from .exclusions import (
     ExcludeUid,
     Exclusion,
 )
-from .health import Capabilities, ProbeReport, probe
-from .sensor import Health, HookInfo, KindHealth, KindStats, Sensor, SensorStats, Subscription
+from .host.capabilities import Capabilities
+from .probe import ProbeReport, probe
+from .sensor import Sensor, Subscription
+from .status import Health, HookInfo, KindHealth, KindStats, SensorStats
 
 __version__ = "0.1.0"
 

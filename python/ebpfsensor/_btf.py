@@ -65,7 +65,7 @@ class Btf:
             return 8
         if kind == ARRAY:
             elem, _index, nelems = struct.unpack_from("<III", extra)
-            return self.size_of(elem) * nelems
+            return self.size_of(elem) * int(nelems)
         if kind in (TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG, VAR):
             return self.size_of(size_or_type)
         raise ValueError(f"type {type_id} (kind {kind}) has no size")

@@ -25,7 +25,8 @@ _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _capture = threading.local()
 
 
-@ffi.def_extern()
+# cffi's decorator is untyped: the extension has no stubs
+@ffi.def_extern()  # type: ignore[untyped-decorator]
 def _es_log(level: int, msg: Any) -> None:
     text = ffi.string(msg).decode("utf-8", "replace").rstrip("\n")
     lines = getattr(_capture, "lines", None)
@@ -58,7 +59,7 @@ def strerror(err: int) -> str:
     """libbpf's words for an error number (positive or negative)."""
     buf = ffi.new("char[]", 256)
     lib.libbpf_strerror(-abs(err), buf, 256)
-    return ffi.string(buf).decode("utf-8", "replace")
+    return str(ffi.string(buf).decode("utf-8", "replace"))
 
 
 def make_error(err: int, op: str, target: str, hint: str = "") -> LibbpfError:

@@ -8,6 +8,7 @@ import msgspec
 from .errors import ConfigError
 from .events import KINDS
 from .exclusions import Exclusion
+from .sources import PROVIDERS, VARIANT_ORDER
 
 __all__ = ["Config"]
 
@@ -34,9 +35,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
         provider: "auto" (eBPF where the kernel supports it and is not
-            deny-listed, else the fallback), "ebpf" (eBPF even on kernels
-            below the support matrix's minimums; never on deny-listed ones)
-            or "fallback" (the netlink process connector, no eBPF).
+            deny-listed, else the process connector), "ebpf" (eBPF even on
+            kernels below the support matrix's minimums; never on
+            deny-listed ones) or "proc_connector" (the netlink process
+            connector, no eBPF). "fallback" is read as "proc_connector".
         fail_closed: refuse to start rather than run without eBPF.
         log_file: rotating log file of the ``ebpfsensor`` logger; None for none.
         file_dedup_ms: per-process open dedup window: a process opening the
@@ -83,11 +85,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if self.batch_bytes < 256 << 10:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
 
-        if self.provider not in ("auto", "ebpf", "fallback"):
-            raise ConfigError(f"provider: {self.provider!r} is not one of auto, ebpf, fallback")
+        if self.provider == "fallback":
+            # the name configurations used before the providers had one name each
+            msgspec.structs.force_setattr(self, "provider", "proc_connector")
+        choices = ("auto", *PROVIDERS)
+        if self.provider not in choices:
+            raise ConfigError(f"provider: {self.provider!r} is not one of {', '.join(choices)}")
         if self.hook_variants is not None:
-            from .objects import VARIANT_ORDER
-
             bad = sorted(set(self.hook_variants) - set(VARIANT_ORDER))
             if bad or not self.hook_variants:
                 raise ConfigError(f"hook_variants: {bad or 'empty'} not among {', '.join(VARIANT_ORDER)}")

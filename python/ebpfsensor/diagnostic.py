@@ -26,11 +26,12 @@ from typing import Any
 import msgspec
 
 from ._ffi import check_ret, ffi, lib, map_items
-from ._mounts import ensure_tracefs
+from ._text import fsdecode
 from .errors import ConfigError, EbpfSensorError
 from .exclusions import ExcludeExecutable
-from .objects import BpfObject, HookStatus, LoadedObject, bpf_arch
-from .syscalls import syscall_name, syscall_number
+from .host.mounts import ensure_tracefs
+from .host.syscalls import syscall_name, syscall_number
+from .sources.ebpf.objects import BpfObject, HookStatus, LoadedObject, bpf_arch
 
 __all__ = [
     "MONITORED",
@@ -285,7 +286,7 @@ _COUNTER_FIELDS = tuple(DiagnosticCounters.__struct_fields__)
 def _decode_path(buf: Any, length: int | None = None) -> str:
     raw = bytes(ffi.buffer(buf))
     raw = raw[:length] if length is not None else raw.split(b"\0", 1)[0]
-    return raw.decode("utf-8", "surrogateescape")
+    return fsdecode(raw)
 
 
 def user_dev(kernel_dev: int) -> int:

@@ -10,7 +10,7 @@ The file is JSON; every part is optional::
     }
 
 ``features`` has the reference agent's shape (``"enabled"`` | ``"disabled"``);
-``provider.failMode`` is ``"degrade"`` (fall back to the audit provider when
+``provider.failMode`` is ``"degrade"`` (fall back to the process connector when
 eBPF cannot run) or ``"fail-closed"`` (report the sensor as failed instead);
 ``sensor`` holds exactly the fields of :class:`ebpfsensor.Config`, validated
 by it. A missing file means the defaults: eBPF enabled, degrade.
@@ -58,7 +58,7 @@ class ManagedConfig(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         ebpf_enabled: ``features.ebpfSupplementaryEventProvider`` is "enabled".
         fail_closed: ``provider.failMode`` is "fail-closed": when eBPF cannot
-            run, fail instead of falling back to the audit provider.
+            run, fail instead of falling back to the process connector.
         sensor: the sensor settings (``sensor`` section over the defaults).
         path: the file it was read from (which may not exist).
     """

@@ -29,8 +29,8 @@ import msgspec
 import ebpfsensor
 from ebpfsensor._ffi import check_ret, ffi, lib
 from ebpfsensor.events import Event, decode
-from ebpfsensor.objects import BpfObject, LoadedObject, bpf_arch
-from ebpfsensor.ringbuf import BatchDecoder, RingBuffer
+from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
+from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
 from . import cbench, overhead, sustained
 

@@ -22,8 +22,8 @@ from tests.kernel.test_resources import bpf_ids, wait_gone
 from ebpfsensor import EbpfSensorError
 from ebpfsensor.cli import main
 from ebpfsensor.diagnostic import Diagnostic, EbpfStatistics, InitiatorCount
-from ebpfsensor.objects import bpf_arch
-from ebpfsensor.syscalls import syscall_number
+from ebpfsensor.host.syscalls import syscall_number
+from ebpfsensor.sources.ebpf.objects import bpf_arch
 
 pytestmark = pytest.mark.bpf
 

@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ebpfsensor._audit import AuditLoginSource, UserLogin, audit_status, audit_status_text, set_audit_enabled
 from ebpfsensor.errors import PrivilegeError
+from ebpfsensor.events import UserLogin
+from ebpfsensor.host.audit import audit_status, audit_status_text, set_audit_enabled
+from ebpfsensor.sources.audit import AuditLoginSource
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from ebpfsensor._ffi import lib
-from ebpfsensor._proc_connector import ProcConnectorProvider
 from ebpfsensor.events import Event, ProcessExec, ProcessExit, ProcessFork
+from ebpfsensor.sources.proc_connector import ProcConnectorSource
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -33,7 +33,7 @@ _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c
 class Recorder:
     """Keeps every event a provider delivered, so a test can look for several."""
 
-    def __init__(self, provider: ProcConnectorProvider) -> None:
+    def __init__(self, provider: ProcConnectorSource) -> None:
         self.provider = provider
         self.events: list[Event] = []
 
@@ -52,13 +52,13 @@ class Recorder:
 
 
 @pytest.fixture
-def provider() -> Iterator[ProcConnectorProvider]:
-    with ProcConnectorProvider() as p:
+def provider() -> Iterator[ProcConnectorSource]:
+    with ProcConnectorSource() as p:
         yield p
 
 
 @pytest.fixture
-def rec(provider: ProcConnectorProvider) -> Recorder:
+def rec(provider: ProcConnectorSource) -> Recorder:
     return Recorder(provider)
 
 
@@ -183,7 +183,7 @@ def _run_thread() -> int:
     return tids[0]
 
 
-def test_threads_are_filtered_by_default(provider: ProcConnectorProvider) -> None:
+def test_threads_are_filtered_by_default(provider: ProcConnectorSource) -> None:
     filtered = provider.filtered
     tid = _run_thread()
     proc = subprocess.Popen([TRUE])
@@ -197,7 +197,7 @@ def test_threads_are_filtered_by_default(provider: ProcConnectorProvider) -> Non
 
 
 def test_threads_reported_when_asked() -> None:
-    with ProcConnectorProvider(report_threads=True) as provider:
+    with ProcConnectorSource(report_threads=True) as provider:
         rec = Recorder(provider)
         tid = _run_thread()
         fork: ProcessFork = rec.wait_for(lambda e: isinstance(e, ProcessFork) and e.child_tid == tid)
@@ -207,7 +207,7 @@ def test_threads_reported_when_asked() -> None:
 
 
 def test_kinds() -> None:
-    with ProcConnectorProvider(frozenset({"process_exit"})) as provider:
+    with ProcConnectorSource(frozenset({"process_exit"})) as provider:
         rec = Recorder(provider)
         proc = subprocess.Popen([TRUE])
         proc.wait()
@@ -216,7 +216,7 @@ def test_kinds() -> None:
         assert all(isinstance(e, ProcessExit) for e in rec.events)
 
 
-def test_fileno_with_asyncio(provider: ProcConnectorProvider) -> None:
+def test_fileno_with_asyncio(provider: ProcConnectorSource) -> None:
     async def main() -> ProcessExit:
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
@@ -237,7 +237,7 @@ def test_fileno_with_asyncio(provider: ProcConnectorProvider) -> None:
 
 
 def test_overrun_is_counted_not_silent(caplog: pytest.LogCaptureFixture) -> None:
-    with ProcConnectorProvider(rcvbuf_bytes=1) as provider:  # the kernel's minimum
+    with ProcConnectorSource(rcvbuf_bytes=1) as provider:  # the kernel's minimum
         procs = [subprocess.Popen([TRUE]) for _ in range(64)]
         for p in procs:
             p.wait()
@@ -253,7 +253,7 @@ def test_overrun_is_counted_not_silent(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_close_is_idempotent_and_poll_after_close_says_so() -> None:
-    provider = ProcConnectorProvider().start()
+    provider = ProcConnectorSource().start()
     provider.close()
     provider.close()
     with pytest.raises(ValueError, match="not started"):
@@ -264,7 +264,7 @@ def test_unknown_kind() -> None:
     from ebpfsensor.errors import ConfigError
 
     with pytest.raises(ConfigError, match="file_open"):
-        ProcConnectorProvider(frozenset({"file_open"}))
+        ProcConnectorSource(frozenset({"file_open"}))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ebpfsensor import objects
-from ebpfsensor.objects import BpfObject
+from ebpfsensor.sources.ebpf import objects
+from ebpfsensor.sources.ebpf.objects import BpfObject
 
 pytestmark = pytest.mark.bpf
 

@@ -13,7 +13,8 @@ import pytest
 from tests.kernel.conftest import wait_for
 
 import ebpfsensor
-from ebpfsensor import ProcessExec, ProcessExit, support
+from ebpfsensor import ProcessExec, ProcessExit
+from ebpfsensor.host import support
 
 pytestmark = pytest.mark.bpf
 

@@ -30,7 +30,7 @@ import pytest
 import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit, ProcessFork
 from ebpfsensor.errors import LibbpfError
-from ebpfsensor.objects import BpfObject, bpf_arch, packaged_object_path
+from ebpfsensor.sources.ebpf.objects import BpfObject, bpf_arch, packaged_object_path
 
 pytestmark = pytest.mark.bpf
 
@@ -77,7 +77,7 @@ def test_tampered_object_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     data[-1] ^= 1
     copy.write_bytes(bytes(data))
     (tmp_path / "MANIFEST").write_bytes((src.parent / "MANIFEST").read_bytes())
-    monkeypatch.setattr("ebpfsensor.objects.packaged_object_path", lambda name: tmp_path / f"{name}.bpf.o")
+    monkeypatch.setattr("ebpfsensor.sources.ebpf.objects.packaged_object_path", lambda name: tmp_path / f"{name}.bpf.o")
     with pytest.raises(LibbpfError, match="checksum mismatch") as info:
         BpfObject.packaged("process")
     assert info.value.errno == errno.EBADMSG

@@ -8,15 +8,15 @@ import struct
 import msgspec
 import pytest
 
-from ebpfsensor._audit import (
+from ebpfsensor.errors import DecodeError
+from ebpfsensor.events import UserLogin
+from ebpfsensor.sources.audit import (
     DEFAULT_RECORD_TYPES,
     AuditLoginSource,
-    UserLogin,
     parse_fields,
     parse_log_line,
     parse_record,
 )
-from ebpfsensor.errors import DecodeError
 
 # audit.log lines as sshd, login, su and PAM write them (Debian 12, OpenSSH 9.2, Linux-PAM 1.5)
 SSHD_LOGIN_OK = (

@@ -10,7 +10,7 @@ import pytest
 from ebpfsensor.cli import build_parser, main
 from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix
 from ebpfsensor.managed_config import load_managed_config
-from ebpfsensor.objects import packaged_object_path
+from ebpfsensor.sources.ebpf.objects import packaged_object_path
 
 
 def test_parser() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from tests.recordgen import make_record
 
-from ebpfsensor._containers import CgroupResolver, parse_container_id
 from ebpfsensor.events import EventType
-from ebpfsensor.ringbuf import BatchDecoder
+from ebpfsensor.host.containers import CgroupResolver, parse_container_id
+from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 CID = "4f1e" * 16
 

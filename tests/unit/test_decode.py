@@ -12,8 +12,9 @@ import pytest
 from tests.recordgen import make_record
 
 from ebpfsensor.errors import DecodeError
-from ebpfsensor.events import RECORDS, EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
-from ebpfsensor.ringbuf import BatchDecoder
+from ebpfsensor.events import EventType, ProcessExec, ProcessExit, ProcessFork, decode, to_json
+from ebpfsensor.events._layout import RECORDS
+from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 
 def exec_record(argv: bytes = b"/bin/true\0a b\0\0", **kw: object) -> bytes:

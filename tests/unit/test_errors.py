@@ -10,7 +10,7 @@ import pytest
 
 from ebpfsensor import Config, ConfigError, LibbpfError, PrivilegeError, VerifierError
 from ebpfsensor._ffi import make_error
-from ebpfsensor.objects import BpfObject, packaged_object_path
+from ebpfsensor.sources.ebpf.objects import BpfObject, packaged_object_path
 
 # the end of a real verifier log (this kernel, a path walk without a mask)
 RECORDED_LOG = """\

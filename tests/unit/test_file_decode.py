@@ -15,7 +15,6 @@ import pytest
 from ebpfsensor._ffi import ffi
 from ebpfsensor.errors import DecodeError
 from ebpfsensor.events import (
-    RECORDS,
     DirCreate,
     EventType,
     FileChmod,
@@ -29,7 +28,8 @@ from ebpfsensor.events import (
     decode,
     to_json,
 )
-from ebpfsensor.ringbuf import BatchDecoder
+from ebpfsensor.events._layout import RECORDS
+from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 FILE_CLASSES = (FileOpen, FileCreate, FileUnlink, DirCreate, FileRename, FileChmod, FileChown, FileLink, FileSymlink)
 
@@ -201,8 +201,8 @@ def test_truncated_and_fuzzed_records_raise_only_decode_error(rng: Any) -> None:
 @pytest.mark.parametrize("cls", FILE_CLASSES, ids=lambda c: c.__name__)
 def test_layout_matches_the_compiled_object(cls: type) -> None:
     from ebpfsensor._btf import read_object_btf
-    from ebpfsensor.events import c_members
-    from ebpfsensor.objects import packaged_object_path
+    from ebpfsensor.events._layout import c_members
+    from ebpfsensor.sources.ebpf.objects import packaged_object_path
 
     path = packaged_object_path("file")
     if not path.exists():

@@ -8,15 +8,15 @@ import pytest
 from ebpfsensor import Config
 from ebpfsensor.errors import ConfigError
 from ebpfsensor.events import KINDS
-from ebpfsensor.objects import BpfObject, packaged_object_path
-from ebpfsensor.sensor import _KIND_SOURCES
+from ebpfsensor.sources.ebpf.hooks import KIND_HOOKS
+from ebpfsensor.sources.ebpf.objects import BpfObject, packaged_object_path
 
 FILE_KINDS = {k for k in KINDS if k.startswith(("file_", "dir_"))}
 
 
 def test_every_kind_has_a_source() -> None:
     # every kind from BPF has a source; user_login comes from audit
-    assert set(_KIND_SOURCES) == set(KINDS) - {"user_login"}
+    assert set(KIND_HOOKS) == set(KINDS) - {"user_login"}
     assert FILE_KINDS == {
         "file_open",
         "file_create",
@@ -38,7 +38,7 @@ def test_file_hooks_exist_in_the_object() -> None:
     hooks = obj.hooks
     used: set[str] = set()
     for kind in FILE_KINDS:
-        name, wanted = _KIND_SOURCES[kind]
+        name, wanted = KIND_HOOKS[kind]
         assert name == "file"
         present = [h for h in wanted if h in hooks]
         # every syscall of the kind has its enter and exit program here

@@ -9,8 +9,8 @@ import pytest
 
 from ebpfsensor._btf import read_object_btf
 from ebpfsensor._ffi import ffi
-from ebpfsensor.events import RECORDS, c_members
-from ebpfsensor.objects import packaged_object_path
+from ebpfsensor.events._layout import RECORDS, c_members
+from ebpfsensor.sources.ebpf.objects import packaged_object_path
 
 OBJECTS = sorted(packaged_object_path("process").parent.glob("*.bpf.o"))
 # map keys and values user space reads through cffi (events.h, not records)

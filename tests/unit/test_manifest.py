@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ebpfsensor import objects
 from ebpfsensor.errors import LibbpfError
-from ebpfsensor.objects import MANIFEST, BpfObject, packaged_object_path
+from ebpfsensor.sources.ebpf import objects
+from ebpfsensor.sources.ebpf.objects import MANIFEST, BpfObject, packaged_object_path
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ import pytest
 from ebpfsensor import events
 from ebpfsensor._ffi import ffi
 from ebpfsensor.errors import DecodeError
-from ebpfsensor.events import RECORDS, EventType, decode
-from ebpfsensor.ringbuf import BatchDecoder
+from ebpfsensor.events import EventType, decode
+from ebpfsensor.events._layout import RECORDS
+from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 COMMON = {
     "ts_ns": 123456789, "cgroup_id": 4242, "start_time_ns": 1000, "pid": 77, "tid": 78, "ppid": 1,

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from ebpfsensor.errors import ConfigError
-from ebpfsensor.support import (
+from ebpfsensor.host.support import (
     DATA_VERSION,
     NOT_IN_MATRIX,
     OsRelease,
@@ -345,7 +345,7 @@ def test_packaged_data_loads() -> None:
 
 
 def test_data_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ebpfsensor.support as support
+    import ebpfsensor.host.support as support
 
     future = msgspec.structs.replace(load_support_data(), version=DATA_VERSION + 1)
     load_support_data.cache_clear()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ebpfsensor.diagnostic import MONITORED
-from ebpfsensor.syscalls import ARCHES, syscall_name, syscall_number, syscall_table
+from ebpfsensor.host.syscalls import ARCHES, syscall_name, syscall_number, syscall_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ebpfsensor._ffi import ffi
-from ebpfsensor.events import RECORDS, EventType, decode
-from ebpfsensor.ringbuf import BatchDecoder
+from ebpfsensor.events import EventType, decode
+from ebpfsensor.events._layout import RECORDS
+from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 
 def exec_record(argv: list[str]) -> bytes:

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import errno
 import logging
+import typing
 from collections.abc import Sequence
 from typing import Any, Union
 
 import msgspec
 
-from ._containers import CgroupResolver
-from ._ffi import check_ptr, check_ret, ffi, lib
-from .errors import DecodeError
-from .events import EVENT_CLASSES, MAX_RECORD_LEN, RECORDS, Event, decode
+from ..._ffi import check_ptr, check_ret, ffi, lib
+from ...errors import DecodeError
+from ...events import EVENT_CLASSES, Event
+from ...events._kinds import kind_of
+from ...events._layout import MAX_RECORD_LEN, RECORDS, decode
+from ...host.containers import CgroupResolver
 
 __all__ = ["BatchDecoder", "RingBuffer"]
 
@@ -28,6 +31,10 @@ log = logging.getLogger("ebpfsensor")
 # the most one record can take in a batch: strings are copied once, every
 # other field takes a key and at most 9 bytes
 _RESERVE = 2 * MAX_RECORD_LEN + 4096
+
+
+# what a batch holds: transcoded events, and raw records (bytes) for the Python decoder
+_BATCH_ITEM: Any = Union.__getitem__((*EVENT_CLASSES, bytes))
 
 
 def _msgpack_str(text: str) -> bytes:
@@ -57,7 +64,7 @@ class _Tables:
                 fields[i].key = key_c
                 fields[i].key_len = len(key)
             # the C side writes container_id's value right after this head
-            head = _msgpack_str("kind") + _msgpack_str(spec.cls.__struct_config__.tag) + _msgpack_str("container_id")  # type: ignore[arg-type]
+            head = _msgpack_str("kind") + _msgpack_str(kind_of(spec.cls)) + _msgpack_str("container_id")
             head_c = ffi.new("char[]", head)
             self._keep += [fields, head_c]
             r = self.records[rtype]
@@ -96,7 +103,7 @@ class BatchDecoder:
         self._c.cgroups = self._cgroup_slots
         self._containers = CgroupResolver()
         self._known: dict[int, str] = {}
-        self._decoder = msgspec.msgpack.Decoder(list[Union[(*EVENT_CLASSES, bytes)]])  # type: ignore[misc]
+        self._decoder = msgspec.msgpack.Decoder(list[_BATCH_ITEM])
         self.undecodable = 0
         # records the Python decoder handled, per type: not in the C counters
         self._raw_delivered: dict[int, int] = {}
@@ -116,7 +123,8 @@ class BatchDecoder:
         for item in items:
             if isinstance(item, bytes):
                 try:
-                    item = decode(item)
+                    # the reference decoder knows only the BPF records: every one has a type and cgroup
+                    item = typing.cast(Any, decode(item))
                 except DecodeError as exc:
                     self.undecodable += 1
                     log.warning("undecodable record skipped (counted in stats): %s", exc)
@@ -204,7 +212,7 @@ class RingBuffer(BatchDecoder):
         items = self._decoder.decode(ffi.buffer(self._buf, size))
         if self._c.raw or self._c.nmisses:
             return self._finish(items)
-        return items  # type: ignore[no-any-return]
+        return typing.cast(list[Event], items)
 
     def _check_open(self) -> None:
         if self._c.rb == ffi.NULL:

@@ -11,12 +11,10 @@ is reported, and the rest of the object runs.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import io
 import logging
 import os
-import platform
 import re
 import struct
 import sys
@@ -26,8 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._ffi import capture_libbpf_log, check_ptr, check_ret, ffi, lib, make_error, strerror
-from .errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError, VerifierError
+from ..._ffi import capture_libbpf_log, check_ptr, check_ret, ffi, lib, make_error, strerror
+from ...errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError, VerifierError
+from ...host import features
+from ...host.arch import bpf_arch_of
+from ...host.mounts import tracefs_events
+from ...host.paths import PACKAGE_DIR
+from .. import VARIANT_ORDER
 
 __all__ = [
     "MANIFEST",
@@ -44,10 +47,6 @@ __all__ = [
 
 log = logging.getLogger("ebpfsensor")
 
-#: Hook variants, best first: BPF LSM and fentry (BTF trampolines) where the
-#: kernel allows them, then BTF-typed and raw tracepoints, classic tracepoints,
-#: and kprobes last.
-VARIANT_ORDER = ("lsm", "fentry", "btf", "raw", "tp", "kprobe")
 _PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(VARIANT_ORDER) + r")$")
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
@@ -55,7 +54,6 @@ _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
 # object bytes -> (programs, rodata): see BpfObject.__init__
 _PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]]]] = {}
 _PARSED_MAX = 16
-_MACHINE_TO_ARCH = {"x86_64": "x86", "aarch64": "arm64", "arm64": "arm64"}
 #: Next to the packaged objects: ``<sha256>  <name>.bpf.o`` per line
 #: (sha256sum's format), written by ``make bpf`` when the objects are built.
 MANIFEST = "MANIFEST"
@@ -63,17 +61,16 @@ MANIFEST = "MANIFEST"
 
 def bpf_arch() -> str:
     """This machine's architecture under its kernel BPF name (x86, arm64)."""
-    machine = platform.machine()
     try:
-        return _MACHINE_TO_ARCH[machine]
-    except KeyError:
-        raise EbpfSensorError(f"unsupported architecture {machine}; ebpfsensor supports x86_64 and aarch64") from None
+        return bpf_arch_of()
+    except ValueError as exc:
+        raise EbpfSensorError(str(exc)) from None
 
 
 def packaged_object_path(name: str) -> Path:
     """Where the package keeps a compiled object, e.g. ``process`` ->
     ``ebpfsensor/bpf/x86/process.bpf.o``."""
-    return Path(__file__).resolve().parent / "bpf" / bpf_arch() / f"{name}.bpf.o"
+    return PACKAGE_DIR / "bpf" / bpf_arch() / f"{name}.bpf.o"
 
 
 _REBUILD_HINT = "reinstall ebpfsensor (or, in a source tree, rebuild the objects with `make bpf`)"
@@ -377,71 +374,34 @@ class BpfObject:
             attempt.close()
 
 
-_TRACEFS_EVENTS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
-
-
 def _missing_tracepoint(section: str) -> str | None:
     """Why a classic tracepoint program cannot attach here, or None when it
     may (or when tracefs is not there to tell)."""
     kind, _, name = section.partition("/")
     if kind not in ("tp", "tracepoint") or name.count("/") != 1:
         return None
-    for events in _TRACEFS_EVENTS:
-        if os.path.isdir(events):
-            if os.path.isdir(os.path.join(events, name)):
-                return None
-            return f"tracepoint {name} does not exist on this kernel"
-    return None
-
-
-# BPF_PROG_TYPE_* of the section prefixes whose loads this kernel may refuse
-# outright (lockdown, no CONFIG_BPF_LSM, no BTF trampolines on the arch)
-_TRAMPOLINE_TYPES = {"lsm": 29, "fentry": 26, "fexit": 26, "fmod_ret": 26}
-_LSM_LIST = "/sys/kernel/security/lsm"
-_KPROBE_INTERFACES = (
-    "/sys/bus/event_source/devices/kprobe/type",
-    *(f"{events.removesuffix('/events')}/kprobe_events" for events in _TRACEFS_EVENTS),
-)
-
-
-@functools.cache
-def _program_type_refused(prog_type: int) -> bool:
-    return lib.libbpf_probe_bpf_prog_type(prog_type, ffi.NULL) != 1
+    events = tracefs_events()
+    if events is None or os.path.isdir(os.path.join(events, name)):
+        return None
+    return f"tracepoint {name} does not exist on this kernel"
 
 
 def _refused_program_type(section: str) -> str | None:
     """Why a BPF LSM, fentry or kprobe program cannot run here, or None when
-    it may.
-
-    Known before a load: a refused variant would otherwise cost a reload of
-    the whole object. A BPF LSM program also loads and attaches where the
-    BPF LSM is not in the kernel's active list (lsm=), and then never runs.
-    """
+    it may: known before a load, where a refused variant would otherwise
+    cost a reload of the whole object."""
     kind = section.partition("/")[0]
     if kind in ("kprobe", "kretprobe"):
-        # libbpf attaches through the kprobe PMU, or legacy kprobe_events
-        if not any(os.path.exists(p) for p in _KPROBE_INTERFACES):
-            return "this kernel has no kprobes (CONFIG_KPROBES)"
+        status = features.kprobes()
+    elif kind == "lsm":
+        status = features.bpf_lsm_active()
+    elif kind in ("fentry", "fexit", "fmod_ret"):
+        if not features.program_type("tracing").works:
+            return f"the kernel refuses {kind} programs here"
         return None
-    prog_type = _TRAMPOLINE_TYPES.get(kind)
-    if prog_type is None:
+    else:
         return None
-    if _program_type_refused(prog_type):
-        return f"the kernel refuses {kind} programs here"
-    if kind == "lsm":
-        from ._mounts import ensure_securityfs
-
-        why = ensure_securityfs()
-        if why:
-            return f"cannot tell whether the BPF LSM is active: {why}"
-        try:
-            with open(_LSM_LIST) as f:
-                active = f.read().strip().split(",")
-        except OSError as exc:
-            return f"cannot tell whether the BPF LSM is active: {_LSM_LIST}: {exc.strerror}"
-        if "bpf" not in active:
-            return f"the BPF LSM is not active (active: {','.join(active)}; boot with bpf in lsm=)"
-    return None
+    return None if status.works else status.detail
 
 
 def destroy_links(links: list[Any]) -> None:
@@ -593,10 +553,12 @@ class _Attempt:
         if name is None or name not in wanted:
             # no program to blame: maps, BTF or privileges
             detail = "; ".join(line for line in lines if "error" in line.lower() or "failed" in line.lower())[-500:]
-            err = make_error(rc, "load", self.obj.name)
-            if detail and not isinstance(err, PrivilegeError):
-                err = LibbpfError(err.errno or errno.EINVAL, f"{err.strerror}: {detail}", "load", self.obj.name)
-            raise err
+            failure = make_error(rc, "load", self.obj.name)
+            if detail and not isinstance(failure, PrivilegeError):
+                failure = LibbpfError(
+                    failure.errno or errno.EINVAL, f"{failure.strerror}: {detail}", "load", self.obj.name
+                )
+            raise failure
         spec = wanted[name]
         text = ffi.string(self.log_bufs[name]).decode("utf-8", "replace")
         log_lines = text.splitlines() or [line for line in lines if name in line]
@@ -656,7 +618,7 @@ class LoadedObject:
 
     @property
     def closed(self) -> bool:
-        return self._a.ptr == ffi.NULL
+        return bool(self._a.ptr == ffi.NULL)
 
     def detach(self) -> None:
         """Detach every program, keeping programs and maps (to read the maps

@@ -7,6 +7,8 @@ import os
 import re
 import time
 
+from .mounts import find_mount
+
 __all__ = ["CgroupResolver", "find_cgroup2_root", "parse_container_id"]
 
 # docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, libpod-<id>.scope
@@ -28,15 +30,7 @@ def parse_container_id(cgroup_path: str) -> str:
 
 def find_cgroup2_root() -> str | None:
     """The cgroup v2 mount point, or None."""
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[2] == "cgroup2":
-                    return parts[1]
-    except OSError:
-        pass
-    return None
+    return find_mount("cgroup2")
 
 
 class CgroupResolver:

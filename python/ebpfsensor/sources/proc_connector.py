@@ -65,14 +65,14 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
-import msgspec
+from .._ffi import lib
+from .._text import fsdecode
+from ..errors import ConfigError, NotSupportedError, PrivilegeError
+from ..events import Event, ProcessExec, ProcessExit, ProcessFork
+from ..host.containers import find_cgroup2_root, parse_container_id
+from ..status import KindHealth, ProcConnectorStats
 
-from ._containers import find_cgroup2_root, parse_container_id
-from ._ffi import lib
-from .errors import ConfigError, NotSupportedError, PrivilegeError
-from .events import Event, ProcessExec, ProcessExit, ProcessFork
-
-__all__ = ["ProcConnectorProvider", "ProcConnectorStats"]
+__all__ = ["ProcConnectorSource", "ProcConnectorStats"]
 
 log = logging.getLogger("ebpfsensor")
 
@@ -118,25 +118,6 @@ _NS_FLAGS = {
 }
 _ARGV_MAX = lib.ARGV_LEN - 1
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-class ProcConnectorStats(msgspec.Struct, frozen=True):
-    """Counters since start.
-
-    ``delivered`` events were returned; ``filtered`` were thread forks and
-    exits suppressed because threads are not reported; ``lost`` messages are
-    missing from the kernel's sequence numbers; ``overruns`` counts receive
-    buffer overflows (ENOBUFS), each of which lost at least one message;
-    ``undecodable`` messages were malformed; ``incomplete`` events were
-    delivered with neutral values because /proc no longer had the process.
-    """
-
-    delivered: int
-    filtered: int
-    lost: int
-    overruns: int
-    undecodable: int
-    incomplete: int
 
 
 class _Known(NamedTuple):
@@ -211,10 +192,6 @@ def _exe(path: str) -> tuple[str, bool, bool]:
     return target, deleted, target.startswith("/memfd:")
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
 def _int_file(path: str, default: int) -> int:
     raw = _read(path)
     try:
@@ -232,7 +209,7 @@ def _parse_stat(raw: bytes) -> tuple[str, int, int, int] | None:
     try:
         # fields[n - 3] is stat field n: 4 ppid, 7 tty_nr, 22 starttime
         return (
-            _text(raw[open_ + 1 : close]),
+            fsdecode(raw[open_ + 1 : close]),
             int(fields[1]),
             int(fields[4]),
             int(fields[19]) * 1_000_000_000 // _CLK_TCK,
@@ -268,7 +245,7 @@ def _tty_name(tty_nr: int) -> str:
 # --- the provider ----------------------------------------------------------------------
 
 
-class ProcConnectorProvider:
+class ProcConnectorSource:
     """Process lifecycle events from the netlink process connector.
 
     Args:
@@ -288,6 +265,7 @@ class ProcConnectorProvider:
         PrivilegeError: (from start) not allowed to listen (needs root).
     """
 
+    name = "proc_connector"
     available_kinds = frozenset({"process_exec", "process_fork", "process_exit"})
 
     def __init__(
@@ -314,7 +292,7 @@ class ProcConnectorProvider:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> ProcConnectorProvider:
+    def start(self) -> ProcConnectorSource:
         """Open the connector socket and subscribe; idempotent.
 
         Raises:
@@ -367,10 +345,18 @@ class ProcConnectorProvider:
         nlh = _NLMSGHDR.pack(_NLMSGHDR.size + len(cn) + len(payload), NLMSG_DONE, 0, 0, 0)
         sock.sendto(nlh + cn + payload, (0, 0))
 
+    def kind_health(self, kind: str) -> KindHealth:
+        """Every kind this source was asked for is live while it runs."""
+        if kind not in self.kinds:
+            return KindHealth(False, "", "not provided by the process connector")
+        if self._sock is None:
+            return KindHealth(False, "", "the process connector is not running")
+        return KindHealth(True, self.name, "")
+
     def fileno(self) -> int:
         """The socket's fd: readable when events are waiting."""
         if self._sock is None:
-            raise ValueError("the process connector provider is not started; call start()")
+            raise ValueError("the process connector source is not started; call start()")
         return self._sock.fileno()
 
     def close(self) -> None:
@@ -386,7 +372,7 @@ class ProcConnectorProvider:
         finally:
             sock.close()
 
-    def __enter__(self) -> ProcConnectorProvider:
+    def __enter__(self) -> ProcConnectorSource:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -401,7 +387,7 @@ class ProcConnectorProvider:
             ValueError: the provider is not started.
         """
         if self._sock is None:
-            raise ValueError("the process connector provider is not started; call start()")
+            raise ValueError("the process connector source is not started; call start()")
         out, self._pending = self._pending, []
         out.extend(self._drain(0.0 if out else timeout))
         self.delivered += len(out)
@@ -535,7 +521,7 @@ class ProcConnectorProvider:
         raw = _read(f"/proc/{pid}/cgroup") or b""
         for line in raw.split(b"\n"):
             if line.startswith(b"0::"):
-                path = _text(line[3:])
+                path = fsdecode(line[3:])
                 try:
                     cgroup_id = os.stat(os.path.join(self._cgroot, path.lstrip("/"))).st_ino if self._cgroot else 0
                 except OSError:
@@ -645,7 +631,7 @@ class ProcConnectorProvider:
         argv_truncated = len(argv_raw) > _ARGV_MAX
         argv_raw = argv_raw[:_ARGV_MAX]
         # every argument ends with a NUL; an empty last argument is kept
-        argv = [_text(a) for a in argv_raw.removesuffix(b"\0").split(b"\0")] if argv_raw else []
+        argv = [fsdecode(a) for a in argv_raw.removesuffix(b"\0").split(b"\0")] if argv_raw else []
         ns = self._namespaces(tgid) if task else dict.fromkeys(_NS_FLAGS, 0)
         exe, exe_deleted, exe_memfd = _exe(f"{base}/exe") if task else ("", False, False)
         ppid = common.ppid
@@ -731,4 +717,4 @@ class ProcConnectorProvider:
     def _comm_change(self, pid: int, tgid: int, comm: bytes) -> None:
         known = self._known.get(tgid)
         if known is not None and pid == tgid:
-            self._known[tgid] = known._replace(comm=_text(comm.split(b"\0", 1)[0]))
+            self._known[tgid] = known._replace(comm=fsdecode(comm.split(b"\0", 1)[0]))

@@ -37,38 +37,26 @@ import pwd
 import re
 import select
 import socket
-import struct
 import time
 
-import msgspec
-
-from .errors import DecodeError, NotSupportedError, PrivilegeError
+from .._text import fsdecode
+from ..errors import DecodeError, PrivilegeError
+from ..events import Event
+from ..events.login import UserLogin
+from ..host.audit import AUDIT_NLGRP_READLOG, NLMSG_HEADER, audit_socket, audit_status_text
+from ..status import AuditSourceStats, KindHealth
 
 __all__ = [
     "DEFAULT_RECORD_TYPES",
     "RECORD_TYPES",
     "AuditLoginSource",
-    "AuditSourceStats",
-    "AuditStatus",
-    "UserLogin",
-    "audit_status",
-    "audit_status_text",
     "parse_fields",
     "parse_log_line",
     "parse_record",
-    "set_audit_enabled",
 ]
 
 log = logging.getLogger("ebpfsensor")
 
-NETLINK_AUDIT = 9
-AUDIT_NLGRP_READLOG = 1
-AUDIT_GET = 1000
-AUDIT_SET = 1001
-AUDIT_STATUS_ENABLED = 0x0001
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
 UNSET_ID = 0xFFFFFFFF
 RCVBUF_BYTES = 4 << 20
 MAX_BATCH = 4096
@@ -90,8 +78,6 @@ RECORD_TYPES: dict[int, str] = {
 _TYPE_NUMBERS = {name: number for number, name in RECORD_TYPES.items()}
 DEFAULT_RECORD_TYPES = frozenset({"USER_LOGIN", "USER_LOGOUT", "USER_AUTH", "USER_START", "USER_ERR"})
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_STATUS_FIELDS = ("mask", "enabled", "failure", "pid", "rate_limit", "backlog_limit", "lost", "backlog")
 # fields that audit hex-encodes when their value has spaces, quotes or control characters
 _ENCODED_KEYS = frozenset({"acct", "exe", "comm", "cwd", "name", "path", "cmd", "proctitle", "key", "data"})
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
@@ -99,88 +85,12 @@ _HEADER = re.compile(r"audit\((?P<sec>\d+)\.(?P<ms>\d+):(?P<serial>\d+)\):\s*")
 _LOG_LINE = re.compile(r"^type=(?P<type>\S+)\s+msg=(?P<rest>audit\(.*)$", re.DOTALL)
 
 
-class UserLogin(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="user_login"):
-    """A login, authentication or session record from the kernel audit log.
-
-    Attributes:
-        ts_ns: CLOCK_BOOTTIME ns when the record was received.
-        audit_ts: the record's own Unix time (``msg=audit(SECONDS.MS:SERIAL)``).
-        audit_serial: the record's serial; records of one event share it.
-        record_type: ``USER_LOGIN``, ``USER_AUTH``, ``USER_START``, ...
-        op: what was done: ``login``, ``PAM:authentication``, ``PAM:session_open``.
-        pid: the process that reported it (sshd, su, login, ...).
-        uid: that process's real uid.
-        auid: its login uid (4294967295 when unset).
-        ses: its audit session id (4294967295 when unset).
-        user: the account: ``acct=`` as given, or ``id=`` resolved to a name
-            through the password database (the number when unknown); ""
-            when the record names none (``acct="?"``).
-        terminal: ``/dev/pts/0``, ``ssh``, ``tty1``, ... ("" when unknown).
-        hostname: the remote host name ("" when unknown).
-        addr: the remote address ("" when unknown or local).
-        exe: the reporting program.
-        success: ``res=success`` (False for ``res=failed``).
-        message: the record's text as the kernel sent it.
-    """
-
-    ts_ns: int
-    audit_ts: float
-    audit_serial: int
-    record_type: str
-    op: str
-    pid: int
-    uid: int
-    auid: int
-    ses: int
-    user: str
-    terminal: str
-    hostname: str
-    addr: str
-    exe: str
-    success: bool
-    message: str
-
-    @property
-    def kind(self) -> str:
-        """The event's kind, as tagged in JSON and msgspec: "user_login"."""
-        return "user_login"
-
-
-class AuditStatus(msgspec.Struct, frozen=True):
-    """The kernel's audit status (AUDIT_GET).
-
-    ``enabled`` is 0 (off), 1 (on) or 2 (on and locked until reboot); ``pid``
-    is the registered audit daemon's, 0 for none; ``lost`` counts records
-    the kernel dropped.
-    """
-
-    enabled: int
-    failure: int
-    pid: int
-    rate_limit: int
-    backlog_limit: int
-    lost: int
-    backlog: int
-
-
-class AuditSourceStats(msgspec.Struct, frozen=True):
-    """Counters since start: ``delivered`` events, ``filtered`` login records
-    not delivered (types not asked for, successful USER_AUTH), ``overruns``
-    of the receive buffer (ENOBUFS: at least one record lost each time),
-    ``undecodable`` records."""
-
-    delivered: int
-    filtered: int
-    overruns: int
-    undecodable: int
-
-
 # --- parsing --------------------------------------------------------------------------
 
 
 def _decode_value(key: str, value: str, quoted: bool) -> str:
     if not quoted and key in _ENCODED_KEYS and _HEX.fullmatch(value):
-        return bytes.fromhex(value).decode("utf-8", "surrogateescape")
+        return fsdecode(bytes.fromhex(value))
     return value
 
 
@@ -305,115 +215,6 @@ def parse_log_line(line: str, ts_ns: int = 0) -> UserLogin | None:
     return parse_record(m.group("type"), m.group("rest"), ts_ns)
 
 
-# --- the kernel's audit status -----------------------------------------------------------
-
-
-def _audit_socket() -> socket.socket:
-    try:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_AUDIT)
-    except OSError as exc:
-        raise NotSupportedError(
-            "kernel audit", "", f"NETLINK_AUDIT socket: {exc.strerror}; the kernel is built without CONFIG_AUDIT"
-        ) from exc
-
-
-def _request(msg_type: int, payload: bytes, op: str) -> bytes | None:
-    """Send an audit request and return the reply of the same type (None if
-    the kernel only acknowledges)."""
-    with _audit_socket() as sock:
-        sock.settimeout(2.0)
-        sock.bind((0, 0))
-        seq = int(time.monotonic_ns() & 0x7FFFFFFF)
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), msg_type, NLM_F_REQUEST | NLM_F_ACK, seq, 0)
-        sock.sendto(header + payload, (0, 0))
-        reply = None
-        while True:
-            data = sock.recv(65536)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, mtype, _flags, rseq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                body = data[offset + _NLMSGHDR.size : offset + max(length, _NLMSGHDR.size)]
-                if rseq == seq and mtype == msg_type:
-                    reply = body
-                elif rseq == seq and mtype == NLMSG_ERROR:
-                    (err,) = struct.unpack_from("=i", body)
-                    if err:
-                        _raise_audit_error(-err, op)
-                    if reply is not None or msg_type != AUDIT_GET:
-                        return reply
-                offset += (max(length, _NLMSGHDR.size) + 3) & ~3
-            if reply is not None:
-                return reply
-
-
-def _raise_audit_error(err: int, op: str) -> None:
-    if err in (errno.EPERM, errno.EACCES):
-        raise PrivilegeError(err, os.strerror(err), op, "kernel audit", "needs root or CAP_AUDIT_CONTROL")
-    if err == errno.ECONNREFUSED:
-        raise NotSupportedError("kernel audit", "", "refused outside the initial user and PID namespaces")
-    raise OSError(err, f"{op} kernel audit: {os.strerror(err)}")
-
-
-def audit_status() -> AuditStatus:
-    """The kernel's audit status, read with an AUDIT_GET request.
-
-    Raises:
-        NotSupportedError: no audit in this kernel, or asked from a container.
-        PrivilegeError: needs CAP_AUDIT_CONTROL.
-    """
-    body = _request(AUDIT_GET, b"", "read status of")
-    if body is None:
-        raise OSError(errno.EPROTO, "read status of kernel audit: no AUDIT_GET reply")
-    count = min(len(body) // 4, len(_STATUS_FIELDS))
-    values = dict(zip(_STATUS_FIELDS[:count], struct.unpack_from(f"={count}I", body), strict=True))
-    return AuditStatus(**{k: values.get(k, 0) for k in AuditStatus.__struct_fields__})
-
-
-def set_audit_enabled(enabled: int) -> int:
-    """Turn kernel audit on (1) or off (0), as ``auditctl -e`` does.
-
-    Meant for tests and administrators: an audit daemon may own this
-    setting. Returns the previous value so it can be restored.
-
-    Raises:
-        PrivilegeError: needs CAP_AUDIT_CONTROL.
-        OSError: the kernel refused (EPERM also when audit is locked, enabled=2).
-    """
-    previous = audit_status().enabled
-    payload = struct.pack("=8I", AUDIT_STATUS_ENABLED, enabled, 0, 0, 0, 0, 0, 0)
-    _request(AUDIT_SET, payload, "set enabled of")
-    return previous
-
-
-def audit_status_text() -> str:
-    """One sentence: can login records be received here, and if not, why."""
-    try:
-        st = audit_status()
-    except NotSupportedError as exc:
-        return f"kernel audit is not available: {exc.detail}"
-    except PrivilegeError as exc:
-        return f"kernel audit status unknown: reading it {exc.hint} ({exc.strerror})"
-    except OSError as exc:
-        return f"kernel audit status unknown: {exc}"
-    extra = f"; audit daemon pid {st.pid}" if st.pid else "; no audit daemon"
-    if st.lost:
-        extra += f"; the kernel has lost {st.lost} audit records"
-    if st.enabled == 0:
-        cmdline = ""
-        try:
-            with open("/proc/cmdline") as f:
-                if "audit=0" in f.read().split():
-                    cmdline = " (audit=0 on the kernel command line)"
-        except OSError:
-            pass
-        return (
-            f"kernel audit is disabled (enabled=0){cmdline}: the kernel drops login records, no login events"
-            f" will be seen; enable it with `auditctl -e 1` or audit=1 on the kernel command line{extra}"
-        )
-    locked = " and locked" if st.enabled == 2 else ""
-    return f"kernel audit is enabled{locked} (enabled={st.enabled}): login records are received{extra}"
-
-
 # --- the source -------------------------------------------------------------------------------
 
 
@@ -434,6 +235,9 @@ class AuditLoginSource:
         NotSupportedError: (from start) the kernel has no audit (CONFIG_AUDIT).
         PrivilegeError: (from start) needs CAP_AUDIT_READ.
     """
+
+    name = "audit"
+    kinds = frozenset({"user_login"})
 
     def __init__(
         self,
@@ -462,7 +266,7 @@ class AuditLoginSource:
         """
         if self._sock is not None:
             return self
-        sock = _audit_socket()
+        sock = audit_socket()
         try:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, 33, self.rcvbuf_bytes)  # SO_RCVBUFFORCE, root only
@@ -488,6 +292,11 @@ class AuditLoginSource:
         """Whether login records can arrive (see :func:`audit_status_text`)."""
         return audit_status_text()
 
+    def kind_health(self, kind: str) -> KindHealth:
+        """Logins are live when the socket is open and audit is enabled."""
+        status = self.status() if self._sock is not None else "the audit source is not running"
+        return KindHealth(self._sock is not None and "audit is enabled" in status, "audit", status)
+
     def fileno(self) -> int:
         """The socket's fd: readable when records are waiting."""
         if self._sock is None:
@@ -510,7 +319,7 @@ class AuditLoginSource:
         """The delivery and loss counters."""
         return AuditSourceStats(self.delivered, self.filtered, self.overruns, self.undecodable)
 
-    def poll(self, timeout: float = 0.0) -> list[UserLogin]:
+    def poll(self, timeout: float = 0.0) -> list[Event]:
         """Wait up to timeout seconds for records and return the login events.
 
         Raises:
@@ -519,7 +328,7 @@ class AuditLoginSource:
         sock = self._sock
         if sock is None:
             raise ValueError("the audit login source is not started; call start()")
-        out: list[UserLogin] = []
+        out: list[Event] = []
         if timeout > 0 and not select.select([sock], [], [], timeout)[0]:
             return out
         for _ in range(MAX_BATCH):
@@ -540,23 +349,23 @@ class AuditLoginSource:
         self.delivered += len(out)
         return out
 
-    def _parse(self, data: bytes, out: list[UserLogin]) -> None:
+    def _parse(self, data: bytes, out: list[Event]) -> None:
         ts_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        while offset + NLMSG_HEADER.size <= len(data):
+            length, mtype, _flags, _seq, _pid = NLMSG_HEADER.unpack_from(data, offset)
             # some kernels count only the payload in nlmsg_len
-            end = len(data) if length < _NLMSGHDR.size or offset + length > len(data) else offset + length
+            end = len(data) if length < NLMSG_HEADER.size or offset + length > len(data) else offset + length
             if mtype in RECORD_TYPES:
-                self._record(mtype, data[offset + _NLMSGHDR.size : end], ts_ns, out)
+                self._record(mtype, data[offset + NLMSG_HEADER.size : end], ts_ns, out)
             offset = (end + 3) & ~3
 
-    def _record(self, mtype: int, body: bytes, ts_ns: int, out: list[UserLogin]) -> None:
+    def _record(self, mtype: int, body: bytes, ts_ns: int, out: list[Event]) -> None:
         if mtype not in self._numbers:
             self.filtered += 1
             return
         try:
-            event = parse_record(mtype, body.decode("utf-8", "surrogateescape"), ts_ns)
+            event = parse_record(mtype, fsdecode(body), ts_ns)
         except DecodeError as exc:
             self.undecodable += 1
             log.debug("audit login source: %s", exc)

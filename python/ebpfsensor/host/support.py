@@ -28,11 +28,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-from pathlib import Path
 
 import msgspec
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .paths import PACKAGE_DIR
 
 __all__ = [
     "DATA_VERSION",
@@ -224,7 +224,7 @@ def load_support_data() -> SupportData:
     Raises:
         ConfigError: the data file is missing, malformed or of another version.
     """
-    resource = Path(__file__).resolve().parent / "data" / "support.json"
+    resource = PACKAGE_DIR / "data" / "support.json"
     try:
         raw = resource.read_bytes()
         data = msgspec.json.decode(raw, type=SupportData)

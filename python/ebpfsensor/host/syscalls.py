@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
-from .objects import bpf_arch
+from .arch import bpf_arch_of
+from .paths import PACKAGE_DIR
 
 __all__ = ["ARCHES", "syscall_name", "syscall_number", "syscall_table"]
 
@@ -23,7 +23,7 @@ ARCHES = ("x86", "arm64")
 
 @cache
 def _data() -> dict[str, dict[str, str]]:
-    text = (Path(__file__).resolve().parent / "data" / "syscalls.json").read_text()
+    text = (PACKAGE_DIR / "data" / "syscalls.json").read_text()
     return json.loads(text)  # type: ignore[no-any-return]
 
 
@@ -34,7 +34,7 @@ def syscall_table(arch: str | None = None) -> dict[int, str]:
     Raises:
         ValueError: no table for that architecture.
     """
-    arch = arch or bpf_arch()
+    arch = arch or bpf_arch_of()
     if arch not in ARCHES:
         raise ValueError(f"no syscall table for {arch!r}; known: {', '.join(ARCHES)}")
     return {int(nr): name for nr, name in _data()[arch].items()}
@@ -53,4 +53,4 @@ def syscall_name(nr: int, arch: str | None = None) -> str | None:
 def syscall_number(name: str, arch: str | None = None) -> int | None:
     """The number of a syscall by name, or None when the architecture lacks it
     (aarch64 has no ``open``, ``rename``, ``fork``...)."""
-    return _numbers(arch or bpf_arch()).get(name)
+    return _numbers(arch or bpf_arch_of()).get(name)

@@ -1,0 +1,80 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Event union and the kind names: which Struct each kind is."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Union
+
+from ._base import _Event
+from .file import (
+    DirCreate,
+    FileChmod,
+    FileChown,
+    FileCreate,
+    FileLink,
+    FileOpen,
+    FileRename,
+    FileSymlink,
+    FileUnlink,
+)
+from .login import UserLogin
+from .net import NetAccept, NetBind, NetConnect, NetListen
+from .priv import BpfCall, CredChange, Kill, MemfdCreate, ModuleLoad, Mount, Ptrace, Setsid, Umount
+from .process import ProcessExec, ProcessExit, ProcessFork
+
+__all__ = ["BPF_KINDS", "EVENT_CLASSES", "KINDS", "Event", "event_class", "kind_of"]
+
+#: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem
+Event = Union[
+    UserLogin,
+    ProcessExec,
+    ProcessFork,
+    ProcessExit,
+    FileOpen,
+    FileCreate,
+    FileUnlink,
+    DirCreate,
+    FileRename,
+    FileChmod,
+    FileChown,
+    FileLink,
+    FileSymlink,
+    NetConnect,
+    NetAccept,
+    NetBind,
+    NetListen,
+    CredChange,
+    Kill,
+    Setsid,
+    Ptrace,
+    MemfdCreate,
+    BpfCall,
+    ModuleLoad,
+    Mount,
+    Umount,
+]
+#: the records that come from BPF programs (the union without UserLogin)
+EVENT_CLASSES: tuple[type[_Event], ...] = tuple(c for c in typing.get_args(Event) if c is not UserLogin)
+
+
+def kind_of(cls: type[Any]) -> str:
+    """The kind name of an event Struct (its tag): ``ProcessExec`` -> ``"process_exec"``."""
+    return str(cls.__struct_config__.tag)
+
+
+_ALL: tuple[type[Any], ...] = (*EVENT_CLASSES, UserLogin)
+KINDS: dict[str, type[Any]] = {kind_of(cls): cls for cls in _ALL}
+BPF_KINDS = frozenset(kind_of(cls) for cls in EVENT_CLASSES)
+
+
+def event_class(kind: str) -> type[_Event]:
+    """The Struct for a kind name such as ``"process_exec"``.
+
+    Raises:
+        ValueError: unknown kind; the message lists the known ones.
+    """
+    try:
+        return typing.cast(type[_Event], KINDS[kind])
+    except KeyError:
+        raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}") from None

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every kernel feature probe, in one place, cached.
+
+Each probe names the feature and the first mainline kernel that has it, and
+answers one of three outcomes: ``works``, ``not_supported`` (the kernel
+lacks it) or ``probe_failed`` (the probe itself could not tell, most often
+for want of privileges). Distributions backport BPF features, so nothing
+here compares version numbers: the kernel is asked.
+
+    status = features.ring_buffer()
+    if not status.works:
+        raise NotSupportedError(status.name, status.min_kernel, status.detail)
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+from typing import Literal
+
+import msgspec
+
+from .._ffi import ffi, lib
+from ..errors import PRIVILEGE_HINT
+from .mounts import ensure_securityfs, tracefs_events
+from .paths import BTF_VMLINUX, KPROBE_PMU, LSM_LIST
+
+__all__ = [
+    "PROGRAM_TYPES",
+    "FeatureStatus",
+    "bpf_access",
+    "bpf_lsm_active",
+    "clear_cache",
+    "kernel_btf",
+    "kprobes",
+    "program_type",
+    "ring_buffer",
+]
+
+Outcome = Literal["works", "not_supported", "probe_failed"]
+
+
+class FeatureStatus(msgspec.Struct, frozen=True):
+    """The answer of one probe.
+
+    Attributes:
+        name: the feature, as messages name it ("BPF ring buffer").
+        min_kernel: the first mainline kernel that has it ("5.8").
+        outcome: works, not_supported or probe_failed.
+        detail: why, when it does not work.
+        errno: the error number the probe met, when it failed (else 0).
+    """
+
+    name: str
+    min_kernel: str
+    outcome: Outcome
+    detail: str = ""
+    errno: int = 0
+
+    @property
+    def works(self) -> bool:
+        return self.outcome == "works"
+
+    @property
+    def known(self) -> bool | None:
+        """True (works), False (not supported) or None (could not tell)."""
+        return None if self.outcome == "probe_failed" else self.outcome == "works"
+
+
+#: program types the sensor's hook variants use: name -> (BPF_PROG_TYPE_*, first kernel)
+PROGRAM_TYPES = {
+    "tracing": (lib.BPF_PROG_TYPE_TRACING, "5.5"),
+    "raw_tracepoint": (lib.BPF_PROG_TYPE_RAW_TRACEPOINT, "4.17"),
+    "tracepoint": (lib.BPF_PROG_TYPE_TRACEPOINT, "4.7"),
+    "kprobe": (lib.BPF_PROG_TYPE_KPROBE, "4.1"),
+    "lsm": (lib.BPF_PROG_TYPE_LSM, "5.7"),
+    "cgroup_skb": (lib.BPF_PROG_TYPE_CGROUP_SKB, "4.10"),
+}
+
+
+def _from_libbpf(name: str, min_kernel: str, rc: int) -> FeatureStatus:
+    """A libbpf probe's answer: 1 yes, 0 no, negative errno: could not tell."""
+    if rc == 1:
+        return FeatureStatus(name, min_kernel, "works")
+    if rc == 0:
+        return FeatureStatus(name, min_kernel, "not_supported", f"{name} is not supported by this kernel")
+    if not bpf_access().works:
+        return FeatureStatus(name, min_kernel, "probe_failed", bpf_access().detail, bpf_access().errno)
+    return FeatureStatus(name, min_kernel, "probe_failed", f"probing {name} failed: {os.strerror(-rc)}", -rc)
+
+
+@functools.cache
+def bpf_access() -> FeatureStatus:
+    """This process may use bpf(2) at all (creates one array map)."""
+    fd = lib.bpf_map_create(lib.BPF_MAP_TYPE_ARRAY, ffi.NULL, 4, 4, 1, ffi.NULL)
+    if fd >= 0:
+        os.close(fd)
+        return FeatureStatus("bpf(2)", "3.18", "works")
+    err = -fd
+    if err == errno.ENOSYS:
+        return FeatureStatus("bpf(2)", "3.18", "not_supported", "this kernel has no bpf(2) (CONFIG_BPF_SYSCALL)", err)
+    hint = f"; {PRIVILEGE_HINT}" if err in (errno.EPERM, errno.EACCES) else ""
+    return FeatureStatus("bpf(2)", "3.18", "probe_failed", f"bpf(2): {os.strerror(err)}{hint}", err)
+
+
+@functools.cache
+def ring_buffer() -> FeatureStatus:
+    """BPF_MAP_TYPE_RINGBUF (5.8)."""
+    return _from_libbpf("BPF ring buffer", "5.8", lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL))
+
+
+@functools.cache
+def program_type(name: str) -> FeatureStatus:
+    """A program type of :data:`PROGRAM_TYPES` loads at all (a type can
+    load and still be refused for one attach point: hooks find that out by
+    loading their programs)."""
+    prog_type, min_kernel = PROGRAM_TYPES[name]
+    return _from_libbpf(f"{name} programs", min_kernel, lib.libbpf_probe_bpf_prog_type(prog_type, ffi.NULL))
+
+
+def kernel_btf(btf_path: str | None = None) -> FeatureStatus:
+    """Type information to relocate against: the kernel's own
+    (CONFIG_DEBUG_INFO_BTF, 5.4) or, when given, an external BTF file."""
+    if btf_path:
+        if os.path.exists(btf_path):
+            return FeatureStatus(f"external BTF ({btf_path})", "", "works")
+        return FeatureStatus("external BTF", "", "not_supported", f"the BTF file {btf_path} does not exist")
+    if os.path.exists(BTF_VMLINUX):
+        return FeatureStatus(f"kernel BTF ({BTF_VMLINUX})", "5.4", "works")
+    return FeatureStatus(
+        f"kernel BTF ({BTF_VMLINUX})",
+        "5.4",
+        "not_supported",
+        "this kernel has no BTF (CONFIG_DEBUG_INFO_BTF); set Config.btf_path to a BTF file for it",
+    )
+
+
+@functools.cache
+def kprobes() -> FeatureStatus:
+    """kprobes, through the kprobe PMU or legacy kprobe_events (what libbpf uses)."""
+    events = tracefs_events()
+    legacy = os.path.join(os.path.dirname(events), "kprobe_events") if events else None
+    if os.path.exists(KPROBE_PMU) or (legacy and os.path.exists(legacy)):
+        return FeatureStatus("kprobes", "4.1", "works")
+    return FeatureStatus("kprobes", "4.1", "not_supported", "this kernel has no kprobes (CONFIG_KPROBES)")
+
+
+@functools.cache
+def bpf_lsm_active() -> FeatureStatus:
+    """BPF LSM programs load and run: the program type is accepted and
+    ``bpf`` is in the active LSM list (a BPF LSM program also loads and
+    attaches where it is not, and then never runs)."""
+    name, min_kernel = "BPF LSM", "5.7"
+    loads = program_type("lsm")
+    if not loads.works:
+        return FeatureStatus(name, min_kernel, loads.outcome, f"the kernel refuses lsm programs here ({loads.detail})")
+    why = ensure_securityfs()
+    if why:
+        return FeatureStatus(name, min_kernel, "probe_failed", f"cannot tell whether the BPF LSM is active: {why}")
+    try:
+        with open(LSM_LIST) as f:
+            active = f.read().strip().split(",")
+    except OSError as exc:
+        return FeatureStatus(
+            name, min_kernel, "probe_failed", f"cannot tell whether the BPF LSM is active: {LSM_LIST}: {exc.strerror}"
+        )
+    if "bpf" not in active:
+        return FeatureStatus(
+            name,
+            min_kernel,
+            "not_supported",
+            f"the BPF LSM is not active (active: {','.join(active)}; boot with bpf in lsm=)",
+        )
+    return FeatureStatus(name, min_kernel, "works")
+
+
+def clear_cache() -> None:
+    """Forget every cached answer (after privileges or mounts changed)."""
+    for probe in (bpf_access, ring_buffer, program_type, kprobes, bpf_lsm_active):
+        probe.cache_clear()

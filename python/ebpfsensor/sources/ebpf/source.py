@@ -1,0 +1,198 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The eBPF source: loads the objects a set of kinds needs, drains their rings."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from ..._ffi import check_ret, ffi, lib, make_error
+from ...config import Config
+from ...errors import EbpfSensorError, NotSupportedError
+from ...events import EVENT_CLASSES, KINDS, Event
+from ...events._kinds import kind_of
+from ...host import features
+from ...host.mounts import ensure_tracefs
+from ...status import HookInfo, KindHealth, KindStats
+from .exclusion_maps import ExclusionTable
+from .hooks import EXCLUSION_MAPS, KIND_HOOKS, SHARED_MAPS, hooks_for
+from .objects import BpfObject, HookStatus, LoadedObject, detach_all
+from .ring import RingBuffer
+
+__all__ = ["EbpfSource", "EbpfStats"]
+
+log = logging.getLogger("ebpfsensor")
+
+_STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated")
+
+
+class EbpfStats(msgspec.Struct, frozen=True):
+    """The eBPF source's counters: per kind, and what the consumer could not decode."""
+
+    kinds: dict[str, KindStats]
+    undecodable: int
+
+    @property
+    def delivered(self) -> int:
+        return sum(k.delivered for k in self.kinds.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(k.dropped for k in self.kinds.values())
+
+
+class EbpfSource:
+    """The sensor's BPF programs and the rings they fill.
+
+    Args:
+        kinds: the kinds to collect (each must be in :data:`KIND_HOOKS`).
+        config: ring sizes, hook variants, BTF, exclusions and load-time settings.
+
+    Raises:
+        NotSupportedError: the kernel lacks BTF or BPF ring buffers.
+        PrivilegeError: not allowed to load BPF programs.
+        EbpfSensorError: no hook could be attached, or an object failed to load.
+    """
+
+    name = "ebpf"
+
+    def __init__(self, kinds: frozenset[str], config: Config) -> None:
+        self.kinds = kinds
+        self._objects: list[LoadedObject] = []
+        self._hooks: dict[str, HookStatus] = {}
+        self._ring: RingBuffer | None = None
+        self._stats_fd = -1
+        self.exclusions: ExclusionTable | None = None
+        try:
+            self._start(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, cfg: Config) -> None:
+        btf = features.kernel_btf(cfg.btf_path)
+        if not btf.works:
+            raise NotSupportedError(btf.name, btf.min_kernel, btf.detail)
+        access = features.bpf_access()
+        if not access.works:
+            # not_supported (no bpf(2)) or, most often, no privileges
+            raise make_error(access.errno, "create", "a BPF map")
+        ring = features.ring_buffer()
+        if not ring.works:
+            if ring.outcome == "probe_failed":
+                raise make_error(ring.errno, "probe", "BPF ring buffer")
+            raise NotSupportedError(ring.name, ring.min_kernel)
+        ensure_tracefs()
+        shared: dict[str, int] = {}
+        for obj_name, hooks in hooks_for(self.kinds).items():
+            obj = BpfObject.packaged(obj_name)
+            settings = {
+                "cfg_wakeup_bytes": cfg.wakeup_bytes,
+                "cfg_report_threads": int(cfg.report_threads),
+                "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
+            }
+            loaded = obj.load(
+                config={k: v for k, v in settings.items() if k in obj.rodata},
+                shared_maps=shared,
+                map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes},
+                hooks=hooks,
+                btf_path=cfg.btf_path,
+                variants=cfg.hook_variants,
+            )
+            self._objects.append(loaded)
+            self._hooks.update(loaded.hooks)
+            for name in SHARED_MAPS:
+                if name not in shared:
+                    shared[name] = loaded.map_fd(name)
+        if not any(h.attached for h in self._hooks.values()):
+            reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
+            raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
+        self._stats_fd = shared["kind_stats"]
+        self._enable_kinds(shared["kind_enabled"])
+        self.exclusions = ExclusionTable({name: shared[name] for name in EXCLUSION_MAPS})
+        for rule in cfg.exclusions:
+            self.exclusions.add(rule)
+        # lifecycle first: a batch drains it before the activity ring
+        self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
+
+    def _enable_kinds(self, fd: int) -> None:
+        key = ffi.new("uint32_t *")
+        on = ffi.new("uint32_t *", 1)
+        for kind in self.kinds:
+            key[0] = int(KINDS[kind].event_type)
+            check_ret(lib.bpf_map_update_elem(fd, key, on, 0), "enable", kind)
+
+    # --- the Source interface -------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The rings' epoll fd."""
+        return self._open_ring().epoll_fd
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        """Wait up to timeout seconds for a wakeup, then drain one batch."""
+        return self._open_ring().poll(int(timeout * 1000))
+
+    def stats(self) -> EbpfStats:
+        """Per kind: produced = delivered + pending; every loss is in dropped or undecodable."""
+        kinds: dict[str, KindStats] = {}
+        ring = self._ring
+        if ring is not None:
+            kernel = self.kernel_stats()
+            delivered_c = ring.delivered()
+            for cls in EVENT_CLASSES:
+                t = int(cls.event_type)
+                produced, dropped, truncated, filtered, deduplicated = kernel.get(t, (0, 0, 0, 0, 0))
+                delivered = delivered_c.get(t, 0)
+                kinds[kind_of(cls)] = KindStats(
+                    produced, delivered, max(0, produced - delivered), dropped, truncated, filtered, deduplicated
+                )
+        return EbpfStats(kinds, ring.undecodable if ring is not None else 0)
+
+    def kind_health(self, kind: str) -> KindHealth:
+        """Live through the variants attached for the kind's hooks, or why not."""
+        hooks = [self._hooks[h] for h in KIND_HOOKS[kind][1] if h in self._hooks]
+        up = sorted({h.variant for h in hooks if h.variant})
+        down = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in hooks if not h.variant)
+        if up:
+            return KindHealth(True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else "")
+        return KindHealth(False, "", down or "hook not loaded")
+
+    def close(self) -> None:
+        """Detach every program, free every map and the consumer; idempotent."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        detach_all(self._objects)
+        for obj in reversed(self._objects):
+            obj.close()
+        self._objects = []
+        self.exclusions = None
+        self._hooks = {}
+        self._stats_fd = -1
+
+    # --- beyond the interface ------------------------------------------------------------
+
+    def hooks(self) -> dict[str, HookInfo]:
+        """For each hook, the variant attached or why none is."""
+        return {h: HookInfo(s.hook, s.variant, list(s.failures)) for h, s in self._hooks.items()}
+
+    def kernel_stats(self) -> dict[int, tuple[int, int, int, int, int]]:
+        """Per record type, (produced, dropped, truncated, filtered, deduplicated) summed over CPUs."""
+        if self._stats_fd < 0:
+            return {}
+        ncpu = check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")
+        values = ffi.new("struct kind_stats[]", ncpu)
+        key = ffi.new("uint32_t *")
+        out: dict[int, tuple[int, int, int, int, int]] = {}
+        for cls in EVENT_CLASSES:
+            key[0] = int(cls.event_type)
+            check_ret(lib.bpf_map_lookup_elem(self._stats_fd, key, values), "read", "kind_stats")
+            a, b, c, d, e = (sum(getattr(values[i], f) for i in range(ncpu)) for f in _STAT_FIELDS)
+            out[key[0]] = (a, b, c, d, e)
+        return out
+
+    def _open_ring(self) -> RingBuffer:
+        if self._ring is None:
+            raise EbpfSensorError("the eBPF source is closed")
+        return self._ring

@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What a running sensor reports about itself: counters, health, hooks."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .host.capabilities import Capabilities
+
+__all__ = ["AuditSourceStats", "Health", "HookInfo", "KindHealth", "KindStats", "ProcConnectorStats", "SensorStats"]
+
+
+class AuditSourceStats(msgspec.Struct, frozen=True):
+    """Counters since start: ``delivered`` events, ``filtered`` login records
+    not delivered (types not asked for, successful USER_AUTH), ``overruns``
+    of the receive buffer (ENOBUFS: at least one record lost each time),
+    ``undecodable`` records."""
+
+    delivered: int
+    filtered: int
+    overruns: int
+    undecodable: int
+
+    @property
+    def dropped(self) -> int:
+        """Records lost: each overrun lost at least one."""
+        return self.overruns
+
+
+class ProcConnectorStats(msgspec.Struct, frozen=True):
+    """Counters since start.
+
+    ``delivered`` events were returned; ``filtered`` were thread forks and
+    exits suppressed because threads are not reported; ``lost`` messages are
+    missing from the kernel's sequence numbers; ``overruns`` counts receive
+    buffer overflows (ENOBUFS), each of which lost at least one message;
+    ``undecodable`` messages were malformed; ``incomplete`` events were
+    delivered with neutral values because /proc no longer had the process.
+    """
+
+    delivered: int
+    filtered: int
+    lost: int
+    overruns: int
+    undecodable: int
+    incomplete: int
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost: gaps count them exactly, and each overrun lost at least one."""
+        return max(self.lost, self.overruns)
+
+
+class KindStats(msgspec.Struct, frozen=True):
+    """Counters of one event kind since the sensor started.
+
+    ``produced`` records were submitted by the kernel; ``delivered`` reached
+    the caller; ``pending`` are in a ring, not yet drained. ``dropped`` were
+    lost because a ring was full, ``truncated`` were delivered with a
+    truncated field, ``filtered`` were suppressed on purpose (threads when
+    not reported), ``deduplicated`` were suppressed as repeats within the
+    dedup window (file opens, ``Config.file_dedup_ms``).
+    """
+
+    produced: int
+    delivered: int
+    pending: int
+    dropped: int
+    truncated: int
+    filtered: int
+    deduplicated: int = 0
+
+
+class SensorStats(msgspec.Struct, frozen=True):
+    """Counters of a running sensor; ``lost`` = dropped + undecodable.
+
+    ``kinds`` has the eBPF kinds' kernel counters; ``proc_connector`` and ``audit``
+    the counters of the process connector and the audit login source when
+    they run; ``provider`` says which supplies process events.
+    """
+
+    kinds: dict[str, KindStats]
+    delivered: int
+    dropped: int
+    undecodable: int
+    lost: int
+    provider: str = "none"
+    proc_connector: ProcConnectorStats | None = None
+    audit: AuditSourceStats | None = None
+
+
+class KindHealth(msgspec.Struct, frozen=True):
+    """Whether a kind is live, from which source (``ebpf:<variant>``,
+    ``proc_connector``, ``audit``), or why not."""
+
+    live: bool
+    source: str
+    reason: str
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """The health report: which supplementary event subsystem runs and why."""
+
+    supplementary_events_subsystem: str
+    ebpf: bool
+    reason: str
+    kinds: dict[str, KindHealth]
+    counters: SensorStats
+    capabilities: Capabilities
+    log_file: str | None
+
+
+class HookInfo(msgspec.Struct, frozen=True):
+    """Which variant of a hook runs, or why none does."""
+
+    hook: str
+    variant: str | None
+    failures: list[str]
