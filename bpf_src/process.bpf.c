@@ -52,6 +52,7 @@ static __always_inline int is_memfd(struct dentry *dentry)
 static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 {
 	__u32 zero = 0, pos = 0, len, total;
+	__u64 size;
 	struct exec_buf *b = bpf_map_lookup_elem(&exec_scratch, &zero);
 	struct task_struct *parent;
 	struct exec_event *e;
@@ -137,13 +138,17 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 	e->argv_len = len;
 	pos += len;
 
-	total = sizeof(*e) + (pos & EXEC_POS_MASK);
-	if (total > sizeof(*b))
-		total = sizeof(*b);
+	/* the three paths and argv fill up to the whole tail, beyond the mask
+	 * that bounds where a part may start: the size must not wrap with it;
+	 * 64-bit, so that the verifier sees the clamp on the register passed on */
+	size = sizeof(*e) + (__u64)pos;
+	if (size > sizeof(*b))
+		size = sizeof(*b);
+	total = size;
 	e->hdr.size = total;
 	if (e->argv_truncated || e->exe_truncated || e->cwd_truncated || e->parent_exe_truncated)
 		stat_inc(EVENT_EXEC, STAT_TRUNCATED);
-	if (bpf_ringbuf_output(&lifecycle_events, b, total, wakeup_flags(&lifecycle_events, total))) {
+	if (bpf_ringbuf_output(&lifecycle_events, b, size, wakeup_flags(&lifecycle_events, size))) {
 		stat_inc(EVENT_EXEC, STAT_DROPPED);
 		return 0;
 	}
@@ -171,10 +176,10 @@ int handle_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 
 /*
  * bit where a != b (bit a power of two), with no branch: a branch per flag
- * made the verifier walk every combination of flags (98k instructions for
- * one program). All in asm: clang makes a comparison and a branch of the C
- * idiom, and a newer verifier splits its state on "(-1 or 0) & bit" too;
- * "(0 or 1) << shift" it keeps as one state.
+ * makes the verifier walk every combination of flags, and computing them
+ * without branches keeps the program small. All in asm: clang makes a
+ * comparison and a branch of the C idiom, and a newer verifier splits its
+ * state on "(-1 or 0) & bit" too; "(0 or 1) << shift" it keeps as one state.
  */
 #define NE_BIT(a, b, bit)                                                       \
 	({                                                                      \
