@@ -5,24 +5,13 @@
  *
  * Hooks: the classic per-syscall tracepoints, an enter/exit pair per
  * syscall (syscalls:sys_enter_openat, ...; tracefs is mounted by the
- * library). Measured on the 6.18 development VM (2 vCPUs, JIT on; best of
- * 7 runs of a C loop, noisy to +-30%), with a stash-at-enter, delete-at-
- * exit program pair for openat:
- *
- *                          getppid loop   openat+close loop
- *   nothing attached          130-185 ns       860-1050 ns
- *   raw_tp sys_enter/exit     320-470 ns      1680-2090 ns
- *   tp sys_enter/exit_openat  140-210 ns      1250-2100 ns
- *
- * A raw_tp (or tp_btf) pair on sys_enter/sys_exit runs for every syscall of
- * every task and costs some 200 ns even on the early return; the
- * per-syscall tracepoints cost an unrelated syscall nearly nothing (the
- * kernel tests a bitmap) and are no slower for the hooked ones. So each
+ * library), not a raw sys_enter/sys_exit pair: why is in sys.bpf.h. Each
  * file syscall has its own pair, only the syscalls of enabled kinds are
  * attached, and there is a single variant (tp): syscalls:* events exist
  * only as trace events. (rename_target, which sees whether a rename
- * replaced a file, hooks inside the VFS and has lsm/fentry/kprobe variants.) 32-bit compat syscalls do not fire them on x86 and
- * arm64 (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
+ * replaced a file, hooks inside the VFS and has lsm/fentry/kprobe
+ * variants.) 32-bit compat syscalls do not fire them on x86 and arm64
+ * (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
  * sys_enter stashes the arguments per thread (file_calls); sys_exit, when
  * the result is known, reads the caller's strings (resident: the kernel
@@ -146,10 +135,11 @@ struct file_call {
 };
 
 /*
- * A plain (preallocated) hash: an update costs ~50 ns less than in an LRU
- * hash, measured at sys_enter. Entries cannot pile up: every syscall that
- * enters also exits, even when its thread is being killed, and the exit
- * deletes the entry; a thread's next enter overwrites a stale one. Full
+ * A plain (preallocated) hash, not an LRU one: its update is cheaper, and
+ * every file syscall pays for one at sys_enter. Nothing needs evicting, as
+ * entries cannot pile up: every syscall that enters also exits, even when
+ * its thread is being killed, and the exit deletes the entry; a thread's
+ * next enter overwrites a stale one. Full
  * (that many threads inside file syscalls at once): the call is counted
  * as dropped.
  */
@@ -361,8 +351,8 @@ static __always_inline __u64 zero_bytes(__u64 v)
  * The reads are 5 apart, so every 4-byte window ("/../", or "/.." and the
  * end) lies inside one read, and there is no branch on the bytes. A global
  * function: the verifier walks its reads once per program, and the caller's
- * loop over a whole PATH_LEN costs it a call per chunk (some 3k
- * instructions in all, against 55k with every read inline in the loop).
+ * loop over a whole PATH_LEN costs it only a call per chunk, where reads
+ * inline in the loop would be walked again for every chunk.
  * Reads past the path stay inside buf (its last PATH_LEN bytes are slack);
  * their bytes are masked off.
  */

@@ -3,22 +3,21 @@
  * Syscall-based records: arguments stashed at sys_enter, finished at
  * sys_exit once the result is known. Only BPF code includes this.
  *
- * Hooks are the classic per-syscall tracepoints (syscalls:sys_enter_X /
- * sys_exit_X), not one raw_tp/sys_enter + sys_exit pair dispatching on the
- * syscall id. Measured on the development kernel (6.18, 2 vCPUs, medians of
- * 6 runs of a getppid() loop, 119 ns per call with nothing attached):
- *   raw_tp sys_enter + sys_exit returning at once for getppid:  +55 ns
- *   net.bpf.o's 10 classic tracepoints, none for getppid:       +10 ns
- *   a classic tracepoint pair on getppid itself, empty:        +100 ns
- * The raw pair runs on every syscall of the machine; the kernel checks the
- * classic ones against a per-syscall bitmap before any program runs, so
- * unrelated syscalls, nearly all of them, stay cheap, and a recorded
- * syscall pays ~50 ns more, next to the cost of its record. Small
- * per-syscall programs also keep each verifier pass short. Both designs see
- * the same syscalls (io_uring bypasses either). The price is paid at
- * detach: each classic tracepoint link waits for an RCU grace period when
- * destroyed (~70 ms on 6.18), so closing a sensor with every kind takes
- * seconds where a raw pair would take a fraction of one.
+ * Every syscall-based record (file.bpf.c, net.bpf.c, priv.bpf.c) hooks
+ * the classic per-syscall tracepoints (syscalls:sys_enter_X /
+ * sys_exit_X), attached only for the syscalls of enabled kinds, not one
+ * raw sys_enter + sys_exit pair dispatching on the syscall id. The raw
+ * pair runs a program on every syscall of the machine, even to return at
+ * once; the kernel checks the classic tracepoints against a per-syscall
+ * bitmap before any program runs, so unrelated syscalls, nearly all of
+ * them, stay cheap, and whatever a recorded syscall pays for its own pair
+ * is small next to the cost of its record. Small per-syscall programs also
+ * keep each verifier pass short. Both designs see the same syscalls
+ * (io_uring bypasses either). The price is paid at detach: each classic
+ * tracepoint link waits for an RCU grace period when destroyed, which is
+ * why the loader detaches links from several threads at once. Only the
+ * diagnostic (diag.bpf.c), which counts every syscall, uses raw sys_enter.
+ * The measurements: docs/design.md, "Measurements behind the design".
  */
 #ifndef EBPFSENSOR_SYS_BPF_H
 #define EBPFSENSOR_SYS_BPF_H

@@ -86,7 +86,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
 
         if self.provider == "fallback":
-            # the name configurations used before the providers had one name each
+            # configuration files written for earlier releases name proc_connector "fallback"
             msgspec.structs.force_setattr(self, "provider", "proc_connector")
         choices = ("auto", *PROVIDERS)
         if self.provider not in choices:
