@@ -4,7 +4,7 @@
  * this file; build_ext.py feeds the cdef zone to cffi and #includes the whole
  * file in the extension, so the C compiler checks the same text.
  *
- * Rules (see README, "Adding a record"): fixed-width fields only, explicit
+ * Rules (see docs/adding-an-event-kind.md): fixed-width fields only, explicit
  * padding, sizeof a multiple of 8, every record starts with struct
  * event_header, variable data follows the fixed part in the order of the
  * __u32 <field>_len members. Event type numbers never change once released.

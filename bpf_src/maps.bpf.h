@@ -84,11 +84,11 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 /*
  * Wake the consumer only when enough is waiting (see cfg_wakeup_bytes):
  * once each time the data waiting crosses a multiple of it. Not on every
- * record above it: a forced wakeup costs the submitting task an irq_work
- * (~10 us measured on the development VM, against ~40 ns for a record), so
- * a consumer that falls behind would slow every monitored process down.
- * Between crossings the consumer's own bounded poll interval drains the
- * ring. Configuration keeps cfg_wakeup_bytes at least a page.
+ * record above it: a forced wakeup costs the submitting task an irq_work,
+ * far more than the record itself, so a consumer that falls behind would
+ * slow every monitored process down. Between crossings the consumer's own
+ * bounded poll interval drains the ring. Configuration keeps
+ * cfg_wakeup_bytes at least a page.
  */
 static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 {

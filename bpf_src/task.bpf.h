@@ -72,8 +72,8 @@ struct {
  * The walk's position is kept in parts between calls. Every slot is written
  * (the verifier needs no state per depth). A global function, like
  * path_copy(): the verifier walks its PATH_STEP slots once per program, and
- * path_resolve()'s loop costs it a call per PATH_STEP slots, some 3k
- * instructions in all against 32k with all MAX_PATH_DEPTH slots inline.
+ * path_resolve()'s loop costs it only a call per PATH_STEP slots, where all
+ * MAX_PATH_DEPTH slots inline would each be walked in every program.
  */
 __noinline int path_walk(__u32 first)
 {

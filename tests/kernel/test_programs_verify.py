@@ -24,9 +24,9 @@ _MISSING_HOOK = (
 )
 
 
-# instructions the verifier may walk for one program: the heaviest are ~8k
-# (file exit programs); 90k ones made a sensor's start take seconds under
-# emulation and hundreds of ms on a real machine
+# instructions the verifier may walk for one program: it verifies every
+# program at each load, so one far above the heaviest (the file exit
+# programs) makes a sensor slow to start, above all under emulation
 MAX_VERIFIED_INSNS = 30_000
 
 

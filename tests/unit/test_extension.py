@@ -12,7 +12,7 @@ from elftools.elf.gnuversions import GNUVerNeedSection
 from ebpfsensor import _libbpf
 from ebpfsensor._ffi import ffi, lib
 
-# manylinux2014: what the wheel's tag promises (see README, "Wheels")
+# manylinux2014: what the wheel's tag promises (see docs/wheels.md)
 MAX_GLIBC = (2, 17)
 
 

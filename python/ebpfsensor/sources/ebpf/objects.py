@@ -242,8 +242,8 @@ class BpfObject:
         if not isinstance(symtab, SymbolTableSection):
             raise ValueError("no symbol table")
         strtab = elf.get_section(symtab["sh_link"]).data()
-        # the symbols straight from the table (Elf64_Sym): pyelftools'
-        # per-symbol parse cost ~0.5 s per object under emulation
+        # the symbols straight from the table (Elf64_Sym): pyelftools parses
+        # each symbol into objects, which is slow where start-up matters
         fmt = "<IBBHQQ" if elf.little_endian else ">IBBHQQ"
         for st_name, st_info, _other, shndx, value, size in struct.iter_unpack(fmt, symtab.data()):
             if shndx == 0 or shndx >= 0xFF00:  # undefined, absolute, common
@@ -407,10 +407,9 @@ def _refused_program_type(section: str) -> str | None:
 def destroy_links(links: list[Any]) -> None:
     """Detach links, many at once.
 
-    Detaching a classic tracepoint waits for RCU grace periods (~65 ms a
-    link on the idle 6.18 development VM: seven seconds for a sensor with
-    every kind); from several threads the waits partly overlap (3.5 s idle,
-    ~0.1 s with the other CPU busy). cffi releases the GIL around each call.
+    Detaching a classic tracepoint waits for RCU grace periods, which adds
+    up over a sensor's links when they go one after another; from several
+    threads the waits overlap. cffi releases the GIL around each call.
     """
     if len(links) < 4:
         for link in links:
