@@ -17,17 +17,23 @@ by it. A missing file means the defaults: eBPF enabled, degrade.
 
 Because the file decides what the sensor watches, it is refused when anyone
 but root or the current user owns it or its directory, or when either is
-writable by group or others.
+writable by group or others; when it is a symlink (the sensor runs as root
+and follows no link to a file it trusts: point it at the real file); and when
+it is larger than :data:`MAX_BYTES`. Those checks are made on the opened
+file and directory, so neither can be swapped between check and read.
+Rewrites (:func:`write_feature`, :func:`write_exclusions`) refuse the same
+files and replace the file atomically.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
+import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -39,6 +45,7 @@ from .exclusions import Exclusion
 
 __all__ = [
     "DEFAULT_PATH",
+    "MAX_BYTES",
     "ConfigWatcher",
     "ManagedConfig",
     "ManagedConfigError",
@@ -50,6 +57,9 @@ log = logging.getLogger("ebpfsensor")
 
 DEFAULT_PATH = "/etc/ebpfsensor/config.json"
 FEATURE_KEY = "ebpfSupplementaryEventProvider"
+#: the largest file read: a real configuration is a few KiB; the cap keeps a
+#: mistaken or hostile file from costing the sensor memory and time
+MAX_BYTES = 1 << 20
 
 
 class ManagedConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,6 +180,8 @@ def _no_duplicates(path: str) -> Any:
 def _parse_json(path: str, text: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates(path), parse_constant=_reject_constant(path))
+    except ManagedConfigError:
+        raise
     except json.JSONDecodeError as exc:
         raise ManagedConfigError(
             path,
@@ -177,6 +189,39 @@ def _parse_json(path: str, text: str) -> Any:
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             f"fix the syntax (`python3 -m json.tool {path}` shows where)",
         ) from None
+    except RecursionError:
+        raise ManagedConfigError(
+            path,
+            "",
+            "JSON nested too deeply to parse",
+            "a managed configuration is a few levels deep: remove the nested arrays or objects",
+        ) from None
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            raise ManagedConfigError(
+                path,
+                "",
+                "a number with too many digits to parse",
+                "no setting takes a number that long: give a value in the setting's range",
+            ) from None
+        raise ManagedConfigError(path, "", f"cannot parse: {exc}", "fix the file") from None
+    except Exception as exc:
+        # json.loads documents only JSONDecodeError: anything else is still
+        # the file's fault, and a poll of the file must never raise it
+        raise ManagedConfigError(path, "", f"cannot parse: {type(exc).__name__}: {exc}", "fix the file") from None
+
+
+def _validate(path: str, doc: Any) -> _File:
+    """The document as the file's schema, or the error naming key and fix."""
+    try:
+        parsed = msgspec.convert(doc, type=_File)
+    except msgspec.ValidationError as exc:
+        raise _describe(path, exc) from None
+    except RecursionError:
+        raise ManagedConfigError(
+            path, "", "nested too deeply to check", "a managed configuration is a few levels deep: flatten it"
+        ) from None
+    return parsed
 
 
 # --- reading safely ------------------------------------------------------------------
@@ -201,31 +246,103 @@ def _check_owner_and_mode(path: str, target: str, st: os.stat_result) -> None:
         )
 
 
-def _read_secure(path: str) -> str | None:
-    """The file's text, or None if it does not exist; refuses unsafe files."""
+def _symlink_error(path: str, name: str, dfd: int) -> ManagedConfigError:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        target = f" (to {os.readlink(name, dir_fd=dfd)})"
+    except OSError:
+        target = ""
+    return ManagedConfigError(
+        path,
+        "",
+        f"is a symlink{target}; the sensor follows no symlink to its configuration",
+        "point the sensor at the real file (--config, or the path argument)",
+    )
+
+
+def _open_dir(path: str) -> tuple[int, str] | None:
+    """The directory holding path, opened, and its real name; None if it is missing."""
+    directory = os.path.dirname(path) or "."
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ManagedConfigError(
-            path, "", f"cannot open: {exc.strerror}", "check the path and its permissions"
+            path, "", f"cannot open its directory: {exc.strerror}", "check the path and its permissions"
         ) from None
     try:
-        # checked on the open file, so it cannot be swapped after the check
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ManagedConfigError(path, "", "not a regular file", "point the configuration at a JSON file")
-        _check_owner_and_mode(path, path, st)
-        for d in sorted({os.path.dirname(os.path.abspath(path)), os.path.dirname(os.path.realpath(path))}):
-            _check_owner_and_mode(path, d, os.stat(d))
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
+        # the name of the directory actually opened, for messages
+        real = os.readlink(f"/proc/self/fd/{dfd}")
+    except OSError:
+        real = os.path.realpath(directory)
+    return dfd, real
+
+
+def _open_in(path: str, dfd: int) -> int | None:
+    """The file at path opened for reading from its directory's fd (no
+    symlink followed); None if it does not exist."""
+    name = os.path.basename(path)
+    if not name:
+        raise ManagedConfigError(path, "", "not a regular file", "point the configuration at a JSON file")
     try:
-        return b"".join(chunks).decode("utf-8")
+        return os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _symlink_error(path, name, dfd) from None
+        raise ManagedConfigError(
+            path, "", f"cannot open: {exc.strerror}", "check the path and its permissions"
+        ) from None
+
+
+def _read_secure(path: str) -> str | None:
+    """The file's text, or None if it does not exist; refuses unsafe files."""
+    opened = _open_dir(path)
+    if opened is None:
+        return None
+    dfd, directory = opened
+    try:
+        fd = _open_in(path, dfd)
+        if fd is None:
+            return None
+        try:
+            # checked on the open file and directory, so neither can be
+            # swapped after the check
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ManagedConfigError(path, "", "not a regular file", "point the configuration at a JSON file")
+            _check_owner_and_mode(path, path, st)
+            _check_owner_and_mode(path, directory, os.fstat(dfd))
+            if st.st_size > MAX_BYTES:
+                raise ManagedConfigError(
+                    path,
+                    "",
+                    f"{st.st_size} bytes, more than the {MAX_BYTES} a configuration file may have",
+                    "a configuration is a few KiB of JSON: check that the path names the configuration file",
+                )
+            # at most one byte past the cap: the file may grow after fstat
+            chunks = []
+            left = MAX_BYTES + 1
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError as exc:
+            raise ManagedConfigError(path, "", f"cannot read: {exc.strerror}", "check the file") from None
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+    data = b"".join(chunks)
+    if len(data) > MAX_BYTES:
+        raise ManagedConfigError(
+            path,
+            "",
+            f"grew past the {MAX_BYTES} bytes a configuration file may have while it was read",
+            "a configuration is a few KiB of JSON: check that the path names the configuration file",
+        )
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ManagedConfigError(path, "", f"not UTF-8 text at byte {exc.start}", "save the file as UTF-8") from None
 
@@ -241,18 +358,17 @@ def load_managed_config(path: str = DEFAULT_PATH) -> ManagedConfig:
         file does not exist.
 
     Raises:
-        ManagedConfigError: (a ConfigError) malformed JSON, an unknown key, a
-            wrong type or value, or a file or directory that others could
-            have written. The message names the file, the key and the fix.
+        ManagedConfigError: (a ConfigError) malformed JSON (nested too
+            deeply or a number too long included), an unknown key, a wrong
+            type or value, a file larger than
+            :data:`MAX_BYTES`, a symlink, or a file or directory that others
+            could have written. The message names the file, the key and the
+            fix.
     """
     text = _read_secure(path)
     if text is None:
         return ManagedConfig(path=path)
-    doc = _parse_json(path, text)
-    try:
-        parsed = msgspec.convert(doc, type=_File)
-    except msgspec.ValidationError as exc:
-        raise _describe(path, exc) from None
+    parsed = _validate(path, _parse_json(path, text))
     return ManagedConfig(
         ebpf_enabled=parsed.features.ebpf == "enabled",
         fail_closed=parsed.provider.fail_mode == "fail-closed",
@@ -263,9 +379,10 @@ def load_managed_config(path: str = DEFAULT_PATH) -> ManagedConfig:
 
 def _rewrite(path: str, mutate: Callable[[dict[str, Any]], None]) -> None:
     """Change the file's document and replace the file atomically (a
-    temporary file in the same directory, fsync, rename) with mode 0600,
-    creating the directory if missing. The result is validated first:
-    nothing invalid is ever written."""
+    temporary file in the same directory, fsync, rename) with mode 0600, or
+    the old file's if stricter, creating the directory if missing. The
+    result is validated first: nothing invalid is ever written. A symlink is
+    refused, not replaced by a file."""
     text = _read_secure(path)
     doc: Any = {} if text is None else _parse_json(path, text)
     if not isinstance(doc, dict):
@@ -273,28 +390,43 @@ def _rewrite(path: str, mutate: Callable[[dict[str, Any]], None]) -> None:
             path, "(top level)", f"expected object, got {type(doc).__name__}", "make the file a JSON object"
         )
     mutate(doc)
+    _validate(path, doc)
+    data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    opened = _open_dir(path)
+    if opened is None:
+        raise ManagedConfigError(path, "", "its directory vanished while it was written", "write it again")
+    dfd, directory = opened
     try:
-        msgspec.convert(doc, type=_File)
-    except msgspec.ValidationError as exc:
-        raise _describe(path, exc) from None
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(json.dumps(doc, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        # the temporary file and the rename go through this fd: the
+        # directory checked is the one written
+        _check_owner_and_mode(path, directory, os.fstat(dfd))
+        name = os.path.basename(path)
         try:
-            os.unlink(tmp)
+            old: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+            old = None
+        if old is not None and stat.S_ISLNK(old.st_mode):
+            raise _symlink_error(path, name, dfd)
+        mode = 0o600 if old is None else stat.S_IMODE(old.st_mode) & 0o600
+        tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+        try:
+            try:
+                os.fchmod(fd, mode)  # exactly mode, whatever the umask
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            raise
         os.fsync(dfd)
     finally:
         os.close(dfd)
@@ -345,11 +477,16 @@ class ConfigWatcher:
     The constructor loads the file. If that fails, the defaults are in force
     and the error is in :attr:`last_error` (and logged); a later successful
     :meth:`reload` replaces them. Call :meth:`reload` on SIGHUP, or
-    :meth:`reload_if_changed` periodically.
+    :meth:`reload_if_changed` periodically: it never raises.
+
+    A failed load is logged as a warning once per change of the file (or of
+    its directory's owner and mode), not on every poll or reload that finds
+    the same file with the same error.
 
     Attributes:
         current: the configuration in force.
-        last_error: the error of the last failed load, None after a success.
+        last_error: the error of the last failed load (a ManagedConfigError:
+            what is wrong with the file and the fix), None after a success.
     """
 
     def __init__(self, path: str = DEFAULT_PATH) -> None:
@@ -357,6 +494,7 @@ class ConfigWatcher:
         self.current = ManagedConfig(path=path)
         self.last_error: ConfigError | None = None
         self._signature: tuple[int, ...] | None = None
+        self._logged: tuple[tuple[int, ...] | None, str] | None = None
         try:
             self.reload()
         except ConfigError:
@@ -364,10 +502,18 @@ class ConfigWatcher:
 
     def _stat_signature(self) -> tuple[int, ...] | None:
         try:
-            st = os.stat(self.path)
+            # the name itself, not what it links to: replacing a refused
+            # symlink with the real file is a change
+            st = os.stat(self.path, follow_symlinks=False)
         except OSError:
             return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid)
+        try:
+            # a refused directory fixed with chmod or chown is a change too
+            d = os.stat(os.path.dirname(self.path) or ".")
+            parent: tuple[int, ...] = (d.st_dev, d.st_ino, d.st_mode, d.st_uid)
+        except OSError:
+            parent = ()
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, *parent)
 
     def reload(self) -> ManagedConfig:
         """Load the file again; on success it is in force.
@@ -385,9 +531,12 @@ class ConfigWatcher:
         except ConfigError as exc:
             self._signature = signature
             self.last_error = exc
-            log.warning("%s; keeping the previous configuration in force", exc)
+            if self._logged != (signature, str(exc)):
+                self._logged = (signature, str(exc))
+                log.warning("%s; keeping the previous configuration in force", exc)
             raise
         self._signature = signature
+        self._logged = None
         self.current = config
         self.last_error = None
         return config
@@ -395,8 +544,8 @@ class ConfigWatcher:
     def reload_if_changed(self) -> bool:
         """Reload when the file changed (appeared, vanished, or was rewritten).
 
-        Errors are not raised: they are kept in :attr:`last_error` and the
-        previous configuration stays in force.
+        Never raises: errors are kept in :attr:`last_error` (and logged once
+        per change) and the previous configuration stays in force.
 
         Returns:
             True when the configuration in force changed.

@@ -13,12 +13,15 @@ import pytest
 
 from ebpfsensor.config import Config
 from ebpfsensor.errors import ConfigError
+from ebpfsensor.exclusions import ExcludeName
 from ebpfsensor.managed_config import (
     DEFAULT_PATH,
+    MAX_BYTES,
     ConfigWatcher,
     ManagedConfig,
     ManagedConfigError,
     load_managed_config,
+    write_exclusions,
     write_feature,
 )
 
@@ -208,7 +211,7 @@ def test_write_feature_creates_file_and_directory(tmp_path: Path) -> None:
 def test_write_feature_is_atomic(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(cfg, '{"features": {"ebpfSupplementaryEventProvider": "enabled"}}')
 
-    def fail(*_args: object) -> None:
+    def fail(*_args: object, **_kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
@@ -274,3 +277,130 @@ def test_write_refuses_to_write_an_invalid_file(cfg: Path) -> None:
     with pytest.raises(ManagedConfigError, match=r"features\.ebpfSupplementaryEventProvder: unknown key"):
         write_feature(path, True)
     assert cfg.read_text() == text
+
+
+# --- hostile or careless files ------------------------------------------------------
+
+DEEP = '{"sensor": {"kinds": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+LONG_NUMBER = '{"sensor": {"max_latency_ms": ' + "1" * 5000 + "}}"
+
+
+def test_deeply_nested_json(cfg: Path) -> None:
+    err = error(write(cfg, DEEP))
+    assert err.problem == "JSON nested too deeply to parse" and "few levels deep" in err.fix
+
+
+def test_number_too_long_to_parse(cfg: Path) -> None:
+    err = error(write(cfg, LONG_NUMBER))
+    assert err.problem == "a number with too many digits to parse" and "range" in err.fix
+
+
+def test_watcher_polls_never_raise_and_log_once_per_change(cfg: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(cfg, '{"features": {"ebpfSupplementaryEventProvider": "disabled"}}')
+    w = ConfigWatcher(path)
+    caplog.set_level(logging.WARNING, logger="ebpfsensor")
+    for text, problem in [(DEEP, "nested too deeply"), (LONG_NUMBER, "too many digits"), ("{", "malformed JSON")]:
+        caplog.clear()
+        write(cfg, text)
+        for _ in range(3):
+            assert w.reload_if_changed() is False
+        assert w.current.ebpf_enabled is False  # the last good configuration stays in force
+        assert isinstance(w.last_error, ManagedConfigError) and problem in w.last_error.problem
+        assert [r.getMessage().count(problem) for r in caplog.records] == [1]
+        # an explicit reload of the same file reports the error, and does not log it again
+        with pytest.raises(ManagedConfigError, match=problem):
+            w.reload()
+        assert len(caplog.records) == 1
+    write(cfg, "{}")
+    assert w.reload_if_changed() and w.current.ebpf_enabled and w.last_error is None
+
+
+def test_size_cap(cfg: Path) -> None:
+    path = write(cfg, "{}".ljust(MAX_BYTES))
+    assert load_managed_config(path).ebpf_enabled
+    write(cfg, "{}".ljust(MAX_BYTES + 1))
+    err = error(path)
+    assert err.problem == f"{MAX_BYTES + 1} bytes, more than the {MAX_BYTES} a configuration file may have"
+    assert MAX_BYTES == 1 << 20
+
+
+def test_size_cap_is_checked_before_reading(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(cfg, "")
+    os.truncate(path, 1 << 40)  # sparse: a terabyte of NULs, on no disk
+
+    def no_read(*_args: object) -> bytes:
+        raise AssertionError("read an oversized file")
+
+    monkeypatch.setattr(os, "read", no_read)
+    assert f"{1 << 40} bytes, more than the {MAX_BYTES}" in error(path).problem
+
+
+def test_symlink_is_refused(cfg: Path) -> None:
+    real = write(cfg.parent / "real.json", '{"provider": {"failMode": "fail-closed"}}')
+    cfg.symlink_to(real)
+    err = error(str(cfg))
+    assert err.problem == f"is a symlink (to {real}); the sensor follows no symlink to its configuration"
+    assert err.fix == "point the sensor at the real file (--config, or the path argument)"
+    assert load_managed_config(real).fail_closed
+    # a dangling link is refused too, not read as "no file, defaults"
+    cfg.unlink()
+    cfg.symlink_to(cfg.parent / "missing.json")
+    assert "is a symlink" in error(str(cfg)).problem
+
+
+def test_rewrite_refuses_symlink(cfg: Path) -> None:
+    text = '{"provider": {"failMode": "fail-closed"}}'
+    real = write(cfg.parent / "real.json", text)
+    cfg.symlink_to(real)
+    with pytest.raises(ManagedConfigError, match="is a symlink") as info:
+        write_feature(str(cfg), False)
+    assert "--config" in info.value.fix
+    with pytest.raises(ManagedConfigError, match="is a symlink"):
+        write_exclusions(str(cfg), [ExcludeName("noisy")])
+    assert cfg.is_symlink() and os.readlink(cfg) == real
+    assert Path(real).read_text() == text
+    assert sorted(os.listdir(cfg.parent)) == ["config.json", "real.json"]
+
+
+def test_rewrite_keeps_a_stricter_mode(cfg: Path) -> None:
+    path = write(cfg, "{}", 0o400)
+    write_feature(path, False)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o400
+    assert not load_managed_config(path).ebpf_enabled
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775])
+def test_rewrite_refuses_an_unsafe_directory_without_a_file(cfg: Path, mode: int) -> None:
+    os.chmod(cfg.parent, mode)
+    with pytest.raises(ManagedConfigError, match="its directory") as info:
+        write_feature(str(cfg), False)
+    assert info.value.fix == f"run `chmod go-w {cfg.parent}`"
+    assert os.listdir(cfg.parent) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown the directory to another uid")
+def test_rewrite_refuses_a_directory_another_user_owns(cfg: Path) -> None:
+    os.chown(cfg.parent, 65534, 65534)
+    with pytest.raises(ManagedConfigError, match="owned by uid 65534"):
+        write_feature(str(cfg), False)
+    assert os.listdir(cfg.parent) == []
+
+
+def test_watcher_sees_a_symlink_replaced_by_the_file(cfg: Path) -> None:
+    real = cfg.parent / "real.json"
+    write(real, '{"features": {"ebpfSupplementaryEventProvider": "disabled"}}')
+    cfg.symlink_to(real)
+    w = ConfigWatcher(str(cfg))
+    assert w.last_error is not None and "symlink" in str(w.last_error)
+    os.rename(real, cfg)  # the same inode, size and mtime the symlink led to
+    assert w.reload_if_changed() and not w.current.ebpf_enabled and w.last_error is None
+
+
+def test_watcher_sees_its_directory_fixed(cfg: Path) -> None:
+    path = write(cfg, '{"features": {"ebpfSupplementaryEventProvider": "disabled"}}')
+    os.chmod(cfg.parent, 0o777)
+    w = ConfigWatcher(path)
+    assert w.last_error is not None and w.current.ebpf_enabled
+    assert not w.reload_if_changed()
+    os.chmod(cfg.parent, 0o755)
+    assert w.reload_if_changed() and not w.current.ebpf_enabled and w.last_error is None
