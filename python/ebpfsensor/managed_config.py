@@ -23,6 +23,11 @@ it is larger than :data:`MAX_BYTES`. Those checks are made on the opened
 file and directory, so neither can be swapped between check and read.
 Rewrites (:func:`write_feature`, :func:`write_exclusions`) refuse the same
 files and replace the file atomically.
+
+Pid exclusions are never kept in the file: a pid names one process of one
+boot, and after that process exits, or after a reboot, the same number names
+an unrelated process. Exclude a running process at run time with
+``Sensor.exclude(ExcludePid(...))``, or exclude by executable.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import msgspec
 
 from .config import Config
 from .errors import ConfigError
-from .exclusions import Exclusion
+from .exclusions import ExcludePid, Exclusion
 
 __all__ = [
     "DEFAULT_PATH",
@@ -211,6 +216,22 @@ def _parse_json(path: str, text: str) -> Any:
         raise ManagedConfigError(path, "", f"cannot parse: {type(exc).__name__}: {exc}", "fix the file") from None
 
 
+_PID_PROBLEM = (
+    "a pid rule cannot be kept in the configuration: a pid names one process of one boot, and once that process "
+    "exits, or after a reboot, the same pid names an unrelated process"
+)
+_PID_FIX = (
+    "exclude a running process at run time with Sensor.exclude(ExcludePid(...)), or exclude by executable "
+    "(`ebpfsensor exclusions add --executable PATH`)"
+)
+
+
+def _reject_pid_rules(path: str, rules: Sequence[Exclusion]) -> None:
+    for i, rule in enumerate(rules):
+        if isinstance(rule, ExcludePid):
+            raise ManagedConfigError(path, f"sensor.exclusions[{i}]", _PID_PROBLEM, _PID_FIX)
+
+
 def _validate(path: str, doc: Any) -> _File:
     """The document as the file's schema, or the error naming key and fix."""
     try:
@@ -221,6 +242,7 @@ def _validate(path: str, doc: Any) -> _File:
         raise ManagedConfigError(
             path, "", "nested too deeply to check", "a managed configuration is a few levels deep: flatten it"
         ) from None
+    _reject_pid_rules(path, parsed.sensor.exclusions)
     return parsed
 
 
@@ -360,7 +382,7 @@ def load_managed_config(path: str = DEFAULT_PATH) -> ManagedConfig:
     Raises:
         ManagedConfigError: (a ConfigError) malformed JSON (nested too
             deeply or a number too long included), an unknown key, a wrong
-            type or value, a file larger than
+            type or value, a pid exclusion, a file larger than
             :data:`MAX_BYTES`, a symlink, or a file or directory that others
             could have written. The message names the file, the key and the
             fix.
@@ -459,8 +481,12 @@ def write_exclusions(path: str, rules: Sequence[Exclusion]) -> None:
     """Replace ``sensor.exclusions``, keeping every other key.
 
     Raises:
-        ManagedConfigError: as for write_feature; nothing is written then.
+        ManagedConfigError: as for write_feature, or a rule is an
+            ``ExcludePid`` (a pid is not kept in the file: it names one
+            process of one boot; use ``Sensor.exclude`` at run time, or
+            exclude by executable); nothing is written then.
     """
+    _reject_pid_rules(path, rules)
 
     def mutate(doc: dict[str, Any]) -> None:
         _section(path, doc, "sensor")["exclusions"] = msgspec.to_builtins(list(rules))

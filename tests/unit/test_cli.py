@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,17 @@ def test_top_initiator_parser() -> None:
     assert (args.top_initiator, args.duration, args.descendants) == (True, 5.0, True)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["exclusions", "add", "--top-initiator", "--executable", "/bin/sh"])
+
+
+def test_pid_exclusions_are_not_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "etc" / "config.json"
+    (tmp_path / "etc").mkdir(mode=0o700)
+    assert main(["exclusions", "add", "--pid", str(os.getpid()), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ebpfsensor: error: managed config {cfg}: sensor.exclusions[0]: ")
+    assert "a pid names one process of one boot" in err and "Sensor.exclude(ExcludePid(...))" in err
+    assert not cfg.exists()
+    # a file that has one (written by hand, or by an older version) is refused the same way
+    cfg.write_text(f'{{"sensor": {{"exclusions": [{{"type": "pid", "pid": {os.getpid()}}}]}}}}')
+    assert main(["exclusions", "list", "--config", str(cfg)]) == 2
+    assert "a pid names one process of one boot" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 
 from ebpfsensor.config import Config
 from ebpfsensor.errors import ConfigError
-from ebpfsensor.exclusions import ExcludeName
+from ebpfsensor.exclusions import ExcludeName, ExcludePid
 from ebpfsensor.managed_config import (
     DEFAULT_PATH,
     MAX_BYTES,
@@ -384,6 +384,34 @@ def test_rewrite_refuses_a_directory_another_user_owns(cfg: Path) -> None:
     with pytest.raises(ManagedConfigError, match="owned by uid 65534"):
         write_feature(str(cfg), False)
     assert os.listdir(cfg.parent) == []
+
+
+def test_pid_rules_are_not_written(cfg: Path) -> None:
+    text = '{"sensor": {"exclusions": [{"type": "name", "name": "noisy"}]}}'
+    path = write(cfg, text)
+    with pytest.raises(ManagedConfigError) as info:
+        write_exclusions(path, [ExcludeName("noisy"), ExcludePid(os.getpid())])
+    err = info.value
+    assert err.key == "sensor.exclusions[1]"
+    assert "a pid names one process of one boot" in err.problem and "unrelated process" in err.problem
+    assert "Sensor.exclude(ExcludePid(...))" in err.fix and "--executable" in err.fix
+    assert cfg.read_text() == text
+    os.unlink(path)
+    with pytest.raises(ManagedConfigError, match="pid names one process"):
+        write_exclusions(path, [ExcludePid(os.getpid())])
+    assert not cfg.exists()
+
+
+def test_pid_rules_are_not_read(cfg: Path) -> None:
+    with pytest.raises(ManagedConfigError) as written:
+        write_exclusions(str(cfg), [ExcludePid(1)])
+    text = '{"sensor": {"exclusions": [{"type": "pid", "pid": 1}]}}'
+    err = error(write(cfg, text))
+    assert (err.key, err.problem, err.fix) == ("sensor.exclusions[0]", written.value.problem, written.value.fix)
+    # nor kept by a rewrite of another key
+    with pytest.raises(ManagedConfigError, match="pid names one process"):
+        write_feature(str(cfg), False)
+    assert cfg.read_text() == text
 
 
 def test_watcher_sees_a_symlink_replaced_by_the_file(cfg: Path) -> None:
