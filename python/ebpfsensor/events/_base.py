@@ -47,8 +47,24 @@ class EventType(enum.IntEnum):
 class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
     """Fields every event has; ``kind`` is the tag.
 
-    ``container_id`` is the id of the container the process runs in (docker,
-    containerd, cri-o, podman naming), from its cgroup path; "" outside one.
+    Attributes:
+        ts_ns: when the event was recorded, CLOCK_BOOTTIME ns
+            (:func:`boot_to_wall_ns` converts it).
+        cgroup_id: the task's cgroup v2 id (the inode number of its cgroup
+            directory).
+        start_time_ns: when the process (its thread-group leader) started,
+            CLOCK_BOOTTIME ns; ``pid`` and ``start_time_ns`` together name a
+            process.
+        pid: the process id (thread group id).
+        tid: the thread id.
+        ppid: the parent's process id (the real parent's thread group id).
+        uid: the task's real uid.
+        gid: the task's real gid.
+        comm: the thread's command name as the kernel keeps it (at most
+            TASK_COMM_LEN - 1, 15, bytes).
+        container_id: the id of the container the process runs in (docker,
+            containerd, cri-o, podman naming), from its cgroup path; ""
+            outside one.
     """
 
     event_type: ClassVar[EventType]
@@ -74,8 +90,11 @@ class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kin
 class _SyscallEvent(_Event, frozen=True, gc=False):
     """Fields of every event that comes from a syscall.
 
-    ``result`` is the syscall's return value, a negative errno on failure;
-    ``syscall_nr`` this architecture's syscall number.
+    Attributes:
+        result: the syscall's return value, a negative errno on failure (see
+            ``errno``).
+        syscall_nr: this architecture's syscall number
+            (``ebpfsensor.host.syscalls.syscall_name`` names it).
     """
 
     result: int

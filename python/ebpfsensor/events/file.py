@@ -1,5 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
-"""File events: open, create, unlink, mkdir, rename, chmod, chown, link, symlink."""
+"""File events: open, create, unlink, mkdir, rename, chmod, chown, link, symlink.
+
+Paths: ``path`` is absolute. For an open that succeeded (``resolved``) it
+comes from the opened file's own dentry and mount chain: symlinks, "..",
+dirfd and mount namespaces are resolved by the kernel. Everywhere else it
+is the caller's base directory (dirfd, the cwd for AT_FDCWD, the root for an
+absolute string), resolved the same way, joined with the caller's string as
+passed: the kernel's lookup of that string is not visible at the syscall
+tracepoints, so ".." or a symlink inside the string stays as written; with
+a dirfd that is not open, ``path`` is the string alone. Absolute means from
+the root of the process's mount namespace: a file in a container reads as
+the container sees it, one under a chroot with the chroot's own location in
+front. ``arg_path`` is the string as passed. ``dirfd`` is -100 (AT_FDCWD)
+for the cwd. ``*_truncated`` flags a string that could not be read or did
+not fit: a path longer than PATH_LEN - 1 (4095 bytes) keeps its leading
+part, one deeper than MAX_PATH_DEPTH (64) its last components. ``new_path``,
+``new_arg_path`` and ``new_dirfd`` follow the same rules.
+"""
 
 from __future__ import annotations
 
@@ -17,26 +34,30 @@ __all__ = [
     "FileUnlink",
 ]
 
-# --- file events ------------------------------------------------------------
-# ``path`` is absolute. For an open that succeeded (``resolved``) it comes
-# from the opened file's own dentry and mount chain: symlinks, "..", dirfd
-# and mount namespaces are resolved by the kernel. Everywhere else it is the
-# caller's base directory (dirfd, the cwd for AT_FDCWD, the root for an
-# absolute string), resolved the same way, joined with the caller's string
-# as passed: the kernel's lookup of that string is not visible at the
-# syscall tracepoints, so ".." or a symlink inside the string stays as
-# written; with a dirfd that is not open, ``path`` is the string alone.
-# Absolute means from the root of the process's mount namespace: a file in
-# a container reads as the container sees it, one under a chroot with the
-# chroot's own location in front. ``arg_path`` is the string as passed.
-# ``dirfd`` is -100 (AT_FDCWD) for the cwd. ``*_truncated`` flags a string
-# that could not be read or did not fit: a path longer than PATH_LEN - 1
-# keeps its leading part, one deeper than MAX_PATH_DEPTH its last
-# components.
-
 
 class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
-    """The fields of struct file_open_event, shared by FileOpen and FileCreate."""
+    """The fields of struct file_open_event, shared by FileOpen and FileCreate.
+
+    Attributes:
+        ino: the opened file's inode number; 0 when the open failed.
+        dev: the opened file's device, encoded as ``st_dev`` (major << 8 |
+            minor); 0 when the open failed.
+        flags: the O_* flags as passed (openat2: ``how.flags``; creat:
+            O_CREAT|O_WRONLY|O_TRUNC).
+        mode: the creation mode as passed.
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd.
+        created: this open created the file (the kernel's FMODE_CREATED).
+        resolved: ``path`` comes from the opened file itself (always when
+            the open succeeded).
+        path_truncated: ``path`` could not be read or did not fit (see
+            "Paths" above).
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        path: the file's absolute path: from the opened file's own dentry
+            and mount chain when ``resolved``, else the caller's base
+            directory joined with ``arg_path`` (see "Paths" above).
+        arg_path: the path string as the caller passed it.
+    """
 
     ino: int
     dev: int
@@ -54,11 +75,8 @@ class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
 class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     """A file was opened (open, openat, openat2, creat), or an open failed.
 
-    ``result`` is the new fd or -errno. ``flags`` are the O_* flags as passed
-    and ``mode`` the creation mode; ``created`` when this open created the
-    file. ``ino``/``dev`` identify the opened file (``dev`` as ``st_dev``),
-    0 when the open failed. ``resolved``: ``path`` comes from the opened
-    file itself (always when the open succeeded).
+    Attributes:
+        result: the new fd, or -errno.
     """
 
     event_type = EventType.FILE_OPEN
@@ -69,14 +87,41 @@ class FileCreate(_FileOpenFields, frozen=True, gc=False, tag="file_create"):
     """An open created a new file (``created``), or an open with O_CREAT
     failed: same fields as :class:`FileOpen`, and reported besides it. Also
     mknod/mknodat (``mode`` carries the file type, S_IFREG, S_IFIFO, ...;
-    ``created`` when it succeeded; ``flags``, ``ino`` and ``dev`` are 0)."""
+    ``created`` when it succeeded; ``flags``, ``ino`` and ``dev`` are 0).
+
+    Attributes:
+        result: the new fd (an open) or 0 (mknod, mknodat), or -errno.
+        ino: the opened file's inode number; 0 when the open failed, and for
+            mknod/mknodat.
+        dev: the opened file's device, encoded as ``st_dev`` (major << 8 |
+            minor); 0 when the open failed, and for mknod/mknodat.
+        flags: the O_* flags as passed (openat2: ``how.flags``; creat:
+            O_CREAT|O_WRONLY|O_TRUNC); 0 for mknod/mknodat.
+        mode: the creation mode as passed; for mknod/mknodat it carries the
+            file type too (S_IFREG, S_IFIFO, ...).
+        created: this open created the file (the kernel's FMODE_CREATED);
+            for mknod/mknodat, the call succeeded.
+    """
 
     event_type = EventType.FILE_CREATE
     record = "file_open_event"
 
 
 class FileUnlink(_SyscallEvent, frozen=True, gc=False, tag="file_unlink"):
-    """A file or (``is_dir``, rmdir or AT_REMOVEDIR) a directory was removed."""
+    """A file or (``is_dir``, rmdir or AT_REMOVEDIR) a directory was removed
+    (unlink, unlinkat, rmdir).
+
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd.
+        flags: unlinkat's flags; AT_REMOVEDIR (0x200) for rmdir.
+        is_dir: a directory was removed (rmdir, or unlinkat with
+            AT_REMOVEDIR).
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        path: the removed file's absolute path (see "Paths" above).
+        arg_path: the path string as the caller passed it.
+    """
 
     event_type = EventType.FILE_UNLINK
     record = "file_unlink_event"
@@ -91,7 +136,17 @@ class FileUnlink(_SyscallEvent, frozen=True, gc=False, tag="file_unlink"):
 
 
 class DirCreate(_SyscallEvent, frozen=True, gc=False, tag="dir_create"):
-    """A directory was created (mkdir, mkdirat); ``mode`` as passed."""
+    """A directory was created (mkdir, mkdirat).
+
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd.
+        mode: the new directory's mode as passed.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        path: the new directory's absolute path (see "Paths" above).
+        arg_path: the path string as the caller passed it.
+    """
 
     event_type = EventType.DIR_CREATE
     record = "dir_create_event"
@@ -107,15 +162,31 @@ class DirCreate(_SyscallEvent, frozen=True, gc=False, tag="dir_create"):
 class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
     """A file was renamed (rename, renameat, renameat2): ``path`` to ``new_path``.
 
-    ``flags`` are renameat2's RENAME_NOREPLACE (1), RENAME_EXCHANGE (2),
-    RENAME_WHITEOUT (4).
+    ``replaced`` cannot be seen at the syscall tracepoints; the
+    ``rename_target`` hook on the kernel's rename permission check can, as a
+    BPF LSM, fentry or kprobe program. On a kernel that allows none of them,
+    a successful rename reports None (unknown), and ``Sensor.health()``
+    shows file_rename as partly unavailable.
 
-    ``replaced``: an existing file at ``new_path`` was replaced (False for a
-    failed rename and for RENAME_EXCHANGE). The syscall tracepoints cannot
-    see it; the ``rename_target`` hook on the kernel's rename permission
-    check can, as a BPF LSM, fentry or kprobe program. On a kernel that
-    allows none of them, a successful rename reports None (unknown), and
-    ``Sensor.health()`` shows file_rename as partly unavailable.
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd.
+        new_dirfd: the directory fd ``new_arg_path`` is relative to; -100
+            (AT_FDCWD) for the cwd.
+        flags: renameat2's RENAME_NOREPLACE (1), RENAME_EXCHANGE (2),
+            RENAME_WHITEOUT (4); 0 for rename and renameat.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        new_path_truncated: ``new_path`` could not be read or did not fit.
+        new_arg_path_truncated: ``new_arg_path`` could not be read or did not
+            fit.
+        replaced: an existing file at ``new_path`` was replaced (False for a
+            failed rename and for RENAME_EXCHANGE; None, unknown, for a
+            successful rename where no ``rename_target`` hook could load).
+        path: the old name, absolute (see "Paths" above).
+        arg_path: the old name as the caller passed it.
+        new_path: the new name, absolute (see "Paths" above).
+        new_arg_path: the new name as the caller passed it.
     """
 
     event_type = EventType.FILE_RENAME
@@ -138,8 +209,17 @@ class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
 class FileChmod(_SyscallEvent, frozen=True, gc=False, tag="file_chmod"):
     """A file's mode was changed (chmod, fchmod, fchmodat, fchmodat2).
 
-    For fchmod ``dirfd`` is the fd, ``arg_path`` is empty and ``path`` is
-    the fd's file.
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd; for fchmod, the fd whose file changed.
+        mode: the new mode as passed.
+        flags: fchmodat2's AT_SYMLINK_NOFOLLOW (0x100), AT_EMPTY_PATH
+            (0x1000); 0 for the other calls.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        path: the file's absolute path (see "Paths" above); for fchmod, the
+            fd's file.
+        arg_path: the path string as the caller passed it; "" for fchmod.
     """
 
     event_type = EventType.FILE_CHMOD
@@ -156,8 +236,21 @@ class FileChmod(_SyscallEvent, frozen=True, gc=False, tag="file_chmod"):
 
 class FileChown(_SyscallEvent, frozen=True, gc=False, tag="file_chown"):
     """A file's owner changed (chown, lchown, fchown, fchownat) to
-    ``new_uid``/``new_gid``; 4294967295 leaves one unchanged. lchown reports AT_SYMLINK_NOFOLLOW
-    (0x100) in ``flags``."""
+    ``new_uid``/``new_gid``.
+
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd; for fchown, the fd whose file changed.
+        new_uid: the owner asked for; 4294967295 leaves it unchanged.
+        new_gid: the group asked for; 4294967295 leaves it unchanged.
+        flags: fchownat's AT_* flags; lchown reports AT_SYMLINK_NOFOLLOW
+            (0x100); 0 for chown and fchown.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        path: the file's absolute path (see "Paths" above); for fchown, the
+            fd's file.
+        arg_path: the path string as the caller passed it; "" for fchown.
+    """
 
     event_type = EventType.FILE_CHOWN
     record = "file_chown_event"
@@ -173,7 +266,25 @@ class FileChown(_SyscallEvent, frozen=True, gc=False, tag="file_chown"):
 
 
 class FileLink(_SyscallEvent, frozen=True, gc=False, tag="file_link"):
-    """A hard link ``new_path`` to the existing ``path`` was made (link, linkat)."""
+    """A hard link ``new_path`` to the existing ``path`` was made (link, linkat).
+
+    Attributes:
+        dirfd: the directory fd ``arg_path`` is relative to; -100 (AT_FDCWD)
+            for the cwd.
+        new_dirfd: the directory fd ``new_arg_path`` is relative to; -100
+            (AT_FDCWD) for the cwd.
+        flags: linkat's AT_SYMLINK_FOLLOW (0x400), AT_EMPTY_PATH (0x1000); 0
+            for link.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        new_path_truncated: ``new_path`` could not be read or did not fit.
+        new_arg_path_truncated: ``new_arg_path`` could not be read or did not
+            fit.
+        path: the existing file, absolute (see "Paths" above).
+        arg_path: the existing file as the caller passed it.
+        new_path: the new link, absolute (see "Paths" above).
+        new_arg_path: the new link as the caller passed it.
+    """
 
     event_type = EventType.FILE_LINK
     record = "file_link_event"
@@ -192,8 +303,18 @@ class FileLink(_SyscallEvent, frozen=True, gc=False, tag="file_link"):
 
 
 class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
-    """A symbolic link ``path`` holding ``target`` was made (symlink, symlinkat);
-    ``target`` is the string stored, never resolved."""
+    """A symbolic link ``path`` holding ``target`` was made (symlink, symlinkat).
+
+    Attributes:
+        dirfd: the directory fd the new link's ``arg_path`` is relative to
+            (symlinkat's newdirfd); -100 (AT_FDCWD) for the cwd.
+        target_truncated: ``target`` could not be read or did not fit.
+        path_truncated: ``path`` could not be read or did not fit.
+        arg_path_truncated: ``arg_path`` could not be read or did not fit.
+        target: the string the link holds, as given; never resolved.
+        path: the new link's absolute path (see "Paths" above).
+        arg_path: the new link's path as the caller passed it.
+    """
 
     event_type = EventType.FILE_SYMLINK
     record = "file_symlink_event"
@@ -205,6 +326,3 @@ class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
     target: str
     path: str
     arg_path: str
-
-
-#: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem

@@ -25,16 +25,30 @@ def _address(family: int, raw: bytes, path: str) -> str:
 class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     """Fields of the network events (``struct net_event``).
 
-    ``fd`` is the socket the syscall was given (for accept, the listening
-    socket; the new one is ``result``). ``family``, ``sock_type`` and
-    ``protocol`` are the socket's (AF_*, SOCK_*, IPPROTO_*). For IPv4 and
-    IPv6, ``local_addr``/``remote_addr`` hold the address bytes in network
-    order (IPv4 in the first 4 of 16) and ports are in host order; for unix
-    sockets ``local_path``/``remote_path`` hold the names, an abstract name
-    starting with ``"\\0"`` (as Python's socket module writes it; trailing
-    NULs of an abstract name are not kept). ``local_address`` and
-    ``remote_address`` give either as text. Fields a syscall does not have
-    are zero or empty.
+    ``local_address`` and ``remote_address`` give the address (IP or unix
+    name) as text. Fields a syscall does not have are zero or empty.
+
+    Attributes:
+        fd: the socket the syscall was given (for accept, the listening
+            socket; the new one is ``result``).
+        flags: accept4's flags; 0 for the other calls.
+        backlog: listen's backlog; 0 for the other calls.
+        family: the socket's address family (AF_INET, AF_INET6, AF_UNIX,
+            ...).
+        sock_type: the socket's type (SOCK_STREAM, SOCK_DGRAM, ...).
+        protocol: the socket's protocol (IPPROTO_TCP, IPPROTO_UDP, ...; 0 for
+            unix).
+        local_port: IPv4 and IPv6: the local port, in host order; else 0.
+        remote_port: IPv4 and IPv6: the remote port, in host order; else 0.
+        local_addr: IPv4 and IPv6: the local address bytes in network order
+            (IPv4 in the first 4 of 16); else zero bytes.
+        remote_addr: IPv4 and IPv6: the remote address bytes in network
+            order (IPv4 in the first 4 of 16); else zero bytes.
+        local_path: unix: the socket's own name, an abstract name starting
+            with ``"\\0"`` (as Python's socket module writes it; trailing
+            NULs of an abstract name are not kept); else "".
+        remote_path: unix: the peer's name, written as ``local_path``; else
+            "".
     """
 
     record = "net_event"
@@ -72,7 +86,11 @@ class NetConnect(_NetEvent, frozen=True, gc=False, tag="net_connect"):
 
 class NetAccept(_NetEvent, frozen=True, gc=False, tag="net_accept"):
     """accept(2)/accept4(2). Addresses are the new connection's (``result``
-    is its fd); ``flags`` are accept4's."""
+    is its fd); ``flags`` are accept4's.
+
+    Attributes:
+        result: the new connection's fd, or -errno.
+    """
 
     event_type = EventType.NET_ACCEPT
 

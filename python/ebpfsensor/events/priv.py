@@ -13,11 +13,38 @@ class CredChange(_SyscallEvent, frozen=True, gc=False, tag="cred_change"):
     """A credential change: setuid, setgid, setreuid, setregid, setresuid,
     setresgid, setfsuid, setfsgid or capset (``syscall_nr`` tells which).
 
-    ``old_*``/``new_*`` are the task's ids and capability sets (bit masks)
-    before and after the call; they differ only when it changed something.
-    ``arg0``..``arg2`` are the ids asked for, in argument order
-    (4294967295 is -1, "leave unchanged"); unused ones and capset's are 0.
-    setfsuid/setfsgid return the previous id, never an error.
+    ``old_*``/``new_*`` are the task's ids and capability sets before and
+    after the call; they differ only when it changed something.
+
+    Attributes:
+        result: 0 or -errno; setfsuid/setfsgid return the previous id, never
+            an error.
+        old_uid: the task's real uid before the call.
+        old_euid: the task's effective uid before the call.
+        old_suid: the task's saved set-user-id before the call.
+        old_fsuid: the task's filesystem uid before the call.
+        old_gid: the task's real gid before the call.
+        old_egid: the task's effective gid before the call.
+        old_sgid: the task's saved set-group-id before the call.
+        old_fsgid: the task's filesystem gid before the call.
+        new_uid: the task's real uid after the call.
+        new_euid: the task's effective uid after the call.
+        new_suid: the task's saved set-user-id after the call.
+        new_fsuid: the task's filesystem uid after the call.
+        new_gid: the task's real gid after the call.
+        new_egid: the task's effective gid after the call.
+        new_sgid: the task's saved set-group-id after the call.
+        new_fsgid: the task's filesystem gid after the call.
+        old_cap_inheritable: the task's inheritable capability set before the call, a bit mask (bit N is capability N).
+        old_cap_permitted: the task's permitted capability set before the call, a bit mask (bit N is capability N).
+        old_cap_effective: the task's effective capability set before the call, a bit mask (bit N is capability N).
+        new_cap_inheritable: the task's inheritable capability set after the call, a bit mask (bit N is capability N).
+        new_cap_permitted: the task's permitted capability set after the call, a bit mask (bit N is capability N).
+        new_cap_effective: the task's effective capability set after the call, a bit mask (bit N is capability N).
+        arg0: the first id asked for, in argument order (4294967295 is -1,
+            "leave unchanged"); 0 when unused and for capset.
+        arg1: the second id asked for, as ``arg0``.
+        arg2: the third id asked for, as ``arg0``.
     """
 
     event_type = EventType.CRED_CHANGE
@@ -53,11 +80,16 @@ class CredChange(_SyscallEvent, frozen=True, gc=False, tag="cred_change"):
 class Kill(_SyscallEvent, frozen=True, gc=False, tag="kill"):
     """A signal sent to another process: kill, tkill or tgkill.
 
-    ``target_pid`` is the pid (kill: also 0 or negative for a process group,
-    -1 for all) or tgkill's thread group, ``target_tid`` the thread of tkill
-    and tgkill; both as the caller wrote them, in its pid namespace. Signal 0
-    and signals to the caller's own process are not reported (counted as
-    filtered).
+    Signal 0 and signals to the caller's own process are not reported
+    (counted as filtered).
+
+    Attributes:
+        target_pid: the pid (kill: also 0 or negative for a process group,
+            -1 for all) or tgkill's thread group, as the caller wrote it, in
+            its pid namespace; 0 for tkill.
+        target_tid: the thread of tkill and tgkill, as the caller wrote it,
+            in its pid namespace; 0 for kill.
+        signal: the signal number.
     """
 
     event_type = EventType.KILL
@@ -69,7 +101,11 @@ class Kill(_SyscallEvent, frozen=True, gc=False, tag="kill"):
 
 
 class Setsid(_SyscallEvent, frozen=True, gc=False, tag="setsid"):
-    """setsid(2): ``result`` is the new session id, or -EPERM."""
+    """setsid(2): a new session.
+
+    Attributes:
+        result: the new session id, or -EPERM.
+    """
 
     event_type = EventType.SETSID
     record = "setsid_event"
@@ -79,7 +115,15 @@ class Ptrace(_SyscallEvent, frozen=True, gc=False, tag="ptrace"):
     """ptrace(2) requests that attach to or change a tracee: TRACEME,
     ATTACH, SEIZE, POKETEXT/POKEDATA/POKEUSER, SETREGS/SETFPREGS (x86),
     SETREGSET. Reads and stepping (PEEK*, GETREGS, CONT, ...) are counted as
-    filtered. ``target_pid`` is in the caller's pid namespace.
+    filtered.
+
+    Attributes:
+        request: the request (PTRACE_ATTACH, PTRACE_POKEDATA, ...) as its
+            number.
+        addr: the call's ``addr`` argument.
+        data: the call's ``data`` argument.
+        target_pid: the call's ``pid`` argument (the tracee), in the caller's
+            pid namespace.
     """
 
     event_type = EventType.PTRACE
@@ -92,8 +136,14 @@ class Ptrace(_SyscallEvent, frozen=True, gc=False, tag="ptrace"):
 
 
 class MemfdCreate(_SyscallEvent, frozen=True, gc=False, tag="memfd_create"):
-    """memfd_create(2): an anonymous file (``result`` is its fd), with the
-    ``name`` the caller gave it and its MFD_* ``flags``."""
+    """memfd_create(2): an anonymous file.
+
+    Attributes:
+        result: the new file's fd, or -errno.
+        flags: the MFD_* flags.
+        name: the name the caller gave the file (the kernel shows it as
+            ``memfd:NAME``).
+    """
 
     event_type = EventType.MEMFD_CREATE
     record = "memfd_event"
@@ -104,9 +154,17 @@ class MemfdCreate(_SyscallEvent, frozen=True, gc=False, tag="memfd_create"):
 
 class BpfCall(_SyscallEvent, frozen=True, gc=False, tag="bpf_call"):
     """bpf(2), every command but map element access (lookups, updates,
-    deletes, batches: counted as filtered). For BPF_PROG_LOAD (``cmd`` 5)
-    ``prog_type``, ``insn_cnt`` and ``prog_name`` describe the program;
-    otherwise they are 0 and "". ``attr_size`` is the call's size argument.
+    deletes, batches: counted as filtered).
+
+    Attributes:
+        cmd: the command (BPF_MAP_CREATE 0, BPF_PROG_LOAD 5, ...).
+        prog_type: BPF_PROG_LOAD: the program's type (BPF_PROG_TYPE_*);
+            otherwise 0.
+        insn_cnt: BPF_PROG_LOAD: the program's number of instructions;
+            otherwise 0.
+        attr_size: the call's size argument (the size of its ``attr``).
+        prog_name: BPF_PROG_LOAD: the program's name (at most
+            PROG_NAME_LEN - 1, 15, bytes); otherwise "".
     """
 
     event_type = EventType.BPF_CALL
@@ -122,12 +180,17 @@ class BpfCall(_SyscallEvent, frozen=True, gc=False, tag="bpf_call"):
 class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
     """init_module(2)/finit_module(2).
 
-    ``name`` is the module's own name, known once the kernel has parsed the
-    image ("" when the call failed before that). finit_module gives ``fd``,
-    its ``flags`` and ``path``, the file's absolute path resolved from the
-    kernel's dentries (``path_truncated`` when too deep or long);
-    init_module gives ``image_len`` (``fd`` is -1). ``args`` is the
-    parameter string.
+    Attributes:
+        image_len: init_module: the image's size in bytes; 0 for
+            finit_module.
+        fd: finit_module: the module file's fd; -1 for init_module.
+        flags: finit_module's MODULE_INIT_* flags; 0 for init_module.
+        name: the module's own name, known once the kernel has parsed the
+            image ("" when the call failed before that).
+        path_truncated: ``path`` is incomplete: too deep or too long.
+        path: finit_module: the file's absolute path, resolved from the
+            kernel's dentries; "" for init_module.
+        args: the module's parameter string.
     """
 
     event_type = EventType.MODULE_LOAD
@@ -143,12 +206,21 @@ class ModuleLoad(_SyscallEvent, frozen=True, gc=False, tag="module_load"):
 
 
 class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
-    """mount(2), with the caller's ``source``, ``target`` and ``fstype`` as
-    given ("" for a NULL pointer) and the MS_* ``flags``. ``path`` is the
-    target made absolute: the caller's root (for a target starting with
-    "/", so a chroot shows) or working directory, resolved from the
-    kernel's structures, then the string as given ("." and ".." are not
-    folded)."""
+    """mount(2).
+
+    Attributes:
+        flags: the MS_* flags.
+        path_truncated: ``path`` is incomplete: too deep or too long.
+        source: the source as the caller gave it ("" for a NULL pointer).
+        target: the target as the caller gave it, possibly relative ("" for
+            a NULL pointer).
+        fstype: the filesystem type as the caller gave it ("" for a NULL
+            pointer).
+        path: the target made absolute: the caller's root (for a target
+            starting with "/", so a chroot shows) or working directory,
+            resolved from the kernel's structures, then the string as given
+            ("." and ".." are not folded); "" for no target.
+    """
 
     event_type = EventType.MOUNT
     record = "mount_event"
@@ -162,8 +234,14 @@ class Mount(_SyscallEvent, frozen=True, gc=False, tag="mount"):
 
 
 class Umount(_SyscallEvent, frozen=True, gc=False, tag="umount"):
-    """umount2(2): the caller's ``target`` as given, ``path`` made absolute
-    as for :class:`Mount`, and the ``flags``."""
+    """umount2(2).
+
+    Attributes:
+        flags: the MNT_* and UMOUNT_* flags.
+        path_truncated: ``path`` is incomplete: too deep or too long.
+        target: the target as the caller gave it.
+        path: the target made absolute as for :class:`Mount`.
+    """
 
     event_type = EventType.UMOUNT
     record = "umount_event"

@@ -11,13 +11,48 @@ __all__ = ["ProcessExec", "ProcessExit", "ProcessFork"]
 class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
     """A process replaced its image (execve/execveat).
 
-    ``exe`` is the absolute path of the new image resolved from the kernel's
-    dentries, ``cwd`` the working directory, ``parent_exe`` the parent's
-    image; ``argv`` as the kernel copied it (``argv_truncated`` when longer
-    than ARGV_LEN). ``loginuid``/``sessionid`` are 4294967295 when unset.
     Fileless execution shows as ``exe_memfd`` (the image is a memfd) or
     ``exe_deleted`` (its file was deleted before the exec); see ``fileless``.
-    Namespace fields are the namespaces' inode numbers.
+    Paths are absolute, resolved from the kernel's dentries and mounts up to
+    the root of the process's mount namespace.
+
+    Attributes:
+        euid: the effective uid.
+        egid: the effective gid.
+        suid: the saved set-user-id.
+        sgid: the saved set-group-id.
+        fsuid: the filesystem uid.
+        fsgid: the filesystem gid.
+        loginuid: the audit login uid; 4294967295 when unset (always on a
+            kernel without audit support).
+        sessionid: the audit session id; 4294967295 when unset (always on a
+            kernel without audit support).
+        pid_ns: the pid namespace's inode number.
+        mnt_ns: the mount namespace's inode number.
+        net_ns: the network namespace's inode number.
+        user_ns: the user namespace's inode number.
+        old_tid: the thread id before the exec; differs from ``tid`` when a
+            thread other than the leader exec'd.
+        argv_truncated: ``argv`` was longer than ARGV_LEN - 1 (8191) bytes
+            and is cut there, or could not be read.
+        exe_truncated: ``exe`` is incomplete: deeper than MAX_PATH_DEPTH (64)
+            components or longer than PATH_LEN - 1 (4095) bytes.
+        cwd_truncated: ``cwd`` is incomplete, as for ``exe_truncated``.
+        parent_exe_truncated: ``parent_exe`` is incomplete, as for
+            ``exe_truncated``.
+        exe_deleted: the image's file has no links left: it was deleted
+            before the exec (fileless execution).
+        exe_memfd: the image is a memfd (``memfd:NAME``): fileless execution.
+        parent_comm: the parent's command name.
+        tty: the controlling terminal's name as the kernel has it (``pts0``,
+            ``tty1``); "" for none.
+        exe: the absolute path of the new image, resolved from the kernel's
+            dentries.
+        cwd: the working directory, absolute.
+        parent_exe: the parent's image, absolute; "" when the parent has none
+            (a kernel thread, or a parent that is exiting).
+        argv: the arguments as the kernel copied them to the new image's
+            stack (``argv[0]`` first).
     """
 
     event_type = EventType.EXEC
@@ -58,10 +93,19 @@ class ProcessExec(_Event, frozen=True, gc=False, tag="process_exec"):
 class ProcessFork(_Event, frozen=True, gc=False, tag="process_fork"):
     """A process created a child (fork/vfork/clone without CLONE_THREAD).
 
-    The common fields describe the parent. ``clone_flags`` is reconstructed
-    from what the child shares with its parent (CLONE_VM, CLONE_FS,
-    CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD, CLONE_NEW*); 0 where the hook
-    in use cannot see the child (the classic tracepoint variant).
+    The common fields describe the parent.
+
+    Attributes:
+        child_start_time_ns: when the child started, CLOCK_BOOTTIME ns; 0
+            where the hook in use cannot see the child (the classic
+            tracepoint variant).
+        clone_flags: reconstructed from what the child shares with its parent
+            (CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD,
+            CLONE_NEW*, with the kernel's values); 0 where the hook in use
+            cannot see the child (the classic tracepoint variant).
+        child_pid: the child's process id (its thread group id; where the
+            hook cannot see the child, its thread id).
+        child_tid: the child's thread id.
     """
 
     event_type = EventType.FORK
@@ -77,8 +121,14 @@ class ProcessExit(_Event, frozen=True, gc=False, tag="process_exit"):
     """A process ended (its last thread exited), or a thread did when
     thread reporting is on (``is_thread``).
 
-    ``exit_code`` is the argument of exit() and 0 when a signal ended the
-    process; ``exit_signal`` is that signal, 0 for a normal exit.
+    Attributes:
+        duration_ns: from the process's start (``start_time_ns``) to the
+            exit, ns.
+        exit_code: the argument of exit(); 0 when a signal ended the process.
+        exit_signal: the signal that ended the process; 0 for a normal exit.
+        core_dumped: the process dumped core.
+        is_thread: a thread ended and the process lives on (reported only
+            when thread reporting is on).
     """
 
     event_type = EventType.EXIT
