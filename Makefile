@@ -37,7 +37,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format vmlinux sdist sdist-test wheel wheel-test vmtest clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format docs vmlinux sdist sdist-test wheel wheel-test vmtest clean check
 
 all: bpf ext
 
@@ -127,6 +127,11 @@ lint: $(BUILD)/.lint-tools
 format:
 	$(Q)$(PYTHON) -m ruff format python tests build_ext.py setup.py
 	$(Q)$(CLANG_FORMAT) --style=file -i $(CSRC)
+
+# the events reference, from the event Structs' docstrings (a unit test fails when it is stale)
+docs: $(EXT)
+	@echo "  GEN     docs/events.md"
+	$(Q)$(PYPATH) $(PYTHON) tools/gen-events-doc.py
 
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)
