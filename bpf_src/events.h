@@ -488,6 +488,8 @@ struct kind_stats {
 	__u64 truncated; /* submitted with a truncated field */
 	__u64 filtered;	 /* suppressed on purpose (threads, disabled kinds) */
 	__u64 deduplicated; /* suppressed as a repeat within the dedup window */
+	__u64 unmatched;    /* sys_exit without stashed arguments: the call was in
+			     * flight at start, or its stash entry evicted */
 };
 
 /*

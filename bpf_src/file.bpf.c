@@ -135,17 +135,15 @@ struct file_call {
 };
 
 /*
- * A plain (preallocated) hash, not an LRU one: its update is cheaper, and
- * every file syscall pays for one at sys_enter. Nothing needs evicting, as
- * entries cannot pile up: every syscall that enters also exits, even when
- * its thread is being killed, and the exit deletes the entry; a thread's
- * next enter overwrites a stale one. Full
- * (that many threads inside file syscalls at once): the call is counted
- * as dropped.
+ * An LRU hash keyed by thread: one entry per thread, and no user can fill
+ * it for everyone else. Threads blocked inside file syscalls (on a FIFO, a
+ * FUSE mount of their own) hold their entries; the oldest are evicted to
+ * make room for new calls, so other processes' calls are still stashed,
+ * and a call whose entry was evicted is counted (unmatched) at its exit.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, STASH_ENTRIES);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct file_call);
 } file_calls SEC(".maps");
@@ -974,8 +972,8 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	c.op = op;
 	normalise(&c, nr, args);
 	id = bpf_get_current_pid_tgid();
-	if (bpf_map_update_elem(&file_calls, &id, &c, BPF_ANY))
-		stat_inc(op_event(op), STAT_DROPPED);
+	/* a failed update is counted at sys_exit, which finds nothing */
+	bpf_map_update_elem(&file_calls, &id, &c, BPF_ANY);
 	return 0;
 }
 
@@ -984,9 +982,15 @@ static __always_inline int file_exit(long nr, __u32 op, long ret)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
 
-	/* nothing stashed: the kind is off, or the sensor started mid-call;
+	/* nothing stashed: the kind is off, the process excluded, the sensor
+	 * started mid-call, or the entry was evicted (counted: the call is lost);
 	 * another call's arguments: its exit program did not run */
-	if (!c || c->nr != nr)
+	if (!c) {
+		if (op_enabled(op) && current_excluded() < 0)
+			stat_inc(op_event(op), STAT_UNMATCHED);
+		return 0;
+	}
+	if (c->nr != nr)
 		return 0;
 	switch (op) {
 	case FOP_OPEN:

@@ -169,6 +169,17 @@ static __always_inline int skip_event(__u32 type)
 	return !kind_on(type) || excluded_for(type);
 }
 
+/*
+ * At sys_exit, nothing stashed for the call: unless its kind is off or the
+ * process excluded, the call was in flight when the sensor started, or its
+ * stash entry was evicted; its event is lost, and counted, never silently.
+ */
+static __always_inline void stash_missing(__u32 type)
+{
+	if (kind_on(type) && current_excluded() < 0)
+		stat_inc(type, STAT_UNMATCHED);
+}
+
 /* at exec: enter or leave excluded_tgids by the new image's identity and name */
 static __always_inline void exclusion_exec(struct task_struct *task)
 {

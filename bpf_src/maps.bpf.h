@@ -54,7 +54,7 @@ static __always_inline int kind_on(__u32 type)
 	return on && *on;
 }
 
-enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED, STAT_DEDUPLICATED };
+enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED, STAT_DEDUPLICATED, STAT_UNMATCHED };
 
 static __always_inline void stat_inc(__u32 type, enum stat_field field)
 {
@@ -78,6 +78,9 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 	case STAT_DEDUPLICATED:
 		s->deduplicated++;
 		break;
+	case STAT_UNMATCHED:
+		s->unmatched++;
+		break;
 	}
 }
 
@@ -99,5 +102,10 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
+
+/* entries of the per-thread argument stashes (LRU hashes keyed by thread):
+ * the threads that may be inside monitored syscalls at once before the
+ * oldest calls' arguments are evicted (and those calls counted as unmatched) */
+#define STASH_ENTRIES 16384
 
 #endif /* EBPFSENSOR_MAPS_BPF_H */

@@ -127,6 +127,7 @@ static __always_inline int net_enter(__u32 type, __u64 fd, const void *uaddr, __
 	a->flags = flags;
 	a->backlog = backlog;
 	read_sockaddr(a, uaddr, addrlen);
+	/* a failed update is counted at sys_exit, which finds nothing */
 	bpf_map_update_elem(&net_args, &id, a, BPF_ANY);
 	return 0;
 }
@@ -176,8 +177,12 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	struct sock *sk = NULL;
 	__u64 fd;
 
+	if (!a) {
+		stash_missing(kind);
+		return 0;
+	}
 	/* a stale entry of a syscall that never returned is not this one's */
-	if (!a || a->type != kind)
+	if (a->type != kind)
 		return 0;
 	/* a non-blocking listener with nothing to accept: an event loop's
 	 * every wakeup ends with one, and no connection was made */

@@ -25,8 +25,6 @@
 #include "task.bpf.h"
 #include <bpf/bpf_endian.h>
 
-#define STASH_ENTRIES 16384
-
 static __always_inline void fill_sys_ctx(struct sys_ctx *s, struct trace_event_raw_sys_exit *ctx)
 {
 	s->result = ctx->ret;

@@ -385,8 +385,9 @@ class Sensor:
         """For each hook, the variant attached or why none is."""
         return self._ebpf.hooks() if self._ebpf is not None else {}
 
-    def kernel_stats(self) -> dict[int, tuple[int, int, int, int, int]]:
-        """Per record type, (produced, dropped, truncated, filtered, deduplicated) summed over CPUs."""
+    def kernel_stats(self) -> dict[int, tuple[int, ...]]:
+        """Per record type, (produced, dropped, truncated, filtered,
+        deduplicated, unmatched) summed over CPUs."""
         return self._ebpf.kernel_stats() if self._ebpf is not None else {}
 
     def stats(self) -> SensorStats:

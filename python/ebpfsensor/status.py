@@ -59,7 +59,11 @@ class KindStats(msgspec.Struct, frozen=True):
     lost because a ring was full, ``truncated`` were delivered with a
     truncated field, ``filtered`` were suppressed on purpose (threads when
     not reported), ``deduplicated`` were suppressed as repeats within the
-    dedup window (file opens, ``Config.file_dedup_ms``).
+    dedup window (file opens, ``Config.file_dedup_ms``). ``unmatched``
+    syscalls ended without the arguments stashed at their start: they were
+    in flight when the sensor started, or their stash entry was evicted
+    (more threads inside monitored syscalls at once than the stash holds);
+    their events are lost.
     """
 
     produced: int
@@ -69,6 +73,7 @@ class KindStats(msgspec.Struct, frozen=True):
     truncated: int
     filtered: int
     deduplicated: int = 0
+    unmatched: int = 0
 
 
 class SensorStats(msgspec.Struct, frozen=True):

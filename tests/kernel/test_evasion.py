@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
+from ebpfsensor.events import FileOpen
 
 pytestmark = pytest.mark.bpf
 
@@ -77,3 +79,110 @@ def test_exec_with_every_part_at_its_longest_is_delivered(sensor: ebpfsensor.Sen
     assert "\0".join(e.argv) == joined[: len("\0".join(e.argv))]
     assert len("\0".join(e.argv).encode()) >= ebpfsensor.events._layout.lib.ARGV_LEN - 2
     assert sensor.stats().undecodable == before
+
+
+FIFO_READERS_C = r"""
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *fifo;
+
+static void *reader(void *arg)
+{
+	int fd = open(fifo, O_RDONLY); /* blocks until a writer opens the FIFO */
+
+	(void)arg;
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_attr_t attr;
+	pthread_t *threads;
+	int n, started = 0;
+
+	if (argc != 3)
+		return 2;
+	fifo = argv[1];
+	n = atoi(argv[2]);
+	threads = calloc(n, sizeof(*threads));
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 16384);
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&threads[started], &attr, reader, NULL) == 0)
+			started++;
+	printf("%d\n", started);
+	fflush(stdout);
+	for (int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	return 0;
+}
+"""
+
+
+def blocked_in_open(pid: int) -> int:
+    """How many of a process's threads sleep inside a syscall (open here)."""
+    count = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                count += f.read().split()[0] in ("2", "257", "56")  # open, openat (x86_64), openat (arm64)
+        except (OSError, IndexError):
+            continue
+    return count
+
+
+def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(
+    sensor: ebpfsensor.Sensor, public_dir: Path, tmp_path: Path
+) -> None:
+    """More threads than the stash has entries, each blocked in open() on a
+    FIFO, held every entry of the plain hash the arguments were stashed in:
+    every other process's file syscalls were then dropped. Now the oldest
+    entries are evicted: another process's open is still reported, and every
+    one of the attacker's opens is either reported or counted as unmatched
+    (its arguments were evicted before it returned)."""
+    readers = 17000  # more than STASH_ENTRIES (bpf_src/maps.bpf.h)
+    src = public_dir / "readers.c"
+    src.write_text(FIFO_READERS_C)
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(public_dir / "readers"), str(src)], check=True)
+    fifo = public_dir / "fifo"
+    os.mkfifo(fifo, 0o666)
+    before = sensor.stats().kinds["file_open"]
+    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    attacker = subprocess.Popen([*cmd, str(public_dir / "readers"), str(fifo), str(readers)], stdout=subprocess.PIPE)
+    try:
+        assert attacker.stdout is not None
+        started = int(attacker.stdout.readline())
+        assert started > 16384, f"only {started} threads started"
+        deadline = time.monotonic() + 30
+        while blocked_in_open(attacker.pid) < started and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert blocked_in_open(attacker.pid) == started
+        # another process's open while every attacker thread holds its call
+        victim = tmp_path / "victim"
+        victim.write_text("x")
+        opener = subprocess.run(["cat", str(victim)], check=True, capture_output=True)
+        assert opener.stdout == b"x"
+        (e,) = wait_for(sensor, lambda e: isinstance(e, FileOpen) and e.path == str(victim) and e.comm == "cat")
+        assert e.result >= 0
+    finally:
+        # a writer releases every reader at once
+        fd = os.open(fifo, os.O_RDWR)
+        os.close(fd)
+        attacker.wait(timeout=60)
+        if attacker.stdout is not None:
+            attacker.stdout.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        sensor.poll(0.1)
+        after = sensor.stats().kinds["file_open"]
+        if (after.produced - before.produced) + (after.unmatched - before.unmatched) >= started:
+            break
+    # every open of the attacker's is accounted for: reported or counted lost
+    assert (after.produced - before.produced) + (after.unmatched - before.unmatched) >= started
+    assert after.unmatched - before.unmatched > 0

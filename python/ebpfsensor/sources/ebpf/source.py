@@ -24,7 +24,8 @@ __all__ = ["EbpfSource", "EbpfStats"]
 
 log = logging.getLogger("ebpfsensor")
 
-_STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated")
+#: the kernel counters of each kind (struct kind_stats), in order
+STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "unmatched")
 
 
 class EbpfStats(msgspec.Struct, frozen=True):
@@ -142,10 +143,17 @@ class EbpfSource:
             delivered_c = ring.delivered()
             for cls in EVENT_CLASSES:
                 t = int(cls.event_type)
-                produced, dropped, truncated, filtered, deduplicated = kernel.get(t, (0, 0, 0, 0, 0))
+                produced, dropped, truncated, filtered, deduplicated, unmatched = kernel.get(t, (0,) * len(STAT_FIELDS))
                 delivered = delivered_c.get(t, 0)
                 kinds[kind_of(cls)] = KindStats(
-                    produced, delivered, max(0, produced - delivered), dropped, truncated, filtered, deduplicated
+                    produced,
+                    delivered,
+                    max(0, produced - delivered),
+                    dropped,
+                    truncated,
+                    filtered,
+                    deduplicated,
+                    unmatched,
                 )
         return EbpfStats(kinds, ring.undecodable if ring is not None else 0)
 
@@ -177,19 +185,19 @@ class EbpfSource:
         """For each hook, the variant attached or why none is."""
         return {h: HookInfo(s.hook, s.variant, list(s.failures)) for h, s in self._hooks.items()}
 
-    def kernel_stats(self) -> dict[int, tuple[int, int, int, int, int]]:
-        """Per record type, (produced, dropped, truncated, filtered, deduplicated) summed over CPUs."""
+    def kernel_stats(self) -> dict[int, tuple[int, ...]]:
+        """Per record type, the kernel's counters (:data:`STAT_FIELDS` in
+        order) summed over CPUs."""
         if self._stats_fd < 0:
             return {}
         ncpu = check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")
         values = ffi.new("struct kind_stats[]", ncpu)
         key = ffi.new("uint32_t *")
-        out: dict[int, tuple[int, int, int, int, int]] = {}
+        out: dict[int, tuple[int, ...]] = {}
         for cls in EVENT_CLASSES:
             key[0] = int(cls.event_type)
             check_ret(lib.bpf_map_lookup_elem(self._stats_fd, key, values), "read", "kind_stats")
-            a, b, c, d, e = (sum(getattr(values[i], f) for i in range(ncpu)) for f in _STAT_FIELDS)
-            out[key[0]] = (a, b, c, d, e)
+            out[key[0]] = tuple(sum(getattr(values[i], f) for i in range(ncpu)) for f in STAT_FIELDS)
         return out
 
     def _open_ring(self) -> RingBuffer:
