@@ -221,8 +221,8 @@ _PID_PROBLEM = (
     "exits, or after a reboot, the same pid names an unrelated process"
 )
 _PID_FIX = (
-    "exclude a running process at run time with Sensor.exclude(ExcludePid(...)), or exclude by executable "
-    "(`ebpfsensor exclusions add --executable PATH`)"
+    "drop the pid rule; exclude a running process at run time with Sensor.exclude(ExcludePid(...)), "
+    "or exclude by executable (`ebpfsensor exclusions add --executable PATH`)"
 )
 
 
