@@ -227,3 +227,18 @@ def test_source_arguments() -> None:
         AuditLoginSource(frozenset({"USER_LOGON"}))
     with pytest.raises(ValueError, match="not started"):
         AuditLoginSource().poll(0)
+
+
+def test_the_user_part_cannot_override_the_kernels_fields() -> None:
+    """A program that reports a user record chooses what goes inside msg='...';
+    it must not pass itself off as another process, user or session."""
+    forged = (
+        "audit(1700000300.000:900): pid=4242 uid=1000 auid=1000 ses=7 subj=unconfined"
+        " msg='op=login pid=1 uid=0 auid=0 ses=1 subj=kernel acct=\"root\" exe=\"/usr/sbin/sshd\""
+        " hostname=? addr=? terminal=ssh res=success'"
+    )
+    event = parse_record("USER_LOGIN", forged)
+    assert (event.pid, event.uid, event.auid, event.ses) == (4242, 1000, 1000, 7)
+    assert event.user == "root" and event.exe == "/usr/sbin/sshd" and event.success
+    fields = parse_fields(forged.split(": ", 1)[1])
+    assert fields["subj"] == "unconfined" and fields["op"] == "login"

@@ -48,6 +48,7 @@ from ..status import AuditSourceStats, KindHealth
 
 __all__ = [
     "DEFAULT_RECORD_TYPES",
+    "KERNEL_KEYS",
     "RECORD_TYPES",
     "AuditLoginSource",
     "parse_fields",
@@ -78,6 +79,8 @@ RECORD_TYPES: dict[int, str] = {
 _TYPE_NUMBERS = {name: number for number, name in RECORD_TYPES.items()}
 DEFAULT_RECORD_TYPES = frozenset({"USER_LOGIN", "USER_LOGOUT", "USER_AUTH", "USER_START", "USER_ERR"})
 
+#: what the kernel itself writes about the process that sent a user record
+KERNEL_KEYS = ("pid", "uid", "auid", "ses", "subj")
 # fields that audit hex-encodes when their value has spaces, quotes or control characters
 _ENCODED_KEYS = frozenset({"acct", "exe", "comm", "cwd", "name", "path", "cmd", "proctitle", "key", "data"})
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
@@ -98,7 +101,10 @@ def parse_fields(text: str) -> dict[str, str]:
     """The ``key=value`` pairs of an audit record body, decoded.
 
     The pairs inside ``msg='...'`` are merged in (the user-space part of a
-    USER_* record); a key given inside wins over the same key outside.
+    USER_* record); a key given inside wins over the same key outside,
+    except the ones the kernel writes itself (:data:`KERNEL_KEYS`): the
+    reporting program chooses what it puts inside, and may not pass itself
+    off as another process, user or session.
     Double-quoted values are taken literally; unquoted hex values of keys
     that audit encodes (acct, exe, comm, cwd, name, path, ...) are decoded.
     """
@@ -135,7 +141,9 @@ def parse_fields(text: str) -> dict[str, str]:
                 end += 1
             fields[key] = _decode_value(key, text[j:end], quoted=False)
             i = end
+    kernel = {key: fields[key] for key in KERNEL_KEYS if key in fields}
     fields.update(inner)
+    fields.update(kernel)
     return fields
 
 
