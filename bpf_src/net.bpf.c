@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Network: connect, accept/accept4, bind, listen for IPv4, IPv6 and unix
- * sockets. The address a process asks for (connect's peer, bind's name) is
- * read from its sockaddr at sys_enter, so a failed call still says what it
- * tried; everything else comes from the kernel's socket at sys_exit, found
- * through the fd (accept: the new fd), so ephemeral ports and the peer of an
- * accepted connection are the real ones.
+ * sockets. Addresses come from the kernel's socket at sys_exit, found
+ * through the fd (accept: the new fd), so ephemeral ports, the peer of an
+ * accepted connection and the peer a connect reached are the real ones,
+ * whatever the caller's memory holds by then. The address a process asks
+ * for (connect's peer, bind's name) is read from its sockaddr at sys_enter
+ * and reported only when the kernel's socket has none (the call failed), so
+ * a failed call still says what it tried.
  */
 #include "sys.bpf.h"
 
@@ -165,12 +167,26 @@ static __always_inline __u32 unix_name(char *dst, struct sock *sk)
 }
 
 #define EAGAIN 11
+#define EINPROGRESS 115
+
+/* the socket has a peer: an address or port (INET), a connected peer (unix) */
+static __always_inline int has_peer(const struct net_event *e, __u32 unix_peer)
+{
+	__u64 a0, a1;
+
+	if (e->family == AF_UNIX)
+		return unix_peer;
+	__builtin_memcpy(&a0, e->remote_addr, 8);
+	__builtin_memcpy(&a1, &e->remote_addr[8], 8);
+	return a0 || a1 || e->remote_port;
+}
 
 static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 kind)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct net_args *a = bpf_map_lookup_elem(&net_args, &id);
-	__u32 local_len = 0, remote_len = 0, type;
+	__u32 local_len = 0, remote_len = 0, type, unix_peer = 0;
+	int connected = ctx->ret == 0 || ctx->ret == -EINPROGRESS;
 	struct net_scratch *s;
 	struct net_event *e;
 	struct socket *sock;
@@ -227,9 +243,10 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 			e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 		} else if (e->family == AF_UNIX) {
 			local_len = unix_name(s->rec.tail, sk);
-			if (type == EVENT_NET_ACCEPT) {
+			if (type == EVENT_NET_ACCEPT || type == EVENT_NET_CONNECT) {
 				struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
 
+				unix_peer = peer != NULL;
 				if (peer)
 					remote_len = unix_name(&s->rec.tail[local_len & SUN_MASK], peer);
 			}
@@ -238,10 +255,12 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 		e->family = a->family;
 	}
 
-	/* what the caller asked for: connect's peer always, bind's name when
-	 * the kernel's socket does not have it (the bind failed) */
+	/* connect: once it succeeded (or a non-blocking TCP connect is under
+	 * way), the peer is the socket's, above: what the kernel connected to,
+	 * whatever the caller's memory holds by now. The address asked for only
+	 * when the kernel has none (the connect failed); bind's likewise */
 	if (a->family && a->family == e->family) {
-		if (type == EVENT_NET_CONNECT) {
+		if (type == EVENT_NET_CONNECT && !(connected && has_peer(e, unix_peer))) {
 			__builtin_memcpy(e->remote_addr, a->addr, 16);
 			e->remote_port = a->port;
 			if (a->family == AF_UNIX) {

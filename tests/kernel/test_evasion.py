@@ -5,20 +5,23 @@ intact, or that the loss is counted and the attack refused or reported."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
-from ebpfsensor.events import FileOpen
+from ebpfsensor.events import FileOpen, NetConnect
 
 pytestmark = pytest.mark.bpf
 
@@ -186,3 +189,123 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(
     # every open of the attacker's is accounted for: reported or counted lost
     assert (after.produced - before.produced) + (after.unmatched - before.unmatched) >= started
     assert after.unmatched - before.unmatched > 0
+
+
+# the system interpreter, which an unprivileged user can run (pyenv's, under
+# /root, is root's alone), isolated from the environment and site packages
+SYSTEM_PYTHON = ["/usr/bin/python3", "-I", "-S", "-c"]
+
+
+def mine(e: Any, child: dict[str, Any]) -> bool:
+    """An event of the child's script (setpriv, the same process, makes
+    calls of its own as root before it execs the interpreter)."""
+    return bool(e.pid == child["pid"] and e.uid == NOBODY and e.comm.startswith("python"))
+
+
+CONNECT_ASKS_C = r"""
+import json, os, socket, sys
+
+port, unix_link = int(sys.argv[1]), sys.argv[2]
+out = []
+for family, kind, host in (
+    (socket.AF_INET, socket.SOCK_DGRAM, "0.0.0.0"),
+    (socket.AF_INET, socket.SOCK_STREAM, "0.0.0.0"),
+    (socket.AF_INET6, socket.SOCK_DGRAM, "::"),
+):
+    s = socket.socket(family, kind)
+    s.connect((host, port))
+    out.append([s.fileno(), s.getpeername()[:2]])
+u = socket.socket(socket.AF_UNIX)
+u.connect(unix_link)
+out.append([u.fileno(), u.getpeername()])
+print(json.dumps({"pid": os.getpid(), "connects": out}))
+"""
+
+
+def test_connect_reports_the_peer_the_kernel_connected_to(sensor: ebpfsensor.Sensor, public_dir: Path) -> None:
+    """The address a connect() names is not always the peer it reaches: the
+    kernel routes 0.0.0.0 and :: to loopback, and a unix socket is reached
+    through whatever name (a symlink here) resolves to it. The event's peer
+    was the caller's sockaddr, read from its memory; it is the socket's peer,
+    as getpeername() gives it."""
+    with (
+        socket.socket(socket.AF_INET) as tcp,
+        socket.socket(socket.AF_UNIX) as unix,
+    ):
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen(4)
+        port = tcp.getsockname()[1]
+        name = str(public_dir / "sock")
+        unix.bind(name)
+        unix.listen(4)
+        os.chmod(name, 0o777)
+        (public_dir / "link").symlink_to(name)
+        out = as_nobody([*SYSTEM_PYTHON, CONNECT_ASKS_C, str(port), str(public_dir / "link")], stdout=subprocess.PIPE)
+        child = json.loads(out.stdout)
+        events = wait_for(sensor, lambda e: isinstance(e, NetConnect) and mine(e, child), count=4)
+    for e, (fd, peer) in zip(events, child["connects"], strict=True):
+        assert (e.fd, e.result, e.uid) == (fd, 0, NOBODY)
+        if e.family == socket.AF_UNIX:
+            assert e.remote_path == peer == name
+        else:
+            assert [e.remote_address, e.remote_port] == peer
+            assert e.remote_address in ("127.0.0.1", "::1")
+
+
+CONNECT_RACE_C = r"""
+import ctypes, json, mmap, os, signal, socket, sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SockaddrIn(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("port", ctypes.c_uint16), ("addr", ctypes.c_uint32),
+                ("zero", ctypes.c_char * 8)]
+
+
+port_a, port_b, n = (int(a) for a in sys.argv[1:4])
+a, b = socket.htons(port_a), socket.htons(port_b)
+# the sockaddr in memory shared with a forked flipper: it runs beside the
+# connects, not taking turns with them under one interpreter lock
+shared = mmap.mmap(-1, ctypes.sizeof(SockaddrIn))
+sa = SockaddrIn.from_buffer(shared)
+sa.family, sa.port, sa.addr = socket.AF_INET, a, int.from_bytes(socket.inet_aton("127.0.0.1"), "little")
+cpus = sorted(os.sched_getaffinity(0))
+flipper = os.fork()
+if flipper == 0:
+    # on a CPU of its own where there is one
+    os.sched_setaffinity(0, {cpus[-1]})
+    while True:
+        sa.port = b
+        sa.port = a
+os.sched_setaffinity(0, {cpus[0]})
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+peers = []
+for _ in range(n):
+    rc = libc.connect(s.fileno(), ctypes.byref(sa), ctypes.sizeof(sa))
+    peers.append(s.getpeername()[1] if rc == 0 else -ctypes.get_errno())
+os.kill(flipper, signal.SIGKILL)
+os.waitpid(flipper, 0)
+print(json.dumps({"pid": os.getpid(), "fd": s.fileno(), "peers": peers}))
+"""
+
+
+def test_connect_peer_survives_a_rewritten_sockaddr(sensor: ebpfsensor.Sensor) -> None:
+    """A process sharing the caller's memory flips the port in the sockaddr
+    the caller passes, on another CPU, while it connects a UDP socket over
+    and over: the port read from its memory at sys_enter and the one the
+    kernel copied an instant later differ now and then (more than half of
+    2000 connects reported the wrong peer when the event took the former; a
+    race, so a run can miss). Every event names the peer getpeername()
+    then gives."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as x, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as y:
+        x.bind(("127.0.0.1", 0))
+        y.bind(("127.0.0.1", 0))
+        ports = [x.getsockname()[1], y.getsockname()[1]]
+        n = 2000
+        out = as_nobody([*SYSTEM_PYTHON, CONNECT_RACE_C, *map(str, ports), str(n)], stdout=subprocess.PIPE)
+    child = json.loads(out.stdout)
+    events = wait_for(sensor, lambda e: isinstance(e, NetConnect) and mine(e, child) and e.fd == child["fd"], count=n)
+    assert all(p in ports for p in child["peers"])
+    wrong = [(e.remote_port, peer) for e, peer in zip(events, child["peers"], strict=True) if e.remote_port != peer]
+    assert wrong == [], f"{len(wrong)} of {n} connects reported another peer than the kernel's"

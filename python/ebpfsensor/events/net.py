@@ -78,8 +78,12 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
 
 
 class NetConnect(_NetEvent, frozen=True, gc=False, tag="net_connect"):
-    """connect(2). The remote address is the one asked for (also when the
-    call failed); the local one is the socket's after the call."""
+    """connect(2). The remote address is the socket's peer once the connect
+    succeeded (or a non-blocking TCP connect is under way): the one the
+    kernel connected to, which may differ from the one asked for (0.0.0.0
+    reaches 127.0.0.1; a unix socket reached through a symlink has the name
+    it was bound to). When the call failed, the one asked for. The local
+    address is the socket's after the call."""
 
     event_type = EventType.NET_CONNECT
 
