@@ -221,8 +221,14 @@ static __always_inline void exclusion_fork(__u32 parent_tgid, __u32 child_tgid)
 	struct excl_value *v = bpf_map_lookup_elem(&excluded_tgids, &parent_tgid);
 	struct excl_value child;
 
-	if (!v)
+	/* a new process of a parent that is not excluded is not either: an
+	 * entry under its pid is a stale one (a process that exited before
+	 * user space entered it, or a thread id the classic tracepoint could
+	 * not tell from a process) and must not pass to this one */
+	if (!v) {
+		bpf_map_delete_elem(&excluded_tgids, &child_tgid);
 		return;
+	}
 	child = *v;
 	/* a pid rule without descendants names one process only */
 	if ((child.flags & EXCL_STICKY) && !(child.flags & EXCL_DESCENDANTS))
@@ -230,11 +236,16 @@ static __always_inline void exclusion_fork(__u32 parent_tgid, __u32 child_tgid)
 	bpf_map_update_elem(&excluded_tgids, &child_tgid, &child, BPF_ANY);
 }
 
-static __always_inline void exclusion_exit(void)
+/* at a process's exit: its entry goes; at a thread's, an entry under the
+ * thread's id (the classic fork tracepoint enters threads as processes) */
+static __always_inline void exclusion_exit(int is_thread)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 key = is_thread ? (__u32)id : (__u32)(id >> 32);
 
-	bpf_map_delete_elem(&excluded_tgids, &tgid);
+	if (is_thread && key == (__u32)(id >> 32))
+		return;
+	bpf_map_delete_elem(&excluded_tgids, &key);
 }
 
 #endif /* EBPFSENSOR_FILTER_BPF_H */

@@ -289,12 +289,13 @@ static __always_inline int handle_exit(struct task_struct *task)
 	/* signal->live drops to zero when the last thread exits */
 	is_thread = BPF_CORE_READ(task, signal, live.counter) != 0;
 	if (is_thread && !cfg_report_threads) {
+		exclusion_exit(is_thread);
 		stat_inc(EVENT_EXIT, STAT_FILTERED);
 		return 0;
 	}
+	/* whether the exit is excluded is decided before the entry goes */
 	skip = skip_event(EVENT_EXIT);
-	if (!is_thread)
-		exclusion_exit();
+	exclusion_exit(is_thread);
 	if (skip)
 		return 0;
 	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);

@@ -309,3 +309,52 @@ def test_connect_peer_survives_a_rewritten_sockaddr(sensor: ebpfsensor.Sensor) -
     assert all(p in ports for p in child["peers"])
     wrong = [(e.remote_port, peer) for e, peer in zip(events, child["peers"], strict=True) if e.remote_port != peer]
     assert wrong == [], f"{len(wrong)} of {n} connects reported another peer than the kernel's"
+
+
+THREAD_THEN_EXIT = """
+import threading
+tids = []
+t = threading.Thread(target=lambda: tids.append(threading.get_native_id()))
+t.start()
+t.join()
+print(tids[0], flush=True)
+"""
+
+
+def spawn_with_pid(pid: int, argv: list[str]) -> subprocess.Popen[bytes] | None:
+    """Start argv under a chosen pid (ns_last_pid: the next fork gets the
+    one after it), or None when another process took it first."""
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(pid - 1))
+    p = subprocess.Popen(argv)
+    if p.pid == pid:
+        return p
+    p.wait()
+    return None
+
+
+def test_a_reused_pid_does_not_inherit_a_stale_exclusion(public_dir: Path) -> None:
+    """The classic fork tracepoint cannot tell a thread from a process, so a
+    thread of an excluded process was entered under its thread id; nothing
+    took it out, and a later, unrelated process given that number was
+    excluded, for good where the rule had descendants. The entry now goes
+    when the thread exits, and a process whose parent is not excluded never
+    inherits a stale one."""
+    python = public_dir / "threaded-python"
+    shutil.copy(os.path.realpath("/usr/bin/python3"), python)
+    rule = ebpfsensor.ExcludeExecutable(str(python), descendants=True)
+    kinds = {"process_exec", "process_fork", "process_exit"}
+    with ebpfsensor.Sensor(kinds=kinds, hook_variants={"tp"}, exclusions=(rule,), log_file=None) as s:
+        assert {h: i.variant for h, i in s.hooks().items()} == {"exec": "tp", "fork": "tp", "exit": "tp"}
+        out = subprocess.run([str(python), "-I", "-S", "-c", THREAD_THEN_EXIT], capture_output=True, check=True)
+        tid = int(out.stdout)
+        for _ in range(5):
+            victim = spawn_with_pid(tid, ["/bin/true", "reused-pid"])
+            if victim is not None:
+                break
+        else:
+            pytest.fail(f"pid {tid} was taken by other processes five times")
+        victim.wait()
+        (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == tid)
+        assert e.argv == ["/bin/true", "reused-pid"]
+        assert s.exclusions()[0].hits.get("process_exec", 0) == 1  # the excluded python's own exec

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from ..._ffi import check_ret, ffi, lib, map_items
 from ...errors import ConfigError
@@ -89,6 +91,46 @@ class ExclusionTable:
         self._seed(free, rule, resolved)
         return free
 
+    def apply(self, rules: Sequence[Exclusion]) -> None:
+        """Make the installed rules exactly these, all or nothing: rules
+        kept keep their ids and counters; when a new one cannot be added
+        (invalid, or the maps are full), the table is as it was.
+
+        Raises:
+            ConfigError: an invalid rule, or more than MAX_RULES rules.
+        """
+        wanted = list(dict.fromkeys(rules))
+        resolved = {rule: resolve(rule) for rule in wanted}  # every rule checked before any change
+        if len(wanted) > MAX_RULES:
+            raise ConfigError(f"exclusions: {len(wanted)} rules; at most {MAX_RULES}")
+        installed = {rule: rid for rid, (rule, _r) in self._rules.items()}
+        new = [rule for rule in wanted if rule not in installed]
+        old = [rid for rule, rid in installed.items() if rule not in resolved]
+        # an old rule on a map key a new one takes (a path and its spelling
+        # with a trailing '/') goes first, or the new one would be taken as
+        # that rule; so do all old ones when the maps cannot hold both sets
+        keys = {(r.map_name, r.key) for rule, r in resolved.items() if rule in new and r.map_name}
+        early = [rid for rid in old if (self._rules[rid][1].map_name, self._rules[rid][1].key) in keys]
+        if len(self._rules) - len(early) + len(new) > MAX_RULES:
+            early = old
+        removed: list[Exclusion] = []
+        added: list[int] = []
+        try:
+            for rid in early:
+                removed.append(self._rules[rid][0])
+                self.remove(rid)
+            for rule in new:
+                added.append(self.add(rule))
+        except BaseException:
+            for rid in added:
+                self.remove(rid)
+            for rule in removed:
+                self.add(rule)
+            raise
+        for rid in old:
+            if rid not in early:
+                self.remove(rid)
+
     def remove(self, rule_id: int) -> None:
         """Remove a rule and release the processes it excluded.
 
@@ -153,15 +195,15 @@ class ExclusionTable:
         matched: set[int] = set(resolved.seed_pids)
         if isinstance(rule, ExcludeExecutable):
             want = os.stat(rule.path)
-            matched |= {p for p, info in procs.items() if info[1] == (want.st_dev, want.st_ino)}
+            matched |= {p for p, info in procs.items() if info.exe == (want.st_dev, want.st_ino)}
         elif isinstance(rule, ExcludeName):
-            matched |= {p for p, info in procs.items() if info[2] == rule.name[:NAME_MAX]}
+            matched |= {p for p, info in procs.items() if info.comm == rule.name[:NAME_MAX]}
         flags = resolved.flags
         entries = {p: flags for p in matched}
         if flags & lib.EXCL_DESCENDANTS:
             children: dict[int, list[int]] = {}
             for p, info in procs.items():
-                children.setdefault(info[0], []).append(p)
+                children.setdefault(info.ppid, []).append(p)
             todo = list(matched)
             while todo:
                 for child in children.get(todo.pop(), []):
@@ -176,10 +218,45 @@ class ExclusionTable:
                 {"rule": rule_id, "flags": f | (lib.EXCL_STICKY if flags & lib.EXCL_DESCENDANTS else 0)},
             )
             check_ret(lib.bpf_map_update_elem(fd, key, value, 0), "exclude", f"pid {tgid}")
+        # a process that exited between the scan and its insertion left an
+        # entry its exit can no longer delete, which a later process with
+        # the same pid would inherit: take back every entry whose process
+        # is gone or is another one now (a pid reused after the insertion
+        # is cleared by the kernel at that process's fork)
+        for tgid in entries:
+            start = procs[tgid].start if tgid in procs else None
+            now = _start_time(tgid)
+            if now is None or (start is not None and now != start):
+                key = ffi.new("uint32_t *", tgid)
+                current = ffi.new("struct excl_value *")
+                if lib.bpf_map_lookup_elem(fd, key, current) == 0 and current.rule == rule_id:
+                    lib.bpf_map_delete_elem(fd, key)
 
 
-def _processes() -> dict[int, tuple[int, tuple[int, int] | None, str]]:
-    """pid -> (ppid, (st_dev, st_ino) of its executable, comm) for every process."""
+class _Proc(NamedTuple):
+    ppid: int
+    exe: tuple[int, int] | None  # (st_dev, st_ino) of its executable
+    comm: str
+    start: int  # clock ticks after boot: with the pid, names one process
+
+
+def _stat_fields(stat: str) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (which may hold
+    spaces and parentheses): [state, ppid, ...]."""
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(_stat_fields(f.read())[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _processes() -> dict[int, _Proc]:
+    """Every process, by pid."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -190,11 +267,11 @@ def _processes() -> dict[int, tuple[int, tuple[int, int] | None, str]]:
             comm = (base / "comm").read_text().rstrip("\n")
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        fields = _stat_fields(stat)
         try:
             st = os.stat(base / "exe")
             ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             ident = None
-        out[int(entry)] = (ppid, ident, comm)
+        out[int(entry)] = _Proc(int(fields[1]), ident, comm, int(fields[19]))
     return out
