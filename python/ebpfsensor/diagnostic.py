@@ -18,6 +18,9 @@ or, around a workload of your own::
 
 from __future__ import annotations
 
+import fnmatch
+import functools
+import json
 import os
 import sys
 import time
@@ -30,6 +33,7 @@ from ._text import fsdecode
 from .errors import ConfigError, EbpfSensorError
 from .exclusions import ExcludeExecutable
 from .host.mounts import ensure_tracefs
+from .host.paths import PACKAGE_DIR
 from .host.syscalls import syscall_name, syscall_number
 from .sources.ebpf.objects import BpfObject, HookStatus, LoadedObject, bpf_arch
 
@@ -220,7 +224,7 @@ class EbpfStatistics(msgspec.Struct, frozen=True):
     top_syscalls: list[SyscallCount]
     counters: DiagnosticCounters
 
-    def top_initiator_exclusion(self, *, descendants: bool = False) -> ExcludeExecutable:
+    def top_initiator_exclusion(self, *, descendants: bool = False, force: bool = False) -> ExcludeExecutable:
         """The rule that excludes the top initiator, by its executable's identity.
 
         Give it to ``Sensor.exclude`` (``Sensor.exclude_top_initiator`` does
@@ -229,6 +233,8 @@ class EbpfStatistics(msgspec.Struct, frozen=True):
 
         Args:
             descendants: also exclude every process it starts.
+            force: exclude it even when it is a shared executable (an
+                interpreter, a shell, a launcher: :func:`shared_executable`).
 
         Returns:
             ``ExcludeExecutable`` for its path, which still names the same
@@ -238,9 +244,11 @@ class EbpfStatistics(msgspec.Struct, frozen=True):
             ConfigError: the window saw no initiator; the top one is this
                 process's own executable (the interpreter running the
                 sensor: excluding it would silence the sensor's process and
-                everything else it runs); or its path no longer names the
-                file counted (truncated, deleted, replaced, or seen in
-                another mount namespace).
+                everything else it runs); it is a shared executable and
+                ``force`` is not set (excluding ``/usr/bin/python3`` or
+                ``/bin/bash`` silences every script, for every user); or
+                its path no longer names the file counted (truncated,
+                deleted, replaced, or seen in another mount namespace).
         """
         if not self.top_initiators:
             raise ConfigError("top initiator: the diagnostic window saw none; run it longer, under the noisy workload")
@@ -249,23 +257,52 @@ class EbpfStatistics(msgspec.Struct, frozen=True):
         if (top.dev, top.ino) in _own_executables():
             raise ConfigError(
                 f"{what}: the executable of this process, the one running the sensor; "
-                "excluding it would silence the sensor's own process: exclude the noisy one by pid or name instead"
+                f"excluding it would silence the sensor's own process: {_NARROWER}"
+            )
+        shared = shared_executable(top.path)
+        if shared and not force:
+            raise ConfigError(
+                f"{what}: {shared}; excluding it silences every script and program it runs, for every user: "
+                f"{_NARROWER}, or force it (--force)"
             )
         if top.truncated:
-            raise ConfigError(f"{what}: the path is truncated, it names no file; exclude it by name or pid instead")
+            raise ConfigError(f"{what}: the path is truncated, it names no file; {_NARROWER}")
         try:
             st = os.stat(top.path)
         except OSError as exc:
             raise ConfigError(
-                f"{what}: {exc.strerror}; it has no file here (deleted, or in another mount namespace): "
-                "exclude it by name or pid instead"
+                f"{what}: {exc.strerror}; it has no file here (deleted, or in another mount namespace): {_NARROWER}"
             ) from None
         if (st.st_dev, st.st_ino) != (top.dev, top.ino):
             raise ConfigError(
-                f"{what}: the path now names another file (replaced since, or another mount namespace's); "
-                "exclude it by name or pid instead"
+                f"{what}: the path now names another file (replaced since, or another mount namespace's); {_NARROWER}"
             )
         return ExcludeExecutable(top.path, descendants=descendants)
+
+
+# the advice where the top initiator cannot be excluded by identity; names
+# are left out on purpose: any process can take any name
+_NARROWER = "exclude the noisy process by pid (while it runs), its cgroup or its script's path prefix instead"
+
+
+@functools.cache
+def _shared_names() -> tuple[str, ...]:
+    data = json.loads((PACKAGE_DIR / "data" / "shared_executables.json").read_text())
+    return tuple(data["names"])
+
+
+def shared_executable(path: str) -> str | None:
+    """Why an executable runs other people's code (an interpreter, a shell,
+    a launcher: ``data/shared_executables.json``), or None.
+
+    Its file name is matched, and that of the file it resolves to (a
+    ``python3`` symlink to ``python3.11``).
+    """
+    for name in dict.fromkeys((os.path.basename(path), os.path.basename(os.path.realpath(path)))):
+        for pattern in _shared_names():
+            if fnmatch.fnmatchcase(name, pattern):
+                return f"{name} is a shared executable (an interpreter, shell or launcher, like {pattern})"
+    return None
 
 
 def _own_executables() -> set[tuple[int, int]]:

@@ -6,28 +6,33 @@ Rules (tagged msgspec Structs, so they load from configuration as they are):
 - ``ExcludeExecutable(path)``: by the executable's identity (device and inode,
   resolved from the path with symlinks followed), so renaming the binary or
   starting it through a symlink does not dodge the rule;
-- ``ExcludeName(name)``: by process name (comm, at most 15 bytes);
+- ``ExcludeName(name)``: by process name (comm, at most 15 bytes); any
+  process can take any name (a symlink or a copy of a binary named so,
+  ``prctl(PR_SET_NAME)``), so a name rule is a noise filter, never a trust
+  decision: prefer the executable's identity;
 - ``ExcludePid(pid)``: one running process;
 - ``ExcludeCgroup(path)``: a cgroup v2 directory, or a container id;
 - ``ExcludeUid(uid)``: every process running as that user;
 - ``ExcludePathPrefix(prefix)``: file events on paths under a directory,
   whoever makes them (see :class:`ExcludePathPrefix` for the matching rule).
 
-``descendants=True`` (executable, name, pid) extends a rule to every process
-the matched one starts, whatever they execute. Every hit is counted per rule
-and per event kind.
+``descendants=True`` (executable, pid) extends a rule to every process the
+matched one starts, whatever they execute; it is refused for a name rule,
+which would let anyone exclude everything they run by naming their first
+process so. Every hit is counted per rule and per event kind.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Union
 
 import msgspec
 
 from ._ffi import ffi, lib
 from .errors import ConfigError
-from .host.containers import find_cgroup2_root
+from .host.containers import find_cgroup2_root, parse_container_id
 from .host.mounts import superblock_dev
 
 __all__ = [
@@ -58,7 +63,12 @@ class ExcludeExecutable(_Rule, frozen=True, tag="executable"):
 
 
 class ExcludeName(_Rule, frozen=True, tag="name"):
-    """Processes with this name (comm)."""
+    """Processes with this name (comm).
+
+    Spoofable: any user can start a process under any name (a symlink named
+    so, ``prctl(PR_SET_NAME)``), and it is then excluded. Use it to filter
+    noise, never to trust a process; ``descendants=True`` is refused.
+    """
 
     name: str
     descendants: bool = False
@@ -72,8 +82,14 @@ class ExcludePid(_Rule, frozen=True, tag="pid"):
 
 
 class ExcludeCgroup(_Rule, frozen=True, tag="cgroup"):
-    """Processes in a cgroup v2 directory (absolute, or relative to the
-    cgroup2 mount) or in a container, by container id."""
+    """Processes in a cgroup v2 directory, or in a container.
+
+    ``path`` is either a path starting with ``/`` (from the cgroup2 mount,
+    ``/system.slice/foo.service``, or the full ``/sys/fs/cgroup/...``), or
+    a container id: 12 to 64 lowercase hex digits, matching exactly one
+    container's cgroup (docker, containerd, cri-o, podman naming). The root
+    cgroup is refused: on many hosts it holds every process.
+    """
 
     path: str
 
@@ -131,12 +147,31 @@ def cgroup2_root() -> str:
     return root
 
 
-def _find_container(container_id: str, root: str) -> str:
+_CONTAINER_ID = re.compile(r"[0-9a-f]{12,64}")
+
+
+def _find_container(container_id: str, root: str) -> list[str]:
+    """The cgroup directories of the one container whose id starts with
+    container_id (a container may show in more than one hierarchy place)."""
+    what = f"exclusion cgroup {container_id!r}"
+    if not _CONTAINER_ID.fullmatch(container_id):
+        raise ConfigError(
+            f"{what}: neither a cgroup path (start it with '/', from the cgroup2 mount: /system.slice/x.service) "
+            "nor a container id (12 to 64 lowercase hex digits)"
+        )
+    found: dict[str, list[str]] = {}
     for dirpath, dirnames, _files in os.walk(root):
-        if container_id in os.path.basename(dirpath):
-            return dirpath
+        cid = parse_container_id(os.path.basename(dirpath))
+        if cid.startswith(container_id):
+            found.setdefault(cid, []).append(dirpath)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    raise ConfigError(f"exclusion cgroup {container_id!r}: no cgroup under {root} names that container")
+    if not found:
+        raise ConfigError(f"{what}: no cgroup under {root} belongs to that container")
+    if len(found) > 1:
+        raise ConfigError(
+            f"{what}: {len(found)} containers' ids start so ({', '.join(sorted(found))}); give more digits"
+        )
+    return next(iter(found.values()))
 
 
 class Resolved(msgspec.Struct, frozen=True):
@@ -177,9 +212,14 @@ def resolve(rule: Exclusion) -> Resolved:
             alt = (bytes(ffi.buffer(alt_key)),)
         return Resolved("excl_exe", bytes(ffi.buffer(key)), desc, alt_keys=alt)
     if isinstance(rule, ExcludeName):
-        raw = rule.name.encode()
+        raw = os.fsencode(rule.name)
         if not 0 < len(raw) <= NAME_MAX or b"\0" in raw:
             raise ConfigError(f"exclusion name {rule.name!r}: a process name has 1 to {NAME_MAX} bytes")
+        if rule.descendants:
+            raise ConfigError(
+                f"exclusion name {rule.name!r} with descendants: anyone can name a process so and exclude "
+                "everything it starts; exclude the executable (ExcludeExecutable, --executable) with descendants"
+            )
         return Resolved("excl_comm", raw.ljust(lib.TASK_COMM_LEN, b"\0"), desc)
     if isinstance(rule, ExcludePid):
         if rule.pid <= 0 or not os.path.exists(f"/proc/{rule.pid}"):
@@ -187,16 +227,24 @@ def resolve(rule: Exclusion) -> Resolved:
         return Resolved("", b"", desc | lib.EXCL_STICKY, frozenset({rule.pid}))
     if isinstance(rule, ExcludeCgroup):
         root = cgroup2_root()
-        path = rule.path
-        if not path.startswith("/"):
-            path = _find_container(path, root)
-        elif not path.startswith(root + "/") and path != root:
-            path = os.path.join(root, path.lstrip("/"))
-        try:
-            ino = os.stat(path).st_ino
-        except OSError as exc:
-            raise ConfigError(f"exclusion cgroup {rule.path!r}: {path}: {exc.strerror}") from None
-        return Resolved("excl_cgroup", ino.to_bytes(8, "little"), 0)
+        if rule.path.startswith("/"):
+            path = rule.path if rule.path.startswith(root + "/") or rule.path == root else root + rule.path
+            paths = [os.path.normpath(path)]
+        else:
+            paths = _find_container(rule.path, root)
+        keys = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ConfigError(f"exclusion cgroup {rule.path!r}: {path}: {exc.strerror}") from None
+            if st.st_ino == os.stat(root).st_ino:
+                raise ConfigError(
+                    f"exclusion cgroup {rule.path!r}: the root cgroup holds every process not in another "
+                    "cgroup (on many hosts, all of them); exclude a cgroup below it"
+                )
+            keys.append(st.st_ino.to_bytes(8, "little"))
+        return Resolved("excl_cgroup", keys[0], 0, alt_keys=tuple(keys[1:]))
     if isinstance(rule, ExcludeUid):
         if not 0 <= rule.uid < 0xFFFFFFFF:
             raise ConfigError(f"exclusion uid {rule.uid}: not a user id")

@@ -17,7 +17,6 @@ from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
 from .events import BPF_KINDS, KINDS, Event
 from .exclusions import Exclusion, RuleStatus
-from .exclusions import resolve as resolve_exclusion
 from .host import support
 from .host.capabilities import capabilities
 from .sources import Source
@@ -120,9 +119,6 @@ class Sensor:
 
     def _start(self) -> None:
         cfg = self.config
-        # invalid exclusions are a configuration error, whatever the provider
-        for rule in cfg.exclusions:
-            resolve_exclusion(rule)
         self._log_file = _logfile.enable(cfg.log_file)
         bpf_kinds = cfg.enabled_kinds & BPF_KINDS
         use_ebpf, why = self._choose_provider()
@@ -326,7 +322,12 @@ class Sensor:
         return self._table().list()
 
     def exclude_top_initiator(
-        self, stats: EbpfStatistics | None = None, *, duration: float = 20.0, descendants: bool = False
+        self,
+        stats: EbpfStatistics | None = None,
+        *,
+        duration: float = 20.0,
+        descendants: bool = False,
+        force: bool = False,
     ) -> RuleStatus:
         """Exclude the noisiest executable: the top initiator of a diagnostic.
 
@@ -341,6 +342,8 @@ class Sensor:
                 one for ``duration`` seconds first, with the noise going on.
             duration: the window's length when ``stats`` is None.
             descendants: also exclude every process it starts.
+            force: exclude it even when it is an interpreter, a shell or a
+                launcher (see ``EbpfStatistics.top_initiator_exclusion``).
 
         Returns:
             The rule added (or the same rule already installed): its id,
@@ -358,26 +361,19 @@ class Sensor:
             from .diagnostic import ebpf_statistics
 
             stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path)
-        rule_id = table.add(stats.top_initiator_exclusion(descendants=descendants))
+        rule_id = table.add(stats.top_initiator_exclusion(descendants=descendants, force=force))
         return next(status for status in table.list() if status.id == rule_id)
 
     def apply_exclusions(self, rules: Sequence[Exclusion]) -> None:
         """Make the installed rules exactly these (e.g. after a configuration
         reload): new ones are added, missing ones removed, the rest keep
-        their ids and counters. All are checked first; on an invalid rule
-        nothing changes.
+        their ids and counters. All or nothing: on an invalid rule, or one
+        the kernel's maps cannot take, nothing changes.
 
         Raises:
-            ConfigError: an invalid rule.
+            ConfigError: an invalid rule, or more than MAX_RULES rules.
         """
-        table = self._table()
-        for rule in rules:
-            resolve_exclusion(rule)
-        for status in table.list():
-            if status.rule not in rules:
-                table.remove(status.id)
-        for rule in rules:
-            table.add(rule)
+        self._table().apply(rules)
 
     # --- state -------------------------------------------------------------------
 
@@ -437,6 +433,7 @@ class Sensor:
             counters=self.stats(),
             capabilities=capabilities(btf_path=self.config.btf_path),
             log_file=self._log_file,
+            exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
         )
 
 

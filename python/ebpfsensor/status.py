@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import msgspec
 
+from .exclusions import Exclusion
 from .host.capabilities import Capabilities
 
-__all__ = ["AuditSourceStats", "Health", "HookInfo", "KindHealth", "KindStats", "ProcConnectorStats", "SensorStats"]
+__all__ = [
+    "AuditSourceStats",
+    "Health",
+    "HookInfo",
+    "KindHealth",
+    "KindStats",
+    "ProcConnectorStats",
+    "SensorStats",
+    "SkippedExclusion",
+]
 
 
 class AuditSourceStats(msgspec.Struct, frozen=True):
@@ -103,8 +113,19 @@ class KindHealth(msgspec.Struct, frozen=True):
     reason: str
 
 
+class SkippedExclusion(msgspec.Struct, frozen=True):
+    """A configured exclusion that could not be installed, and why (its
+    pid, executable or cgroup is gone, or the rule is refused)."""
+
+    rule: Exclusion
+    reason: str
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
-    """The health report: which supplementary event subsystem runs and why."""
+    """The health report: which supplementary event subsystem runs and why,
+    what each kind gets, the counters, and the configured exclusions that
+    could not be installed (a rule that no longer resolves never stops the
+    sensor: it is skipped, logged and listed here)."""
 
     supplementary_events_subsystem: str
     ebpf: bool
@@ -113,6 +134,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     counters: SensorStats
     capabilities: Capabilities
     log_file: str | None
+    exclusions_skipped: list[SkippedExclusion] = msgspec.field(default_factory=list)
 
 
 class HookInfo(msgspec.Struct, frozen=True):

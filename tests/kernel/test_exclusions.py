@@ -28,7 +28,7 @@ from ebpfsensor import (
     ProcessExit,
 )
 from ebpfsensor.events import FileCreate, FileOpen
-from ebpfsensor.exclusions import cgroup2_root
+from ebpfsensor.exclusions import MAX_RULES, cgroup2_root
 
 pytestmark = pytest.mark.bpf
 
@@ -267,8 +267,11 @@ def test_invalid_rules_change_nothing(
     with pytest.raises(ConfigError, match=message):
         s.exclude(rule)
     assert s.exclusions() == before
-    with pytest.raises(ConfigError, match=message):
-        ebpfsensor.Sensor(exclusions=(rule,)).start()
+    # configured, the rule never stops a sensor: it is skipped and reported
+    with ebpfsensor.Sensor(exclusions=(rule,), kinds={"process_exec"}, log_file=None) as started:
+        (skipped,) = started.health().exclusions_skipped
+        assert skipped.rule == rule and re.search(message, skipped.reason), skipped
+        assert started.exclusions() == []
 
 
 def test_apply_exclusions_after_reload(exe: Path, s: ebpfsensor.Sensor) -> None:
@@ -606,3 +609,28 @@ def test_cli_adds_the_top_initiator_to_the_configuration(
     assert re.fullmatch(rf"top initiator: {re.escape(str(rename_loop))} : \d+ monitored syscalls in [\d.]+ s", lines[0])
     assert lines[1] == f'added {{"type":"executable","path":"{rename_loop}","descendants":false}} to {cfg}'
     assert load_managed_config(str(cfg)).sensor.exclusions == (rule,)
+
+
+def test_apply_exclusions_is_all_or_nothing(exe: Path, s: ebpfsensor.Sensor) -> None:
+    """A rule set the maps cannot take leaves the rules as they were (old
+    rules were removed first, and a failure left a partial set)."""
+    s.exclude(ExcludeExecutable(str(exe)))
+    s.exclude(ExcludeUid(4242))
+    before = s.exclusions()
+    too_many = [ExcludeUid(10_000 + i) for i in range(MAX_RULES + 1)]
+    with pytest.raises(ConfigError, match=f"at most {MAX_RULES}"):
+        s.apply_exclusions(too_many)
+    assert s.exclusions() == before
+    # a rule that fails half-way (the executable again through a link, with
+    # other options): the rules added before it are taken back out
+    link = exe.parent / "link-to-exe"
+    link.symlink_to(exe)
+    s.exclude(ExcludeUid(20_000))
+    before = s.exclusions()
+    with pytest.raises(ConfigError, match="already excludes, with other options"):
+        s.apply_exclusions(
+            [ExcludeUid(4242), ExcludeUid(50_000), ExcludeExecutable(str(exe)), ExcludeExecutable(str(link), True)]
+        )
+    assert s.exclusions() == before
+    pid = run([exe])
+    assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]

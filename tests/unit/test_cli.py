@@ -38,15 +38,20 @@ def test_exclusions_in_managed_config(tmp_path: Path, capsys: pytest.CaptureFixt
     cfg = str(tmp_path / "etc" / "config.json")
     (tmp_path / "etc").mkdir(mode=0o700)
     assert main(["exclusions", "add", "--executable", "/bin/sh", "--config", cfg]) == 0
-    assert main(["exclusions", "add", "--name", "noisy", "--descendants", "--config", cfg]) == 0
+    before = Path(cfg).read_text()
+    # anyone can name a process so: a name rule must not reach what it starts
+    assert main(["exclusions", "add", "--name", "noisy", "--descendants", "--config", cfg]) == 2
+    assert "anyone can name a process so" in capsys.readouterr().err
+    assert Path(cfg).read_text() == before
+    assert main(["exclusions", "add", "--name", "noisy", "--config", cfg]) == 0
     before = Path(cfg).read_text()
     assert main(["exclusions", "add", "--executable", "relative/path", "--config", cfg]) == 2
     assert "give an absolute path" in capsys.readouterr().err
     assert Path(cfg).read_text() == before
     rules = load_managed_config(cfg).sensor.exclusions
-    assert rules == (ExcludeExecutable("/bin/sh"), ExcludeName("noisy", descendants=True))
+    assert rules == (ExcludeExecutable("/bin/sh"), ExcludeName("noisy"))
     assert main(["exclusions", "remove", "0", "--config", cfg]) == 0
-    assert load_managed_config(cfg).sensor.exclusions == (ExcludeName("noisy", descendants=True),)
+    assert load_managed_config(cfg).sensor.exclusions == (ExcludeName("noisy"),)
     assert main(["exclusions", "remove", "5", "--config", cfg]) == 2
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ebpfsensor import Config, ConfigError, ExcludeExecutable, ExcludePathPrefix
+from ebpfsensor import Config, ConfigError, ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePathPrefix
 from ebpfsensor._ffi import ffi, lib
-from ebpfsensor.diagnostic import DiagnosticCounters, EbpfStatistics, InitiatorCount
+from ebpfsensor.diagnostic import DiagnosticCounters, EbpfStatistics, InitiatorCount, shared_executable
 from ebpfsensor.exclusions import PATH_PREFIX_MAX, resolve
+from ebpfsensor.host.containers import find_cgroup2_root
 
 
 def lpm_key(prefix: str) -> tuple[int, bytes]:
@@ -116,3 +117,69 @@ def test_top_initiator_refusals(tmp_path: Path) -> None:
         stats_with(replaced).top_initiator_exclusion()
     with pytest.raises(ConfigError, match="truncated"):
         stats_with(initiator_for(str(exe), truncated=True)).top_initiator_exclusion()
+
+
+@pytest.mark.parametrize("shared", ["/bin/bash", "/bin/dash", "/usr/bin/python3", "/usr/bin/env", "/usr/bin/perl"])
+def test_top_initiator_refuses_shared_executables_unless_forced(shared: str) -> None:
+    """An interpreter or a shell as the top initiator: excluding it would
+    silence every script it runs, for every user."""
+    if not os.path.exists(shared):
+        pytest.skip(f"{shared} is not installed here")
+    stats = stats_with(initiator_for(shared))
+    with pytest.raises(ConfigError, match="is a shared executable .* for every user: exclude the noisy process by pid"):
+        stats.top_initiator_exclusion()
+    assert stats.top_initiator_exclusion(force=True) == ExcludeExecutable(shared)
+
+
+def test_shared_executables_match_the_file_a_link_names(tmp_path: Path) -> None:
+    link = tmp_path / "innocent"
+    link.symlink_to("/bin/dash")
+    assert shared_executable(str(link)) is not None
+    assert shared_executable(str(tmp_path / "my-daemon")) is None
+
+
+def test_name_rules_cannot_reach_descendants() -> None:
+    """Any user can start a process under any name: with descendants, a name
+    rule would let them exclude everything that process starts."""
+    with pytest.raises(ConfigError, match="anyone can name a process so"):
+        resolve(ExcludeName("cron", descendants=True))
+    assert resolve(ExcludeName("cron")).map_name == "excl_comm"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("", "neither a cgroup path"),
+        ("e", "neither a cgroup path"),
+        ("abc", "neither a cgroup path"),
+        ("ABCDEF012345", "neither a cgroup path"),
+        ("0123456789ab", "no cgroup under .* belongs to that container"),
+        ("/", "the root cgroup"),
+    ],
+)
+def test_cgroup_rules_match_whole_names_never_the_root(path: str, message: str) -> None:
+    """A substring of the root cgroup's directory name excluded the root
+    cgroup: on a host where everything runs in it, everything."""
+    root = find_cgroup2_root()
+    if root is None:
+        pytest.skip("cgroup v2 is not mounted")
+    with pytest.raises(ConfigError, match=message):
+        resolve(ExcludeCgroup(path))
+    with pytest.raises(ConfigError, match="the root cgroup"):
+        resolve(ExcludeCgroup(root))
+
+
+def test_cgroup_rule_by_container_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Container ids match a container's own cgroup directory, whole or by a
+    unique prefix of at least 12 digits."""
+    a, b = "ab" * 32, "ab" * 6 + "cd" * 26
+    (tmp_path / "system.slice" / f"docker-{a}.scope").mkdir(parents=True)
+    (tmp_path / "system.slice" / f"docker-{b}.scope").mkdir(parents=True)
+    monkeypatch.setattr("ebpfsensor.exclusions.find_cgroup2_root", lambda: str(tmp_path))
+    key = resolve(ExcludeCgroup(a)).key
+    assert key == os.stat(tmp_path / "system.slice" / f"docker-{a}.scope").st_ino.to_bytes(8, "little")
+    assert resolve(ExcludeCgroup(a[:14])).key == key
+    with pytest.raises(ConfigError, match="2 containers' ids start so"):
+        resolve(ExcludeCgroup(a[:12]))
+    relative = resolve(ExcludeCgroup("/system.slice")).key
+    assert relative == os.stat(tmp_path / "system.slice").st_ino.to_bytes(8, "little")

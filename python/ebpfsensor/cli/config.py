@@ -59,7 +59,7 @@ def _top_initiator_rule(args: argparse.Namespace) -> Any:
         raise ValueError("--duration must not be negative")
     print(f"ebpfsensor: counting monitored syscalls for {duration:g} seconds (Ctrl-C ends early)", file=sys.stderr)
     stats = diagnostic_window(duration, top=1)
-    rule = stats.top_initiator_exclusion(descendants=args.descendants)
+    rule = stats.top_initiator_exclusion(descendants=args.descendants, force=args.force)
     top = stats.top_initiators[0]
     print(f"top initiator: {top.path} : {top.count} monitored syscalls in {stats.duration_s:g} s")
     return rule
@@ -122,7 +122,11 @@ def register(sub: Any) -> None:
     e.add_argument("--config", default=DEFAULT_PATH)
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--executable", help="absolute path; matched by the file's identity")
-    which.add_argument("--name", help="process name (comm)")
+    which.add_argument(
+        "--name",
+        help="process name (comm); spoofable: any user can run a process under any name, so use it only to "
+        "filter noise (not with --descendants)",
+    )
     which.add_argument("--pid", type=int)
     which.add_argument("--cgroup", help="cgroup v2 path or container id")
     which.add_argument("--uid", type=int)
@@ -137,10 +141,16 @@ def register(sub: Any) -> None:
         action="store_true",
         help="the executable that makes the most monitored syscalls: runs the ebpf-statistics diagnostic for "
         "--duration seconds and excludes its top initiator by identity, as --executable does (refused for this "
-        "interpreter and for a file that is gone)",
+        "interpreter, for a file that is gone, and for interpreters, shells and launchers unless --force)",
     )
     e.add_argument("--duration", type=float, help="with --top-initiator: seconds to count (default 20)")
     e.add_argument("--descendants", action="store_true", help="also every process they start")
+    e.add_argument(
+        "--force",
+        action="store_true",
+        help="with --top-initiator: exclude it even when it is an interpreter, a shell or a launcher, which "
+        "silences every script it runs, for every user",
+    )
     e = esub.add_parser("remove", help="remove the exclusion at an index shown by list")
     e.add_argument("--config", default=DEFAULT_PATH)
     e.add_argument("index", type=int)

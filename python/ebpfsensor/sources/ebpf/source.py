@@ -9,12 +9,12 @@ import msgspec
 
 from ..._ffi import check_ret, ffi, lib, make_error
 from ...config import Config
-from ...errors import EbpfSensorError, NotSupportedError
+from ...errors import ConfigError, EbpfSensorError, NotSupportedError
 from ...events import EVENT_CLASSES, KINDS, Event
 from ...events._kinds import kind_of
 from ...host import features
 from ...host.mounts import ensure_tracefs
-from ...status import HookInfo, KindHealth, KindStats
+from ...status import HookInfo, KindHealth, KindStats, SkippedExclusion
 from .exclusion_maps import ExclusionTable
 from .hooks import EXCLUSION_MAPS, KIND_HOOKS, SHARED_MAPS, hooks_for
 from .objects import BpfObject, HookStatus, LoadedObject, detach_all
@@ -65,6 +65,7 @@ class EbpfSource:
         self._ring: RingBuffer | None = None
         self._stats_fd = -1
         self.exclusions: ExclusionTable | None = None
+        self.skipped_exclusions: list[SkippedExclusion] = []
         try:
             self._start(config)
         except BaseException:
@@ -113,7 +114,13 @@ class EbpfSource:
         self._enable_kinds(shared["kind_enabled"])
         self.exclusions = ExclusionTable({name: shared[name] for name in EXCLUSION_MAPS})
         for rule in cfg.exclusions:
-            self.exclusions.add(rule)
+            try:
+                self.exclusions.add(rule)
+            except ConfigError as exc:
+                # a rule that no longer resolves (its process exited, its
+                # file or cgroup is gone) must not leave the host unwatched
+                self.skipped_exclusions.append(SkippedExclusion(rule, str(exc)))
+                log.warning("exclusion skipped: %s", exc)
         # lifecycle first: a batch drains it before the activity ring
         self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
 
