@@ -13,6 +13,11 @@ from .sources import PROVIDERS, VARIANT_ORDER
 __all__ = ["Config"]
 
 _PAGE = 4096
+# the kernel takes ring sizes up to 2 GiB; more than 1 GiB of locked memory
+# per ring is a typo, not a setting, and would fail at load
+_MAX_RING = 1 << 30
+# the consumer allocates this once; a batch never needs more than a ring
+_MAX_BATCH = 1 << 30
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,8 +76,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 )
         for name in ("lifecycle_ring_bytes", "activity_ring_bytes"):
             size = getattr(self, name)
-            if size < _PAGE or size & (size - 1):
-                raise ConfigError(f"{name}: {size} is not a power of two of at least {_PAGE}; use e.g. {4 << 20}")
+            if not _PAGE <= size <= _MAX_RING or size & (size - 1):
+                raise ConfigError(
+                    f"{name}: {size} is not a power of two from {_PAGE} to {_MAX_RING}; use e.g. {4 << 20}"
+                )
         ring = min(self.lifecycle_ring_bytes, self.activity_ring_bytes)
         if not 1 <= self.max_latency_ms <= 60_000:
             raise ConfigError(f"max_latency_ms: {self.max_latency_ms} is outside 1..60000")
@@ -82,8 +89,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             )
         if not 0 <= self.file_dedup_ms <= 3_600_000:
             raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
-        if self.batch_bytes < 256 << 10:
-            raise ConfigError(f"batch_bytes: {self.batch_bytes} is below the minimum {256 << 10}")
+        if not 256 << 10 <= self.batch_bytes <= _MAX_BATCH:
+            raise ConfigError(f"batch_bytes: {self.batch_bytes} is outside {256 << 10}..{_MAX_BATCH}")
 
         if self.provider == "fallback":
             # configuration files written for earlier releases name proc_connector "fallback"

@@ -234,7 +234,7 @@ def test_the_user_part_cannot_override_the_kernels_fields() -> None:
     it must not pass itself off as another process, user or session."""
     forged = (
         "audit(1700000300.000:900): pid=4242 uid=1000 auid=1000 ses=7 subj=unconfined"
-        " msg='op=login pid=1 uid=0 auid=0 ses=1 subj=kernel acct=\"root\" exe=\"/usr/sbin/sshd\""
+        ' msg=\'op=login pid=1 uid=0 auid=0 ses=1 subj=kernel acct="root" exe="/usr/sbin/sshd"'
         " hostname=? addr=? terminal=ssh res=success'"
     )
     event = parse_record("USER_LOGIN", forged)

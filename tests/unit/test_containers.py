@@ -49,3 +49,24 @@ def test_consumer_fills_container_ids(tmp_path: Path) -> None:
     again = dec.transcode(recs)
     assert [e.container_id for e in again] == [CID, "", CID]
     assert dec._c.nmisses == 0
+
+
+def test_a_cgroup_made_after_the_last_walk_is_looked_for_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container whose cgroup appeared within the rescan window was cached
+    with an empty container id for good: its every later event lacked it."""
+    monkeypatch.setattr("ebpfsensor.host.containers._REWALK_S", 0.0)
+    (tmp_path / "system.slice").mkdir()
+    dec = BatchDecoder()
+    dec._containers = CgroupResolver(root=str(tmp_path))
+    known = os.stat(tmp_path / "system.slice").st_ino
+    dec.transcode([make_record(EventType.EXIT, pid=1, cgroup_id=known)])  # the tree is walked now
+    # the container's cgroup, made after that walk; its first records are
+    # seen before the next walk could find it
+    monkeypatch.setattr("ebpfsensor.host.containers._REWALK_S", 3600.0)
+    scope = tmp_path / "system.slice" / f"docker-{CID}.scope"
+    scope.mkdir()
+    rec = make_record(EventType.EXIT, pid=2, cgroup_id=os.stat(scope).st_ino)
+    assert [e.container_id for e in dec.transcode([rec])] == [""]
+    monkeypatch.setattr("ebpfsensor.host.containers._REWALK_S", 0.0)
+    assert [e.container_id for e in dec.transcode([rec])] == [CID]
+    assert dec._c.nmisses == 0 and not dec._unknown

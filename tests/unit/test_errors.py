@@ -96,8 +96,18 @@ def test_object_parse_without_privileges() -> None:
         ({"lifecycle_ring_bytes": 3000}, "lifecycle_ring_bytes: 3000 is not a power of two"),
         ({"max_latency_ms": 0}, "max_latency_ms"),
         ({"hook_variants": frozenset({"uprobe"})}, "hook_variants"),
+        # sizes that failed at start with OverflowError or MemoryError, not our errors
+        ({"activity_ring_bytes": 1 << 32}, "activity_ring_bytes: 4294967296 is not a power of two from 4096"),
+        ({"lifecycle_ring_bytes": 1 << 31}, "lifecycle_ring_bytes: 2147483648 is not a power of two from 4096"),
+        ({"batch_bytes": 1 << 40}, r"batch_bytes: 1099511627776 is outside 262144\.\.1073741824"),
+        ({"provider": "audit-please"}, "provider: 'audit-please' is not one of auto, ebpf"),
     ],
 )
 def test_config_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Config(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fallback_is_read_as_proc_connector() -> None:
+    """Configurations written before the providers had one name each."""
+    assert Config(provider="fallback").provider == "proc_connector"

@@ -37,7 +37,8 @@ class CgroupResolver:
     """Maps cgroup ids (cgroup v2 directory inodes) to container ids, caching.
 
     The cgroup tree is walked when an unknown id shows up, at most once a
-    second; an id that is still unknown (its cgroup is gone) resolves to "".
+    second; an id still unknown after that (a cgroup made since the last
+    walk, or one already gone) resolves to None: ask again later.
     """
 
     def __init__(self, root: str | None = None) -> None:
@@ -45,12 +46,16 @@ class CgroupResolver:
         self._paths: dict[int, str] = {}
         self._walked = 0.0
 
-    def container_id(self, cgroup_id: int) -> str:
+    def container_id(self, cgroup_id: int) -> str | None:
+        """The container id ("" outside a container), or None while the
+        cgroup is not known."""
         path = self._paths.get(cgroup_id)
         if path is None and self._root and time.monotonic() - self._walked >= _REWALK_S:
             self._walk()
             path = self._paths.get(cgroup_id)
-        return parse_container_id(path) if path else ""
+        if path is None:
+            return None if self._root else ""
+        return parse_container_id(path)
 
     def _walk(self) -> None:
         self._walked = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 import typing
 from collections.abc import Sequence
 from typing import Any, Union
@@ -32,6 +33,9 @@ log = logging.getLogger("ebpfsensor")
 # other field takes a key and at most 9 bytes
 _RESERVE = 2 * MAX_RECORD_LEN + 4096
 
+
+# how long a cgroup id missing from the cgroup tree is looked for again
+_UNKNOWN_S = 10.0
 
 # what a batch holds: transcoded events, and raw records (bytes) for the Python decoder
 _BATCH_ITEM: Any = Union.__getitem__((*EVENT_CLASSES, bytes))
@@ -103,6 +107,8 @@ class BatchDecoder:
         self._c.cgroups = self._cgroup_slots
         self._containers = CgroupResolver()
         self._known: dict[int, str] = {}
+        # cgroup id -> when first seen, for ids not yet in the cgroup tree
+        self._unknown: dict[int, float] = {}
         self._decoder = msgspec.msgpack.Decoder(list[_BATCH_ITEM])
         self.undecodable = 0
         # records the Python decoder handled, per type: not in the C counters
@@ -141,15 +147,37 @@ class BatchDecoder:
 
     def _learn_container(self, cgroup_id: int) -> str:
         cid = self._known.get(cgroup_id)
-        if cid is None:
-            cid = self._known[cgroup_id] = self._containers.container_id(cgroup_id)
-            enc = msgspec.msgpack.encode(cid)
-            if lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc)) < 0:
-                # table full: start over, the ids in use come back
-                lib.es_cgroup_clear(self._c)
-                self._known = {cgroup_id: cid}
-                lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc))
+        if cid is not None:
+            return cid
+        found = self._containers.container_id(cgroup_id)
+        if found is None:
+            # a cgroup made since the tree was last walked: "" for now (the
+            # C side then stops asking), asked again until _UNKNOWN_S passes
+            self._unknown.setdefault(cgroup_id, time.monotonic())
+            cid = ""
+        else:
+            self._unknown.pop(cgroup_id, None)
+            cid = found
+        self._known[cgroup_id] = cid
+        enc = msgspec.msgpack.encode(cid)
+        if lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc)) < 0:
+            # table full: start over, the ids in use come back
+            lib.es_cgroup_clear(self._c)
+            self._known = {cgroup_id: cid}
+            lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc))
         return cid
+
+    def _retry_unknown(self) -> None:
+        """Ask again for the cgroups not known when first seen: their
+        records carry "" meanwhile, and their container id once known."""
+        now = time.monotonic()
+        for cgroup_id, first in list(self._unknown.items()):
+            del self._known[cgroup_id]
+            if now - first > _UNKNOWN_S:
+                self._unknown.pop(cgroup_id)  # gone: "" stays
+                self._known[cgroup_id] = ""
+            else:
+                self._learn_container(cgroup_id)
 
     def delivered(self) -> dict[int, int]:
         """Records delivered so far, per record type."""
@@ -158,6 +186,8 @@ class BatchDecoder:
     def transcode(self, records: Sequence[bytes]) -> list[Event]:
         """Run records through the C transcoder and decoder, as if they came
         from a ring."""
+        if self._unknown:
+            self._retry_unknown()
         lib.es_batch_begin(self._c)
         for rec in records:
             buf = ffi.from_buffer(rec)
@@ -201,6 +231,8 @@ class RingBuffer(BatchDecoder):
         Raises LibbpfError if polling fails (EINTR is retried as a short poll).
         """
         self._check_open()
+        if self._unknown:
+            self._retry_unknown()
         lib.es_batch_begin(self._c)
         n = lib.es_poll(self._c, timeout_ms)
         if n == -errno.EINTR:
