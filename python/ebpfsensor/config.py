@@ -50,6 +50,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             same file with the same access again within this many ms is
             counted (``KindStats.deduplicated``), not reported; failed
             opens are always reported. 0 (default) reports every open.
+        stash_entries: how many threads may be inside monitored file and
+            network syscalls at once before the oldest calls' arguments
+            are evicted (those calls are then counted as
+            ``KindStats.unmatched``, not reported); one small entry each.
     """
 
     kinds: frozenset[str] | None = None
@@ -66,6 +70,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     fail_closed: bool = False
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
     file_dedup_ms: int = 0
+    stash_entries: int = 16384
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
@@ -89,6 +94,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             )
         if not 0 <= self.file_dedup_ms <= 3_600_000:
             raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
+        if not 64 <= self.stash_entries <= 1 << 20:
+            raise ConfigError(f"stash_entries: {self.stash_entries} is outside 64..{1 << 20}")
         if not 256 << 10 <= self.batch_bytes <= _MAX_BATCH:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is outside {256 << 10}..{_MAX_BATCH}")
 

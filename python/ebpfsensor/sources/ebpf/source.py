@@ -24,6 +24,8 @@ __all__ = ["EbpfSource", "EbpfStats"]
 
 log = logging.getLogger("ebpfsensor")
 
+#: the per-thread argument stashes (LRU hashes), sized by Config.stash_entries
+STASHES = ("file_calls", "net_args", "priv_args")
 #: the kernel counters of each kind (struct kind_stats), in order
 STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "unmatched")
 
@@ -97,7 +99,11 @@ class EbpfSource:
             loaded = obj.load(
                 config={k: v for k, v in settings.items() if k in obj.rodata},
                 shared_maps=shared,
-                map_sizes={"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes},
+                map_sizes={
+                    "lifecycle_events": cfg.lifecycle_ring_bytes,
+                    "activity_events": cfg.activity_ring_bytes,
+                    **dict.fromkeys(STASHES, cfg.stash_entries),
+                },
                 hooks=hooks,
                 btf_path=cfg.btf_path,
                 variants=cfg.hook_variants,
