@@ -114,3 +114,15 @@ def test_pid_exclusions_are_not_written(tmp_path: Path, capsys: pytest.CaptureFi
     cfg.write_text(f'{{"sensor": {{"exclusions": [{{"type": "pid", "pid": {os.getpid()}}}]}}}}')
     assert main(["exclusions", "list", "--config", str(cfg)]) == 2
     assert "a pid names one process of one boot" in capsys.readouterr().err
+
+
+def test_os_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ordinary OS error (a configuration directory that cannot be made)
+    printed a traceback; the CLI prints one line and exits 2."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = str(blocker / "etc" / "config.json")  # a directory under a file: ENOTDIR
+    assert main(["config", "ebpf-supplementary-event-provider", "--value", "disabled", "--config", cfg]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ebpfsensor: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
