@@ -12,7 +12,7 @@ import msgspec
 from . import features, support
 from .audit import audit_status_text
 from .mounts import filesystem_mounted
-from .paths import BPFFS
+from .paths import BPFFS, BTF_VMLINUX
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,10 +37,10 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _btf_source(btf_path: str | None) -> str:
-    status = features.kernel_btf(btf_path)
+    works = features.kernel_btf(btf_path).works
     if btf_path:
-        return f"external ({btf_path})" if status.works else f"none (external file {btf_path} missing)"
-    return status.name.replace("kernel BTF ", "kernel ") if status.works else "none"
+        return f"external ({btf_path})" if works else f"none (external file {btf_path} missing)"
+    return f"kernel ({BTF_VMLINUX})" if works else "none"
 
 
 def capabilities(btf_path: str | None = None) -> Capabilities:
