@@ -119,6 +119,7 @@ class Sensor:
 
     def _start(self) -> None:
         cfg = self.config
+        self._unavailable = {}
         self._log_file = _logfile.enable(cfg.log_file)
         bpf_kinds = cfg.enabled_kinds & BPF_KINDS
         use_ebpf, why = self._choose_provider()
