@@ -5,6 +5,7 @@ intact, or that the loss is counted and the attack refused or reported."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from tests.kernel.conftest import wait_for
 import ebpfsensor
 from ebpfsensor import ProcessExec
 from ebpfsensor.events import FileOpen, NetConnect
+from ebpfsensor.events.file import PathSource
 
 pytestmark = pytest.mark.bpf
 
@@ -149,8 +151,8 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
     (its arguments were evicted before it returned). The stash is made small
     here so that the attack is quick under emulation too; the mechanism is
     the same at the default size."""
-    stash = 1024
-    readers = stash + 500
+    stash = 256
+    readers = stash + 128
     src = public_dir / "readers.c"
     src.write_text(FIFO_READERS_C)
     subprocess.run(["gcc", "-O1", "-pthread", "-o", str(public_dir / "readers"), str(src)], check=True)
@@ -166,10 +168,12 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
             assert attacker.stdout is not None
             started = int(attacker.stdout.readline())
             assert started == readers, f"only {started} threads started"
-            deadline = time.monotonic() + 60
+            # threads reach open() slowly under emulation: more of them
+            # blocked than the stash holds is the attack
+            deadline = time.monotonic() + 120
             while blocked_in_open(attacker.pid) < started and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert blocked_in_open(attacker.pid) == started
+            assert blocked_in_open(attacker.pid) > stash
             # another process's open while every attacker thread holds its call
             victim = tmp_path / "victim"
             victim.write_text("x")
@@ -362,3 +366,102 @@ def test_a_reused_pid_does_not_inherit_a_stale_exclusion(public_dir: Path) -> No
         (e,) = wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == tid)
         assert e.argv == ["/bin/true", "reused-pid"]
         assert s.exclusions()[0].hits.get("process_exec", 0) == 1  # the excluded python's own exec
+
+
+ERESTARTSYS = 512
+
+SWAP_WHILE_BLOCKED_C = r"""
+import ctypes, json, os, signal, sys, threading, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+fifo, decoy = sys.argv[1], sys.argv[2]
+path = ctypes.create_string_buffer(fifo.encode(), 4096)
+# a handler without SA_RESTART: the signal ends the blocked open with EINTR
+signal.signal(signal.SIGUSR1, lambda *_: None)
+out = {"pid": os.getpid()}
+
+
+def opener():
+    out["tid"] = threading.get_native_id()
+    out["rc"] = libc.open(path, os.O_RDONLY)  # blocks: the FIFO has no writer
+    out["errno"] = ctypes.get_errno()
+
+
+t = threading.Thread(target=opener)
+t.start()
+while "tid" not in out:
+    time.sleep(0.001)
+# the kernel has its copy of the string once the thread sleeps in the open
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    with open(f"/proc/self/task/{out['tid']}/stat") as f:
+        if f.read().rsplit(")", 1)[1].split()[0] == "S":
+            break
+    time.sleep(0.001)
+time.sleep(0.05)
+path.value = decoy.encode()
+signal.pthread_kill(t.ident, signal.SIGUSR1)
+t.join()
+print(json.dumps(out))
+"""
+
+
+def swap_while_blocked(fifo: Path, decoy: Path) -> dict[str, Any]:
+    """As nobody: open() the FIFO in one thread, which blocks after the
+    kernel copied the path; rewrite the path to decoy; interrupt the open
+    (EINTR). Returns the child's pid, the opener's tid, rc and errno."""
+    os.mkfifo(fifo, 0o666)
+    out = as_nobody([*SYSTEM_PYTHON, SWAP_WHILE_BLOCKED_C, str(fifo), str(decoy)], stdout=subprocess.PIPE)
+    child: dict[str, Any] = json.loads(out.stdout)
+    assert (child["rc"], child["errno"]) == (-1, errno.EINTR)
+    return child
+
+
+def fifo_of_length(base: Path, length: int) -> Path:
+    """A path to a (future) FIFO, length bytes long, under base."""
+    pad = length - len(f"{base}/") - len("/fifo")
+    assert 0 < pad < 256
+    (base / ("x" * pad)).mkdir(mode=0o777)
+    return base / ("x" * pad) / "fifo"
+
+
+# the longest string sys_enter keeps whole (ARG_COPY_LEN - 2 in bpf_src/events.h)
+ARG_WHOLE = 102
+
+
+@pytest.mark.parametrize("length", [60, ARG_WHOLE, ARG_WHOLE + 1, 200])
+def test_a_path_rewritten_while_the_call_blocks_is_flagged(
+    sensor: ebpfsensor.Sensor, public_dir: Path, length: int
+) -> None:
+    """A failed open's path was the caller's string as sys_exit read it: a
+    thread could rewrite it while the open blocked and have the event name
+    another file. The event now names the string as it was when the call
+    began, where the copy sys_enter keeps holds it whole, and says the
+    string changed either way."""
+    fifo = fifo_of_length(public_dir, length)
+    decoy = public_dir / "decoy"
+    child = swap_while_blocked(fifo, decoy)
+    (e,) = wait_for(sensor, lambda e: isinstance(e, FileOpen) and e.tid == child["tid"] and mine(e, child))
+    # sys_exit runs before the signal turns the kernel's restart code into EINTR
+    assert e.result == -ERESTARTSYS and not e.resolved
+    if length <= ARG_WHOLE:
+        assert (e.path, e.arg_path) == (str(fifo), str(fifo))
+    else:
+        # longer than the copy: what sys_exit read, flagged
+        assert (e.path, e.arg_path) == (str(decoy), str(decoy))
+    assert e.path_source == PathSource.SYSCALL_ARG_CHANGED
+
+
+def test_a_path_rewritten_under_an_excluded_prefix_is_not_hidden(public_dir: Path) -> None:
+    """The rewrite aimed under an excluded directory: the event read the
+    rewritten path, matched the exclusion and was dropped. A string that
+    changed during the call is never excluded; a long one (reported as
+    rewritten, the copy being too short to hold it) neither."""
+    excluded = public_dir / "excluded"
+    excluded.mkdir(mode=0o777)
+    rule = ebpfsensor.ExcludePathPrefix(str(excluded))
+    with ebpfsensor.Sensor(kinds={"file_open"}, exclusions=(rule,), log_file=None) as s:
+        child = swap_while_blocked(fifo_of_length(public_dir, 200), excluded / "decoy")
+        (e,) = wait_for(s, lambda e: isinstance(e, FileOpen) and e.tid == child["tid"] and mine(e, child))
+        assert (e.path, e.path_source) == (str(excluded / "decoy"), PathSource.SYSCALL_ARG_CHANGED)
+        assert s.exclusions()[0].hits == {}
