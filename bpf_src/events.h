@@ -175,7 +175,8 @@ struct net_event {
 	__u16 protocol;	  /* IPPROTO_TCP, IPPROTO_UDP, ... (0 for unix) */
 	__u16 local_port;
 	__u16 remote_port;
-	__u16 _pad0;
+	__u8 local_source;  /* PATH_SOURCE_*: the socket's (KERNEL) or the sockaddr asked for (ARG) */
+	__u8 remote_source; /* likewise for the peer */
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
 	__u32 local_path_len;  /* unix: the socket's own name */
@@ -320,6 +321,23 @@ struct umount_event {
 };
 
 /*
+ * Where a path (or a network address) in a record came from, so a consumer
+ * knows how far to trust it: path_source (and new_path_source,
+ * target_source) in the file records, local_source and remote_source in
+ * net_event. The caller's strings are read from its memory at sys_exit, after
+ * the kernel used its own copy (taken early in the syscall): another thread
+ * can have rewritten them by then. sys_enter keeps a short string whole, a
+ * longer one's length and keyed hash; sys_exit compares.
+ */
+#define PATH_SOURCE_NONE 0	    /* no such path or address */
+#define PATH_SOURCE_KERNEL 1	    /* from the kernel's own objects: the opened file, the fd's file, the socket */
+#define PATH_SOURCE_ARG 2	    /* the caller's string, the same at sys_exit as at sys_enter (net: sockaddr at sys_enter) */
+#define PATH_SOURCE_ARG_CHANGED 3   /* the caller's string changed between sys_enter and sys_exit: the sys_enter copy
+				     * where it was kept whole (ARG_COPY_LEN - 2 bytes at most), else the sys_exit one */
+#define PATH_SOURCE_ARG_UNCHECKED 4 /* the caller's string as sys_exit read it, not compared: sys_enter could not read it */
+#define ARG_COPY_LEN 104	    /* bytes of each string sys_enter keeps */
+
+/*
  * File events. Paths: `path` is absolute. For an open that succeeded it is
  * resolved from the opened file's own dentry and mount chain (symlinks,
  * "..", dirfd and mount namespaces resolved by the kernel). Otherwise it is
@@ -350,7 +368,8 @@ struct file_open_event {
 	__u8 arg_path_truncated;
 	__u32 path_len;
 	__u32 arg_path_len;
-	__u32 _pad0;
+	__u8 path_source;    /* PATH_SOURCE_* */
+	__u8 _pad0[3];
 };
 
 /* unlink, unlinkat, rmdir */
@@ -363,7 +382,7 @@ struct file_unlink_event {
 	__u8 is_dir;
 	__u8 path_truncated;
 	__u8 arg_path_truncated;
-	__u8 _pad0;
+	__u8 path_source; /* PATH_SOURCE_* */
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 _pad1;
@@ -378,7 +397,8 @@ struct dir_create_event {
 	__u32 mode;
 	__u8 path_truncated;
 	__u8 arg_path_truncated;
-	__u8 _pad0[2];
+	__u8 path_source; /* PATH_SOURCE_* */
+	__u8 _pad0;
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 _pad1;
@@ -405,8 +425,10 @@ struct file_rename_event {
 	__u8 arg_path_truncated;
 	__u8 new_path_truncated;
 	__u8 new_arg_path_truncated;
-	__u8 replaced; /* RENAME_REPLACED_NO / _YES / _UNKNOWN */
-	__u8 _pad0[7];
+	__u8 replaced;	      /* RENAME_REPLACED_NO / _YES / _UNKNOWN */
+	__u8 path_source;     /* PATH_SOURCE_*, of path and arg_path */
+	__u8 new_path_source; /* of new_path and new_arg_path */
+	__u8 _pad0[5];
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 new_path_len;
@@ -424,7 +446,8 @@ struct file_chmod_event {
 	__u32 flags; /* AT_SYMLINK_NOFOLLOW 0x100, AT_EMPTY_PATH 0x1000 */
 	__u8 path_truncated;
 	__u8 arg_path_truncated;
-	__u8 _pad0[2];
+	__u8 path_source; /* PATH_SOURCE_* */
+	__u8 _pad0;
 	__u32 path_len;
 	__u32 arg_path_len;
 };
@@ -440,7 +463,8 @@ struct file_chown_event {
 	__u32 flags;
 	__u8 path_truncated;
 	__u8 arg_path_truncated;
-	__u8 _pad0[2];
+	__u8 path_source; /* PATH_SOURCE_* */
+	__u8 _pad0;
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 _pad1;
@@ -458,7 +482,10 @@ struct file_link_event {
 	__u8 arg_path_truncated;
 	__u8 new_path_truncated;
 	__u8 new_arg_path_truncated;
-	__u8 _pad0[8]; /* file_rename_event.replaced and its padding */
+	__u8 _pad0;	      /* file_rename_event.replaced */
+	__u8 path_source;     /* PATH_SOURCE_*, of path and arg_path */
+	__u8 new_path_source; /* of new_path and new_arg_path */
+	__u8 _pad1[5];
 	__u32 path_len;
 	__u32 arg_path_len;
 	__u32 new_path_len;
@@ -474,11 +501,12 @@ struct file_symlink_event {
 	__u8 target_truncated;
 	__u8 path_truncated;
 	__u8 arg_path_truncated;
-	__u8 _pad0;
+	__u8 path_source; /* PATH_SOURCE_*, of path and arg_path */
 	__u32 target_len;
 	__u32 path_len;
 	__u32 arg_path_len;
-	__u32 _pad1;
+	__u8 target_source; /* of target */
+	__u8 _pad0[3];
 };
 
 /* per event type, summed over CPUs by user space */

@@ -17,6 +17,17 @@
  * the result is known, reads the caller's strings (resident: the kernel
  * has just read them), resolves paths and emits. The record builders are
  * global functions: verified once per program, not inlined into each.
+ *
+ * The kernel copies a path string early in the syscall (getname); what
+ * sys_exit reads is the caller's memory as it is then, which another
+ * thread may have rewritten (while the call blocked, say) to falsify the
+ * event or move it under an excluded path. So sys_enter also keeps each
+ * string's length, a keyed hash of it and its first bytes (struct
+ * arg_copy), and sys_exit compares: a string that changed is reported from
+ * the sys_enter copy when that holds it whole, and the record says so
+ * (PATH_SOURCE_ARG_CHANGED). What the window between sys_enter and the
+ * kernel's own copy allows remains: only hooks inside the VFS see the
+ * kernel's copy.
  */
 #include "task.bpf.h"
 
@@ -118,6 +129,17 @@ enum file_op {
 	FOP_SYMLINK,
 };
 
+/* the length of a string sys_enter could not read */
+#define ARG_UNREAD 0xffffffff
+
+/* a caller's string as sys_enter read it */
+struct arg_copy {
+	__u64 hash; /* longer than ARG_WHOLE: keyed by seed, the whole string */
+	__u32 len;  /* ARG_UNREAD when it could not be read */
+	__u32 seed; /* random, per call: the caller cannot aim at a collision */
+	char head[ARG_COPY_LEN]; /* the whole string, NUL-terminated, when len <= ARG_WHOLE */
+};
+
 /* a file syscall's arguments, normalised at sys_enter */
 struct file_call {
 	__u64 path;	/* user pointer: the file, the old name, a symlink's target */
@@ -132,6 +154,8 @@ struct file_call {
 	__u32 nr;
 	__u32 op;
 	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
+	__u32 _pad0;
+	struct arg_copy arg[2]; /* of path and new_path */
 };
 
 /*
@@ -176,6 +200,12 @@ struct {
 
 struct file_scratch {
 	__u8 buf[4 * PATH_LEN + PATH_LEN];
+	/* a caller's string as read to be checked, at sys_enter and at
+	 * sys_exit; there the record's strings are copied from it */
+	__u8 check[PATH_LEN];
+	__u32 check_len; /* its length */
+	__u32 check_cut; /* it filled check: it may go on */
+	struct file_call call; /* built here at sys_enter, then stashed */
 };
 
 struct {
@@ -218,14 +248,30 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 	return f;
 }
 
+static __always_inline struct file_call *current_call(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	return bpf_map_lookup_elem(&file_calls, &id);
+}
+
+/* where put_user_str() and put_abs_path() take the caller's string from:
+ * its memory, the sys_enter copy of the call's path or new_path (whole),
+ * or what arg_source() read at sys_exit (whole) */
+#define FROM_USER 0
+#define FROM_COPY0 1
+#define FROM_COPY1 2
+#define FROM_CHECK 3
+
 /*
- * The caller's string into buf at off, at most max bytes with the NUL.
- * Returns its length, with PATH_TRUNCATED when it did not fit or could not
- * be read.
+ * The caller's string into buf at off, at most max bytes with the NUL,
+ * from where from says (at uptr for FROM_USER). Returns its length, with
+ * PATH_TRUNCATED when it did not fit or could not be read.
  */
-__noinline int put_user_str(__u32 off, __u64 uptr, __u32 max)
+__noinline int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
+	struct file_call *call;
 	long n;
 	char c = 0;
 
@@ -236,6 +282,24 @@ __noinline int put_user_str(__u32 off, __u64 uptr, __u32 max)
 	/* an identity on [1, PATH_LEN] that the verifier can see */
 	asm volatile("" : "+r"(max));
 	max = ((max - 1) & PATH_MASK) + 1;
+	if (from == FROM_CHECK) {
+		n = bpf_probe_read_kernel_str(&s->buf[off & FILE_OFF_MASK], max, s->check);
+		if (n <= 0)
+			return PATH_TRUNCATED;
+		return (n - 1) | (s->check_len >= max || s->check_cut ? PATH_TRUNCATED : 0);
+	}
+	if (from) {
+		struct arg_copy *a;
+
+		call = current_call();
+		if (!call)
+			return PATH_TRUNCATED;
+		a = &call->arg[(from - FROM_COPY0) & 1];
+		n = bpf_probe_read_kernel_str(&s->buf[off & FILE_OFF_MASK], max, a->head);
+		if (n <= 0)
+			return PATH_TRUNCATED;
+		return (n - 1) | (a->len >= max ? PATH_TRUNCATED : 0);
+	}
 	n = bpf_probe_read_user_str(&s->buf[off & FILE_OFF_MASK], max, (const void *)uptr);
 	if (n <= 0)
 		return PATH_TRUNCATED;
@@ -272,11 +336,12 @@ __noinline int put_path(__u32 off, __u64 path_ptr)
  * as with AT_EMPTY_PATH or fchmod), then the string as passed. At most
  * PATH_LEN - 1 bytes; length | PATH_TRUNCATED.
  */
-__noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr)
+__noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	struct file_scratch *s = scratch();
+	struct file_call *call;
 	struct file *f;
 	__u32 n, len, trunc;
 	__u64 base = 0;
@@ -284,8 +349,16 @@ __noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr)
 
 	if (!s)
 		return 0;
-	if (uptr && bpf_probe_read_user(&c, 1, (const void *)uptr))
+	if (from == FROM_CHECK) {
+		c = s->check[0];
+	} else if (from) {
+		call = current_call();
+		if (!call)
+			return PATH_TRUNCATED;
+		c = call->arg[(from - FROM_COPY0) & 1].head[0];
+	} else if (uptr && bpf_probe_read_user(&c, 1, (const void *)uptr)) {
 		return PATH_TRUNCATED;
+	}
 	if (c == '/')
 		base = (__u64)&fs->root;
 	else if (dirfd == FILE_AT_FDCWD)
@@ -307,16 +380,161 @@ __noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr)
 		s->buf[(off + len) & FILE_OFF_MASK] = '/';
 		len++;
 	}
-	n = put_user_str(off + len, uptr, PATH_LEN - len);
+	n = put_user_str(off + len, uptr, PATH_LEN - len, from);
 	return (len + (n & PATH_MASK)) | trunc | (n & PATH_TRUNCATED);
 }
 
-static __always_inline struct file_call *current_call(void)
-{
-	__u64 id = bpf_get_current_pid_tgid();
+/* words hashed per hash_chunk() call */
+#define HASH_WORDS 8
 
-	return bpf_map_lookup_elem(&file_calls, &id);
+/*
+ * HASH_WORDS 8-byte words of the string of len bytes in check,
+ * from byte i, folded into h; bytes past the string are masked off. A
+ * global function, for the reason dotdot_chunk() is one. Not a
+ * cryptographic hash: keyed by a random seed per call, a change the caller
+ * makes cannot be aimed at a collision.
+ */
+__noinline __u64 hash_chunk(__u32 len, __u32 i, __u64 h)
+{
+	struct file_scratch *s = scratch();
+	__u32 k, r;
+	__u64 w;
+
+	if (!s)
+		return h;
+	for (k = 0; k < HASH_WORDS; k++, i += 8) {
+		if (i >= len)
+			break;
+		w = *(__u64 *)&s->check[i & (PATH_LEN - 8)];
+		r = len - i;
+		if (r < 8)
+			w &= (1ULL << (8 * r)) - 1;
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h;
 }
+
+/* the keyed hash of the string of len bytes in check */
+static __always_inline __u64 str_hash(__u32 len, __u32 seed)
+{
+	__u64 h = (((__u64)seed << 32) | seed) ^ 0xcbf29ce484222325ULL ^ len;
+	__u32 i;
+
+	for (i = 0; i < PATH_LEN; i += 8 * HASH_WORDS) {
+		if (i >= len)
+			break;
+		h = hash_chunk(len, i, h);
+	}
+	return h;
+}
+
+/* strings of at most ARG_WHOLE bytes are kept whole at sys_enter; a read of
+ * ARG_COPY_LEN bytes cannot tell a longer string from one byte longer */
+#define ARG_WHOLE (ARG_COPY_LEN - 2)
+
+/*
+ * At sys_enter: the caller's string at uptr into the call being built,
+ * which = 0 for path, 1 for new_path. A short string is kept whole, which
+ * is both its check and its copy: one read. A longer one also gets its
+ * length and a keyed hash of all of it, unless short_only (an open's: its
+ * path comes from the file it opened when it succeeds). A string sys_enter
+ * cannot read (not resident: the kernel will fault its page in), or a long
+ * one with short_only, stays unchecked.
+ */
+__noinline int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
+{
+	struct file_scratch *s = scratch();
+	struct arg_copy *a;
+	long n;
+
+	if (!s)
+		return 0;
+	a = &s->call.arg[which & 1];
+	a->len = ARG_UNREAD;
+	if (!uptr)
+		return 0;
+	n = bpf_probe_read_user_str(a->head, sizeof(a->head), (const void *)uptr);
+	if (n <= 0)
+		return 0;
+	if (n - 1 <= ARG_WHOLE) {
+		a->len = n - 1;
+		return 0;
+	}
+	if (short_only)
+		return 0;
+	n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
+	if (n <= 0)
+		return 0;
+	a->len = (n - 1) & PATH_MASK;
+	a->seed = bpf_get_prandom_u32();
+	a->hash = str_hash(a->len, a->seed);
+	return 0;
+}
+
+/* arg_source()'s answer: a PATH_SOURCE_* in the low byte, and where the
+ * record's copy of the string is to come from */
+#define SRC_COPY 0x100	/* the sys_enter copy */
+#define SRC_CHECK 0x200 /* what sys_exit read */
+
+/*
+ * At sys_exit, before the record is built: where the call's string which
+ * (0: path, 1: new_path) came from and where to copy it from, reading the
+ * caller's memory once. PATH_SOURCE_KERNEL for no string or an empty one
+ * (the path is then the fd's, or the base directory's); PATH_SOURCE_ARG
+ * when the caller's memory holds what sys_enter read; PATH_SOURCE_ARG_CHANGED
+ * when it does not, reported from the sys_enter copy when that is whole;
+ * PATH_SOURCE_ARG_UNCHECKED when sys_enter could not read it.
+ */
+__noinline int arg_source(__u32 which)
+{
+	struct file_call *c = current_call();
+	struct file_scratch *s = scratch();
+	__u64 uptr, x, *now, *then;
+	struct arg_copy *a;
+	__u32 len, i, k;
+	long n;
+
+	if (!c || !s)
+		return PATH_SOURCE_ARG_UNCHECKED;
+	a = &c->arg[which & 1];
+	uptr = which ? c->new_path : c->path;
+	if (!uptr)
+		return PATH_SOURCE_KERNEL;
+	len = a->len;
+	if (len == ARG_UNREAD)
+		return PATH_SOURCE_ARG_UNCHECKED;
+	if (len > ARG_WHOLE) {
+		n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
+		if (n <= 0)
+			return PATH_SOURCE_ARG_CHANGED;
+		s->check_len = (n - 1) & PATH_MASK;
+		s->check_cut = n == PATH_LEN;
+		if (s->check_len == len && str_hash(len, a->seed) == a->hash)
+			return PATH_SOURCE_ARG | SRC_CHECK;
+		return PATH_SOURCE_ARG_CHANGED | SRC_CHECK;
+	}
+	/* kept whole: compare it, a word at a time, bytes past it masked off */
+	n = bpf_probe_read_user_str(s->check, ARG_COPY_LEN, (const void *)uptr);
+	if (n - 1 != len)
+		return PATH_SOURCE_ARG_CHANGED | SRC_COPY;
+	now = (__u64 *)s->check;
+	then = (__u64 *)a->head;
+	for (k = 0; k < ARG_COPY_LEN / 8; k++) {
+		i = 8 * k;
+		if (i >= len)
+			break;
+		x = now[k] ^ then[k];
+		if (len - i < 8)
+			x &= (1ULL << (8 * (len - i))) - 1;
+		if (x)
+			return PATH_SOURCE_ARG_CHANGED | SRC_COPY;
+	}
+	return (len ? PATH_SOURCE_ARG : PATH_SOURCE_KERNEL) | SRC_COPY;
+}
+
+/* the from argument of put_user_str() and put_abs_path() for string which */
+#define FROM(src, which) (((src) & SRC_COPY) ? FROM_COPY0 + (which) : ((src) & SRC_CHECK) ? FROM_CHECK : FROM_USER)
 
 static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 {
@@ -413,6 +631,10 @@ __noinline int path_rule(__u32 off, __u32 n)
 
 #define PATH_N(len, truncated) ((len) | ((truncated) ? PATH_TRUNCATED : 0))
 
+/* a path whose string changed during the call, or could not be checked,
+ * is never excluded: its caller may be steering the event under a rule */
+#define UNTRUSTED(source) ((source) >= PATH_SOURCE_ARG_CHANGED)
+
 /*
  * Path prefix exclusions, checked on a built record before it goes to the
  * ring: true, the hit counted under the rule of its path field, when that
@@ -432,6 +654,8 @@ static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
 #define ONE_PATH(record)                                                                         \
 	{                                                                                        \
 		struct record *e = (void *)s->buf;                                               \
+		if (UNTRUSTED(e->path_source))                                                   \
+			return 0;                                                                \
 		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));          \
 		break;                                                                           \
 	}
@@ -451,6 +675,8 @@ static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
 	case EVENT_FILE_LINK: {
 		struct file_rename_event *e = (void *)s->buf;
 
+		if (UNTRUSTED(e->path_source) || UNTRUSTED(e->new_path_source))
+			return 0;
 		rule = path_rule(sizeof(*e), PATH_N(e->path_len, e->path_truncated));
 		if (rule >= 0 && path_rule(sizeof(*e) + e->path_len + e->arg_path_len,
 					   PATH_N(e->new_path_len, e->new_path_truncated)) < 0)
@@ -460,6 +686,8 @@ static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
 	case EVENT_FILE_SYMLINK: {
 		struct file_symlink_event *e = (void *)s->buf;
 
+		if (UNTRUSTED(e->path_source) || UNTRUSTED(e->target_source))
+			return 0;
 		rule = path_rule(sizeof(*e) + e->target_len, PATH_N(e->path_len, e->path_truncated));
 		if (rule >= 0 && path_rule(sizeof(*e), PATH_N(e->target_len, e->target_truncated)) < 0)
 			rule = -1;
@@ -499,6 +727,16 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 		off += _n & PATH_MASK;                      \
 	} while (0)
 
+/* a record's path and arg_path, from the call's path string, and where
+ * they came from */
+#define ONE_STRING()                                                                                       \
+	do {                                                                                               \
+		int _src = arg_source(0);                                                                  \
+		e->path_source = _src & 0xff;                                                              \
+		PUT(put_abs_path(off, c->dirfd, c->path, FROM(_src, 0)), path_len, path_truncated);     \
+		PUT(put_user_str(off, c->path, PATH_LEN, FROM(_src, 0)), arg_path_len, arg_path_truncated); \
+	} while (0)
+
 /* repeated opens of one file by one process within the window are counted,
  * not reported; failed opens are always reported */
 static __always_inline int open_is_repeat(__u64 ino, __u32 dev, __u32 flags)
@@ -534,7 +772,7 @@ __noinline int emit_open(long ret)
 	struct file_open_event *e;
 	struct file *file = NULL;
 	struct inode *inode;
-	int want_open, want_create, trunc = 0;
+	int want_open, want_create, src, trunc = 0;
 	__u32 off = sizeof(*e);
 
 	if (!c || !s)
@@ -567,15 +805,25 @@ __noinline int emit_open(long ret)
 	}
 	if (!want_open && !want_create)
 		return 0;
+	/* an open that succeeded names the file it opened, whatever the
+	 * string, and arg_path is the string as sys_enter read it where that
+	 * is kept whole: only a failed open's string is checked */
+	if (file)
+		src = PATH_SOURCE_KERNEL | (c->arg[0].len <= ARG_WHOLE ? SRC_COPY : 0);
+	else
+		src = arg_source(0);
 	fill_head(e, ret, c->nr);
 	e->dirfd = c->dirfd;
 	e->resolved = file != NULL;
-	e->_pad0 = 0;
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	e->_pad0[2] = 0;
+	e->path_source = src & 0xff;
 	if (file)
 		PUT(put_path(off, (__u64)&file->f_path), path_len, path_truncated);
 	else
-		PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+		PUT(put_abs_path(off, c->dirfd, c->path, FROM(src, 0)), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src, 0)), arg_path_len, arg_path_truncated);
 	if (want_open)
 		submit(s, EVENT_FILE_OPEN, off, trunc);
 	if (want_create)
@@ -603,9 +851,10 @@ __noinline int emit_mknod(long ret)
 	e->dirfd = c->dirfd;
 	e->created = ret == 0;
 	e->resolved = 0;
-	e->_pad0 = 0;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	e->_pad0[2] = 0;
+	ONE_STRING();
 	submit(s, EVENT_FILE_CREATE, off, trunc);
 	return 0;
 }
@@ -625,10 +874,8 @@ __noinline int emit_unlink(long ret)
 	e->dirfd = c->dirfd;
 	e->flags = c->flags;
 	e->is_dir = (c->flags & AT_REMOVEDIR) != 0;
-	e->_pad0 = 0;
 	e->_pad1 = 0;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	ONE_STRING();
 	submit(s, EVENT_FILE_UNLINK, off, trunc);
 	return 0;
 }
@@ -647,11 +894,9 @@ __noinline int emit_mkdir(long ret)
 	fill_head(e, ret, c->nr);
 	e->dirfd = c->dirfd;
 	e->mode = c->mode;
-	e->_pad0[0] = 0;
-	e->_pad0[1] = 0;
+	e->_pad0 = 0;
 	e->_pad1 = 0;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	ONE_STRING();
 	submit(s, EVENT_DIR_CREATE, off, trunc);
 	return 0;
 }
@@ -715,8 +960,8 @@ __noinline int emit_pair(long ret, __u32 type)
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
 	struct file_rename_event *e;
-	__u32 off = sizeof(*e);
-	int trunc = 0;
+	__u32 off = sizeof(*e), i;
+	int src, trunc = 0;
 
 	if (!c || !s)
 		return 0;
@@ -730,10 +975,13 @@ __noinline int emit_pair(long ret, __u32 type)
 		      : !(c->rename_seen & RENAME_SEEN)	   ? RENAME_REPLACED_UNKNOWN
 		      : (c->rename_seen & RENAME_TARGET_EXISTED) ? RENAME_REPLACED_YES
 								 : RENAME_REPLACED_NO;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path), new_path_len, new_path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN), new_arg_path_len, new_arg_path_truncated);
+	for (i = 0; i < 5; i++)
+		e->_pad0[i] = 0;
+	ONE_STRING();
+	src = arg_source(1);
+	e->new_path_source = src & 0xff;
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src, 1)), new_path_len, new_path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src, 1)), new_arg_path_len, new_arg_path_truncated);
 	submit(s, type, off, trunc);
 	return 0;
 }
@@ -753,10 +1001,8 @@ __noinline int emit_chmod(long ret)
 	e->dirfd = c->dirfd;
 	e->mode = c->mode;
 	e->flags = c->flags;
-	e->_pad0[0] = 0;
-	e->_pad0[1] = 0;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	e->_pad0 = 0;
+	ONE_STRING();
 	submit(s, EVENT_FILE_CHMOD, off, trunc);
 	return 0;
 }
@@ -777,11 +1023,9 @@ __noinline int emit_chown(long ret)
 	e->new_uid = c->uid;
 	e->new_gid = c->gid;
 	e->flags = c->flags;
-	e->_pad0[0] = 0;
-	e->_pad0[1] = 0;
+	e->_pad0 = 0;
 	e->_pad1 = 0;
-	PUT(put_abs_path(off, c->dirfd, c->path), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN), arg_path_len, arg_path_truncated);
+	ONE_STRING();
 	submit(s, EVENT_FILE_CHOWN, off, trunc);
 	return 0;
 }
@@ -792,18 +1036,24 @@ __noinline int emit_symlink(long ret)
 	struct file_scratch *s = scratch();
 	struct file_symlink_event *e;
 	__u32 off = sizeof(*e);
-	int trunc = 0;
+	int src, trunc = 0;
 
 	if (!c || !s)
 		return 0;
 	e = (struct file_symlink_event *)s->buf;
 	fill_head(e, ret, c->nr);
 	e->dirfd = c->new_dirfd;
-	e->_pad0 = 0;
-	e->_pad1 = 0;
-	PUT(put_user_str(off, c->path, PATH_LEN), target_len, target_truncated);
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path), path_len, path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN), arg_path_len, arg_path_truncated);
+	e->_pad0[0] = 0;
+	e->_pad0[1] = 0;
+	e->_pad0[2] = 0;
+	/* the target is a string the kernel stores, never looked up */
+	src = arg_source(0);
+	e->target_source = src & 0xff;
+	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src, 0)), target_len, target_truncated);
+	src = arg_source(1);
+	e->path_source = src & 0xff;
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src, 1)), path_len, path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src, 1)), arg_path_len, arg_path_truncated);
 	submit(s, EVENT_FILE_SYMLINK, off, trunc);
 	return 0;
 }
@@ -962,18 +1212,30 @@ static __always_inline void normalise(struct file_call *c, long nr, const __u64 
 
 static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 {
-	struct file_call c = {};
+	struct file_scratch *s;
+	struct file_call *c;
 	__u64 id;
 
 	/* excluded processes stop here, before anything is stashed */
 	if (!op_enabled(op) || excluded_for(op_event(op)))
 		return 0;
-	c.nr = nr;
-	c.op = op;
-	normalise(&c, nr, args);
+	s = scratch();
+	if (!s)
+		return 0;
+	c = &s->call;
+	__builtin_memset(c, 0, offsetof(struct file_call, arg));
+	c->nr = nr;
+	c->op = op;
+	normalise(c, nr, args);
+	/* the strings sys_exit reads again, to tell whether they changed */
+	arg_capture(0, c->path, op == FOP_OPEN);
+	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK)
+		arg_capture(1, c->new_path, 0);
+	else
+		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
 	/* a failed update is counted at sys_exit, which finds nothing */
-	bpf_map_update_elem(&file_calls, &id, &c, BPF_ANY);
+	bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 	return 0;
 }
 

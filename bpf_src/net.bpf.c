@@ -229,6 +229,8 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 		sk = BPF_CORE_READ(sock, sk);
 	}
 	if (sk) {
+		e->local_source = PATH_SOURCE_KERNEL;
+		e->remote_source = PATH_SOURCE_KERNEL;
 		e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		e->protocol = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 		if (e->family == AF_INET) {
@@ -261,6 +263,7 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	 * when the kernel has none (the connect failed); bind's likewise */
 	if (a->family && a->family == e->family) {
 		if (type == EVENT_NET_CONNECT && !(connected && has_peer(e, unix_peer))) {
+			e->remote_source = PATH_SOURCE_ARG;
 			__builtin_memcpy(e->remote_addr, a->addr, 16);
 			e->remote_port = a->port;
 			if (a->family == AF_UNIX) {
@@ -268,6 +271,7 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 				bpf_probe_read_kernel(&s->rec.tail[local_len & SUN_MASK], remote_len, a->path);
 			}
 		} else if (type == EVENT_NET_BIND && ctx->ret < 0) {
+			e->local_source = PATH_SOURCE_ARG;
 			__builtin_memcpy(e->local_addr, a->addr, 16);
 			e->local_port = a->port;
 			if (a->family == AF_UNIX) {

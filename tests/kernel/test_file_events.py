@@ -32,6 +32,7 @@ from ebpfsensor.events import (
     FileUnlink,
     to_json,
 )
+from ebpfsensor.events.file import PathSource
 
 pytestmark = pytest.mark.bpf
 
@@ -862,6 +863,51 @@ def test_symlink(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
     exists = one(sensor, FileSymlink, arg_path=str(d / "sl"))
     check_header(exists, clock, nrs("symlink", "symlinkat"), -errno.EEXIST)
     assert exists.target == "t"
+
+
+# --- where paths come from ---------------------------------------------------------
+
+ARG = PathSource.SYSCALL_ARG
+
+
+def test_path_sources(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
+    """Every file event says where its paths came from. At the syscall
+    tracepoints: the opened file for an open that succeeded, the fd's file
+    for fchmod and fchown, else the caller's strings, compared between the
+    syscall's entry and exit (none changed here), long ones included."""
+    long_name = "l" * 200  # longer than the copy kept whole: compared by length and hash
+    (d / "f").write_text("x")
+    fd = os.open(d / "f", os.O_RDONLY)
+    try:
+        with Clock() as clock:
+            os.close(os.open("f", os.O_RDONLY))
+            with pytest.raises(FileNotFoundError):
+                os.open("missing", os.O_RDONLY)
+            os.mkdir(long_name)
+            os.rename(long_name, "short")
+            os.chmod("f", 0o600)
+            os.fchmod(fd, 0o640)
+            os.fchown(fd, -1, -1)
+            os.link("f", "f2")
+            os.symlink("target", "sl")
+            os.unlink("f2")
+    finally:
+        os.close(fd)
+    opened = one(sensor, FileOpen, arg_path="f", since=clock.before)
+    assert (opened.resolved, opened.path_source) == (True, PathSource.KERNEL)
+    assert one(sensor, FileOpen, arg_path="missing", since=clock.before).path_source == ARG
+    assert one(sensor, DirCreate, arg_path=long_name, since=clock.before).path_source == ARG
+    ren = one(sensor, FileRename, arg_path=long_name, since=clock.before)
+    assert (ren.path_source, ren.new_path_source, ren.path) == (ARG, ARG, str(d / long_name))
+    assert one(sensor, FileChmod, arg_path="f", since=clock.before).path_source == ARG
+    fchmod = one(sensor, FileChmod, dirfd=fd, since=clock.before)
+    assert (fchmod.path, fchmod.path_source) == (str(d / "f"), PathSource.KERNEL)
+    assert one(sensor, FileChown, dirfd=fd, since=clock.before).path_source == PathSource.KERNEL
+    link = one(sensor, FileLink, arg_path="f", since=clock.before)
+    assert (link.path_source, link.new_path_source) == (ARG, ARG)
+    sl = one(sensor, FileSymlink, arg_path="sl", since=clock.before)
+    assert (sl.target, sl.target_source, sl.path_source) == ("target", ARG, ARG)
+    assert one(sensor, FileUnlink, arg_path="f2", since=clock.before).path_source == ARG
 
 
 # --- dedup window, per-kind enablement ------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ebpfsensor._ffi import ffi
+from ebpfsensor._ffi import ffi, lib
 from ebpfsensor.errors import DecodeError
 from ebpfsensor.events import (
     DirCreate,
@@ -28,7 +28,9 @@ from ebpfsensor.events import (
     decode,
     to_json,
 )
+from ebpfsensor.events import file as file_events
 from ebpfsensor.events._layout import RECORDS
+from ebpfsensor.events.file import PathSource
 from ebpfsensor.sources.ebpf.ring import BatchDecoder
 
 FILE_CLASSES = (FileOpen, FileCreate, FileUnlink, DirCreate, FileRename, FileChmod, FileChown, FileLink, FileSymlink)
@@ -105,11 +107,12 @@ def test_open_record_round_trip() -> None:
         resolved=1,
         path_truncated=0,
         arg_path_truncated=1,
+        path_source=1,
     )
     ev = both(raw)
     assert type(ev) is FileOpen
     want = dict(_HEADER, ino=987654321012, dev=0x801, flags=0o1101, mode=0o640, dirfd=-100, created=True)
-    want |= {"resolved": True, "path_truncated": False, "arg_path_truncated": True}
+    want |= {"resolved": True, "path_truncated": False, "arg_path_truncated": True, "path_source": 1}
     want |= {"path": "/tmp/a b/c.txt", "arg_path": "c.txt"}
     assert msgspec.structs.asdict(ev) == want | {"container_id": ""}
     assert ev.errno == 13
@@ -217,3 +220,37 @@ def test_layout_matches_the_compiled_object(cls: type) -> None:
     assert spec.fixed_size == size
     for f in spec.fields:
         assert any(m.offset == f.offset and m.size == f.size for m in members), f.name
+
+
+def test_path_sources_are_the_c_values() -> None:
+    for source in PathSource:
+        assert int(source) == getattr(lib, f"PATH_SOURCE_{source.name.replace('SYSCALL_', '')}")
+    # the documented copy: strings of at most 102 bytes are kept whole
+    assert lib.ARG_COPY_LEN - 2 == 102
+    assert "at most 102 bytes" in " ".join((file_events.__doc__ or "").split())
+
+
+SOURCES = {
+    FileOpen: ("path_source",),
+    FileCreate: ("path_source",),
+    FileUnlink: ("path_source",),
+    DirCreate: ("path_source",),
+    FileRename: ("path_source", "new_path_source"),
+    FileChmod: ("path_source",),
+    FileChown: ("path_source",),
+    FileLink: ("path_source", "new_path_source"),
+    FileSymlink: ("path_source", "target_source"),
+}
+
+
+@pytest.mark.parametrize("cls", FILE_CLASSES, ids=lambda c: c.__name__)
+def test_every_path_has_its_source(cls: type) -> None:
+    """Each path of a record carries its own source; two-path records carry
+    two, which can differ (one string rewritten, the other not)."""
+    names = SOURCES[cls]
+    assert [n for n in cls.__struct_fields__ if n.endswith("_source")] == list(names)
+    for values in ((PathSource.SYSCALL_ARG_CHANGED, PathSource.SYSCALL_ARG), (PathSource.KERNEL, PathSource.NONE)):
+        fields = dict(zip(names, map(int, values), strict=False))
+        ev = both(build(cls, {name: b"/p" for name in tails_of(cls)}, **fields))
+        assert {n: getattr(ev, n) for n in names} == fields
+        assert PathSource(ev.path_source).name == values[0].name

@@ -136,6 +136,17 @@ def test_net_tail_past_end_is_a_decode_error() -> None:
     assert dec.undecodable == 1
 
 
+def test_net_address_sources() -> None:
+    """Where each address came from: the socket's (a connect that
+    succeeded), the sockaddr the caller passed (a connect that failed)."""
+    from ebpfsensor.events.file import PathSource
+
+    ok = both(record(EventType.NET_CONNECT, net_fields(result=0, local_source=1, remote_source=1)))
+    failed = both(record(EventType.NET_CONNECT, net_fields(result=-111, local_source=1, remote_source=2)))
+    assert (ok.local_source, ok.remote_source) == (PathSource.KERNEL, PathSource.KERNEL)
+    assert (failed.local_source, failed.remote_source) == (PathSource.KERNEL, PathSource.SYSCALL_ARG)
+
+
 def test_net_event_uses_map16() -> None:
     """net_event has 16-31 fields: a map16, not a fixmap (which holds 15)."""
     assert 16 <= len(RECORDS[int(EventType.NET_BIND)].fields) + 1 < 32

@@ -16,9 +16,24 @@ for the cwd. ``*_truncated`` flags a string that could not be read or did
 not fit: a path longer than PATH_LEN - 1 (4095 bytes) keeps its leading
 part, one deeper than MAX_PATH_DEPTH (64) its last components. ``new_path``,
 ``new_arg_path`` and ``new_dirfd`` follow the same rules.
+
+Path sources: ``path_source`` (``new_path_source``, ``target_source``) says
+where a path came from, as a :class:`PathSource` number, so a consumer knows
+how far to trust it. The kernel copies the caller's string early in the
+syscall; the event reads the caller's memory again at the syscall's exit,
+where another thread may have rewritten it (while the call blocked, say).
+At the syscall's entry a string of at most 102 bytes is copied whole, a
+longer one's length and a keyed hash kept; at its exit they are compared. A
+string that changed is reported as it was at entry when it was copied
+whole, and flagged ``SYSCALL_ARG_CHANGED`` either way; such a path is never
+excluded by a path prefix rule. An open that succeeded names the file it
+opened (``KERNEL``), whatever the string. A rewrite within the instant
+between the entry and the kernel's own copy is not seen.
 """
 
 from __future__ import annotations
+
+import enum
 
 from ._base import EventType, _SyscallEvent
 
@@ -32,7 +47,31 @@ __all__ = [
     "FileRename",
     "FileSymlink",
     "FileUnlink",
+    "PathSource",
 ]
+
+
+class PathSource(enum.IntEnum):
+    """Where a path (or a network address) in an event came from: the
+    values of ``path_source``, ``new_path_source``, ``target_source`` and,
+    in network events, ``local_source`` and ``remote_source``."""
+
+    #: no such path or address in this event
+    NONE = 0
+    #: from the kernel's own objects: the opened file, the fd's file, the
+    #: socket (a path from a dirfd alone, or with an empty string, too)
+    KERNEL = 1
+    #: the caller's string, the same at the syscall's exit as at its entry
+    #: (network: the sockaddr the caller passed, read at entry)
+    SYSCALL_ARG = 2
+    #: the caller's string changed between the syscall's entry and exit: as
+    #: it was at entry when at most 102 bytes, else as at exit; either way
+    #: the caller rewrote its argument during the call
+    SYSCALL_ARG_CHANGED = 3
+    #: the caller's string as read at the syscall's exit, not compared: it
+    #: could not be read at entry (its memory was not resident); never
+    #: excluded by a path prefix rule
+    SYSCALL_ARG_UNCHECKED = 4
 
 
 class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
@@ -57,6 +96,11 @@ class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
             and mount chain when ``resolved``, else the caller's base
             directory joined with ``arg_path`` (see "Paths" above).
         arg_path: the path string as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource`: ``KERNEL`` when ``resolved`` (``arg_path``
+            is then the caller's string, compared as for the others), else
+            the caller's string checked as described under "Path sources"
+            above.
     """
 
     ino: int
@@ -70,6 +114,7 @@ class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
     arg_path_truncated: bool
     path: str
     arg_path: str
+    path_source: int
 
 
 class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
@@ -121,6 +166,8 @@ class FileUnlink(_SyscallEvent, frozen=True, gc=False, tag="file_unlink"):
         arg_path_truncated: ``arg_path`` could not be read or did not fit.
         path: the removed file's absolute path (see "Paths" above).
         arg_path: the path string as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above).
     """
 
     event_type = EventType.FILE_UNLINK
@@ -133,6 +180,7 @@ class FileUnlink(_SyscallEvent, frozen=True, gc=False, tag="file_unlink"):
     arg_path_truncated: bool
     path: str
     arg_path: str
+    path_source: int
 
 
 class DirCreate(_SyscallEvent, frozen=True, gc=False, tag="dir_create"):
@@ -146,6 +194,8 @@ class DirCreate(_SyscallEvent, frozen=True, gc=False, tag="dir_create"):
         arg_path_truncated: ``arg_path`` could not be read or did not fit.
         path: the new directory's absolute path (see "Paths" above).
         arg_path: the path string as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above).
     """
 
     event_type = EventType.DIR_CREATE
@@ -157,6 +207,7 @@ class DirCreate(_SyscallEvent, frozen=True, gc=False, tag="dir_create"):
     arg_path_truncated: bool
     path: str
     arg_path: str
+    path_source: int
 
 
 class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
@@ -187,6 +238,10 @@ class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
         arg_path: the old name as the caller passed it.
         new_path: the new name, absolute (see "Paths" above).
         new_arg_path: the new name as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above).
+        new_path_source: where ``new_path`` and ``new_arg_path`` came
+            from, a :class:`PathSource`.
     """
 
     event_type = EventType.FILE_RENAME
@@ -204,6 +259,8 @@ class FileRename(_SyscallEvent, frozen=True, gc=False, tag="file_rename"):
     arg_path: str
     new_path: str
     new_arg_path: str
+    path_source: int
+    new_path_source: int
 
 
 class FileChmod(_SyscallEvent, frozen=True, gc=False, tag="file_chmod"):
@@ -220,6 +277,9 @@ class FileChmod(_SyscallEvent, frozen=True, gc=False, tag="file_chmod"):
         path: the file's absolute path (see "Paths" above); for fchmod, the
             fd's file.
         arg_path: the path string as the caller passed it; "" for fchmod.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above); ``KERNEL`` for
+            fchmod.
     """
 
     event_type = EventType.FILE_CHMOD
@@ -232,6 +292,7 @@ class FileChmod(_SyscallEvent, frozen=True, gc=False, tag="file_chmod"):
     arg_path_truncated: bool
     path: str
     arg_path: str
+    path_source: int
 
 
 class FileChown(_SyscallEvent, frozen=True, gc=False, tag="file_chown"):
@@ -250,6 +311,9 @@ class FileChown(_SyscallEvent, frozen=True, gc=False, tag="file_chown"):
         path: the file's absolute path (see "Paths" above); for fchown, the
             fd's file.
         arg_path: the path string as the caller passed it; "" for fchown.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above); ``KERNEL`` for
+            fchown.
     """
 
     event_type = EventType.FILE_CHOWN
@@ -263,6 +327,7 @@ class FileChown(_SyscallEvent, frozen=True, gc=False, tag="file_chown"):
     arg_path_truncated: bool
     path: str
     arg_path: str
+    path_source: int
 
 
 class FileLink(_SyscallEvent, frozen=True, gc=False, tag="file_link"):
@@ -284,6 +349,10 @@ class FileLink(_SyscallEvent, frozen=True, gc=False, tag="file_link"):
         arg_path: the existing file as the caller passed it.
         new_path: the new link, absolute (see "Paths" above).
         new_arg_path: the new link as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above).
+        new_path_source: where ``new_path`` and ``new_arg_path`` came
+            from, a :class:`PathSource`.
     """
 
     event_type = EventType.FILE_LINK
@@ -300,6 +369,8 @@ class FileLink(_SyscallEvent, frozen=True, gc=False, tag="file_link"):
     arg_path: str
     new_path: str
     new_arg_path: str
+    path_source: int
+    new_path_source: int
 
 
 class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
@@ -314,6 +385,10 @@ class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
         target: the string the link holds, as given; never resolved.
         path: the new link's absolute path (see "Paths" above).
         arg_path: the new link's path as the caller passed it.
+        path_source: where ``path`` and ``arg_path`` came from, a
+            :class:`PathSource` (see "Path sources" above).
+        target_source: where ``target`` came from, a :class:`PathSource`:
+            the caller's string, checked as the paths are.
     """
 
     event_type = EventType.FILE_SYMLINK
@@ -326,3 +401,5 @@ class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
     target: str
     path: str
     arg_path: str
+    path_source: int
+    target_source: int

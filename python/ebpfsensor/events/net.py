@@ -49,6 +49,14 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
             NULs of an abstract name are not kept); else "".
         remote_path: unix: the peer's name, written as ``local_path``; else
             "".
+        local_source: where the local address came from, a
+            :class:`~ebpfsensor.events.file.PathSource`: ``KERNEL``, the
+            socket's after the call; ``SYSCALL_ARG``, the sockaddr the caller
+            passed (a bind that failed); ``NONE`` when there is no socket.
+        remote_source: where the remote address came from: ``KERNEL``, the
+            socket's peer (an accepted connection, a connect that succeeded
+            or is under way); ``SYSCALL_ARG``, the sockaddr the caller passed
+            (a connect that failed); ``NONE`` when there is no socket.
     """
 
     record = "net_event"
@@ -65,6 +73,8 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     remote_addr: bytes
     local_path: str
     remote_path: str
+    local_source: int
+    remote_source: int
 
     @property
     def local_address(self) -> str:
