@@ -16,6 +16,7 @@ from .errors import (
     LibbpfError,
     NotSupportedError,
     PrivilegeError,
+    RecordingError,
     VerifierError,
 )
 from .events import Event, EventType, ProcessExec, ProcessExit, ProcessFork, UserLogin, decode, to_json
@@ -30,6 +31,7 @@ from .exclusions import (
 )
 from .host.capabilities import Capabilities
 from .probe import ProbeReport, probe
+from .recording import Recorder, ReplaySensor
 from .sensor import Sensor, Subscription
 from .status import Health, HookInfo, KindHealth, KindStats, SensorStats
 
@@ -63,6 +65,9 @@ __all__ = [
     "ProcessExec",
     "ProcessExit",
     "ProcessFork",
+    "Recorder",
+    "RecordingError",
+    "ReplaySensor",
     "Sensor",
     "SensorStats",
     "Subscription",

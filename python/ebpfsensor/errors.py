@@ -13,6 +13,7 @@ __all__ = [
     "LibbpfError",
     "NotSupportedError",
     "PrivilegeError",
+    "RecordingError",
     "VerifierError",
 ]
 
@@ -117,3 +118,21 @@ class DecodeError(EbpfSensorError, ValueError):
 
 class ConfigError(EbpfSensorError, ValueError):
     """Configuration that cannot be used; says which setting and how to fix it."""
+
+
+class RecordingError(EbpfSensorError, ValueError):
+    """A recording that cannot be read: not a recording, a format version
+    newer than this library reads, or a truncated or corrupted frame.
+
+    Attributes:
+        path: the recording's file name ("" for a stream without one).
+        offset: the byte offset in the file of the frame (or part) at fault.
+        version: the format version the file declares, when that is the
+            problem; else None.
+    """
+
+    def __init__(self, message: str, path: str = "", offset: int = 0, version: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+        self.version = version

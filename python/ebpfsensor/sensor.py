@@ -27,7 +27,11 @@ from .sources.proc_connector import ProcConnectorSource
 from .status import Health, HookInfo, KindHealth, KindStats, SensorStats
 
 if TYPE_CHECKING:
+    import os
+    from typing import IO
+
     from .diagnostic import EbpfStatistics
+    from .recording import Recorder
 
 __all__ = ["Sensor", "Subscription"]
 
@@ -289,6 +293,19 @@ class Sensor:
         while self._started and (end is None or time.monotonic() < end):
             wait = None if end is None else max(0.0, min(self.config.max_latency_ms / 1000, end - time.monotonic()))
             self.poll(wait)
+
+    def record(self, target: str | os.PathLike[str] | IO[bytes], **options: Any) -> Recorder:
+        """Record what this sensor delivers from now on, with its losses and
+        process table (docs/recording.md); ``with sensor.record("t.ebr"):
+        sensor.run(60)``. Options (``kinds``, ...) are those of
+        :class:`ebpfsensor.recording.Recorder`; ``ReplaySensor`` replays it.
+
+        Raises:
+            OSError: the file cannot be created.
+        """
+        from .recording import Recorder
+
+        return Recorder(self, target, **options)
 
     # --- exclusions --------------------------------------------------------------
 
