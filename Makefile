@@ -32,8 +32,13 @@ PYPATH := PYTHONPATH=$(CURDIR)/python
 EXT := python/ebpfsensor/_libbpf.abi3.so
 
 # Debian packages the build and the tests need
-APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng clang-format
-PIP_PACKAGES := cffi msgspec pyelftools pytest
+# (nats-server, rsyslog, rsyslog-gnutls, openssl: the exporters' servers, which the tests start
+# themselves on free loopback ports; their packages start a system service only where systemd
+# runs and policy-rc.d allows it, and a service that fails to start does not fail the install)
+APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng clang-format \
+	nats-server rsyslog rsyslog-gnutls openssl
+# nats-py and rich: the nats and top extras, whose tests must run in CI
+PIP_PACKAGES := cffi msgspec pyelftools pytest nats-py rich
 
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -50,7 +55,7 @@ $(BUILD)/.deps-$(BPF_ARCH):
 		echo "  APT     $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	$(Q)$(PYTHON) -c "import cffi, msgspec, elftools, pytest" 2>/dev/null || \
+	$(Q)$(PYTHON) -c "import cffi, msgspec, elftools, pytest, nats, rich" 2>/dev/null || \
 		{ echo "  PIP     $(PIP_PACKAGES)"; $(PYTHON) -m pip install -q --root-user-action=ignore $(PIP_PACKAGES); }
 	$(Q)bash tools/build-deps.sh $(BPF_ARCH)
 	$(Q)touch $@

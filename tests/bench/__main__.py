@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """`make bench`: delivery throughput, the decode step, exec overhead, overhead
-on monitored workloads, the sustained rate without loss and the footprint,
-as ratios measured in one run.
+on monitored workloads, the sustained rate without loss, the footprint, and
+native JSON vs ECS vs OCSF with the exporters' delivery rates, as ratios
+measured in one run.
 
 Benchmarks assert nothing about speed; they fail loudly when a configuration
 did not actually run (no records delivered, no program runs counted, a
@@ -32,7 +33,7 @@ from ebpfsensor.events import Event, decode
 from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
-from . import cbench, overhead, sustained
+from . import cbench, overhead, schemas, sustained
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -325,7 +326,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer records and repetitions")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
-        "--only", default="delivery,exec,overhead,sustained,footprint", help="comma-separated sections to run"
+        "--only", default="delivery,exec,overhead,sustained,footprint,schemas", help="comma-separated sections to run"
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -348,6 +349,7 @@ def main() -> int:
         "overhead": lambda: results.update(overhead=overhead.overhead(OUT, reps, args.quick)),
         "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
         "footprint": lambda: results.update(footprint=overhead.footprint()),
+        "schemas": lambda: results.update(schemas=schemas.schemas(args.quick)),
     }
     unknown = only - set(sections)
     if unknown:
@@ -393,6 +395,8 @@ def main() -> int:
         for mode, per in results["overhead"].items():
             cells = "  ".join(f"{name}: {v['ns_per_op']:.0f} ({v['overhead_pct']:+.0f}%)" for name, v in per.items())
             print(f"  {mode:8} {cells}")
+    if "schemas" in results:
+        schemas.report(results["schemas"])
     if "sustained" in results:
         r = results["sustained"]
         c, a = r["confirmed"], r["above"]

@@ -60,12 +60,33 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_probe(r: Any) -> None:
+    c = r.capabilities
+    print(f"provider: {r.provider} ({r.reason})")
+    print(f"kernel: {c.kernel_release} {c.machine}, {c.distribution}")
+    print(f"support: {c.support.reason}")
+    print(f"btf: {c.btf_source}; ring buffer: {c.ring_buffer}; tracefs: {c.tracefs}; bpffs: {c.bpffs}")
+    print(f"program types: {', '.join(f'{k}={v}' for k, v in c.program_types.items())}")
+    if not r.kinds:
+        print("kinds: not loaded (--no-load, or no privileges)")
+        return
+    print("kinds:")
+    for kind, k in r.kinds.items():
+        print(f"  {kind:16} {'live' if k.live else 'off':5} {k.source:16} {k.reason}")
+    print("hooks:")
+    for hook, info in sorted(r.hooks.items()):
+        print(f"  {hook:24} {info.variant or '-':8} {'; '.join(info.failures)}")
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """What this kernel supports and which provider would run."""
     from ..probe import probe
 
     report = probe(load=not args.no_load)
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
+    else:
+        _print_probe(report)
     return 0
 
 
@@ -124,6 +145,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("probe", help="report kernel capabilities and the provider that would run")
     p.add_argument("--no-load", action="store_true", help="do not load programs (no privileges needed)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("check", help="check compiled objects without loading them")
