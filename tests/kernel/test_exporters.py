@@ -84,6 +84,14 @@ def wait_port(port: int, timeout: float = 5.0, proc: subprocess.Popen[bytes] | N
     raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def _die_with_parent() -> None:
+    """In the server's child: SIGKILL when the test process dies, so a run
+    that is killed leaves no server behind."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 class Server:
     """A server process on 127.0.0.1:port, restartable."""
 
@@ -95,7 +103,9 @@ class Server:
         if self.pidfile is not None:
             self.pidfile.unlink(missing_ok=True)  # left by a kill
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
         wait_port(self.port, proc=self.proc)
         return self
 
