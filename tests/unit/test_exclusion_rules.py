@@ -126,7 +126,8 @@ def test_top_initiator_refuses_shared_executables_unless_forced(shared: str) -> 
     if not os.path.exists(shared):
         pytest.skip(f"{shared} is not installed here")
     stats = stats_with(initiator_for(shared))
-    with pytest.raises(ConfigError, match="is a shared executable .* for every user: exclude the noisy process by pid"):
+    refused = r"is a shared executable .* for every user: exclude the noisy process by pid"
+    with pytest.raises(ConfigError, match=refused):
         stats.top_initiator_exclusion()
     assert stats.top_initiator_exclusion(force=True) == ExcludeExecutable(shared)
 

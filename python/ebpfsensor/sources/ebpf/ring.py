@@ -161,9 +161,11 @@ class BatchDecoder:
         self._known[cgroup_id] = cid
         enc = msgspec.msgpack.encode(cid)
         if lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc)) < 0:
-            # table full: start over, the ids in use come back
+            # table full: start over, the ids in use come back (and are
+            # looked up anew then, unknown ones included)
             lib.es_cgroup_clear(self._c)
             self._known = {cgroup_id: cid}
+            self._unknown = {cgroup_id: self._unknown[cgroup_id]} if cgroup_id in self._unknown else {}
             lib.es_cgroup_set(self._c, cgroup_id, enc, len(enc))
         return cid
 
@@ -172,7 +174,7 @@ class BatchDecoder:
         records carry "" meanwhile, and their container id once known."""
         now = time.monotonic()
         for cgroup_id, first in list(self._unknown.items()):
-            del self._known[cgroup_id]
+            self._known.pop(cgroup_id, None)
             if now - first > _UNKNOWN_S:
                 self._unknown.pop(cgroup_id)  # gone: "" stays
                 self._known[cgroup_id] = ""
