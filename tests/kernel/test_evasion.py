@@ -509,9 +509,9 @@ def test_a_long_path_rewritten_during_the_call_is_flagged(sensor: ebpfsensor.Sen
     The name sys_exit reads often differs from the one sys_enter read, and
     such events say so. What this cannot see is a flip in the instant
     between sys_enter and the kernel's own copy: a flipper this fast gets
-    many events through unflagged that name another directory than the one
-    made (about half of the unflagged ones in runs here), but not without
-    flagged ones beside them."""
+    events through unflagged that name another directory than the one made
+    (from a tenth to more than half of the unflagged ones in runs here), but
+    not without flagged ones beside them."""
     names = [str(public_dir / (c * 150)) for c in "ab"]
     n = 300
     out = as_nobody([*SYSTEM_PYTHON, FLIP_MKDIR_C, *names, str(n)], stdout=subprocess.PIPE)
