@@ -42,7 +42,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest nats-py rich
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format docs vmlinux sdist sdist-test wheel wheel-test vmtest clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format docs fuzz vmlinux sdist sdist-test wheel wheel-test vmtest clean check
 
 all: bpf ext
 
@@ -140,6 +140,50 @@ docs: $(EXT)
 
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)
+
+# ---- fuzzing -------------------------------------------------------------------
+# The record transcoder (csrc/transcode.c) under libFuzzer with ASan and UBSan,
+# on the field tables Python builds; before it, the decoder tests and a Python
+# fuzz of the ring reader on an ASan/UBSan build of the extension; after it,
+# the findings kept in tests/fuzz/crashes/. Minutes long, so in neither `test`
+# nor CI; tests/fuzz/README.md. Exit status 1 if any stage fails.
+FUZZ_SECONDS ?= 300
+FUZZ_PY_SECONDS ?= 60
+# eight records of MAX_RECORD_LEN, and single records past the batch's reserve
+FUZZ_MAX_LEN ?= 262144
+FUZZ_ARGS ?=
+FUZZ := $(BUILD)/fuzz
+FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 -Wall -Wextra -Werror \
+	-fsanitize-coverage-allowlist=tests/fuzz/coverage.allowlist
+# libFuzzer's runtime is in compiler-rt, which Debian packages per clang version
+FUZZ_RT = $(shell $(CLANG) -print-resource-dir)/lib/linux/libclang_rt.fuzzer-$(shell uname -m).a
+FUZZ_APT = libclang-rt-$(firstword $(subst ., ,$(shell $(CLANG) -dumpversion)))-dev
+# the sanitized extension is gcc's: tests/fuzz/run.sh preloads gcc's libasan
+SAN_EXT := $(BUILD)/ext/$(BPF_ARCH)-sanitize/ebpfsensor/_libbpf.abi3.so
+# the unit tests that run records through the transcoder, on the sanitized extension
+SAN_TESTS ?= tests/unit/test_transcoder.py tests/unit/test_decode.py
+
+$(FUZZ)/tables.h: tests/fuzz/gen_tables.py $(EXT) $(wildcard python/ebpfsensor/events/*.py) \
+		python/ebpfsensor/sources/ebpf/ring.py
+	@echo "  GEN     $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(PYPATH) $(PYTHON) tests/fuzz/gen_tables.py $@
+
+$(FUZZ)/transcode_fuzz: tests/fuzz/transcode_fuzz.c tests/fuzz/coverage.allowlist csrc/transcode.c csrc/consumer.h \
+		csrc/msgpack.h csrc/utf8.h $(FUZZ)/tables.h
+	$(Q)test -f $(FUZZ_RT) || { echo "  APT     $(FUZZ_APT)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FUZZ_APT) >/dev/null; }
+	@echo "  CLANG   $@"
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -Icsrc -I$(FUZZ) tests/fuzz/transcode_fuzz.c csrc/transcode.c -o $@
+
+$(SAN_EXT): build_ext.py bpf_src/events.h $(CSRC) | $(DEPS_READY)
+	@echo "  CFFI    $@ (ASan, UBSan)"
+	$(Q)EBPFSENSOR_ARCH=$(BPF_ARCH) EBPFSENSOR_SANITIZE=1 LDSHARED="gcc -shared" $(PYTHON) build_ext.py
+
+fuzz: $(FUZZ)/transcode_fuzz $(SAN_EXT)
+	$(Q)FUZZ=$(FUZZ) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_PY_SECONDS=$(FUZZ_PY_SECONDS) FUZZ_MAX_LEN=$(FUZZ_MAX_LEN) \
+		FUZZ_ARGS="$(FUZZ_ARGS)" SAN_EXT=$(SAN_EXT) SAN_TESTS="$(SAN_TESTS)" PYTHON=$(PYTHON) \
+		PYTEST_ARGS="$(PYTEST_ARGS)" bash tests/fuzz/run.sh
 
 # ---- packaging -----------------------------------------------------------------
 # The wheel is built the way a container build would: from the sdist, unpacked

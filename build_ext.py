@@ -14,6 +14,9 @@ Environment:
     EBPFSENSOR_ARCH   target BPF arch (x86 or arm64), default: this machine's
     EBPFSENSOR_DEPS   the static libraries' directory, default build/deps/<arch>
     CC                cross compiler, when EBPFSENSOR_ARCH is not this machine's
+    EBPFSENSOR_SANITIZE  1: build with ASan and UBSan (needs LD_PRELOAD of the
+                      compiler's libasan.so); the in-place build then goes to
+                      build/ext/<arch>-sanitize/ and leaves python/ebpfsensor alone
 """
 
 from __future__ import annotations
@@ -156,6 +159,9 @@ def ensure_deps() -> None:
         subprocess.run(["bash", str(ROOT / "tools" / "build-deps.sh"), ARCH], check=True)
 
 
+SANITIZE = os.environ.get("EBPFSENSOR_SANITIZE") == "1"
+_SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+
 ffi = FFI()
 ffi.cdef(_FIXED_TYPES + cdef_zone(EVENTS_H) + _LIBBPF_CDEF + cdef_zone(CONSUMER_H) + _CALLBACK_CDEF)
 ffi.set_source(
@@ -167,8 +173,8 @@ ffi.set_source(
     extra_objects=[str(DEPS / "lib" / name) for name in ("libbpf.a", "libelf.a", "libz.a")],
     # keep libbpf's symbols private: another libbpf in the process must not
     # clash; and send libbpf's fmemopen to __wrap_fmemopen (see csrc/fmemopen.c)
-    extra_link_args=["-Wl,--exclude-libs,ALL", "-Wl,--wrap=fmemopen"],
-    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
+    extra_link_args=["-Wl,--exclude-libs,ALL", "-Wl,--wrap=fmemopen", *(_SANITIZE_FLAGS if SANITIZE else [])],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror", *(_SANITIZE_FLAGS if SANITIZE else [])],
     py_limited_api=True,
 )
 
@@ -177,7 +183,9 @@ if __name__ == "__main__":
     import shutil
 
     ensure_deps()
-    tmp = ROOT / "build" / "ext" / ARCH
+    tmp = ROOT / "build" / "ext" / (f"{ARCH}-sanitize" if SANITIZE else ARCH)
     tmp.mkdir(parents=True, exist_ok=True)
     built = ffi.compile(tmpdir=str(tmp), verbose=bool(os.environ.get("V")))
-    shutil.copy2(built, ROOT / "python" / "ebpfsensor" / Path(built).name)
+    # a sanitized extension cannot load without LD_PRELOAD: it stays in tmp
+    if not SANITIZE:
+        shutil.copy2(built, ROOT / "python" / "ebpfsensor" / Path(built).name)
