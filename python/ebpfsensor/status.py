@@ -9,6 +9,8 @@ from .exclusions import Exclusion
 from .host.capabilities import Capabilities
 
 __all__ = [
+    "AuditKindStats",
+    "AuditProviderStats",
     "AuditSourceStats",
     "Health",
     "HookInfo",
@@ -35,6 +37,68 @@ class AuditSourceStats(msgspec.Struct, frozen=True):
     def dropped(self) -> int:
         """Records lost: each overrun lost at least one."""
         return self.overruns
+
+
+class AuditKindStats(msgspec.Struct, frozen=True):
+    """Counters of one event kind of the audit provider since it started.
+
+    Attributes:
+        delivered: events returned.
+        filtered: events suppressed on purpose, as the eBPF path suppresses
+            them (failed execs, signals to the caller's own process, ptrace
+            reads).
+        excluded: events dropped by an exclusion rule in user space (those
+            excluded by the audit rules in the kernel are not counted).
+    """
+
+    delivered: int
+    filtered: int
+    excluded: int
+
+
+class AuditProviderStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of the audit provider since it started.
+
+    Attributes:
+        mode: ``receiver`` (registered as the audit daemon) or ``multicast``
+            (reading beside an audit daemon); "" when stopped.
+        kinds: per event kind, what was delivered, filtered and excluded.
+        delivered: events returned.
+        filtered: events and records suppressed on purpose (see
+            :class:`AuditKindStats`), and records of syscalls not asked for
+            (an administrator's rules).
+        excluded: events dropped by an exclusion rule in user space.
+        kernel_lost: records the kernel dropped since start (its ``lost``
+            counter: rate limit, full backlog, no memory; kernel-wide, so
+            beside an audit daemon the daemon's losses count too).
+        serial_gaps: events whose serial number never arrived: lost
+            between the kernel and this provider.
+        overruns: receive buffer overflows (ENOBUFS), each losing at least
+            one record.
+        incomplete: events delivered without their end-of-event record
+            (after waiting for it; some of their records may be missing).
+        undecodable: records or events that could not be read.
+        backlog_wait_jiffies: how long, in kernel jiffies, audited tasks
+            waited because the kernel's backlog was full (0 before Linux 5.10).
+    """
+
+    mode: str
+    kinds: dict[str, AuditKindStats]
+    delivered: int
+    filtered: int
+    excluded: int
+    kernel_lost: int
+    serial_gaps: int
+    overruns: int
+    incomplete: int
+    undecodable: int
+    backlog_wait_jiffies: int
+
+    @property
+    def dropped(self) -> int:
+        """Losses: the largest of the kernel's count, the serial gaps and the
+        overruns (they overlap: a record the kernel dropped leaves a gap)."""
+        return max(self.kernel_lost, self.serial_gaps, self.overruns)
 
 
 class ProcConnectorStats(msgspec.Struct, frozen=True):
@@ -91,7 +155,8 @@ class SensorStats(msgspec.Struct, frozen=True):
 
     ``kinds`` has the eBPF kinds' kernel counters; ``proc_connector`` and ``audit``
     the counters of the process connector and the audit login source when
-    they run; ``provider`` says which supplies process events.
+    they run, ``audit_provider`` those of the audit provider; ``provider``
+    says which supplies the syscall events.
     """
 
     kinds: dict[str, KindStats]
@@ -102,6 +167,7 @@ class SensorStats(msgspec.Struct, frozen=True):
     provider: str = "none"
     proc_connector: ProcConnectorStats | None = None
     audit: AuditSourceStats | None = None
+    audit_provider: AuditProviderStats | None = None
 
 
 class KindHealth(msgspec.Struct, frozen=True):
