@@ -42,8 +42,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         provider: "auto" (eBPF where the kernel supports it and is not
             deny-listed, else the process connector), "ebpf" (eBPF even on
             kernels below the support matrix's minimums; never on
-            deny-listed ones) or "proc_connector" (the netlink process
-            connector, no eBPF). "fallback" is read as "proc_connector".
+            deny-listed ones), "audit" (no eBPF: kernel audit with rules of
+            its own for every syscall kind, the process connector beside it
+            for fork and exit; the process connector alone where audit
+            cannot run) or "proc_connector" (the netlink process connector,
+            no eBPF). "fallback" is read as "proc_connector".
         fail_closed: refuse to start rather than run without eBPF.
         log_file: rotating log file of the ``ebpfsensor`` logger; None for none.
         file_dedup_ms: per-process open dedup window: a process opening the
@@ -54,6 +57,16 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             network syscalls at once before the oldest calls' arguments
             are evicted (those calls are then counted as
             ``KindStats.unmatched``, not reported); one small entry each.
+        audit_rate_limit: the audit provider, while it is the audit daemon:
+            the most records per second the kernel sends (AUDIT_SET
+            rate_limit); above it the kernel drops records and counts them
+            (``AuditProviderStats.kernel_lost``) rather than let audited
+            syscalls wait for a consumer that cannot keep up. An event is
+            about five records. 0 removes the cap. Beside an audit daemon
+            the daemon's setting is left alone.
+        audit_backlog_limit: the audit provider, while it is the audit
+            daemon: the kernel's backlog of records waiting to be sent is
+            raised to at least this (AUDIT_SET backlog_limit).
     """
 
     kinds: frozenset[str] | None = None
@@ -71,6 +84,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
     file_dedup_ms: int = 0
     stash_entries: int = 16384
+    audit_rate_limit: int = 100_000
+    audit_backlog_limit: int = 8192
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
@@ -96,6 +111,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
         if not 64 <= self.stash_entries <= 1 << 20:
             raise ConfigError(f"stash_entries: {self.stash_entries} is outside 64..{1 << 20}")
+        if not 0 <= self.audit_rate_limit <= 10_000_000:
+            raise ConfigError(f"audit_rate_limit: {self.audit_rate_limit} is outside 0..10000000 (0: no cap)")
+        if not 64 <= self.audit_backlog_limit <= 1 << 20:
+            raise ConfigError(f"audit_backlog_limit: {self.audit_backlog_limit} is outside 64..{1 << 20}")
         if not 256 << 10 <= self.batch_bytes <= _MAX_BATCH:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is outside {256 << 10}..{_MAX_BATCH}")
 

@@ -21,10 +21,20 @@ from .host import support
 from .host.capabilities import capabilities
 from .sources import Source
 from .sources.audit import AuditLoginSource
+from .sources.audit_provider import AuditProvider
 from .sources.ebpf import EbpfSource
 from .sources.ebpf.exclusion_maps import ExclusionTable
 from .sources.proc_connector import ProcConnectorSource
-from .status import Health, HookInfo, KindHealth, KindStats, SensorStats
+from .status import (
+    AuditProviderStats,
+    AuditSourceStats,
+    Health,
+    HookInfo,
+    KindHealth,
+    KindStats,
+    ProcConnectorStats,
+    SensorStats,
+)
 
 if TYPE_CHECKING:
     import os
@@ -142,24 +152,63 @@ class Sensor:
         if not use_ebpf and bpf_kinds:
             if cfg.fail_closed:
                 raise EbpfSensorError(f"eBPF is not used ({why}) and fail-closed is set: refusing to start")
-            kinds = bpf_kinds & ProcConnectorSource.available_kinds
-            for kind in sorted(bpf_kinds - kinds):
-                self._unavailable[kind] = "not provided without eBPF"
-            self._sources.append(ProcConnectorSource(kinds, report_threads=cfg.report_threads).start())
-            self._provider, self._provider_reason = "proc_connector", why
-            log.warning("supplementary events from the netlink process connector, not eBPF: %s", why)
-        if "user_login" in cfg.enabled_kinds:
+            if cfg.provider == "audit":
+                why = self._start_audit(bpf_kinds, why)
+            if self._provider != "audit":
+                kinds = bpf_kinds & ProcConnectorSource.available_kinds
+                for kind in sorted(bpf_kinds - kinds):
+                    self._unavailable[kind] = "not provided without eBPF"
+                self._sources.append(ProcConnectorSource(kinds, report_threads=cfg.report_threads).start())
+                self._provider, self._provider_reason = "proc_connector", why
+                log.warning("supplementary events from the netlink process connector, not eBPF: %s", why)
+        # the audit provider delivers logins itself
+        if "user_login" in cfg.enabled_kinds and self._provider != "audit":
             try:
                 self._sources.append(AuditLoginSource().start())
             except (NotSupportedError, PrivilegeError) as exc:
                 self._unavailable["user_login"] = str(exc)
                 log.warning("login events unavailable: %s", exc)
 
+    def _start_audit(self, bpf_kinds: frozenset[str], why: str) -> str:
+        """The audit provider, with the process connector beside it for fork
+        and exit; returns the reason to report when it cannot run."""
+        cfg = self.config
+        # logins too: the provider receives their records anyway
+        audit = AuditProvider(
+            cfg.enabled_kinds & AuditProvider.available_kinds,
+            exclusions=cfg.exclusions,
+            rate_limit=cfg.audit_rate_limit,
+            backlog_limit=cfg.audit_backlog_limit,
+        )
+        try:
+            audit.start()
+        except (PrivilegeError, ConfigError):
+            raise
+        except (EbpfSensorError, OSError) as exc:
+            log.warning("the audit provider cannot run: %s", exc)
+            return f"{why}; the audit provider cannot run: {exc}"
+        self._sources.append(audit)
+        self._provider, self._provider_reason = "audit", why
+        lifecycle = bpf_kinds & ProcConnectorSource.available_kinds - audit.kinds
+        if lifecycle:
+            try:
+                # lifecycle sources first: poll() drains in this order
+                self._sources.insert(0, ProcConnectorSource(lifecycle, report_threads=cfg.report_threads).start())
+            except (NotSupportedError, PrivilegeError) as exc:
+                for kind in lifecycle:
+                    self._unavailable[kind] = f"the process connector cannot run: {exc}"
+        for kind in sorted(bpf_kinds - audit.kinds - lifecycle):
+            self._unavailable[kind] = "not provided by the audit provider"
+        log.warning("supplementary events from kernel audit, not eBPF: %s", why)
+        return why
+
     def _choose_provider(self) -> tuple[bool, str]:
         """eBPF or not, and why, before anything is loaded."""
         cfg = self.config
         if cfg.provider == "proc_connector":
             return False, "eBPF disabled by configuration"
+        if cfg.provider == "audit":
+            return False, "eBPF not used: the audit provider is chosen by configuration"
         verdict = support.host_verdict()
         if verdict.denied:
             return False, verdict.reason
@@ -410,15 +459,15 @@ class Sensor:
         ``undecodable``."""
         kinds: dict[str, KindStats] = {}
         delivered = dropped = undecodable = 0
-        by_name: dict[str, Any] = {}
+        by_type: dict[type, Any] = {}
         for src in self._sources:
             st = src.stats()
-            by_name[src.name] = st
+            by_type[type(st)] = st
             delivered += st.delivered
             dropped += st.dropped
             undecodable += st.undecodable
-        if "ebpf" in by_name:
-            kinds = by_name["ebpf"].kinds
+            if src is self._ebpf:
+                kinds = st.kinds
         return SensorStats(
             kinds,
             delivered,
@@ -426,8 +475,9 @@ class Sensor:
             undecodable,
             dropped + undecodable,
             self._provider,
-            by_name.get("proc_connector"),
-            by_name.get("audit"),
+            by_type.get(ProcConnectorStats),
+            by_type.get(AuditSourceStats),
+            by_type.get(AuditProviderStats),
         )
 
     def health(self) -> Health:

@@ -7,8 +7,11 @@ sensor waits on every source's :meth:`~Source.fileno` and calls
 
 - :mod:`.ebpf`: the eBPF programs and their ring buffers (every kind but
   logins);
+- :mod:`.audit_provider`: kernel audit with rules of its own, the fallback
+  for every syscall kind where eBPF cannot run (fork and exit excepted);
 - :mod:`.proc_connector`: the netlink process connector, the fallback for
-  process lifecycle events where eBPF cannot run;
+  process lifecycle events where eBPF cannot run, and for fork and exit
+  beside the audit provider;
 - :mod:`.audit`: kernel audit's read-only group, for login events.
 """
 
@@ -24,7 +27,7 @@ __all__ = ["PROVIDERS", "VARIANT_ORDER", "Source", "SourceStats"]
 
 #: the providers of the supplementary (non-login) events, best first; a name
 #: used alike in Config.provider, health and the CLI
-PROVIDERS = ("ebpf", "proc_connector")
+PROVIDERS = ("ebpf", "audit", "proc_connector")
 
 #: the eBPF hook variants (tiers), best first: BPF LSM and fentry (BTF
 #: trampolines) where the kernel allows them, then BTF-typed and raw
@@ -37,7 +40,8 @@ class Source(Protocol):
     """One origin of events.
 
     Attributes:
-        name: the provider's name (``ebpf``, ``proc_connector``, ``audit``).
+        name: the provider's name (``ebpf``, ``audit``, ``proc_connector``;
+            the login source is ``audit`` too).
         kinds: the event kinds this source delivers.
     """
 
