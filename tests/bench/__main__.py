@@ -392,9 +392,18 @@ def main() -> int:
         print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
     if "overhead" in results:
         print("overhead on monitored workloads (ns/op, overhead vs nothing attached)")
+        counters = results["overhead"].get("audit provider counters", {})
         for mode, per in results["overhead"].items():
+            if mode == "audit provider counters":
+                continue
             cells = "  ".join(f"{name}: {v['ns_per_op']:.0f} ({v['overhead_pct']:+.0f}%)" for name, v in per.items())
             print(f"  {mode:8} {cells}")
+        for mode, c in counters.items():
+            print(
+                f"  audit provider, {mode}: {c['delivered']} events delivered, {c['kernel_lost']} records dropped"
+                f" by the kernel (rate limit), {c['serial_gaps']} events missing, tasks waited"
+                f" {c['backlog_wait_jiffies']} jiffies for the backlog"
+            )
     if "schemas" in results:
         schemas.report(results["schemas"])
     if "sustained" in results:

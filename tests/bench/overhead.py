@@ -4,8 +4,9 @@
 Configurations compared on the same workload binary, pinned to CPU 0:
 nothing attached; ebpfsensor with every kind on; ebpfsensor with the
 workload excluded; auditd with equivalent syscall rules; bpftrace printing
-one line per equivalent syscall. Everything started here is stopped, and
-audit rules and the audit enabled state are restored.
+one line per equivalent syscall; ebpfsensor's audit provider (no eBPF) with
+every kind on, its records drained by this process. Everything started here
+is stopped, and audit rules and the audit enabled state are restored.
 """
 
 from __future__ import annotations
@@ -128,22 +129,44 @@ def config_nothing(exe: Path) -> Iterator[Callable[[], None] | None]:
     yield None
 
 
-def _sensor_config(exclude: Path | None) -> Callable[[Path], contextlib.AbstractContextManager[Callable[[], None]]]:
+#: the audit provider's counters, per workload, from the last repetition
+AUDIT_COUNTS: dict[str, dict[str, int]] = {}
+
+
+def _sensor_config(
+    exclude: Path | None, provider: str = "auto"
+) -> Callable[[Path], contextlib.AbstractContextManager[Callable[[], None]]]:
     @contextlib.contextmanager
     def config(exe: Path) -> Iterator[Callable[[], None]]:
         rules = (ExcludeExecutable(str(exe)),) if exclude is not None else ()
-        with ebpfsensor.Sensor(exclusions=rules) as s:
+        with ebpfsensor.Sensor(exclusions=rules, provider=provider, log_file=None) as s:
+            if s.stats().provider != ("audit" if provider == "audit" else "ebpf"):
+                raise SystemExit(f"bench: the sensor runs {s.stats().provider}, not {provider}")
             before = s.stats().delivered
             yield lambda: s.poll(0.01) and None
-            while s.poll(0):
-                pass
+            # the audit provider's records wait in its socket: drain them all
+            quiet = 0
+            while quiet < 3:
+                quiet = 0 if s.poll(0.05) else quiet + 1
             st = s.stats()
             if exclude is None and st.delivered == before:
                 raise SystemExit("bench: the sensor delivered no event during the workload")
             if exclude is not None and not any(r.total for r in s.exclusions()):
                 raise SystemExit("bench: the exclusion was never hit")
+            if st.audit_provider is not None:
+                a = st.audit_provider
+                AUDIT_COUNTS[_MODE[0]] = {
+                    "delivered": a.delivered,
+                    "kernel_lost": a.kernel_lost,
+                    "serial_gaps": a.serial_gaps,
+                    "backlog_wait_jiffies": a.backlog_wait_jiffies,
+                }
 
     return config
+
+
+# the workload being measured, for the counters above
+_MODE = [""]
 
 
 @contextlib.contextmanager
@@ -197,9 +220,11 @@ def overhead(exe_dir: Path, reps: int, quick: bool) -> dict[str, Any]:
         "ebpfsensor, workload excluded": _sensor_config(exe),
         "auditd": config_auditd,
         "bpftrace": config_bpftrace,
+        "audit provider": _sensor_config(None, provider="audit"),
     }
     results: dict[str, Any] = {}
     for mode, n in OPS.items():
+        _MODE[0] = mode
         n = n // 10 if quick else n
         per: dict[str, list[float]] = {name: [] for name in configs}
         for _ in range(reps):
@@ -211,6 +236,7 @@ def overhead(exe_dir: Path, reps: int, quick: bool) -> dict[str, Any]:
             name: {"ns_per_op": statistics.median(v), "overhead_pct": 100 * (statistics.median(v) / base - 1)}
             for name, v in per.items()
         }
+    results["audit provider counters"] = dict(AUDIT_COUNTS)
     return results
 
 
