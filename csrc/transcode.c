@@ -62,6 +62,10 @@ static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
 {
 	uint8_t *p = c->buf + c->len;
 
+	/* a record larger than what is left of the batch goes as its header
+	 * alone, which the decoder counts as undecodable: never past the buffer */
+	if (c->len + size + 8 > c->cap && size > 16)
+		size = 16;
 	p = es_put_strhdr(p, size, 0, 0xc4, 0xc5, 0xc6);
 	memcpy(p, data, size);
 	c->len = (size_t)(p + size - c->buf);
@@ -136,6 +140,10 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 	uint32_t type, rsize, tail, i;
 	uint8_t *p = c->buf + c->len;
 
+	/* the reserve holds the transcoded form of a record of at most
+	 * MAX_RECORD_LEN ((reserve - 4096) / 2): a larger one goes raw */
+	if ((size_t)size * 2 + 4096 > c->reserve)
+		return 1;
 	if (size < 16)
 		return 1;
 	memcpy(&type, rec + 8, 4);
