@@ -57,6 +57,32 @@ struct es_cgroup_slot {
 #define ES_CGROUP_SLOTS 4096
 #define ES_MAX_MISSES 64
 
+/*
+ * The process context cache: (pid, start time) -> the ProcessInfo objects
+ * the process table made for the process (PyObject pointers, references the
+ * table holds until it sets or deletes the key again), which context.c puts
+ * on the decoded events. Open addressing, linear probing: start_ns 0 marks a
+ * free slot (pid 0) or a deleted one (pid ES_PROC_DELETED).
+ */
+struct es_proc_slot {
+	uint64_t start_ns;
+	uint32_t pid;
+	uint32_t ppid;	    /* the parent as the table knows it */
+	uint64_t pstart_ns; /* its start time; 0: the process has no known parent */
+	uint64_t since_ns;  /* info describes the process from then on (its exec), prev before */
+	uint64_t info;
+	uint64_t prev;	  /* 0 when there is none */
+	uint64_t last_ns; /* the newest record that found it (least recently active first) */
+};
+#define ES_PROC_DELETED 0xffffffff
+#define ES_MAX_CTX_MISSES 1024
+
+/* what context.c puts on the batch's record at the same index (0: nothing) */
+struct es_ctx_ref {
+	uint64_t process;
+	uint64_t parent;
+};
+
 struct es_consumer {
 	struct ring_buffer *rb;
 	const struct es_record *records;
@@ -74,6 +100,19 @@ struct es_consumer {
 	uint32_t ncgroups;
 	uint32_t nmisses;
 	uint64_t misses[ES_MAX_MISSES];
+	/* the process context, all zero when it is off */
+	struct es_proc_slot *procs;
+	uint32_t proc_slots;	 /* a power of two */
+	uint32_t proc_used;	 /* slots not free: live and deleted */
+	struct es_ctx_ref *refs; /* max_count of them */
+	uint32_t ctx_on;	 /* look records up (the activity ring's phase) */
+	uint32_t ctx_start_off;	 /* struct task_ctx's members, from its cgroup_id */
+	uint32_t ctx_pid_off;
+	uint32_t ctx_ppid_off;
+	uint32_t nctx_misses;  /* records the context is missing for */
+	uint32_t ctx_overflow; /* more than ES_MAX_CTX_MISSES of them: look at every record */
+	uint64_t ctx_learn; /* record types (a bit each) handed to Python as misses too: the table learns from them */
+	uint32_t ctx_misses[ES_MAX_CTX_MISSES];
 };
 
 /* log.c */
@@ -91,10 +130,29 @@ void es_batch_begin(struct es_consumer *c);
 int es_cgroup_set(struct es_consumer *c, uint64_t id, const uint8_t *enc, uint32_t len);
 void es_cgroup_clear(struct es_consumer *c);
 size_t es_batch_end(struct es_consumer *c);
+int es_proc_set(struct es_consumer *c, uint32_t pid, uint64_t start_ns, uint32_t ppid, uint64_t pstart_ns,
+		uint64_t since_ns, uint64_t info, uint64_t prev);
+int es_proc_del(struct es_consumer *c, uint32_t pid, uint64_t start_ns);
+uint64_t es_proc_last(struct es_consumer *c, uint32_t pid, uint64_t start_ns);
+void es_proc_move(struct es_consumer *c, struct es_proc_slot *slots, uint32_t nslots);
+
+/* context.c */
+int es_wait(struct es_consumer *c, int timeout_ms);
+int es_consume_ring(struct es_consumer *c, unsigned int idx);
 
 /* fmemopen.c, for tests */
 long es_memfile_read(const char *buf, size_t size, char *out, size_t out_size);
 /* cdef-end */
+
+/*
+ * context.c: put the context the transcoder found on the events of the
+ * batch just decoded. Called through ctypes (a PyObject cannot cross cffi),
+ * with the GIL held, right after the decode, before the process table
+ * changes.
+ */
+#ifdef Py_PYTHON_H
+int es_attach(struct es_consumer *c, PyObject *batch, PyObject *base, Py_ssize_t off_process, Py_ssize_t off_parent);
+#endif
 
 /* Between the C files only; hidden so that nothing outside the extension binds to them. */
 #define ES_HIDDEN __attribute__((visibility("hidden")))

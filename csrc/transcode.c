@@ -132,6 +132,169 @@ void es_cgroup_clear(struct es_consumer *c)
 	c->ncgroups = 0;
 }
 
+static inline uint32_t es_proc_hash(uint32_t pid, uint64_t start_ns)
+{
+	uint64_t h = start_ns ^ ((uint64_t)pid << 32 | pid);
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return (uint32_t)h;
+}
+
+/* the slot of a process, or NULL; never one for start time 0 (no process
+ * the table knows starts at 0: it marks free slots) */
+static struct es_proc_slot *es_proc_find(const struct es_consumer *c, uint32_t pid, uint64_t start_ns)
+{
+	uint32_t i, mask = c->proc_slots - 1, h = es_proc_hash(pid, start_ns);
+
+	if (!start_ns || !c->proc_slots)
+		return NULL;
+	for (i = 0; i < c->proc_slots; i++) {
+		struct es_proc_slot *s = &c->procs[(h + i) & mask];
+
+		if (s->start_ns == start_ns && s->pid == pid)
+			return s;
+		if (!s->start_ns && !s->pid)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* 1 for a process new to the table, 0 for one it had, -1 when the table is
+ * seven eighths used (deleted slots included): the caller moves it to a
+ * larger one (es_proc_move) and sets again. Linear probing stays short
+ * enough there for the records that find their process. */
+int es_proc_set(struct es_consumer *c, uint32_t pid, uint64_t start_ns, uint32_t ppid, uint64_t pstart_ns,
+		uint64_t since_ns, uint64_t info, uint64_t prev)
+{
+	uint32_t i, mask = c->proc_slots - 1, h = es_proc_hash(pid, start_ns);
+	struct es_proc_slot *s = es_proc_find(c, pid, start_ns);
+	int fresh = !s;
+
+	if (!start_ns || !c->proc_slots)
+		return -1;
+	if (!s) {
+		if ((uint64_t)(c->proc_used + 1) * 8 > (uint64_t)c->proc_slots * 7)
+			return -1;
+		/* reuse the first deleted or free slot on the probe path */
+		for (i = 0; i < c->proc_slots; i++) {
+			s = &c->procs[(h + i) & mask];
+			if (!s->start_ns)
+				break;
+		}
+		if (i == c->proc_slots)
+			return -1;
+		c->proc_used += s->pid == 0;
+		s->last_ns = 0;
+	}
+	s->start_ns = start_ns;
+	s->pid = pid;
+	s->ppid = ppid;
+	s->pstart_ns = pstart_ns;
+	s->since_ns = since_ns;
+	s->info = info;
+	s->prev = prev;
+	return fresh;
+}
+
+int es_proc_del(struct es_consumer *c, uint32_t pid, uint64_t start_ns)
+{
+	struct es_proc_slot *s = es_proc_find(c, pid, start_ns);
+
+	if (!s)
+		return -1;
+	memset(s, 0, sizeof(*s));
+	s->pid = ES_PROC_DELETED;
+	return 0;
+}
+
+uint64_t es_proc_last(struct es_consumer *c, uint32_t pid, uint64_t start_ns)
+{
+	struct es_proc_slot *s = es_proc_find(c, pid, start_ns);
+
+	return s ? s->last_ns : 0;
+}
+
+/* move every live slot into a new table of nslots (a power of two), which
+ * replaces the consumer's; deleted slots are left behind */
+void es_proc_move(struct es_consumer *c, struct es_proc_slot *slots, uint32_t nslots)
+{
+	struct es_proc_slot *old = c->procs;
+	uint32_t i, j, n = c->proc_slots, mask = nslots - 1;
+
+	memset(slots, 0, sizeof(*slots) * nslots);
+	c->procs = slots;
+	c->proc_slots = nslots;
+	c->proc_used = 0;
+	for (i = 0; i < n; i++) {
+		if (!old[i].start_ns)
+			continue;
+		for (j = es_proc_hash(old[i].pid, old[i].start_ns);; j++) {
+			if (!slots[j & mask].start_ns) {
+				slots[j & mask] = old[i];
+				c->proc_used++;
+				break;
+			}
+		}
+	}
+}
+
+/* the process's view at ts: the image before its exec for a record older
+ * than the exec */
+static inline uint64_t es_proc_at(const struct es_proc_slot *s, uint64_t ts)
+{
+	return ts < s->since_ns && s->prev ? s->prev : s->info;
+}
+
+/*
+ * Look the record's process and parent up, for context.c to put on the
+ * event at index i; note the record when either is missing (the table
+ * learns it in Python). The record's ppid is the kernel's at the event:
+ * when it is not the parent the table has, the process was reparented.
+ */
+static void es_context(struct es_consumer *c, const uint8_t *rec, uint32_t i)
+{
+	struct es_ctx_ref *ref = &c->refs[i];
+	const struct es_record *r;
+	struct es_proc_slot *s, *p;
+	uint64_t ts, start;
+	uint32_t type, pid, ppid, miss = 1;
+
+	ref->process = ref->parent = 0;
+	if (rec) {
+		memcpy(&type, rec + 8, 4);
+		r = &c->records[type];
+		memcpy(&ts, rec, 8);
+		memcpy(&start, rec + r->cgroup_off + c->ctx_start_off, 8);
+		memcpy(&pid, rec + r->cgroup_off + c->ctx_pid_off, 4);
+		memcpy(&ppid, rec + r->cgroup_off + c->ctx_ppid_off, 4);
+		/* no process (a record made for a test): nothing to find */
+		if (!start)
+			return;
+		s = es_proc_find(c, pid, start);
+		if (s) {
+			s->last_ns = ts;
+			ref->process = es_proc_at(s, ts);
+			if (s->ppid == ppid) {
+				p = s->pstart_ns ? es_proc_find(c, ppid, s->pstart_ns) : NULL;
+				if (p)
+					ref->parent = es_proc_at(p, ts);
+				/* a parent the table knows it cannot name is not missed */
+				miss = s->pstart_ns && !p;
+			}
+		}
+		if (type < 64 && (c->ctx_learn >> type & 1))
+			miss = 1;
+	}
+	if (!miss)
+		return;
+	if (c->nctx_misses < ES_MAX_CTX_MISSES)
+		c->ctx_misses[c->nctx_misses++] = i;
+	else
+		c->ctx_overflow = 1;
+}
+
 /* 0: transcoded; 1: needs the Python decoder (bad UTF-8 or malformed) */
 static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t size)
 {
@@ -248,8 +411,13 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
  * take, and "full" is reported as soon as less than that is left */
 int es_store(struct es_consumer *c, const void *data, size_t size)
 {
-	if (es_put_record(c, data, (uint32_t)size))
+	int raw = es_put_record(c, data, (uint32_t)size);
+
+	if (raw)
 		es_put_raw(c, data, (uint32_t)size);
+	/* a raw record is decoded in Python, which also finds its context */
+	if (c->ctx_on)
+		es_context(c, raw ? NULL : data, c->count);
 	c->count++;
 	if (c->count >= c->max_count || c->len + c->reserve > c->cap)
 		return ES_BATCH_FULL;
@@ -269,6 +437,8 @@ void es_batch_begin(struct es_consumer *c)
 {
 	c->len = 5;
 	c->count = 0;
+	c->nctx_misses = 0;
+	c->ctx_overflow = 0;
 }
 
 size_t es_batch_end(struct es_consumer *c)

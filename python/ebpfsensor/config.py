@@ -7,6 +7,7 @@ import msgspec
 
 from .errors import ConfigError
 from .events import KINDS
+from .events._kinds import MARKER_KINDS
 from .exclusions import Exclusion
 from .sources import PROVIDERS, VARIANT_ORDER
 
@@ -18,6 +19,8 @@ _PAGE = 4096
 _MAX_RING = 1 << 30
 # the consumer allocates this once; a batch never needs more than a ring
 _MAX_BATCH = 1 << 30
+# the executable digests (process._hash.ALGORITHMS)
+_HASHES = ("sha256", "sha1", "md5")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -25,7 +28,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     Attributes:
         kinds: event kinds to collect (``"process_exec"``, ...); None for all.
-            A kind not collected has no program attached for it.
+            A kind not collected has no program attached for it. ``"loss"``
+            (the sensor's loss markers) comes with None, or when named.
         report_threads: also report thread creation and thread exits.
         lifecycle_ring_bytes: size of the process lifecycle ring (a power of
             two, at least one page).
@@ -57,6 +61,26 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             network syscalls at once before the oldest calls' arguments
             are evicted (those calls are then counted as
             ``KindStats.unmatched``, not reported); one small entry each.
+        process_context: keep a process table (``Sensor.processes``) and
+            put each event's process and parent on it (``event.process``,
+            ``event.parent``), hash executables, and mark the processes
+            alive when records are lost; False turns all of it off.
+        process_table_entries: most processes the table holds (live, and
+            exited ones in their grace period); beyond it the least
+            recently active go, exited ones first (counted).
+        process_grace_ms: how long an exited process stays in the table, so
+            that its late events still find it.
+        process_ancestry_depth: the longest ancestor chain
+            ``Sensor.processes.ancestors()`` walks.
+        hash_algorithms: executable digests to compute (``sha256``,
+            ``sha1``, ``md5``); empty for none.
+        hash_max_file_bytes: a larger executable is not hashed
+            (``too_large``).
+        hash_files_per_s: executables read per second, at most; beyond it
+            a hash is refused (``budget``).
+        hash_bytes_per_s: bytes read per second for hashes, at most.
+        hash_cache_entries: hashes kept by file identity (device, inode,
+            size, mtime, ctime).
         audit_rate_limit: the audit provider, while it is the audit daemon:
             the most records per second the kernel sends (AUDIT_SET
             rate_limit); above it the kernel drops records and counts them
@@ -84,12 +108,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
     file_dedup_ms: int = 0
     stash_entries: int = 16384
+    process_context: bool = True
+    process_table_entries: int = 131072
+    process_grace_ms: int = 30_000
+    process_ancestry_depth: int = 64
+    hash_algorithms: tuple[str, ...] = ("sha256",)
+    hash_max_file_bytes: int = 128 << 20
+    hash_files_per_s: int = 100
+    hash_bytes_per_s: int = 256 << 20
+    hash_cache_entries: int = 8192
     audit_rate_limit: int = 100_000
     audit_backlog_limit: int = 8192
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
-            unknown = sorted(set(self.kinds) - set(KINDS))
+            unknown = sorted(set(self.kinds) - set(KINDS) - set(MARKER_KINDS))
             if unknown:
                 raise ConfigError(
                     f"kinds: unknown event kind(s) {', '.join(unknown)}; known: {', '.join(sorted(KINDS))}"
@@ -117,6 +150,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"audit_backlog_limit: {self.audit_backlog_limit} is outside 64..{1 << 20}")
         if not 256 << 10 <= self.batch_bytes <= _MAX_BATCH:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is outside {256 << 10}..{_MAX_BATCH}")
+        self._check_process_context()
 
         if self.provider == "fallback":
             # configuration files written for earlier releases name proc_connector "fallback"
@@ -129,7 +163,29 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if bad or not self.hook_variants:
                 raise ConfigError(f"hook_variants: {bad or 'empty'} not among {', '.join(VARIANT_ORDER)}")
 
+    def _check_process_context(self) -> None:
+        for name, low, high in (
+            ("process_table_entries", 64, 1 << 24),
+            ("process_grace_ms", 0, 3_600_000),
+            ("process_ancestry_depth", 1, 4096),
+            ("hash_max_file_bytes", 0, 1 << 40),
+            ("hash_files_per_s", 1, 1_000_000),
+            ("hash_bytes_per_s", 1 << 20, 1 << 40),
+            ("hash_cache_entries", 16, 1 << 24),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+        bad = sorted(set(self.hash_algorithms) - set(_HASHES))
+        if bad:
+            raise ConfigError(f"hash_algorithms: {', '.join(bad)} not among {', '.join(_HASHES)} (empty: no hashes)")
+
     @property
     def enabled_kinds(self) -> frozenset[str]:
         """The kinds to collect, with None resolved to all."""
         return frozenset(KINDS) if self.kinds is None else self.kinds
+
+    @property
+    def loss_markers(self) -> bool:
+        """Whether the stream carries loss markers (kind ``loss``)."""
+        return self.kinds is None or "loss" in self.kinds

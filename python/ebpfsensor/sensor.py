@@ -15,14 +15,16 @@ import msgspec
 from . import _logfile
 from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
-from .events import BPF_KINDS, KINDS, Event
+from .events import BPF_KINDS, KINDS, Event, event_class
 from .exclusions import Exclusion, RuleStatus
 from .host import support
 from .host.capabilities import capabilities
+from .process import ProcessTable
+from .process._context import SensorContext
 from .sources import Source
 from .sources.audit import AuditLoginSource
 from .sources.audit_provider import AuditProvider
-from .sources.ebpf import EbpfSource
+from .sources.ebpf import EbpfSource, EbpfStats
 from .sources.ebpf.exclusion_maps import ExclusionTable
 from .sources.proc_connector import ProcConnectorSource
 from .status import (
@@ -89,6 +91,7 @@ class Sensor:
         self._unavailable: dict[str, str] = {}
         self._log_file: str | None = None
         self._started = False
+        self._context: SensorContext | None = None
         if overrides:
             for key in ("kinds", "hook_variants"):
                 if overrides.get(key) is not None:
@@ -125,6 +128,12 @@ class Sensor:
             return self
         try:
             self._start()
+            if self.config.process_context:
+                # after every source is attached: the /proc snapshot misses nothing
+                supplementary = [s for s in self._sources if not isinstance(s, AuditLoginSource)]
+                # EbpfSource keeps its ring private; the context is wired to it here
+                ring = self._ebpf._open_ring() if self._ebpf is not None else None
+                self._context = SensorContext(self.config, supplementary, ring)
         except BaseException:
             self.close()
             raise
@@ -221,6 +230,8 @@ class Sensor:
         sources, self._sources, self._ebpf = self._sources, [], None
         for src in sources:
             src.close()
+        if self._context is not None:
+            self._context.close()  # the table stays readable
         self._started = False
 
     def __enter__(self) -> Sensor:
@@ -250,15 +261,25 @@ class Sensor:
         """
         sources = self._running()
         seconds = self.config.max_latency_ms / 1000 if timeout is None else max(0.0, timeout)
+        ctx = self._context
+        if ctx is not None:
+            ctx.before_poll()
         if len(sources) == 1:
             batch = sources[0].poll(seconds)
+            if ctx is not None:
+                ctx.after_source(sources[0], batch)
         else:
             if seconds:
                 select.select(self._fds(), [], [], seconds)
             batch = []
             # lifecycle sources first: they are listed in that order
             for src in sources:
-                batch += src.poll(0)
+                part = src.poll(0)
+                if ctx is not None:
+                    ctx.after_source(src, part)
+                batch += part
+        if ctx is not None:
+            batch += ctx.markers()
         if batch and self._subs:
             self._dispatch(batch)
         return batch
@@ -321,7 +342,8 @@ class Sensor:
         """
         classes = None
         if kinds is not None:
-            classes = frozenset(KINDS[k] if k in KINDS else _unknown_kind(k) for k in kinds)
+            # the loss marker's kind too
+            classes = frozenset(event_class(k) for k in kinds)
         sub = Subscription(self, callback, classes)
         self._subs.append(sub)
         return sub
@@ -355,6 +377,21 @@ class Sensor:
         from .recording import Recorder
 
         return Recorder(self, target, **options)
+
+    @property
+    def processes(self) -> ProcessTable:
+        """The process table: lookups by pid or entity id, ancestors,
+        children, sessions (kept while the sensor runs; readable after).
+
+        Raises:
+            EbpfSensorError: ``Config.process_context`` is off, or the
+                sensor was never started.
+        """
+        if self._context is None:
+            if not self.config.process_context:
+                raise EbpfSensorError("the process table is off (Config.process_context=False)")
+            raise EbpfSensorError("the sensor is not started: use `with Sensor() as s:` or call start()")
+        return self._context.table
 
     # --- exclusions --------------------------------------------------------------
 
@@ -466,7 +503,7 @@ class Sensor:
             delivered += st.delivered
             dropped += st.dropped
             undecodable += st.undecodable
-            if src is self._ebpf:
+            if isinstance(st, EbpfStats):
                 kinds = st.kinds
         return SensorStats(
             kinds,
@@ -478,6 +515,7 @@ class Sensor:
             by_type.get(ProcConnectorStats),
             by_type.get(AuditSourceStats),
             by_type.get(AuditProviderStats),
+            processes=self._context.stats() if self._context is not None else None,
         )
 
     def health(self) -> Health:
@@ -502,8 +540,5 @@ class Sensor:
             capabilities=capabilities(btf_path=self.config.btf_path),
             log_file=self._log_file,
             exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
+            process_context=self._context.health() if self._context is not None and self._started else None,
         )
-
-
-def _unknown_kind(kind: str) -> type:
-    raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")

@@ -12,11 +12,14 @@ __all__ = [
     "AuditKindStats",
     "AuditProviderStats",
     "AuditSourceStats",
+    "HashStats",
     "Health",
     "HookInfo",
     "KindHealth",
     "KindStats",
     "ProcConnectorStats",
+    "ProcessContextHealth",
+    "ProcessTableStats",
     "SensorStats",
     "SkippedExclusion",
 ]
@@ -168,6 +171,7 @@ class SensorStats(msgspec.Struct, frozen=True):
     proc_connector: ProcConnectorStats | None = None
     audit: AuditSourceStats | None = None
     audit_provider: AuditProviderStats | None = None
+    processes: ProcessTableStats | None = None
 
 
 class KindHealth(msgspec.Struct, frozen=True):
@@ -201,6 +205,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: Capabilities
     log_file: str | None
     exclusions_skipped: list[SkippedExclusion] = msgspec.field(default_factory=list)
+    process_context: ProcessContextHealth | None = None
 
 
 class HookInfo(msgspec.Struct, frozen=True):
@@ -209,3 +214,75 @@ class HookInfo(msgspec.Struct, frozen=True):
     hook: str
     variant: str | None
     failures: list[str]
+
+
+class HashStats(msgspec.Struct, frozen=True):
+    """The executable hasher's counters since start.
+
+    ``hashed`` files were read and hashed (``bytes`` in all), ``cached``
+    requests were answered from the cache of hashes by file identity,
+    ``refused`` counts the requests left without a hash, per reason
+    (``too_large``, ``budget``, ``gone``, ``replaced``, ``memfd``,
+    ``unreadable``); ``cache_entries`` are held (at most
+    ``Config.hash_cache_entries``), ``cache_evictions`` were dropped to stay
+    within it, ``queued`` files wait for the worker thread.
+    """
+
+    hashed: int
+    bytes: int
+    cached: int
+    refused: dict[str, int]
+    cache_entries: int
+    cache_evictions: int
+    queued: int
+
+
+class ProcessTableStats(msgspec.Struct, frozen=True):
+    """The process table's counters.
+
+    ``tracked`` processes are held (``live`` ones and ``exited`` ones kept
+    for their grace period), at most ``limit``; ``expired`` exited ones were
+    dropped after the grace period, ``evicted_exited`` and ``evicted_live``
+    to stay within the limit (least recently active first). ``misses`` are
+    events the C cache had no context for (handled in Python), of which
+    ``unknown`` found none (the process was gone before it could be read);
+    ``procfs_reads`` processes were read from /proc (the start-up snapshot
+    included), ``reparented`` processes changed parent. ``loss_markers``
+    losses were found, ``marked`` process states marked
+    ``context_incomplete`` for them. ``cache_bytes`` is the C cache's size;
+    ``hashes`` the hasher's counters (None when hashing is off); ``errors``
+    counts the batches whose context failed (logged with the cause: their
+    events were delivered without it).
+    """
+
+    tracked: int
+    live: int
+    exited: int
+    limit: int
+    expired: int
+    evicted_exited: int
+    evicted_live: int
+    misses: int
+    unknown: int
+    procfs_reads: int
+    reparented: int
+    loss_markers: int
+    marked: int
+    cache_bytes: int
+    hashes: HashStats | None = None
+    errors: int = 0
+
+
+class ProcessContextHealth(msgspec.Struct, frozen=True):
+    """Whether events carry their process context, and what is missing.
+
+    ``live``: the process table runs (fed by ``source``); ``native``: the
+    context is put on events in C (else from Python: slower, the same
+    events); ``unavailable`` lists what this provider cannot give, each
+    with the reason.
+    """
+
+    live: bool
+    source: str
+    native: bool
+    unavailable: list[str]

@@ -11,7 +11,7 @@ import msgspec
 
 from .._ffi import lib
 
-__all__ = ["EventType", "boot_to_wall_ns"]
+__all__ = ["EventType", "ExeHash", "LossWindow", "ProcessInfo", "boot_to_wall_ns"]
 
 
 class EventType(enum.IntEnum):
@@ -44,6 +44,119 @@ class EventType(enum.IntEnum):
     UMOUNT = lib.EVENT_UMOUNT
 
 
+class ExeHash(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """Digests of the file a process executed, as lowercase hex.
+
+    Computed off the delivery path from the very file that was executed
+    (``/proc/PID/exe`` while the process lives), and cached by the file's
+    identity (device, inode, size, mtime, ctime), so a file rewritten in
+    place is hashed again. ``Config.hash_algorithms`` chooses the digests.
+
+    Attributes:
+        sha256: the SHA-256 digest; "" when not asked for.
+        sha1: the SHA-1 digest; "" unless asked for.
+        md5: the MD5 digest; "" unless asked for.
+    """
+
+    sha256: str = ""
+    sha1: str = ""
+    md5: str = ""
+
+
+class LossWindow(msgspec.Struct, frozen=True, gc=False):
+    """When records were lost: between two checks of the loss counters.
+
+    Attributes:
+        start_ns: the last check before the loss, CLOCK_BOOTTIME ns.
+        end_ns: the check that found it, CLOCK_BOOTTIME ns.
+    """
+
+    start_ns: int
+    end_ns: int
+
+
+class ProcessInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A process as the sensor's process table knows it when an event is
+    delivered: what it runs, who runs it, where it sits in the tree.
+
+    One immutable snapshot is shared by every event it describes; the table
+    makes a new one when something changes (an exec, a hash computed, a
+    reparenting, a loss). ``entity_id`` names the process across pid reuse
+    and reboots: 12 bytes in URL-safe base64 (16 characters), the pid (4
+    bytes, little-endian) and the first 8 bytes of SHA-256 over the boot id
+    (the 16 bytes of ``/proc/sys/kernel/random/boot_id``), the pid (4 bytes,
+    little-endian) and the start time in clock ticks since boot (8 bytes,
+    little-endian; ``start_time_ns // 10_000_000``, as ``/proc/PID/stat``
+    gives it). A pid reused within the same clock tick hashes the start time
+    in ns instead, followed by a ``0xff`` byte, so two processes never share
+    an id.
+
+    Attributes:
+        entity_id: the process's stable id (see above).
+        pid: the process id (thread group id).
+        start_time_ns: when the process started, CLOCK_BOOTTIME ns (clock
+            tick resolution when learnt from /proc; see ``source``).
+        ppid: the parent's process id, as the table last learnt it
+            (reparenting to init or a subreaper is followed).
+        parent_entity_id: the parent's ``entity_id``; "" when unknown.
+        exe: the absolute path of the executable.
+        argv: the arguments (``argv[0]`` first).
+        cwd: the working directory at exec (or when read from /proc).
+        comm: the command name.
+        uid: the real uid.
+        euid: the effective uid.
+        gid: the real gid.
+        egid: the effective gid.
+        loginuid: the audit login uid; 4294967295 when unset.
+        sessionid: the audit session id; 4294967295 when unset.
+        sid: the POSIX session id: the pid of the session leader (0 when
+            unknown).
+        tty: the controlling terminal (``pts0``); "" for none.
+        cgroup_id: the cgroup v2 id.
+        container_id: the container the process runs in; "" outside one.
+        exe_hash: the executable's digests, once computed; None before
+            (and when refused: see ``exe_hash_reason``).
+        exe_hash_reason: why ``exe_hash`` is None: ``pending`` (queued),
+            ``too_large`` (over ``Config.hash_max_file_bytes``), ``budget``
+            (over the files or bytes per second budget), ``gone`` (the process
+            ended before its file could be opened), ``replaced`` (the file
+            changed after the exec), ``memfd`` (a memfd image), ``unreadable``
+            (opening or reading failed), ``disabled``; "" when ``exe_hash`` is
+            set.
+        source: how the table learnt the process: ``exec``, ``fork`` (a
+            forked child that has not exec'd: the parent's image),
+            ``procfs`` (read from /proc: it was running before the sensor,
+            or its lifecycle events were not seen).
+        context_incomplete: set when records were lost while the process
+            lived (the window); its events, or its descendants', may be
+            missing.
+    """
+
+    entity_id: str
+    pid: int
+    start_time_ns: int
+    ppid: int
+    parent_entity_id: str
+    exe: str
+    argv: list[str]
+    cwd: str
+    comm: str
+    uid: int
+    euid: int
+    gid: int
+    egid: int
+    loginuid: int
+    sessionid: int
+    sid: int
+    tty: str
+    cgroup_id: int
+    container_id: str
+    exe_hash: ExeHash | None = None
+    exe_hash_reason: str = ""
+    source: str = "exec"
+    context_incomplete: LossWindow | None = None
+
+
 class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kind"):
     """Fields every event has; ``kind`` is the tag.
 
@@ -65,6 +178,13 @@ class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kin
         container_id: the id of the container the process runs in (docker,
             containerd, cri-o, podman naming), from its cgroup path; ""
             outside one.
+        process: the process that made the event, from the sensor's
+            process table (exe, argv, cwd, credentials, entity id, hash):
+            what it was when the event happened (an event before an exec
+            gets the image before it); for a fork, the forking parent. None
+            when the table is off (``Config.process_context``) or the
+            process is unknown (gone before it could be read).
+        parent: the process's parent, likewise.
     """
 
     event_type: ClassVar[EventType]
@@ -80,6 +200,8 @@ class _Event(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="kin
     gid: int
     comm: str
     container_id: str = ""
+    process: ProcessInfo | None = None
+    parent: ProcessInfo | None = None
 
     @property
     def kind(self) -> str:

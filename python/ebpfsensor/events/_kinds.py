@@ -19,15 +19,18 @@ from .file import (
     FileUnlink,
 )
 from .login import UserLogin
+from .loss import EventLoss
 from .net import NetAccept, NetBind, NetConnect, NetListen
 from .priv import BpfCall, CredChange, Kill, MemfdCreate, ModuleLoad, Mount, Ptrace, Setsid, Umount
 from .process import ProcessExec, ProcessExit, ProcessFork
 
-__all__ = ["BPF_KINDS", "EVENT_CLASSES", "KINDS", "Event", "event_class", "kind_of"]
+__all__ = ["BPF_KINDS", "EVENT_CLASSES", "KINDS", "MARKER_KINDS", "Event", "event_class", "kind_of"]
 
-#: every event a Sensor delivers; UserLogin comes from the kernel audit subsystem
+#: every event a Sensor delivers; UserLogin comes from the kernel audit
+#: subsystem, EventLoss from the sensor itself
 Event = Union[
     UserLogin,
+    EventLoss,
     ProcessExec,
     ProcessFork,
     ProcessExit,
@@ -54,8 +57,10 @@ Event = Union[
     Mount,
     Umount,
 ]
-#: the records that come from BPF programs (the union without UserLogin)
-EVENT_CLASSES: tuple[type[_Event], ...] = tuple(c for c in typing.get_args(Event) if c is not UserLogin)
+#: the records that come from BPF programs (the union without UserLogin and EventLoss)
+EVENT_CLASSES: tuple[type[_Event], ...] = tuple(
+    c for c in typing.get_args(Event) if c is not UserLogin and c is not EventLoss
+)
 
 
 def kind_of(cls: type[Any]) -> str:
@@ -64,8 +69,12 @@ def kind_of(cls: type[Any]) -> str:
 
 
 _ALL: tuple[type[Any], ...] = (*EVENT_CLASSES, UserLogin)
+#: the kinds one can collect (``Config.kinds``): kind name -> Struct
 KINDS: dict[str, type[Any]] = {kind_of(cls): cls for cls in _ALL}
 BPF_KINDS = frozenset(kind_of(cls) for cls in EVENT_CLASSES)
+#: the kinds the sensor produces itself, not collected from a source; they
+#: come when Config.kinds is None or names them, and subscribe() takes them
+MARKER_KINDS: dict[str, type[Any]] = {kind_of(EventLoss): EventLoss}
 
 
 def event_class(kind: str) -> type[_Event]:
@@ -74,7 +83,8 @@ def event_class(kind: str) -> type[_Event]:
     Raises:
         ValueError: unknown kind; the message lists the known ones.
     """
-    try:
-        return typing.cast(type[_Event], KINDS[kind])
-    except KeyError:
-        raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}") from None
+    cls = KINDS.get(kind) or MARKER_KINDS.get(kind)
+    if cls is None:
+        known = ", ".join(sorted({*KINDS, *MARKER_KINDS}))
+        raise ValueError(f"unknown event kind {kind!r}; known kinds: {known}")
+    return typing.cast(type[_Event], cls)

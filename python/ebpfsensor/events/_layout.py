@@ -30,7 +30,9 @@ ES_TAIL_STRLIST: int = lib.ES_TAIL_STRLIST
 ES_BYTES: int = lib.ES_BYTES
 ES_OPTBOOL: int = lib.ES_OPTBOOL
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
-_USER_SPACE = {"container_id"}  # filled in by the consumer, not in the record
+# filled in by the consumer, not in the record: the container id from the
+# cgroup cache, the process context from the process table
+_USER_SPACE = {"container_id", "process", "parent"}
 
 
 @dataclass(frozen=True)

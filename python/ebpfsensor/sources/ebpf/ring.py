@@ -5,6 +5,13 @@ No Python code runs per record: libbpf hands each record to a C callback
 that transcodes it into msgpack in one batch buffer, and the whole batch is
 decoded by one msgspec call. Records whose strings are not UTF-8 come through
 raw and are decoded by :func:`ebpfsensor.events.decode`.
+
+With a process context (:meth:`RingBuffer.set_context`), a poll drains the
+lifecycle ring first and hands its events to the process table, which puts
+what it learns in the C cache (:class:`ProcessCache`); the activity ring's
+records are then looked up there as they are transcoded, and the shared
+ProcessInfo objects put on their events in C. Only the events of processes
+the cache does not know go to Python.
 """
 
 from __future__ import annotations
@@ -14,18 +21,20 @@ import logging
 import time
 import typing
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 import msgspec
 
 from ..._ffi import check_ptr, check_ret, ffi, lib
 from ...errors import DecodeError
-from ...events import EVENT_CLASSES, Event
+from ...events import EVENT_CLASSES, Event, ProcessExit
+from ...events._base import ProcessInfo
 from ...events._kinds import kind_of
 from ...events._layout import MAX_RECORD_LEN, RECORDS, decode
 from ...host.containers import CgroupResolver
+from ...process._attach import attacher
 
-__all__ = ["BatchDecoder", "RingBuffer"]
+__all__ = ["BatchDecoder", "ContextHooks", "ProcessCache", "RingBuffer"]
 
 log = logging.getLogger("ebpfsensor")
 
@@ -39,6 +48,12 @@ _UNKNOWN_S = 10.0
 
 # what a batch holds: transcoded events, and raw records (bytes) for the Python decoder
 _BATCH_ITEM: Any = Union.__getitem__((*EVENT_CLASSES, bytes))
+
+
+# exits held back while the activity ring is not drained to its end: at most
+# this many, for at most this many polls
+_HOLD_EXITS = 4096
+_HOLD_POLLS = 8
 
 
 def _msgpack_str(text: str) -> bytes:
@@ -81,6 +96,87 @@ class _Tables:
         self.count = n
 
 
+class ProcessCache:
+    """The consumer's C cache of process context: (pid, start time) ->
+    the ProcessInfo objects its events get (see csrc/consumer.h).
+
+    lifetime: the cache holds the objects' addresses, not references: the
+    caller (the process table) keeps every object it sets alive until it
+    sets or deletes that key again, and changes nothing between a poll's
+    transcoding and the events' attach (it runs only from the ring's hooks
+    and between polls).
+    """
+
+    _MIN_SLOTS = 1024
+
+    def __init__(self, consumer: Any) -> None:
+        self._c = consumer
+        self.live = 0
+        self._slots: Any = None
+        self._move(self._MIN_SLOTS)
+
+    def _move(self, nslots: int) -> None:
+        # lifetime: the slot array is the consumer's until the next move;
+        # kept here, and the old one freed only after es_proc_move copied it
+        slots = ffi.new("struct es_proc_slot[]", nslots)
+        lib.es_proc_move(self._c, slots, nslots)
+        self._slots = slots
+
+    def set(
+        self,
+        pid: int,
+        start_ns: int,
+        info: ProcessInfo | None,
+        ppid: int = 0,
+        pstart_ns: int = 0,
+        since_ns: int = 0,
+        prev: ProcessInfo | None = None,
+    ) -> None:
+        """What the events of a process get: info, or prev for those before
+        since_ns; its parent is (ppid, pstart_ns), 0 when it has none the
+        table can name. info None: known, and nothing to give."""
+        args = (pid, start_ns, ppid, pstart_ns, since_ns, id(info) if info else 0, id(prev) if prev else 0)
+        rc = lib.es_proc_set(self._c, *args)
+        if rc < 0:
+            # seven eighths used, deleted slots included: half full after the move
+            size = self._MIN_SLOTS
+            while size < 2 * (self.live + 1):
+                size *= 2
+            self._move(size)
+            rc = lib.es_proc_set(self._c, *args)
+        if rc < 0:
+            raise RuntimeError(f"process cache: no slot for pid {pid}")
+        self.live += rc
+
+    def delete(self, pid: int, start_ns: int) -> None:
+        """Forget a process (its objects may then be dropped)."""
+        if lib.es_proc_del(self._c, pid, start_ns) == 0:
+            self.live -= 1
+
+    def last_active(self, pid: int, start_ns: int) -> int:
+        """ts_ns of the newest record that found the process, 0 for none."""
+        return int(lib.es_proc_last(self._c, pid, start_ns))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the slots take."""
+        return int(self._c.proc_slots) * int(ffi.sizeof("struct es_proc_slot"))
+
+
+class ContextHooks(Protocol):
+    """What a RingBuffer calls while it drains, for the process context."""
+
+    def lifecycle(self, events: list[Event]) -> None:
+        """Learn from the lifecycle ring's events (in ring order), set the
+        cache, and put their context on them."""
+        ...
+
+    def resolve(self, events: list[Event]) -> None:
+        """Find the context the cache had none for (an unknown process, a
+        changed parent) and put it on these events."""
+        ...
+
+
 class BatchDecoder:
     """The C transcoder and the batch decoder, without a ring: decodes raw
     records exactly as a RingBuffer would. Needs no kernel.
@@ -110,12 +206,18 @@ class BatchDecoder:
         # cgroup id -> when first seen, for ids not yet in the cgroup tree
         self._unknown: dict[int, float] = {}
         self._decoder = msgspec.msgpack.Decoder(list[_BATCH_ITEM])
+        self._context: ContextHooks | None = None
         self.undecodable = 0
         # records the Python decoder handled, per type: not in the C counters
         self._raw_delivered: dict[int, int] = {}
 
-    def _finish(self, items: list[Any]) -> list[Event]:
-        """Decode raw records and fill in container ids the C side lacked."""
+    def _finish(self, items: list[Any], decoded: list[Event] | None = None) -> list[Event]:
+        """Decode raw records and fill in container ids the C side lacked.
+
+        Events keep their identity (the container id is set in place: nobody
+        has seen them yet); the raw records decoded here are also appended
+        to decoded, when given.
+        """
         missed: set[int] = set()
         if self._c.nmisses:
             missed = {int(self._c.misses[i]) for i in range(self._c.nmisses)}
@@ -138,10 +240,12 @@ class BatchDecoder:
                 t = int(item.event_type)
                 self._raw_delivered[t] = self._raw_delivered.get(t, 0) + 1
                 missed.add(item.cgroup_id)
+                if decoded is not None:
+                    decoded.append(item)
             if item.cgroup_id in missed:
                 cid = self._learn_container(item.cgroup_id)
                 if cid:
-                    item = msgspec.structs.replace(item, container_id=cid)
+                    msgspec.structs.force_setattr(item, "container_id", cid)
             out.append(item)
         return out
 
@@ -181,22 +285,67 @@ class BatchDecoder:
             else:
                 self._learn_container(cgroup_id)
 
+    def enable_context(self, hooks: ContextHooks, learn: Sequence[type] = ()) -> ProcessCache:
+        """Look records up in a process cache as they are transcoded (see
+        :meth:`RingBuffer.set_context`); returns the cache, for the hooks'
+        owner to fill."""
+        # lifetime: refs is the consumer's until it is freed; kept here
+        self._refs = ffi.new("struct es_ctx_ref[]", int(self._c.max_count))
+        self._c.refs = self._refs
+        base = ffi.offsetof("struct task_ctx", "cgroup_id")
+        self._c.ctx_start_off = ffi.offsetof("struct task_ctx", "start_time_ns") - base
+        self._c.ctx_pid_off = ffi.offsetof("struct task_ctx", "pid") - base
+        self._c.ctx_ppid_off = ffi.offsetof("struct task_ctx", "ppid") - base
+        self._c.ctx_learn = sum(1 << int(typing.cast(Any, cls).event_type) for cls in learn)
+        self._attacher = attacher()
+        self._context = hooks
+        self.cache = ProcessCache(self._c)
+        return self.cache
+
     def delivered(self) -> dict[int, int]:
         """Records delivered so far, per record type."""
         return {t: int(self._c.delivered[t]) + self._raw_delivered.get(t, 0) for t in RECORDS}
 
-    def transcode(self, records: Sequence[bytes]) -> list[Event]:
+    def transcode(self, records: Sequence[bytes], *, lookups: bool = False) -> list[Event]:
         """Run records through the C transcoder and decoder, as if they came
-        from a ring."""
+        from a ring; with lookups (after :meth:`enable_context`), as the
+        activity ring's records are: looked up in the process cache, the
+        misses handed to the hooks."""
         if self._unknown:
             self._retry_unknown()
-        lib.es_batch_begin(self._c)
-        for rec in records:
-            buf = ffi.from_buffer(rec)
-            if lib.es_transcode(self._c, buf, len(rec)) == lib.ES_BATCH_FULL and rec is not records[-1]:
-                raise ValueError("records exceed one batch")
-        size = lib.es_batch_end(self._c)
-        return self._finish(self._decoder.decode(ffi.buffer(self._buf, size)))
+        c = self._c
+        lib.es_batch_begin(c)
+        c.ctx_on = int(lookups)
+        try:
+            for rec in records:
+                buf = ffi.from_buffer(rec)
+                if lib.es_transcode(c, buf, len(rec)) == lib.ES_BATCH_FULL and rec is not records[-1]:
+                    raise ValueError("records exceed one batch")
+        finally:
+            c.ctx_on = 0
+        size = lib.es_batch_end(c)
+        items, missing = self._decoded(self._decoder.decode(ffi.buffer(self._buf, size)), lookups)
+        if missing and self._context is not None:
+            self._context.resolve(missing)
+        return items
+
+    def _decoded(self, items: list[Any], lookups: bool) -> tuple[list[Event], list[Event]]:
+        """A batch's decode finished: the context the transcoder found put on
+        the events (with lookups), raw records decoded, container ids
+        filled; and the events the context is missing for."""
+        c = self._c
+        missing: list[Event] = []
+        if lookups:
+            self._attacher.attach(c, items)
+            if not c.ctx_overflow:
+                found = (items[int(c.ctx_misses[i])] for i in range(c.nctx_misses))
+                # raw records are skipped in C: they are decoded below
+                missing = [e for e in found if not isinstance(e, bytes)]
+        if c.raw or c.nmisses:
+            items = self._finish(items, missing if lookups else None)
+        if lookups and c.ctx_overflow:
+            missing = [e for e in items if e.process is None]
+        return typing.cast(list[Event], items), missing
 
 
 class RingBuffer(BatchDecoder):
@@ -219,6 +368,26 @@ class RingBuffer(BatchDecoder):
         )
         for fd in map_fds[1:]:
             check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
+        self._nrings = len(map_fds)
+        self.context_errors = 0
+        self._held: list[Event] = []
+        self._held_polls = 0
+
+    def set_context(self, hooks: ContextHooks, learn: Sequence[type] = ()) -> ProcessCache:
+        """Drain in two phases from now on, the first ring (lifecycle) first,
+        and give events their process context through hooks and the cache
+        returned, which the hooks' owner fills; the events of the classes in
+        learn go to ``hooks.resolve`` too, found or not (the table learns
+        from them).
+
+        Exits are delivered after the other events of their batch, and held
+        back while the activity ring could not be drained to its end (at
+        most a few polls), so that a process's last events come before its
+        exit.
+        """
+        if self._nrings != 2:
+            raise ValueError("a process context needs the lifecycle ring and the activity ring, in that order")
+        return self.enable_context(hooks, learn)
 
     @property
     def epoll_fd(self) -> int:
@@ -235,6 +404,8 @@ class RingBuffer(BatchDecoder):
         self._check_open()
         if self._unknown:
             self._retry_unknown()
+        if self._context is not None:
+            return self._poll_context(self._context, timeout_ms)
         lib.es_batch_begin(self._c)
         n = lib.es_poll(self._c, timeout_ms)
         if n == -errno.EINTR:
@@ -247,6 +418,68 @@ class RingBuffer(BatchDecoder):
         if self._c.raw or self._c.nmisses:
             return self._finish(items)
         return typing.cast(list[Event], items)
+
+    def _poll_context(self, hooks: ContextHooks, timeout_ms: int) -> list[Event]:
+        n = lib.es_wait(self._c, timeout_ms)
+        if n != -errno.EINTR:
+            check_ret(n, "poll", "ring buffers")
+        life, _ = self._drain(0, False)
+        if life:
+            self._hook(hooks.lifecycle, life)
+        activity, missing = self._drain(1, True)
+        drained = not self._full()
+        if missing:
+            # a process the table does not know may have started after the
+            # lifecycle ring was drained: its fork and exec come first
+            more, _ = self._drain(0, False)
+            if more:
+                self._hook(hooks.lifecycle, more)
+                life += more
+            self._hook(hooks.resolve, missing)
+        return self._order(life, activity, drained)
+
+    def _hook(self, hook: Any, events: list[Event]) -> None:
+        """Run a context hook; the events are out of the ring already, so a
+        failure costs them their context, never the events themselves."""
+        try:
+            hook(events)
+        except Exception:
+            self.context_errors += 1
+            log.exception("process context failed for %d events (counted; they are delivered)", len(events))
+
+    def _full(self) -> bool:
+        c = self._c
+        return bool(c.count >= c.max_count or c.len + c.reserve > c.cap)
+
+    def _drain(self, ring: int, lookups: bool) -> tuple[list[Event], list[Event]]:
+        """One ring into a batch; with lookups, the context the transcoder
+        found put on the events, and the events it found none for."""
+        c = self._c
+        lib.es_batch_begin(c)
+        c.ctx_on = int(lookups)
+        try:
+            n = lib.es_consume_ring(c, ring)
+        finally:
+            c.ctx_on = 0
+        check_ret(n, "consume", f"ring buffer {ring}")
+        size = lib.es_batch_end(c)
+        if n == 0:
+            return [], []
+        return self._decoded(self._decoder.decode(ffi.buffer(self._buf, size)), lookups)
+
+    def _order(self, life: list[Event], activity: list[Event], drained: bool) -> list[Event]:
+        """Lifecycle first, then activity, then exits (see set_context)."""
+        exits = [e for e in life if type(e) is ProcessExit]
+        if exits:
+            life = [e for e in life if type(e) is not ProcessExit]
+        self._held += exits
+        if not self._held:
+            return life + activity
+        self._held_polls += 1
+        if not drained and len(self._held) < _HOLD_EXITS and self._held_polls < _HOLD_POLLS:
+            return life + activity
+        held, self._held, self._held_polls = self._held, [], 0
+        return life + activity + held
 
     def _check_open(self) -> None:
         if self._c.rb == ffi.NULL:
