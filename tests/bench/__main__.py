@@ -33,7 +33,7 @@ from ebpfsensor.events import Event, decode
 from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
-from . import cbench, overhead, schemas, sustained
+from . import cbench, context, overhead, schemas, sustained
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -326,7 +326,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer records and repetitions")
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
-        "--only", default="delivery,exec,overhead,sustained,footprint,schemas", help="comma-separated sections to run"
+        "--only",
+        default="delivery,exec,overhead,sustained,footprint,schemas,context",
+        help="comma-separated sections to run",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -350,6 +352,7 @@ def main() -> int:
         "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
         "footprint": lambda: results.update(footprint=overhead.footprint()),
         "schemas": lambda: results.update(schemas=schemas.schemas(args.quick)),
+        "context": lambda: results.update(context=context.run(producer(), args.quick, reps)),
     }
     unknown = only - set(sections)
     if unknown:
@@ -406,6 +409,8 @@ def main() -> int:
             )
     if "schemas" in results:
         schemas.report(results["schemas"])
+    if "context" in results:
+        context.report(results["context"])
     if "sustained" in results:
         r = results["sustained"]
         c, a = r["confirmed"], r["above"]

@@ -6,6 +6,11 @@
  * ring, small (fork) or large (exec with paths and argv), so a consumer can
  * be timed on a full ring.
  *
+ * handle_ctx_raw: each run submits cfg_records file_open records into the
+ * activity ring, from cfg_procs processes (pid 1000 + k, started at
+ * 1 s + pid, parent pid 1) that the process-context benchmark puts in a
+ * process table, so that the consumer is timed with and without context.
+ *
  * handle_flood_raw: a socket filter (the name only follows the loader's
  * handle_<hook>_<variant> rule), because skb test runs take a repeat count
  * at no fixed cost (XDP's swap the XDP dispatcher, two RCU grace periods
@@ -20,6 +25,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile __u32 cfg_records = 64;
 const volatile __u8 cfg_large = 0;
+const volatile __u32 cfg_procs = 1000;
 static const char exec_tail[] = "/usr/bin/true/tmp/work/usr/bin/bash"
 				"/usr/bin/true\0--verbose\0--output=/var/log/x\0a-longer-argument-value\0";
 #define EXE_LEN 13
@@ -114,5 +120,41 @@ int handle_flood_raw(struct __sk_buff *skb)
 	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
 	stat_inc(EVENT_FILE_OPEN, STAT_PRODUCED);
 	bpf_ringbuf_submit(e, wakeup_flags(&activity_events, sizeof(*e)));
+	return 0;
+}
+
+SEC("raw_tp")
+int handle_ctx_raw(void *ctx)
+{
+	__u32 i;
+
+	for (i = 0; i < 4096 && i < cfg_records; i++) {
+		struct flood_open *e = bpf_ringbuf_reserve(&activity_events, sizeof(*e), 0);
+		__u32 pid = 1000 + i % (cfg_procs ?: 1);
+
+		if (!e) {
+			stat_inc(EVENT_FILE_OPEN, STAT_DROPPED);
+			return 0;
+		}
+		__builtin_memset(&e->ev, 0, sizeof(e->ev));
+		e->ev.hdr.type = EVENT_FILE_OPEN;
+		e->ev.hdr.size = sizeof(*e);
+		e->ev.hdr.ts_ns = bpf_ktime_get_boot_ns();
+		e->ev.task.pid = pid;
+		e->ev.task.tid = pid;
+		e->ev.task.ppid = 1;
+		e->ev.task.start_time_ns = 1000000000ULL + pid;
+		e->ev.task.comm[0] = 'b';
+		e->ev.sys.result = 3;
+		e->ev.sys.syscall_nr = 257;
+		e->ev.ino = 42;
+		e->ev.dirfd = FILE_AT_FDCWD;
+		e->ev.resolved = 1;
+		e->ev.path_len = FLOOD_PATH_LEN;
+		e->ev.arg_path_len = FLOOD_ARG_PATH_LEN;
+		__builtin_memcpy(e->tail, flood_tail, sizeof(e->tail));
+		__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	}
 	return 0;
 }
