@@ -77,8 +77,9 @@ def test_fork_exec_exit_sequence(sensor: ebpfsensor.Sensor) -> None:
     p.wait()
 
     def mine(e: Any) -> bool:
+        # its lifecycle only: a process's exit comes after its other events
         return (isinstance(e, ProcessFork) and e.child_pid == p.pid) or (
-            not isinstance(e, ProcessFork) and e.pid == p.pid
+            isinstance(e, (ProcessExec, ProcessExit)) and e.pid == p.pid
         )
 
     fork, exe, ex = sorted(wait_for(sensor, mine, count=3), key=lambda e: e.ts_ns)
