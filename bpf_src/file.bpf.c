@@ -256,12 +256,9 @@ static __always_inline struct file_call *current_call(void)
 }
 
 /* where put_user_str() and put_abs_path() take the caller's string from:
- * its memory, the sys_enter copy of the call's path or new_path (whole),
- * or what arg_source() read at sys_exit (whole) */
+ * its memory, or check (see arg_source()) */
 #define FROM_USER 0
-#define FROM_COPY0 1
-#define FROM_COPY1 2
-#define FROM_CHECK 3
+#define FROM_CHECK 1
 
 /*
  * The caller's string into buf at off, at most max bytes with the NUL,
@@ -271,7 +268,6 @@ static __always_inline struct file_call *current_call(void)
 __noinline int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
-	struct file_call *call;
 	long n;
 	char c = 0;
 
@@ -287,18 +283,6 @@ __noinline int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 		if (n <= 0)
 			return PATH_TRUNCATED;
 		return (n - 1) | (s->check_len >= max || s->check_cut ? PATH_TRUNCATED : 0);
-	}
-	if (from) {
-		struct arg_copy *a;
-
-		call = current_call();
-		if (!call)
-			return PATH_TRUNCATED;
-		a = &call->arg[(from - FROM_COPY0) & 1];
-		n = bpf_probe_read_kernel_str(&s->buf[off & FILE_OFF_MASK], max, a->head);
-		if (n <= 0)
-			return PATH_TRUNCATED;
-		return (n - 1) | (a->len >= max ? PATH_TRUNCATED : 0);
 	}
 	n = bpf_probe_read_user_str(&s->buf[off & FILE_OFF_MASK], max, (const void *)uptr);
 	if (n <= 0)
@@ -341,7 +325,6 @@ __noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	struct file_scratch *s = scratch();
-	struct file_call *call;
 	struct file *f;
 	__u32 n, len, trunc;
 	__u64 base = 0;
@@ -351,11 +334,6 @@ __noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 		return 0;
 	if (from == FROM_CHECK) {
 		c = s->check[0];
-	} else if (from) {
-		call = current_call();
-		if (!call)
-			return PATH_TRUNCATED;
-		c = call->arg[(from - FROM_COPY0) & 1].head[0];
 	} else if (uptr && bpf_probe_read_user(&c, 1, (const void *)uptr)) {
 		return PATH_TRUNCATED;
 	}
@@ -472,15 +450,22 @@ __noinline int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 	return 0;
 }
 
-/* arg_source()'s answer: a PATH_SOURCE_* in the low byte, and where the
- * record's copy of the string is to come from */
-#define SRC_COPY 0x100	/* the sys_enter copy */
-#define SRC_CHECK 0x200 /* what sys_exit read */
+/* with arg_source()'s PATH_SOURCE_*: check holds the string the record is
+ * to carry (what sys_exit read, or the sys_enter copy) */
+#define SRC_CHECK 0x100
+
+/* the sys_enter copy of a string kept whole into check */
+static __always_inline void check_from_copy(struct file_scratch *s, struct arg_copy *a)
+{
+	bpf_probe_read_kernel(s->check, sizeof(a->head), a->head);
+	s->check_len = a->len;
+	s->check_cut = 0;
+}
 
 /*
  * At sys_exit, before the record is built: where the call's string which
- * (0: path, 1: new_path) came from and where to copy it from, reading the
- * caller's memory once. PATH_SOURCE_KERNEL for no string or an empty one
+ * (0: path, 1: new_path) came from, reading the caller's memory once into
+ * check, from which the record's strings are then copied (SRC_CHECK). PATH_SOURCE_KERNEL for no string or an empty one
  * (the path is then the fd's, or the base directory's); PATH_SOURCE_ARG
  * when the caller's memory holds what sys_enter read; PATH_SOURCE_ARG_CHANGED
  * when it does not, reported from the sys_enter copy when that is whole;
@@ -516,8 +501,10 @@ __noinline int arg_source(__u32 which)
 	}
 	/* kept whole: compare it, a word at a time, bytes past it masked off */
 	n = bpf_probe_read_user_str(s->check, ARG_COPY_LEN, (const void *)uptr);
-	if (n - 1 != len)
-		return PATH_SOURCE_ARG_CHANGED | SRC_COPY;
+	if (n - 1 != len) {
+		check_from_copy(s, a);
+		return PATH_SOURCE_ARG_CHANGED | SRC_CHECK;
+	}
 	now = (__u64 *)s->check;
 	then = (__u64 *)a->head;
 	for (k = 0; k < ARG_COPY_LEN / 8; k++) {
@@ -527,14 +514,18 @@ __noinline int arg_source(__u32 which)
 		x = now[k] ^ then[k];
 		if (len - i < 8)
 			x &= (1ULL << (8 * (len - i))) - 1;
-		if (x)
-			return PATH_SOURCE_ARG_CHANGED | SRC_COPY;
+		if (x) {
+			check_from_copy(s, a);
+			return PATH_SOURCE_ARG_CHANGED | SRC_CHECK;
+		}
 	}
-	return (len ? PATH_SOURCE_ARG : PATH_SOURCE_KERNEL) | SRC_COPY;
+	s->check_len = len;
+	s->check_cut = 0;
+	return (len ? PATH_SOURCE_ARG : PATH_SOURCE_KERNEL) | SRC_CHECK;
 }
 
-/* the from argument of put_user_str() and put_abs_path() for string which */
-#define FROM(src, which) (((src) & SRC_COPY) ? FROM_COPY0 + (which) : ((src) & SRC_CHECK) ? FROM_CHECK : FROM_USER)
+/* the from argument of put_user_str() and put_abs_path() */
+#define FROM(src) (((src) & SRC_CHECK) ? FROM_CHECK : FROM_USER)
 
 static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 {
@@ -733,8 +724,8 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 	do {                                                                                               \
 		int _src = arg_source(0);                                                                  \
 		e->path_source = _src & 0xff;                                                              \
-		PUT(put_abs_path(off, c->dirfd, c->path, FROM(_src, 0)), path_len, path_truncated);     \
-		PUT(put_user_str(off, c->path, PATH_LEN, FROM(_src, 0)), arg_path_len, arg_path_truncated); \
+		PUT(put_abs_path(off, c->dirfd, c->path, FROM(_src)), path_len, path_truncated);     \
+		PUT(put_user_str(off, c->path, PATH_LEN, FROM(_src)), arg_path_len, arg_path_truncated); \
 	} while (0)
 
 /* repeated opens of one file by one process within the window are counted,
@@ -808,10 +799,14 @@ __noinline int emit_open(long ret)
 	/* an open that succeeded names the file it opened, whatever the
 	 * string, and arg_path is the string as sys_enter read it where that
 	 * is kept whole: only a failed open's string is checked */
-	if (file)
-		src = PATH_SOURCE_KERNEL | (c->arg[0].len <= ARG_WHOLE ? SRC_COPY : 0);
-	else
+	if (!file) {
 		src = arg_source(0);
+	} else if (c->arg[0].len <= ARG_WHOLE) {
+		check_from_copy(s, &c->arg[0]);
+		src = PATH_SOURCE_KERNEL | SRC_CHECK;
+	} else {
+		src = PATH_SOURCE_KERNEL;
+	}
 	fill_head(e, ret, c->nr);
 	e->dirfd = c->dirfd;
 	e->resolved = file != NULL;
@@ -822,8 +817,8 @@ __noinline int emit_open(long ret)
 	if (file)
 		PUT(put_path(off, (__u64)&file->f_path), path_len, path_truncated);
 	else
-		PUT(put_abs_path(off, c->dirfd, c->path, FROM(src, 0)), path_len, path_truncated);
-	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src, 0)), arg_path_len, arg_path_truncated);
+		PUT(put_abs_path(off, c->dirfd, c->path, FROM(src)), path_len, path_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), arg_path_len, arg_path_truncated);
 	if (want_open)
 		submit(s, EVENT_FILE_OPEN, off, trunc);
 	if (want_create)
@@ -980,8 +975,8 @@ __noinline int emit_pair(long ret, __u32 type)
 	ONE_STRING();
 	src = arg_source(1);
 	e->new_path_source = src & 0xff;
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src, 1)), new_path_len, new_path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src, 1)), new_arg_path_len, new_arg_path_truncated);
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src)), new_path_len, new_path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src)), new_arg_path_len, new_arg_path_truncated);
 	submit(s, type, off, trunc);
 	return 0;
 }
@@ -1049,11 +1044,11 @@ __noinline int emit_symlink(long ret)
 	/* the target is a string the kernel stores, never looked up */
 	src = arg_source(0);
 	e->target_source = src & 0xff;
-	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src, 0)), target_len, target_truncated);
+	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), target_len, target_truncated);
 	src = arg_source(1);
 	e->path_source = src & 0xff;
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src, 1)), path_len, path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src, 1)), arg_path_len, arg_path_truncated);
+	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src)), path_len, path_truncated);
+	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src)), arg_path_len, arg_path_truncated);
 	submit(s, EVENT_FILE_SYMLINK, off, trunc);
 	return 0;
 }
