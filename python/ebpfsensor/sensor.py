@@ -132,7 +132,7 @@ class Sensor:
                 # after every source is attached: the /proc snapshot misses nothing
                 supplementary = [s for s in self._sources if not isinstance(s, AuditLoginSource)]
                 # EbpfSource keeps its ring private; the context is wired to it here
-                ring = self._ebpf._open_ring() if self._ebpf is not None else None
+                ring = self._ebpf.ring if self._ebpf is not None else None
                 self._context = SensorContext(self.config, supplementary, ring)
         except BaseException:
             self.close()

@@ -213,6 +213,16 @@ class EbpfSource:
             out[key[0]] = tuple(sum(getattr(values[i], f) for i in range(ncpu)) for f in STAT_FIELDS)
         return out
 
+    @property
+    def ring(self) -> RingBuffer:
+        """The consumer of the objects' rings (the process context attaches
+        its cache to it).
+
+        Raises:
+            EbpfSensorError: the source is closed.
+        """
+        return self._open_ring()
+
     def _open_ring(self) -> RingBuffer:
         if self._ring is None:
             raise EbpfSensorError("the eBPF source is closed")
