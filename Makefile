@@ -36,7 +36,7 @@ EXT := python/ebpfsensor/_libbpf.abi3.so
 # themselves on free loopback ports; their packages start a system service only where systemd
 # runs and policy-rc.d allows it, and a service that fails to start does not fail the install)
 APT_PACKAGES := clang llvm bpftool make gcc libc6-dev m4 gawk zstd stress-ng clang-format \
-	nats-server rsyslog rsyslog-gnutls openssl
+	nats-server rsyslog rsyslog-gnutls openssl auditd
 # nats-py and rich: the nats and top extras, whose tests must run in CI
 PIP_PACKAGES := cffi msgspec pyelftools pytest nats-py rich
 

@@ -44,9 +44,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
         provider: "auto" (eBPF where the kernel supports it and is not
-            deny-listed, else the process connector), "ebpf" (eBPF even on
+            deny-listed and eBPF starts, else the audit provider where audit
+            can run, else the process connector), "ebpf" (eBPF even on
             kernels below the support matrix's minimums; never on
-            deny-listed ones), "audit" (no eBPF: kernel audit with rules of
+            deny-listed ones, where the process connector runs), "audit"
+            (no eBPF: kernel audit with rules of
             its own for every syscall kind, the process connector beside it
             for fork and exit; the process connector alone where audit
             cannot run) or "proc_connector" (the netlink process connector,

@@ -161,7 +161,9 @@ class Sensor:
         if not use_ebpf and bpf_kinds:
             if cfg.fail_closed:
                 raise EbpfSensorError(f"eBPF is not used ({why}) and fail-closed is set: refusing to start")
-            if cfg.provider == "audit":
+            # eBPF, then the audit provider, then the process connector; a
+            # forced "ebpf" that cannot run changes no system audit setting
+            if cfg.provider in ("auto", "audit"):
                 why = self._start_audit(bpf_kinds, why)
             if self._provider != "audit":
                 kinds = bpf_kinds & ProcConnectorSource.available_kinds
@@ -191,9 +193,11 @@ class Sensor:
         )
         try:
             audit.start()
-        except (PrivilegeError, ConfigError):
+        except ConfigError:
             raise
         except (EbpfSensorError, OSError) as exc:
+            if isinstance(exc, PrivilegeError) and cfg.provider == "audit":
+                raise
             log.warning("the audit provider cannot run: %s", exc)
             return f"{why}; the audit provider cannot run: {exc}"
         self._sources.append(audit)

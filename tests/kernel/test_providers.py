@@ -35,18 +35,19 @@ def exec_and_exit(sensor: ebpfsensor.Sensor, argv: list[str]) -> tuple[ProcessEx
     return e, x
 
 
-def assert_fallback(sensor: ebpfsensor.Sensor, reason: str) -> None:
+def assert_fallback(sensor: ebpfsensor.Sensor, reason: str, provider: str = "proc_connector") -> None:
     h = sensor.health()
-    assert h.supplementary_events_subsystem == "proc_connector" and not h.ebpf
+    assert h.supplementary_events_subsystem == provider and not h.ebpf
     assert reason in h.reason, h.reason
-    assert h.kinds["process_exec"].source == "proc_connector" and h.kinds["process_exec"].live
+    assert h.kinds["process_exec"].source == provider and h.kinds["process_exec"].live
+    assert h.kinds["process_exit"].source == "proc_connector" and h.kinds["process_exit"].live
     assert sensor.hooks() == {}
     # the connector's events are enriched from /proc when they arrive: a
     # process that lives a moment is described completely
     e, x = exec_and_exit(sensor, [SLEEP, "0.3"])
     assert (e.exe, e.argv, e.ppid, e.uid) == (SLEEP, [SLEEP, "0.3"], os.getpid(), os.getuid())
     assert (x.exit_code, x.exit_signal) == (0, 0)
-    assert sensor.stats().provider == "proc_connector"
+    assert sensor.stats().provider == provider
 
 
 def test_ebpf_by_default() -> None:
@@ -81,10 +82,11 @@ def test_deny_listed_kernel_never_gets_ebpf(monkeypatch: pytest.MonkeyPatch) -> 
 def test_missing_btf_falls_back(tmp_path: Path) -> None:
     bad = tmp_path / "vmlinux.btf"
     bad.write_bytes(b"\x9f\xeb\x01\x00" + os.urandom(64))
+    # auto: eBPF, then the audit provider
     with ebpfsensor.Sensor(btf_path=str(bad)) as s:
-        assert_fallback(s, "eBPF failed to start")
+        assert_fallback(s, "eBPF failed to start", "audit")
     with ebpfsensor.Sensor(btf_path=str(tmp_path / "absent.btf")) as s:
-        assert_fallback(s, "does not exist")
+        assert_fallback(s, "does not exist", "audit")
     with pytest.raises(ebpfsensor.EbpfSensorError):
         ebpfsensor.Sensor(btf_path=str(bad), fail_closed=True).start()
 
@@ -92,7 +94,7 @@ def test_missing_btf_falls_back(tmp_path: Path) -> None:
 def test_load_failure_falls_back() -> None:
     # the lifecycle hooks have no kprobe variant: nothing can attach
     with ebpfsensor.Sensor(kinds={"process_exec", "process_fork", "process_exit"}, hook_variants={"kprobe"}) as s:
-        assert_fallback(s, "no hook could be attached")
+        assert_fallback(s, "no hook could be attached", "audit")
 
 
 def test_health_cli_text_and_json(tmp_path: Path) -> None:
