@@ -330,7 +330,7 @@ struct umount_event {
  * longer one's length and keyed hash; sys_exit compares.
  */
 #define PATH_SOURCE_NONE 0	    /* no such path or address */
-#define PATH_SOURCE_KERNEL 1	    /* from the kernel's own objects: the opened file, the fd's file, the socket */
+#define PATH_SOURCE_KERNEL 1	    /* from the kernel's own objects: the opened file, the fd's file, a path check's entry, the socket */
 #define PATH_SOURCE_ARG 2	    /* the caller's string, the same at sys_exit as at sys_enter (net: sockaddr at sys_enter) */
 #define PATH_SOURCE_ARG_CHANGED 3   /* the caller's string changed between sys_enter and sys_exit: the sys_enter copy
 				     * where it was kept whole (ARG_COPY_LEN - 2 bytes at most), else the sys_exit one */
@@ -340,14 +340,15 @@ struct umount_event {
 /*
  * File events. Paths: `path` is absolute. For an open that succeeded it is
  * resolved from the opened file's own dentry and mount chain (symlinks,
- * "..", dirfd and mount namespaces resolved by the kernel). Otherwise it is
- * the caller's directory (dirfd, or the cwd for AT_FDCWD, or the root for an
- * absolute string) resolved the same way, joined with the caller's string
- * as passed: the kernel's own lookup of the string is not visible at the
- * syscall tracepoints, so "..", and a symlink in the string's own
- * components, are not resolved there (a dirfd that is not open leaves
- * the string alone). `arg_path` is the caller's string
- * as passed. Tail strings carry no NUL.
+ * "..", dirfd and mount namespaces resolved by the kernel); so is the entry
+ * other calls act on where a hook on the kernel's path checks runs
+ * (path_source PATH_SOURCE_KERNEL). Otherwise it is the caller's directory
+ * (dirfd, or the cwd for AT_FDCWD, or the root for an absolute string)
+ * resolved the same way, joined with the caller's string as passed: the
+ * kernel's own lookup of the string is not visible at the syscall
+ * tracepoints, so "..", and a symlink in the string's own components, are
+ * not resolved there (a dirfd that is not open leaves the string alone).
+ * `arg_path` is the caller's string as passed. Tail strings carry no NUL.
  */
 #define FILE_AT_FDCWD -100
 

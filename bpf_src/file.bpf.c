@@ -9,8 +9,9 @@
  * file syscall has its own pair, only the syscalls of enabled kinds are
  * attached, and there is a single variant (tp): syscalls:* events exist
  * only as trace events. (rename_target, which sees whether a rename
- * replaced a file, hooks inside the VFS and has lsm/fentry/kprobe
- * variants.) 32-bit compat syscalls do not fire them on x86 and arm64
+ * replaced a file, and path_*, which see the paths the kernel resolved,
+ * hook inside the kernel and have lsm/fentry/kprobe variants.) 32-bit
+ * compat syscalls do not fire them on x86 and arm64
  * (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
  * sys_enter stashes the arguments per thread (file_calls); sys_exit, when
@@ -22,12 +23,12 @@
  * sys_exit reads is the caller's memory as it is then, which another
  * thread may have rewritten (while the call blocked, say) to falsify the
  * event or move it under an excluded path. So sys_enter also keeps each
- * string's length, a keyed hash of it and its first bytes (struct
- * arg_copy), and sys_exit compares: a string that changed is reported from
- * the sys_enter copy when that holds it whole, and the record says so
- * (PATH_SOURCE_ARG_CHANGED). What the window between sys_enter and the
- * kernel's own copy allows remains: only hooks inside the VFS see the
- * kernel's copy.
+ * string (struct arg_copy: a short one whole, a longer one's length and
+ * keyed hash), and sys_exit compares: a string that changed is reported
+ * from the sys_enter copy when that holds it whole, and the record says so
+ * (PATH_SOURCE_ARG_CHANGED). A rewrite between sys_enter and the kernel's
+ * own copy remains unseen: only the path_* hooks, where the kernel allows
+ * them, see what the kernel used (PATH_SOURCE_KERNEL).
  */
 #include "task.bpf.h"
 
@@ -154,7 +155,7 @@ struct file_call {
 	__u32 nr;
 	__u32 op;
 	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
-	__u32 _pad0;
+	__u32 kpaths;	   /* bit which: a path_* hook resolved path (0) or new_path (1) */
 	struct arg_copy arg[2]; /* of path and new_path */
 };
 
@@ -171,6 +172,36 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct file_call);
 } file_calls SEC(".maps");
+
+/*
+ * Paths the kernel resolved, recorded by the path_* hooks (BPF LSM, fentry
+ * or kprobe on the kernel's security_path_* checks, where the kernel allows
+ * one) between a call's sys_enter and its sys_exit: the directory and the
+ * entry the syscall acts on, after the kernel's own lookup of the string.
+ * Not per CPU: the call may sleep and move between them. An LRU hash,
+ * sized for the calls in flight between the check and the exit, which is
+ * short; a call whose entry was evicted falls back to the caller's string.
+ */
+#define KPATH_ENTRIES 512
+
+struct kpath_key {
+	__u64 id; /* pid_tgid */
+	__u32 which; /* 0: path, 1: new_path */
+	__u32 _pad0;
+};
+
+struct kpath {
+	__u32 n; /* length | PATH_TRUNCATED */
+	__u32 _pad0;
+	char buf[PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KPATH_ENTRIES);
+	__type(key, struct kpath_key);
+	__type(value, struct kpath);
+} file_kpaths SEC(".maps");
 
 /* last reported open of (process, file, access class) */
 struct dedup_key {
@@ -708,6 +739,185 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 	stat_inc(type, STAT_PRODUCED);
 }
 
+/*
+ * The kernel's path checks (security_path_unlink, _mkdir, ...; built with
+ * CONFIG_SECURITY_PATH) are called once the syscall's string has been
+ * looked up, with the directory and the entry it names: where the kernel
+ * lets us hook them, the path each resolves to is recorded for the call's
+ * sys_exit (file_kpaths), which reports it as the kernel's
+ * (PATH_SOURCE_KERNEL) instead of the caller's string. Variants as for
+ * rename_target. A failed lookup never reaches the check: that call's path
+ * is the caller's string, checked at sys_exit.
+ */
+
+/* path_resolve_at() of (dentry, vfsmnt) into file_kpaths for the current
+ * call's path which, when that call is an op */
+__noinline int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
+{
+	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_scratch *s = scratch();
+	struct path_buf *p;
+	struct kpath *k;
+	__u32 zero = 0, n;
+
+	if (!c || !s || c->op != op || !dentry || !vfsmnt)
+		return 0;
+	n = path_resolve_at(dentry, vfsmnt);
+	p = bpf_map_lookup_elem(&path_buf, &zero);
+	if (!p)
+		return 0;
+	/* staged in the scratch buffer: an update copies a whole value */
+	k = (struct kpath *)s->buf;
+	k->n = n;
+	bpf_probe_read_kernel(k->buf, n & PATH_MASK, p->buf);
+	if (!bpf_map_update_elem(&file_kpaths, &key, k, BPF_ANY))
+		c->kpaths |= 1 << key.which;
+	return 0;
+}
+
+/* a symlink's target as the kernel copied it, into file_kpaths as path 0 */
+__noinline int kpath_put_str(__u64 str)
+{
+	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = 0 };
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_scratch *s = scratch();
+	struct kpath *k;
+	long n;
+
+	if (!c || !s || c->op != FOP_SYMLINK || !str)
+		return 0;
+	k = (struct kpath *)s->buf;
+	n = bpf_probe_read_kernel_str(k->buf, PATH_LEN, (const void *)str);
+	if (n <= 0)
+		return 0;
+	/* a target the kernel took is shorter than PATH_LEN: never cut */
+	k->n = (n - 1) & PATH_MASK;
+	if (!bpf_map_update_elem(&file_kpaths, &key, k, BPF_ANY))
+		c->kpaths |= 1;
+	return 0;
+}
+
+/* the dentry of a struct path in the mount of another */
+#define IN_MNT(d, p) (d), (__u64)BPF_CORE_READ((struct path *)(p), mnt)
+/* the parts of a struct path */
+#define PATH_PARTS(p) (__u64)BPF_CORE_READ((struct path *)(p), dentry), (__u64)BPF_CORE_READ((struct path *)(p), mnt)
+
+static __always_inline int on_path_dentry(__u32 op, __u64 dir, __u64 dentry)
+{
+	return kpath_put(op, 0, IN_MNT(dentry, dir));
+}
+
+static __always_inline int on_path(__u32 op, __u64 path)
+{
+	return kpath_put(op, 0, PATH_PARTS(path));
+}
+
+static __always_inline int on_rename(__u64 old_dir, __u64 old_dentry, __u64 new_dir, __u64 new_dentry)
+{
+	kpath_put(FOP_RENAME, 0, IN_MNT(old_dentry, old_dir));
+	return kpath_put(FOP_RENAME, 1, IN_MNT(new_dentry, new_dir));
+}
+
+/* a link lives in the mount of the new name (else EXDEV before the check) */
+static __always_inline int on_link(__u64 old_dentry, __u64 new_dir, __u64 new_dentry)
+{
+	kpath_put(FOP_LINK, 0, IN_MNT(old_dentry, new_dir));
+	return kpath_put(FOP_LINK, 1, IN_MNT(new_dentry, new_dir));
+}
+
+static __always_inline int on_symlink(__u64 dir, __u64 dentry, __u64 old_name)
+{
+	kpath_put_str(old_name);
+	return kpath_put(FOP_SYMLINK, 1, IN_MNT(dentry, dir));
+}
+
+/*
+ * A hook's argument as a plain number: a BPF LSM or fentry program reads
+ * its arguments as typed kernel pointers, which a global function cannot
+ * take.
+ */
+static __always_inline __u64 arg_of(unsigned long long *ctx, int i)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &ctx[i]);
+	return v;
+}
+
+/* each check as a BPF LSM program (observe only: never deny), an fentry
+ * program and a kprobe; call is on_*(...) of the arguments A(0), A(1), ... */
+#define PATH_HOOK(name, call)                                                 \
+	SEC("lsm/path_" #name)                                                \
+	int handle_path_##name##_lsm(unsigned long long *ctx)                 \
+	{                                                                     \
+		call(LSM_ARG);                                                \
+		return 0;                                                     \
+	}                                                                     \
+	SEC("fentry/security_path_" #name)                                    \
+	int handle_path_##name##_fentry(unsigned long long *ctx)              \
+	{                                                                     \
+		call(LSM_ARG);                                                \
+		return 0;                                                     \
+	}                                                                     \
+	SEC("kprobe/security_path_" #name)                                    \
+	int handle_path_##name##_kprobe(struct pt_regs *ctx)                  \
+	{                                                                     \
+		call(KPROBE_ARG);                                             \
+		return 0;                                                     \
+	}
+
+#define LSM_ARG(i) arg_of(ctx, i)
+#define KPROBE_ARG(i) ((i) == 0 ? PT_REGS_PARM1(ctx) : (i) == 1 ? PT_REGS_PARM2(ctx) : (i) == 2 ? PT_REGS_PARM3(ctx) : PT_REGS_PARM4(ctx))
+
+/* (dir, dentry, ...): the entry unlink, rmdir, mkdir, mknod act on */
+#define CALL_UNLINK(A) on_path_dentry(FOP_UNLINK, A(0), A(1))
+#define CALL_MKDIR(A) on_path_dentry(FOP_MKDIR, A(0), A(1))
+#define CALL_MKNOD(A) on_path_dentry(FOP_MKNOD, A(0), A(1))
+/* (path, ...): the file chmod and chown act on */
+#define CALL_CHMOD(A) on_path(FOP_CHMOD, A(0))
+#define CALL_CHOWN(A) on_path(FOP_CHOWN, A(0))
+#define CALL_RENAME(A) on_rename(A(0), A(1), A(2), A(3))
+#define CALL_LINK(A) on_link(A(0), A(1), A(2))
+#define CALL_SYMLINK(A) on_symlink(A(0), A(1), A(2))
+
+PATH_HOOK(unlink, CALL_UNLINK)
+PATH_HOOK(rmdir, CALL_UNLINK)
+PATH_HOOK(mkdir, CALL_MKDIR)
+PATH_HOOK(mknod, CALL_MKNOD)
+PATH_HOOK(chmod, CALL_CHMOD)
+PATH_HOOK(chown, CALL_CHOWN)
+PATH_HOOK(rename, CALL_RENAME)
+PATH_HOOK(link, CALL_LINK)
+PATH_HOOK(symlink, CALL_SYMLINK)
+
+/*
+ * At sys_exit: the path the kernel resolved for the call's path which,
+ * into buf at off; its length | PATH_TRUNCATED, or KPATH_NONE when no
+ * path_* hook recorded one (none runs here, the lookup failed, or the
+ * entry was evicted).
+ */
+#define KPATH_NONE 0xffffffff
+
+__noinline __u32 put_kpath(__u32 off, __u32 which)
+{
+	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
+	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_scratch *s = scratch();
+	struct kpath *k;
+	__u32 n;
+
+	if (!c || !s || !(c->kpaths & (1 << key.which)))
+		return KPATH_NONE;
+	k = bpf_map_lookup_elem(&file_kpaths, &key);
+	if (!k)
+		return KPATH_NONE;
+	n = k->n;
+	bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & PATH_MASK, k->buf);
+	bpf_map_delete_elem(&file_kpaths, &key);
+	return n;
+}
+
 /* one tail string: its length into len_field, its flag into trunc_field */
 #define PUT(expr, len_field, trunc_field)                   \
 	do {                                                \
@@ -718,15 +928,28 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 		off += _n & PATH_MASK;                      \
 	} while (0)
 
-/* a record's path and arg_path, from the call's path string, and where
- * they came from */
-#define ONE_STRING()                                                                                       \
-	do {                                                                                               \
-		int _src = arg_source(0);                                                                  \
-		e->path_source = _src & 0xff;                                                              \
-		PUT(put_abs_path(off, c->dirfd, c->path, FROM(_src)), path_len, path_truncated);     \
-		PUT(put_user_str(off, c->path, PATH_LEN, FROM(_src)), arg_path_len, arg_path_truncated); \
+/*
+ * A record's path and arg_path from the call's string which (0: path, 1:
+ * new_path), and where the path came from (source_f): the path the kernel
+ * resolved where a path_* hook recorded one, else the caller's string
+ * joined to its base directory. arg_path is the caller's string either way.
+ */
+#define PATHS(which, dirfd_, uptr, path_f, trunc_f, arg_f, arg_trunc_f, source_f)            \
+	do {                                                                                   \
+		int _src = arg_source(which);                                                  \
+		__u32 _k = put_kpath(off, which);                                              \
+		if (_k != KPATH_NONE) {                                                        \
+			e->source_f = PATH_SOURCE_KERNEL;                                      \
+			PUT(_k, path_f, trunc_f);                                              \
+		} else {                                                                       \
+			e->source_f = _src & 0xff;                                             \
+			PUT(put_abs_path(off, dirfd_, uptr, FROM(_src)), path_f, trunc_f); \
+		}                                                                              \
+		PUT(put_user_str(off, uptr, PATH_LEN, FROM(_src)), arg_f, arg_trunc_f); \
 	} while (0)
+
+/* the record's path and arg_path, from the call's path string */
+#define ONE_STRING() PATHS(0, c->dirfd, c->path, path_len, path_truncated, arg_path_len, arg_path_truncated, path_source)
 
 /* repeated opens of one file by one process within the window are counted,
  * not reported; failed opens are always reported */
@@ -956,7 +1179,7 @@ __noinline int emit_pair(long ret, __u32 type)
 	struct file_scratch *s = scratch();
 	struct file_rename_event *e;
 	__u32 off = sizeof(*e), i;
-	int src, trunc = 0;
+	int trunc = 0;
 
 	if (!c || !s)
 		return 0;
@@ -973,10 +1196,8 @@ __noinline int emit_pair(long ret, __u32 type)
 	for (i = 0; i < 5; i++)
 		e->_pad0[i] = 0;
 	ONE_STRING();
-	src = arg_source(1);
-	e->new_path_source = src & 0xff;
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src)), new_path_len, new_path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src)), new_arg_path_len, new_arg_path_truncated);
+	PATHS(1, c->new_dirfd, c->new_path, new_path_len, new_path_truncated, new_arg_path_len, new_arg_path_truncated,
+	      new_path_source);
 	submit(s, type, off, trunc);
 	return 0;
 }
@@ -1030,7 +1251,7 @@ __noinline int emit_symlink(long ret)
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
 	struct file_symlink_event *e;
-	__u32 off = sizeof(*e);
+	__u32 off = sizeof(*e), k;
 	int src, trunc = 0;
 
 	if (!c || !s)
@@ -1041,14 +1262,18 @@ __noinline int emit_symlink(long ret)
 	e->_pad0[0] = 0;
 	e->_pad0[1] = 0;
 	e->_pad0[2] = 0;
-	/* the target is a string the kernel stores, never looked up */
-	src = arg_source(0);
-	e->target_source = src & 0xff;
-	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), target_len, target_truncated);
-	src = arg_source(1);
-	e->path_source = src & 0xff;
-	PUT(put_abs_path(off, c->new_dirfd, c->new_path, FROM(src)), path_len, path_truncated);
-	PUT(put_user_str(off, c->new_path, PATH_LEN, FROM(src)), arg_path_len, arg_path_truncated);
+	/* the target is a string the kernel stores, never looked up: the
+	 * kernel's copy where the path_symlink hook recorded it */
+	k = put_kpath(off, 0);
+	if (k != KPATH_NONE) {
+		e->target_source = PATH_SOURCE_KERNEL;
+		PUT(k, target_len, target_truncated);
+	} else {
+		src = arg_source(0);
+		e->target_source = src & 0xff;
+		PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), target_len, target_truncated);
+	}
+	PATHS(1, c->new_dirfd, c->new_path, path_len, path_truncated, arg_path_len, arg_path_truncated, path_source);
 	submit(s, EVENT_FILE_SYMLINK, off, trunc);
 	return 0;
 }

@@ -174,24 +174,23 @@ __noinline int path_copy(__u32 first)
 }
 
 /*
- * Resolve a struct path from the kernel's own dentry and mount chain, up to
- * the root of the task's mount namespace, into the per-CPU path_buf, in two
- * passes: path_walk() notes the names leafwards-up, path_copy() writes them
- * root-first. Returns the length (no terminating NUL), with PATH_TRUNCATED
- * set when the path is deeper than MAX_PATH_DEPTH or longer than
- * PATH_LEN - 1.
+ * Resolve a dentry in a mount (the parts of a struct path) from the
+ * kernel's own dentry and mount chain, up to the root of the task's mount
+ * namespace, into the per-CPU path_buf, in two passes: path_walk() notes
+ * the names leafwards-up, path_copy() writes them root-first. Returns the
+ * length (no terminating NUL), with PATH_TRUNCATED set when the path is
+ * deeper than MAX_PATH_DEPTH or longer than PATH_LEN - 1.
  *
  * A global function: the verifier checks it once per program, not at every
  * call site.
  */
-__noinline int path_resolve(__u64 path_ptr)
+__noinline int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 {
-	const struct path *path = (const struct path *)path_ptr;
 	__u32 zero = 0, pos, i;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
 	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct dentry *dentry = (struct dentry *)dentry_ptr;
+	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_ptr;
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 
 	if (!parts || !out || !dentry || !vfsmnt)
@@ -224,6 +223,14 @@ __noinline int path_resolve(__u64 path_ptr)
 	}
 	/* not done: deeper than MAX_PATH_DEPTH or too long, leading part missing */
 	return pos | (parts->done ? 0 : PATH_TRUNCATED);
+}
+
+/* path_resolve_at() of a struct path */
+__noinline int path_resolve(__u64 path_ptr)
+{
+	const struct path *path = (const struct path *)path_ptr;
+
+	return path_resolve_at((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt));
 }
 
 /*

@@ -487,9 +487,11 @@ def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
             s, tree, f"cd:{log}", "chmod:../logs/z", "unlink:../other/y", "create:./here", f"create:{long_name}"
         )
         got = [(e.kind, e.path, e.arg_path) for e in events]  # type: ignore[attr-defined]
+        # where the kernel's path checks are hooked, paths are the kernel's: ".." resolved
+        kernel_paths = s.hooks()["path_chmod"].variant is not None
         assert got == [
-            ("file_chmod", f"{log}/../logs/z", "../logs/z"),
-            ("file_unlink", f"{log}/../other/y", "../other/y"),
+            ("file_chmod", f"{logs}/z" if kernel_paths else f"{log}/../logs/z", "../logs/z"),
+            ("file_unlink", f"{other}/y" if kernel_paths else f"{log}/../other/y", "../other/y"),
         ]
         # "./here" and the long name stay inside: their opens and creates are excluded
         assert len(f"{log}/{long_name}") > 256
@@ -497,7 +499,8 @@ def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
         # ".." found wherever it lies: past the first reads of the scan, and
         # at each offset around the edge of one call's 80 bytes
         _pid, events = file_actions(s, tree, f"cd:{log}", *(f"chmod:{rel}" for rel in deep))
-        assert [(e.path, e.arg_path) for e in events] == [(f"{log}/{rel}", rel) for rel in deep]  # type: ignore[attr-defined]
+        want = [(f"{logs}/z" if kernel_paths else f"{log}/{rel}", rel) for rel in deep]
+        assert [(e.path, e.arg_path) for e in events] == want  # type: ignore[attr-defined]
         # a longer prefix beside a shorter one: the longest covering rule counts
         inner = s.exclude(ExcludePathPrefix(f"{log}/sub"))
         _pid, events = file_actions(s, tree, f"create:{log}/sub/q", f"create:{log}/r")

@@ -593,7 +593,9 @@ def test_unlink_file_and_directory(sensor: ebpfsensor.Sensor, d: Path, cwd: Path
     check_header(rd, clock, nrs("rmdir", "unlinkat"), 0)
     assert rd.is_dir and rd.flags == AT_REMOVEDIR and rd.path == str(d / "dir")
     dotdot = one(sensor, FileUnlink, arg_path="sub/../dir2")
-    assert dotdot.is_dir and dotdot.result == 0 and dotdot.path == f"{d}/sub/../dir2"
+    # the kernel's lookup resolves "..": seen where a path_rmdir hook runs
+    resolved = f"{d}/dir2" if kernel_paths(sensor, "path_rmdir") else f"{d}/sub/../dir2"
+    assert dotdot.is_dir and dotdot.result == 0 and dotdot.path == resolved
     at = one(sensor, FileUnlink, arg_path="dir3")
     check_header(at, clock, nrs("unlinkat"), 0)
     assert at.is_dir and at.flags == AT_REMOVEDIR and at.dirfd == dfd and at.path == str(d / "sub" / "dir3")
@@ -868,15 +870,36 @@ def test_symlink(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
 # --- where paths come from ---------------------------------------------------------
 
 ARG = PathSource.SYSCALL_ARG
+KERNEL = PathSource.KERNEL
+
+# the hooks on the kernel's path checks, and the kinds they serve
+PATH_HOOKS = {
+    "path_unlink": "file_unlink",
+    "path_rmdir": "file_unlink",
+    "path_mkdir": "dir_create",
+    "path_mknod": "file_create",
+    "path_rename": "file_rename",
+    "path_chmod": "file_chmod",
+    "path_chown": "file_chown",
+    "path_link": "file_link",
+    "path_symlink": "file_symlink",
+}
+
+
+def kernel_paths(sensor: ebpfsensor.Sensor, hook: str) -> bool:
+    """Whether a path_* hook runs: its kind's paths are then the kernel's."""
+    return sensor.hooks()[hook].variant is not None
 
 
 def test_path_sources(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
-    """Every file event says where its paths came from. At the syscall
-    tracepoints: the opened file for an open that succeeded, the fd's file
-    for fchmod and fchown, else the caller's strings, compared between the
+    """Every file event says where its paths came from: the opened file for
+    an open that succeeded, the fd's file for fchmod and fchown; where the
+    kernel's path checks can be hooked (BPF LSM, fentry, kprobe), the path
+    the kernel resolved; else the caller's strings, compared between the
     syscall's entry and exit (none changed here), long ones included."""
     long_name = "l" * 200  # longer than the copy kept whole: compared by length and hash
     (d / "f").write_text("x")
+    (d / "sub").mkdir()
     fd = os.open(d / "f", os.O_RDONLY)
     try:
         with Clock() as clock:
@@ -884,30 +907,71 @@ def test_path_sources(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
             with pytest.raises(FileNotFoundError):
                 os.open("missing", os.O_RDONLY)
             os.mkdir(long_name)
-            os.rename(long_name, "short")
+            os.rename(long_name, "sub/../short")
             os.chmod("f", 0o600)
             os.fchmod(fd, 0o640)
             os.fchown(fd, -1, -1)
             os.link("f", "f2")
             os.symlink("target", "sl")
             os.unlink("f2")
+            os.mknod("node", 0o600 | stat.S_IFREG)
+            with pytest.raises(FileNotFoundError):
+                os.unlink("missing")
     finally:
         os.close(fd)
+
+    def want(hook: str) -> PathSource:
+        return KERNEL if kernel_paths(sensor, hook) else ARG
+
     opened = one(sensor, FileOpen, arg_path="f", since=clock.before)
-    assert (opened.resolved, opened.path_source) == (True, PathSource.KERNEL)
+    assert (opened.resolved, opened.path_source) == (True, KERNEL)
+    # a failed lookup reaches no path check: the caller's string
     assert one(sensor, FileOpen, arg_path="missing", since=clock.before).path_source == ARG
-    assert one(sensor, DirCreate, arg_path=long_name, since=clock.before).path_source == ARG
+    assert one(sensor, FileUnlink, arg_path="missing", since=clock.before).path_source == ARG
+    assert one(sensor, DirCreate, arg_path=long_name, since=clock.before).path_source == want("path_mkdir")
     ren = one(sensor, FileRename, arg_path=long_name, since=clock.before)
-    assert (ren.path_source, ren.new_path_source, ren.path) == (ARG, ARG, str(d / long_name))
-    assert one(sensor, FileChmod, arg_path="f", since=clock.before).path_source == ARG
+    assert (ren.path_source, ren.new_path_source) == (want("path_rename"),) * 2
+    assert ren.path == str(d / long_name)
+    assert ren.new_path == (str(d / "short") if kernel_paths(sensor, "path_rename") else f"{d}/sub/../short")
+    assert one(sensor, FileChmod, arg_path="f", since=clock.before).path_source == want("path_chmod")
     fchmod = one(sensor, FileChmod, dirfd=fd, since=clock.before)
-    assert (fchmod.path, fchmod.path_source) == (str(d / "f"), PathSource.KERNEL)
-    assert one(sensor, FileChown, dirfd=fd, since=clock.before).path_source == PathSource.KERNEL
+    assert (fchmod.path, fchmod.path_source) == (str(d / "f"), KERNEL)
+    assert one(sensor, FileChown, dirfd=fd, since=clock.before).path_source == KERNEL
     link = one(sensor, FileLink, arg_path="f", since=clock.before)
-    assert (link.path_source, link.new_path_source) == (ARG, ARG)
+    assert (link.path, link.new_path) == (str(d / "f"), str(d / "f2"))
+    assert (link.path_source, link.new_path_source) == (want("path_link"),) * 2
     sl = one(sensor, FileSymlink, arg_path="sl", since=clock.before)
-    assert (sl.target, sl.target_source, sl.path_source) == ("target", ARG, ARG)
-    assert one(sensor, FileUnlink, arg_path="f2", since=clock.before).path_source == ARG
+    assert (sl.target, sl.target_source, sl.path_source) == ("target", want("path_symlink"), want("path_symlink"))
+    assert one(sensor, FileUnlink, arg_path="f2", since=clock.before).path_source == want("path_unlink")
+    node = one(sensor, FileCreate, arg_path="node", since=clock.before)
+    assert (node.path, node.path_source) == (str(d / "node"), want("path_mknod"))
+
+
+@pytest.mark.parametrize("variant", ["lsm", "fentry", "kprobe"])
+def test_path_hook_variant(d: Path, variant: str) -> None:
+    """Each variant of the path_* hooks forced in turn: where this kernel
+    runs it, paths are the kernel's (".." resolved); where it does not,
+    every hook says why, each kind it serves is reported partly unavailable,
+    never silently, and paths are the caller's strings."""
+    kinds = set(PATH_HOOKS.values())
+    refusal = {**_RENAME_TARGET_REFUSAL, "kprobe": ("has no kprobes", "security_path_")}[variant]
+    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, log_file=None) as s:
+        hooks, health = s.hooks(), s.health().kinds
+        runs = {hooks[h].variant for h in PATH_HOOKS}
+        # the checks load together or not at all, where rename_target's does
+        assert runs == {hooks["rename_target"].variant}, runs
+        if runs == {variant}:
+            assert all(health[k].live and variant in health[k].source for k in kinds)
+        else:
+            for hook, kind in PATH_HOOKS.items():
+                (failure,) = [f for f in hooks[hook].failures if f.startswith(f"{variant}: ")]
+                assert any(why in failure for why in refusal), failure
+                assert health[kind].live and f"{hook}: " in health[kind].reason and failure in health[kind].reason
+        (d / "sub").mkdir()
+        with Clock() as clock:
+            os.mkdir(d / "sub" / ".." / "m")
+        mk = one(s, DirCreate, arg_path=f"{d}/sub/../m", since=clock.before)
+        assert (mk.path, mk.path_source) == ((str(d / "m"), KERNEL) if runs == {variant} else (f"{d}/sub/../m", ARG))
 
 
 # --- dedup window, per-kind enablement ------------------------------------------------
@@ -980,7 +1044,10 @@ def test_kinds_are_independent(d: Path) -> None:
         hooks = {h for h, info in s.hooks().items() if info.variant}
         # the lifecycle hooks are always attached (they keep exclusion state)
         assert {"exec", "fork", "exit"} <= hooks
-        syscalls = {h.removeprefix("file_").rsplit("_", 1)[0] for h in hooks - {"exec", "fork", "exit"}}
+        # and the path checks of these kinds, where the kernel lets them be hooked
+        checks = {h for h in hooks if h.startswith("path_")}
+        assert checks <= {"path_mknod", "path_unlink", "path_rmdir"}
+        syscalls = {h.removeprefix("file_").rsplit("_", 1)[0] for h in hooks - {"exec", "fork", "exit"} - checks}
         wanted = ("open", "creat", "openat", "openat2", "mknod", "mknodat", "unlink", "unlinkat", "rmdir")
         assert syscalls == {n for n in wanted if _NR[n]}
         mine_now = _my_programs() - before

@@ -49,7 +49,8 @@ def test_file_hooks_exist_in_the_object() -> None:
         used |= set(present)
     # and no program of the object is left without a kind
     assert used == set(hooks)
-    syscall_hooks = {h: vs for h, vs in hooks.items() if h != "rename_target"}
+    checks = {h: vs for h, vs in hooks.items() if h == "rename_target" or h.startswith("path_")}
+    syscall_hooks = {h: vs for h, vs in hooks.items() if h not in checks}
     assert all(
         v.variant == "tp" and v.section.startswith("tp/syscalls/sys_") for vs in syscall_hooks.values() for v in vs
     )
@@ -59,6 +60,15 @@ def test_file_hooks_exist_in_the_object() -> None:
         ("fentry", "fentry/security_inode_rename"),
         ("kprobe", "kprobe/security_inode_rename"),
     ]
+    # the paths the kernel resolved: its path checks, best hook first
+    names = ("unlink", "rmdir", "mkdir", "mknod", "rename", "chmod", "chown", "link", "symlink")
+    assert set(checks) == {"rename_target", *(f"path_{name}" for name in names)}
+    for name in names:
+        assert [(v.variant, v.section) for v in hooks[f"path_{name}"]] == [
+            ("lsm", f"lsm/path_{name}"),
+            ("fentry", f"fentry/security_path_{name}"),
+            ("kprobe", f"kprobe/security_path_{name}"),
+        ]
     assert "cfg_file_dedup_ns" in obj.rodata
 
 

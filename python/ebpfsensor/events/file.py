@@ -3,12 +3,14 @@
 
 Paths: ``path`` is absolute. For an open that succeeded (``resolved``) it
 comes from the opened file's own dentry and mount chain: symlinks, "..",
-dirfd and mount namespaces are resolved by the kernel. Everywhere else it
-is the caller's base directory (dirfd, the cwd for AT_FDCWD, the root for an
-absolute string), resolved the same way, joined with the caller's string as
-passed: the kernel's lookup of that string is not visible at the syscall
-tracepoints, so ".." or a symlink inside the string stays as written; with
-a dirfd that is not open, ``path`` is the string alone. Absolute means from
+dirfd and mount namespaces are resolved by the kernel. So does the entry
+any other call acts on where a hook on the kernel's path checks runs (BPF
+LSM, fentry or kprobe; ``path_source`` is then ``KERNEL``). Everywhere else
+it is the caller's base directory (dirfd, the cwd for AT_FDCWD, the root
+for an absolute string), resolved the same way, joined with the caller's
+string as passed: the kernel's lookup of that string is not visible at the
+syscall tracepoints, so ".." or a symlink inside the string stays as
+written; with a dirfd that is not open, ``path`` is the string alone. Absolute means from
 the root of the process's mount namespace: a file in a container reads as
 the container sees it, one under a chroot with the chroot's own location in
 front. ``arg_path`` is the string as passed. ``dirfd`` is -100 (AT_FDCWD)
@@ -59,7 +61,8 @@ class PathSource(enum.IntEnum):
     #: no such path or address in this event
     NONE = 0
     #: from the kernel's own objects: the opened file, the fd's file, the
-    #: socket (a path from a dirfd alone, or with an empty string, too)
+    #: entry a path check saw (where one is hooked), the socket (a path from
+    #: a dirfd alone, or with an empty string, too)
     KERNEL = 1
     #: the caller's string, the same at the syscall's exit as at its entry
     #: (network: the sockaddr the caller passed, read at entry)
@@ -388,7 +391,8 @@ class FileSymlink(_SyscallEvent, frozen=True, gc=False, tag="file_symlink"):
         path_source: where ``path`` and ``arg_path`` came from, a
             :class:`PathSource` (see "Path sources" above).
         target_source: where ``target`` came from, a :class:`PathSource`:
-            the caller's string, checked as the paths are.
+            ``KERNEL``, the kernel's copy, where a path_symlink hook runs;
+            else the caller's string, checked as the paths are.
     """
 
     event_type = EventType.FILE_SYMLINK
