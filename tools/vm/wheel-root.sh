@@ -5,7 +5,7 @@
 # the cached minimal Debian root of tools/mkroot.sh (python3 only), with an
 # overlay on top that holds the built wheel and its runtime dependencies, pytest,
 # the tools the kernel tier runs (bpftool lists loaded programs, gcc builds the
-# diagnostic's C loops, stress-ng) and a copy of tests/ and pyproject.toml in
+# diagnostic's C loops, stress-ng) and a copy of tests/, examples/ and pyproject.toml in
 # /opt/ebpfsensor-tests. The cached root is never modified.
 #
 #   tools/vm/wheel-root.sh up <arm64|amd64> <wheel> <dir>   mount it at <dir>/root
@@ -99,6 +99,6 @@ log "installing ${whl##*/} + pytest into $site (Python $py, glibc $glibc)"
 	{ cat "$dir/pip.log" >&2; die "pip could not install the wheel for $debarch"; }
 
 mkdir -p "$root/opt/ebpfsensor-tests"
-cp -r tests pyproject.toml "$root/opt/ebpfsensor-tests/"
+cp -r tests examples pyproject.toml "$root/opt/ebpfsensor-tests/"
 find "$root/opt/ebpfsensor-tests" -name __pycache__ -prune -exec rm -rf {} +
 log "ready: $root"
