@@ -957,13 +957,23 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
     refusal = {**_RENAME_TARGET_REFUSAL, "kprobe": ("has no kprobes", "security_path_")}[variant]
     with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, log_file=None) as s:
         hooks, health = s.hooks(), s.health().kinds
-        runs = {hooks[h].variant for h in PATH_HOOKS}
+        # a trampoline that cannot take a struct by value (security_path_chown's
+        # kuid_t on 5.10) leaves its hook out, saying why
+        struct_arg = {
+            h for h in PATH_HOOKS if hooks[h].variant is None and any("is unsupported" in f for f in hooks[h].failures)
+        }
+        for hook in struct_arg:
+            assert f"{hook}: " in health[PATH_HOOKS[hook]].reason
+        runs = {hooks[h].variant for h in PATH_HOOKS if h not in struct_arg}
         # the checks load together or not at all, where rename_target's does
         assert runs == {hooks["rename_target"].variant}, runs
         if runs == {variant}:
-            assert all(health[k].live and variant in health[k].source for k in kinds)
+            left_out = {PATH_HOOKS[h] for h in struct_arg}
+            assert all(health[k].live and variant in health[k].source for k in kinds - left_out)
         else:
             for hook, kind in PATH_HOOKS.items():
+                if hook in struct_arg:
+                    continue
                 (failure,) = [f for f in hooks[hook].failures if f.startswith(f"{variant}: ")]
                 assert any(why in failure for why in refusal), failure
                 assert health[kind].live and f"{hook}: " in health[kind].reason and failure in health[kind].reason
