@@ -27,7 +27,7 @@ import msgspec
 
 from ..._ffi import check_ptr, check_ret, ffi, lib
 from ...errors import DecodeError
-from ...events import EVENT_CLASSES, Event, ProcessExit
+from ...events import EVENT_CLASSES, Event, EventType, ProcessExit
 from ...events._base import ProcessInfo
 from ...events._kinds import kind_of
 from ...events._layout import MAX_RECORD_LEN, RECORDS, decode
@@ -372,6 +372,15 @@ class RingBuffer(BatchDecoder):
         self.context_errors = 0
         self._held: list[Event] = []
         self._held_polls = 0
+
+    def delivered(self) -> dict[int, int]:
+        """Records handed out so far, per record type: exits held back for
+        the next batch are still pending (a sensor closed now loses them,
+        and the counters say so)."""
+        out = super().delivered()
+        if self._held:
+            out[int(EventType.EXIT)] -= len(self._held)
+        return out
 
     def set_context(self, hooks: ContextHooks, learn: Sequence[type] = ()) -> ProcessCache:
         """Drain in two phases from now on, the first ring (lifecycle) first,
