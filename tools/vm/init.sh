@@ -40,12 +40,23 @@ fail() {
 
 . /run/vmtest/conf
 
-# Dependencies first; run.sh wrote the order.
-for m in $(cat /modules/order); do
+# Dependencies first; run.sh wrote the order (empty for a kernel with all
+# built in).
+for m in $(cat /modules/order 2>/dev/null); do
 	insmod "/modules/$m.ko" || fail "insmod $m"
 done
 
+# A kernel without /sys/kernel/btf/vmlinux (one built from source): its BTF
+# file where an administrator would put it, named by the release.
+add_btf() { # add_btf ROOT
+	[ -n "${VMTEST_BTF:-}" ] || return 0
+	[ -f /btf/vmlinux.btf ] || fail "no /btf/vmlinux.btf in the initramfs"
+	mkdir -p "$1$VMTEST_BTF" || fail "mkdir $VMTEST_BTF"
+	cp /btf/vmlinux.btf "$1$VMTEST_BTF/$(uname -r).btf" || fail "copy the BTF to $VMTEST_BTF"
+}
+
 if [ "$VMTEST_MODE" = initramfs ]; then
+	add_btf ""
 	echo VMTEST-START
 	(. /run/vmtest/cmd) </dev/null
 	echo "VMTEST-EXIT=$?"
@@ -75,12 +86,14 @@ case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p /mnt/cwd && mount -o bind "$r$VMTEST_C
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp
 case ${VMTEST_CWD:-} in /tmp/?*) mkdir -p "$r$VMTEST_CWD" && mount -o bind /mnt/cwd "$r$VMTEST_CWD" ;; esac
 mount -t tmpfs -o mode=0755 tmpfs $r/run || fail "mount /run"
-mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null
+mount -t cgroup2 cgroup2 $r/sys/fs/cgroup 2>/dev/null || echo "vmtest: cgroup2 not mounted"
 mount -t securityfs securityfs $r/sys/kernel/security 2>/dev/null
-mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null
+mount -t debugfs debugfs $r/sys/kernel/debug 2>/dev/null || echo "vmtest: debugfs not mounted"
 mount -t tracefs tracefs $r/sys/kernel/tracing 2>/dev/null ||
 	echo "vmtest: tracefs not mounted"
 mount -t bpf bpf $r/sys/fs/bpf 2>/dev/null || echo "vmtest: bpffs not mounted"
+
+add_btf $r
 
 # Stage 2 cannot rely on the shared root's binaries: bring busybox along.
 mkdir -p $r/run/vmtest

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Boot a real Debian kernel under qemu (software emulation, TCG) and run one
-# command inside. The host root (or --root DIR) is shared read-only over 9p
-# with a tmpfs overlay on top, so the project's tests run unchanged.
+# Boot a real Debian kernel, or one built from source, under qemu (software
+# emulation, TCG) and run one command inside. The host root (or --root DIR) is
+# shared read-only over 9p with a tmpfs overlay on top, so the project's tests
+# run unchanged.
 #
 #   tools/vm/run.sh --kernel bookworm-6.1-amd64 [--timeout 600] [--mem 1G] -- CMD [ARG...]
+#   tools/vm/run.sh --kernel linux-5.4.286 [--no-btf] -- CMD [ARG...]
 #
 # Exit status: the guest command's, 124 on timeout, 125 if the guest failed
 # (never reached the command, or died while running it), 2 on usage errors.
@@ -19,7 +21,9 @@ usage() {
 	cat >&2 <<EOF
 usage: $0 --kernel ID [options] -- COMMAND [ARG...]
   --kernel ID        bullseye-5.10-amd64 | bookworm-6.1-amd64 | trixie-6.12-amd64 | trixie-6.12-arm64
-                     (any SUITE-MAJOR.MINOR-ARCH whose linux-image-ARCH matches)
+                     (any SUITE-MAJOR.MINOR-ARCH whose linux-image-ARCH matches),
+                     or linux-5.4.286 | linux-4.19.72 (any linux-X.Y.Z folder of x86
+                     kernels built from source, see below)
   --timeout SECONDS  kill the guest after this long (default 600; exit 124)
   --mem SIZE         guest memory (default 1G)
   --cpu MODEL        qemu -cpu (default max,-avx,-avx2; arm64: max,pauth-impdef=on)
@@ -32,16 +36,29 @@ usage: $0 --kernel ID [options] -- COMMAND [ARG...]
   --env NAME=VALUE   set a variable for COMMAND (repeatable)
   --9p-cache MODE    9p cache mode: loose (default) or mmap
   --refresh          refresh the apt lists now (otherwise at most once a day)
+  --no-btf           (linux-X.Y.Z only) leave the kernel's vmlinux.btf out of the guest
 COMMAND is run with its exact argv (use sh -c '...' for shell syntax), in the
 host's current directory, stdin from /dev/null. VMTEST_KERNEL is set inside.
+A linux-X.Y.Z kernel is the folder of that name in \$VMTEST_KERNELS_DIR if set,
+else in ../shared/kernels beside the repository, else in /work/shared/kernels:
+its bzImage is booted as is (everything the guest needs built in), and its
+vmlinux.btf copied to /var/lib/ebpfsensor/btf/RELEASE.btf in the guest.
 EOF
 	exit 2
 }
 
 log() { printf 'run.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 125; }
+# Where linux-X.Y.Z folders of kernels built from source are looked for, in order.
+kernels_dirs() {
+	if [[ -n ${VMTEST_KERNELS_DIR:-} ]]; then
+		printf '%s\n' "$VMTEST_KERNELS_DIR"
+	else
+		printf '%s\n' "$(cd "$repo/.." && pwd)/shared/kernels" /work/shared/kernels | awk '!seen[$0]++'
+	fi
+}
 
-kernel_id='' cpu='' tcg='' timeout=600 mem=1G root=/ initramfs_only=0 append='' p9cache=loose refresh=0
+kernel_id='' cpu='' tcg='' timeout=600 mem=1G root=/ initramfs_only=0 append='' p9cache=loose refresh=0 btf=1
 envs=()
 while (($#)); do
 	case $1 in
@@ -56,14 +73,25 @@ while (($#)); do
 	--env) envs+=("${2:?}"); shift 2 ;;
 	--9p-cache) p9cache=${2:?}; shift 2 ;;
 	--refresh) refresh=1; shift ;;
+	--no-btf) btf=0; shift ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
 	*) log "unknown argument: $1"; usage ;;
 	esac
 done
 (($#)) || { log "no command given after --"; usage; }
-[[ $kernel_id =~ ^([a-z]+)-([0-9]+\.[0-9]+)-(amd64|arm64)$ ]] || { log "bad --kernel '$kernel_id'"; usage; }
-suite=${BASH_REMATCH[1]} kmajor=${BASH_REMATCH[2]} arch=${BASH_REMATCH[3]}
+from_source=0 ksrc='' # ksrc: the folder of a kernel built from source
+if [[ $kernel_id =~ ^linux-[0-9]+\.[0-9]+[0-9A-Za-z.+_-]*$ ]]; then
+	# x86 bzImages only (checked below)
+	suite='' kmajor='' arch=amd64 from_source=1
+elif [[ $kernel_id =~ ^([a-z]+)-([0-9]+\.[0-9]+)-(amd64|arm64)$ ]]; then
+	suite=${BASH_REMATCH[1]} kmajor=${BASH_REMATCH[2]} arch=${BASH_REMATCH[3]}
+	# Debian's kernels carry their BTF in /sys/kernel/btf/vmlinux: nothing to leave out.
+	((btf)) || { log "--no-btf is for linux-X.Y.Z kernels built from source only"; usage; }
+else
+	log "bad --kernel '$kernel_id'"
+	usage
+fi
 [[ $timeout =~ ^[0-9]+$ ]] || { log "bad --timeout '$timeout'"; usage; }
 [[ $p9cache == loose || $p9cache == mmap ]] || { log "bad --9p-cache '$p9cache'"; usage; }
 # Multi-threaded TCG (a host thread per vCPU) can go on running its stale
@@ -114,6 +142,8 @@ exec 8>"$cache/.prepare.lock"
 flock 8
 
 # ---- 1. A throwaway apt configuration, separate from the host's -------------
+# (set up by apt_init when a Debian package is needed: kernels built from
+# source need none, unless the host has no static busybox and none is cached)
 
 # The Debian archive the machine already uses ("URI<TAB>Signed-By"), so that no
 # mirror host is hard-coded here.
@@ -151,42 +181,47 @@ debian_archive() {
 		}' "$f"
 	done
 }
-IFS=$'\t' read -r archive_uri archive_key < <(debian_archive | head -n1) ||
-	die "no Debian archive (URI ending in /debian) in /etc/apt/sources.list{,.d}"
+apt_opts=()
+apt_init() {
+	local archive_uri archive_key apt_dir sources
+	((${#apt_opts[@]} == 0)) || return 0
+	IFS=$'\t' read -r archive_uri archive_key < <(debian_archive | head -n1) ||
+		die "no Debian archive (URI ending in /debian) in /etc/apt/sources.list{,.d}"
 
-apt_dir=$cache/apt
-mkdir -p "$apt_dir/sources.list.d" "$apt_dir/preferences.d" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
-sources=$(printf 'Types: deb\nURIs: %s\nSuites: bullseye bookworm trixie\nComponents: main\nArchitectures: amd64 arm64\n' "$archive_uri"
-	[[ -z $archive_key ]] || printf 'Signed-By: %s\n' "$archive_key")
-if [[ $(cat "$apt_dir/sources.list.d/debian.sources" 2>/dev/null) != "$sources" ]]; then
-	printf '%s\n' "$sources" >"$apt_dir/sources.list.d/debian.sources"
-	rm -f "$apt_dir/lists/.updated"
-fi
-apt_opts=(
-	-o Dir::Etc::SourceList=/dev/null
-	-o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
-	-o "Dir::Etc::Preferences=/dev/null" # the host's pins must not steer our choice
-	-o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d"
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	# Keep the binary package cache (Docker-style configs switch it off): 2.5 s per query without.
-	-o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
-	-o APT::Architectures::=amd64 -o APT::Architectures::=arm64
-	-o Acquire::Languages=none
-	-o APT::Sandbox::User=root # our cache dir is not writable for _apt
-)
-# apt stamps list files with the server's Last-Modified time, so their own mtime
-# says nothing about when we fetched them: a stamp file records that instead.
-if ((refresh)) || [[ -z $(find "$apt_dir/lists/.updated" -mmin -1440 2>/dev/null) ]]; then
-	log "refreshing apt lists for $archive_uri (bullseye bookworm trixie, amd64 arm64)"
-	if apt-get "${apt_opts[@]}" -q update >&2; then
-		touch "$apt_dir/lists/.updated"
-	elif [[ -e $apt_dir/lists/.updated ]]; then
-		log "warning: apt-get update failed; using the lists of $(date -r "$apt_dir/lists/.updated" +%F)"
-	else
-		die "apt-get update failed"
+	apt_dir=$cache/apt
+	mkdir -p "$apt_dir/sources.list.d" "$apt_dir/preferences.d" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+	sources=$(printf 'Types: deb\nURIs: %s\nSuites: bullseye bookworm trixie\nComponents: main\nArchitectures: amd64 arm64\n' "$archive_uri"
+		[[ -z $archive_key ]] || printf 'Signed-By: %s\n' "$archive_key")
+	if [[ $(cat "$apt_dir/sources.list.d/debian.sources" 2>/dev/null) != "$sources" ]]; then
+		printf '%s\n' "$sources" >"$apt_dir/sources.list.d/debian.sources"
+		rm -f "$apt_dir/lists/.updated"
 	fi
-fi
+	apt_opts=(
+		-o Dir::Etc::SourceList=/dev/null
+		-o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
+		-o "Dir::Etc::Preferences=/dev/null" # the host's pins must not steer our choice
+		-o "Dir::Etc::PreferencesParts=$apt_dir/preferences.d"
+		-o "Dir::State::Lists=$apt_dir/lists"
+		-o "Dir::Cache=$apt_dir/cache"
+		# Keep the binary package cache (Docker-style configs switch it off): 2.5 s per query without.
+		-o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
+		-o APT::Architectures::=amd64 -o APT::Architectures::=arm64
+		-o Acquire::Languages=none
+		-o APT::Sandbox::User=root # our cache dir is not writable for _apt
+	)
+	# apt stamps list files with the server's Last-Modified time, so their own mtime
+	# says nothing about when we fetched them: a stamp file records that instead.
+	if ((refresh)) || [[ -z $(find "$apt_dir/lists/.updated" -mmin -1440 2>/dev/null) ]]; then
+		log "refreshing apt lists for $archive_uri (bullseye bookworm trixie, amd64 arm64)"
+		if apt-get "${apt_opts[@]}" -q update >&2; then
+			touch "$apt_dir/lists/.updated"
+		elif [[ -e $apt_dir/lists/.updated ]]; then
+			log "warning: apt-get update failed; using the lists of $(date -r "$apt_dir/lists/.updated" +%F)"
+		else
+			die "apt-get update failed"
+		fi
+	fi
+}
 apt_cache() { apt-cache "${apt_opts[@]}" "$@"; }
 
 # Download PKG:ARCH=VERSION into DIR once; print the .deb's path.
@@ -202,31 +237,111 @@ fetch_deb() { # fetch_deb DIR PKG ARCH VERSION
 	printf '%s\n' "$deb"
 }
 
-# ---- 2. The kernel: linux-image-ARCH of SUITE -> its linux-image-X dependency -------
+# ---- 2. The kernel -------------------------------------------------------------
+# Each sets kdir (its cache dir), kimage, kconfig, kver (uname -r), mods (its
+# module tree) and kdesc (what the boot line calls it).
 
-meta=linux-image-$arch
-# (awk reads all its input: an early exit would fail the pipeline under pipefail)
-meta_ver=$(apt_cache madison "$meta:$arch" | awk -F'|' -v s=" $suite/" 'index($3, s) && !v { gsub(/ /, "", $2); v = $2 } END { print v }')
-[[ -n $meta_ver ]] || die "no $meta in $suite/$arch"
-kpkg=$(apt_cache show "$meta:$arch=$meta_ver" | awk '/^Depends:/ && !d { d = $0 } END {
-	sub(/^Depends:/, "", d); n = split(d, a, ",")
-	for (i = 1; i <= n; i++) { sub(/\|.*/, "", a[i]); sub(/\(.*/, "", a[i]); gsub(/[ \t]/, "", a[i])
-		if (a[i] ~ /^linux-image-/) { print a[i]; break } } }')
-[[ -n $kpkg ]] || die "$meta $meta_ver has no linux-image-* dependency"
-kver=${kpkg#linux-image-} # the uname -r of the kernel, e.g. 5.10.0-32-amd64
-[[ $kver == "$kmajor".* ]] || die "$suite's $meta is $kver, not $kmajor"
-# The -unsigned package has the same kernel without the Secure Boot wrapping.
-if apt_cache show "$kpkg-unsigned:$arch=$meta_ver" >/dev/null 2>&1; then kpkg=$kpkg-unsigned; fi
+# A Debian kernel: linux-image-ARCH of SUITE -> its linux-image-X dependency.
+debian_kernel() {
+	local meta meta_ver kpkg kroot deb kimages
+	apt_init
+	meta=linux-image-$arch
+	# (awk reads all its input: an early exit would fail the pipeline under pipefail)
+	meta_ver=$(apt_cache madison "$meta:$arch" | awk -F'|' -v s=" $suite/" 'index($3, s) && !v { gsub(/ /, "", $2); v = $2 } END { print v }')
+	[[ -n $meta_ver ]] || die "no $meta in $suite/$arch"
+	kpkg=$(apt_cache show "$meta:$arch=$meta_ver" | awk '/^Depends:/ && !d { d = $0 } END {
+		sub(/^Depends:/, "", d); n = split(d, a, ",")
+		for (i = 1; i <= n; i++) { sub(/\|.*/, "", a[i]); sub(/\(.*/, "", a[i]); gsub(/[ \t]/, "", a[i])
+			if (a[i] ~ /^linux-image-/) { print a[i]; break } } }')
+	[[ -n $kpkg ]] || die "$meta $meta_ver has no linux-image-* dependency"
+	kver=${kpkg#linux-image-} # the uname -r of the kernel, e.g. 5.10.0-32-amd64
+	[[ $kver == "$kmajor".* ]] || die "$suite's $meta is $kver, not $kmajor"
+	# The -unsigned package has the same kernel without the Secure Boot wrapping.
+	if apt_cache show "$kpkg-unsigned:$arch=$meta_ver" >/dev/null 2>&1; then kpkg=$kpkg-unsigned; fi
+	kdesc="$kpkg $meta_ver"
 
-kdir=$cache/kernels/$kernel_id/${kpkg}_$meta_ver
-kroot=$kdir/root
-if [[ ! -e $kroot/.complete ]]; then
-	deb=$(fetch_deb "$kdir" "$kpkg" "$arch" "$meta_ver")
-	log "extracting $(basename "$deb")"
-	rm -rf "$kroot" && mkdir -p "$kroot"
-	dpkg-deb -x "$deb" "$kroot"
-	touch "$kroot/.complete"
-fi
+	kdir=$cache/kernels/$kernel_id/${kpkg}_$meta_ver
+	kroot=$kdir/root
+	if [[ ! -e $kroot/.complete ]]; then
+		deb=$(fetch_deb "$kdir" "$kpkg" "$arch" "$meta_ver")
+		log "extracting $(basename "$deb")"
+		rm -rf "$kroot" && mkdir -p "$kroot"
+		dpkg-deb -x "$deb" "$kroot"
+		touch "$kroot/.complete"
+	fi
+	kconfig=$(find "$kroot/boot" -maxdepth 1 -name 'config-*' -print -quit)
+	kimages=("$kroot"/boot/vmlinu[xz]-*)
+	kimage=${kimages[0]:-}
+	[[ -f $kimage ]] || die "no kernel image in $kroot/boot"
+	mods=$kroot/lib/modules/$kver
+	[[ -d $mods ]] || mods=$kroot/usr/lib/modules/$kver
+}
+
+# The kernel_version string of an x86 boot image's setup header, first word:
+# the release (uname -r). Fails if FILE is no x86 boot image.
+bzimage_release() { # bzimage_release FILE
+	local off
+	[[ $(head -c 518 "$1" | tail -c 4) == HdrS ]] || return 1
+	off=$(od -An -tu2 -j526 -N2 "$1" | tr -d ' ')
+	if [[ ! $off =~ ^[0-9]+$ ]] || ((off == 0)); then return 1; fi
+	head -c $((off + 0x200 + 256)) "$1" | tail -c 256 | tr '\0' '\n' | awk 'NR == 1 { print $1 }'
+}
+
+# A kernel built from source: <kernels dir>/linux-X.Y.Z/ with bzImage, config,
+# vmlinux.btf and modules/*.ko, everything the guest needs built in.
+source_kernel() {
+	local d dirs=() avail ko n rel sum
+	mapfile -t dirs < <(kernels_dirs)
+	for d in "${dirs[@]}"; do
+		if [[ -f $d/$kernel_id/bzImage ]]; then
+			ksrc=$(cd "$d/$kernel_id" && pwd)
+			break
+		fi
+	done
+	if [[ -z $ksrc ]]; then
+		avail=$(for d in "${dirs[@]}"; do [[ ! -d $d ]] || find "$d" -mindepth 2 -maxdepth 2 -name bzImage; done |
+			awk -F/ '{ print $(NF - 1) }' | sort -u | paste -sd' ')
+		die "no $kernel_id/bzImage in $(printf '%s, ' "${dirs[@]}" | sed 's/, $//')" \
+			"(kernels there: ${avail:-none}; VMTEST_KERNELS_DIR names the folder that holds linux-X.Y.Z/)"
+	fi
+	kimage=$ksrc/bzImage
+	kconfig=$ksrc/config
+	[[ -f $kconfig ]] || die "no config beside $kimage (its CONFIG_PVH and CONFIG_BPF_LSM decide how it boots)"
+	kver=$(bzimage_release "$kimage") || kver=''
+	[[ -n $kver ]] || die "$kimage is not an x86 bzImage"
+	if ((btf)) && [[ ! -f $ksrc/vmlinux.btf ]]; then
+		die "no vmlinux.btf beside $kimage (--no-btf boots without one)"
+	fi
+	# No modules in the initramfs: what 9p root over virtio needs must be built in.
+	if ((!initramfs_only)); then
+		for n in VIRTIO_PCI NET_9P NET_9P_VIRTIO 9P_FS OVERLAY_FS TMPFS DEVTMPFS; do
+			grep -q "^CONFIG_$n=y" "$kconfig" || die "$kernel_id: CONFIG_$n is not built in (=y); the guest loads no modules before mounting its root"
+		done
+	fi
+	kdesc="$kver from $ksrc"
+	# Keyed by the image's checksum: a rebuilt kernel gets a fresh initramfs.
+	sum=$(sha256sum <"$kimage" | cut -c1-16)
+	kdir=$cache/kernels/$kernel_id/bzImage_$sum
+	# The modules as `make modules_install` lays them out (kernel/drivers/net/
+	# dummy.ko), as tests expect of a module tree: each .ko's place is its
+	# source file's directory, which its debug info names.
+	mods=$kdir/modules
+	if [[ ! -e $kdir/modules.complete ]]; then
+		rm -rf "$mods" && mkdir -p "$mods"
+		for ko in "$ksrc"/modules/*.ko; do
+			[[ -f $ko ]] || continue
+			n=${ko##*/} n=${n%.ko}
+			rel=$(tr '\0' '\n' <"$ko" | LC_ALL=C grep -a -m1 -E "^[A-Za-z0-9_./-]+/$n\\.c\$" || true)
+			rel=${rel:+kernel/${rel%/*}}
+			mkdir -p "$mods/${rel:-extra}"
+			cp "$ko" "$mods/${rel:-extra}/"
+		done
+		touch "$kdir/modules.complete"
+	fi
+}
+
+if ((from_source)); then source_kernel; else debian_kernel; fi
+mkdir -p "$kdir"
 ln -sfn "$(basename "$kdir")" "$cache/kernels/$kernel_id/current"
 # Older versions of this kernel are not needed any more.
 for d in "$cache/kernels/$kernel_id"/*/; do
@@ -234,23 +349,19 @@ for d in "$cache/kernels/$kernel_id"/*/; do
 done
 # BPF LSM programs run only when "bpf" is in the active LSM list, which
 # Debian's 5.10 leaves out of CONFIG_LSM: boot with the kernel's own default
-# list plus bpf (an lsm= in --append replaces this).
-kconfig=$(find "$kroot/boot" -maxdepth 1 -name 'config-*' -print -quit)
+# list plus bpf (an lsm= in --append replaces this). Kernels without the BPF
+# LSM (5.4 and 4.19 predate it) boot with their own default.
 lsm_arg=''
 if [[ $append != *lsm=* && -n $kconfig ]] && grep -q '^CONFIG_BPF_LSM=y' "$kconfig"; then
 	lsms=$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$kconfig")
 	[[ ,$lsms, == *,bpf,* ]] || lsms=${lsms:+$lsms,}bpf
 	lsm_arg="lsm=$lsms"
 fi
-kimages=("$kroot"/boot/vmlinu[xz]-*)
-kimage=${kimages[0]:-}
-[[ -f $kimage ]] || die "no kernel image in $kroot/boot"
-mods=$kroot/lib/modules/$kver
-[[ -d $mods ]] || mods=$kroot/usr/lib/modules/$kver
 
 # x86: the bzImage's decompressor takes ~3 s under TCG. qemu boots the plain ELF
-# vmlinux through its PVH entry instead (Debian has CONFIG_PVH), so unpack it once
-# like the kernel's scripts/extract-vmlinux does.
+# vmlinux through its PVH entry instead (Debian has CONFIG_PVH; a kernel
+# without it boots its bzImage), so unpack it once like the kernel's
+# scripts/extract-vmlinux does.
 extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
 	local magic tool off
 	for magic in '\xfd7zXZ\x00:xz -dc' '\x1f\x8b\x08:gzip -dc' '\x28\xb5\x2f\xfd:zstd -qdc'; do
@@ -267,7 +378,7 @@ extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
 	rm -f "$2.tmp"
 	return 1
 }
-if [[ $arch == amd64 ]] && grep -q '^CONFIG_PVH=y' "$kroot"/boot/config-* 2>/dev/null; then
+if [[ $arch == amd64 && -n $kconfig ]] && grep -q '^CONFIG_PVH=y' "$kconfig"; then
 	if [[ ! -s $kdir/vmlinux ]] && ! extract_vmlinux "$kimage" "$kdir/vmlinux"; then
 		log "warning: could not unpack vmlinux from $(basename "$kimage"); booting the bzImage (slower)"
 		: >"$kdir/vmlinux"
@@ -277,9 +388,16 @@ fi
 
 # ---- 3. busybox for the guest architecture --------------------------------
 
+# (a kernel built from source takes the newest one already downloaded, if any:
+# no apt for it)
+cached_busybox=$(find "$cache/busybox/$arch" -mindepth 2 -maxdepth 2 -name busybox -type f -printf '%T@ %p\n' 2>/dev/null |
+	sort -rn | awk 'NR == 1 { print $2 }')
 if [[ $arch == "$host_arch" ]] && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q ' installed'; then
 	busybox=/bin/busybox
+elif ((from_source)) && [[ -x $cached_busybox ]]; then
+	busybox=$cached_busybox
 else
+	apt_init
 	# Downloaded, never installed: busybox-static conflicts with the host's busybox.
 	bb_ver=$(apt_cache madison "busybox-static:$arch" | awk -F'|' '!v { gsub(/ /, "", $2); v = $2 } END { print v }')
 	[[ -n $bb_ver ]] || die "no busybox-static for $arch"
@@ -296,9 +414,12 @@ else
 fi
 
 # ---- 4. The initramfs: busybox, init.sh, and the modules for 9p + overlay -----
+# (a kernel built from source has them built in, and its external BTF in the
+# initramfs instead: init.sh copies it where the sensor looks unless --no-btf)
 
 # Modules the guest needs, by name; those built into this kernel are skipped.
 wanted=(virtio_pci 9pnet_virtio 9p overlay)
+((!from_source)) || wanted=()
 
 declare -A modpath=()
 index_modules() {
@@ -322,7 +443,7 @@ add_module() { # depth first over modinfo's depends=, so dependencies come first
 	loaded[$n]=1
 	if [[ -z ${modpath[$n]:-} ]]; then
 		builtin_module "$n" && return
-		die "module $n is neither in $kpkg nor built in"
+		die "module $n is neither in $kdesc nor built in"
 	fi
 	decompress "${modpath[$n]}" >"$stage/modules/$n.ko"
 	deps=$(tr '\0' '\n' <"$stage/modules/$n.ko" | awk '/^depends=/ && !d { d = substr($0, 9) } END { print d }')
@@ -330,7 +451,11 @@ add_module() { # depth first over modinfo's depends=, so dependencies come first
 	load_order+=("$n")
 }
 
-key=$( { cat "$here/init.sh" "$busybox"; echo "$kpkg $meta_ver ${wanted[*]}"; } | sha256sum | cut -c1-16)
+key=$( {
+	cat "$here/init.sh" "$busybox"
+	echo "$kdesc ${wanted[*]}"
+	[[ -z $ksrc || ! -f $ksrc/vmlinux.btf ]] || cat "$ksrc/vmlinux.btf"
+} | sha256sum | cut -c1-16)
 initramfs=$kdir/initramfs.cpio.gz
 if [[ $(cat "$initramfs.key" 2>/dev/null) != "$key" ]]; then
 	log "building initramfs for $kver"
@@ -339,10 +464,20 @@ if [[ $(cat "$initramfs.key" 2>/dev/null) != "$key" ]]; then
 	cp "$busybox" "$stage/bin/busybox"
 	cp "$here/init.sh" "$stage/init" && chmod 755 "$stage/init"
 	mknod "$stage/dev/console" c 5 1 # init's stdio before devtmpfs is mounted
-	index_modules
-	for m in "${wanted[@]}"; do add_module "$m"; done
-	printf '%s\n' "${load_order[@]}" >"$stage/modules/order"
-	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >"$initramfs"
+	if ((${#wanted[@]})); then
+		index_modules
+		for m in "${wanted[@]}"; do add_module "$m"; done
+	fi
+	# one module a line, none for a kernel with everything built in
+	printf '%s' "${load_order[@]/%/$'\n'}" >"$stage/modules/order"
+	if [[ -n $ksrc && -f $ksrc/vmlinux.btf ]]; then
+		mkdir -p "$stage/btf"
+		cp "$ksrc/vmlinux.btf" "$stage/btf/vmlinux.btf"
+	fi
+	# Renamed into place: a guest of another checkout sharing this cache may be
+	# reading the previous one (after the lock is released).
+	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -1 >"$initramfs.tmp"
+	mv "$initramfs.tmp" "$initramfs"
 	echo "$key" >"$initramfs.key"
 	rm -rf "$stage"
 fi
@@ -397,6 +532,9 @@ mkdir -p "$tmp/run/vmtest"
 	# the guest's /tmp is a fresh tmpfs: init.sh keeps the command's directory
 	# if it lies under the host's /tmp (a CI checkout, say)
 	[[ $root != / ]] || printf 'VMTEST_CWD=%s\n' "$(shq "$PWD")"
+	# where an administrator puts a kernel's external BTF, as the sensor's
+	# default search looks for it (DIR/RELEASE.btf)
+	((!from_source || !btf)) || printf 'VMTEST_BTF=%s\n' /var/lib/ebpfsensor/btf
 } >"$tmp/run/vmtest/conf"
 {
 	if ((initramfs_only)); then
@@ -420,8 +558,8 @@ mkdir -p "$tmp/run/vmtest"
 		fi
 	fi
 	printf 'export VMTEST_KERNEL=%s\n' "$(shq "$kernel_id")"
-	# the guest kernel's own modules, from its package (the shared root has
-	# none for it): tests that load a real module look here
+	# the guest kernel's own modules, from its package or its folder (the
+	# shared root has none for it): tests that load a real module look here
 	if [[ $root == / ]]; then
 		printf 'export VMTEST_KERNEL_MODULES=%s\n' "$(shq "$mods")"
 	elif [[ -n $mods_bound ]]; then
@@ -475,7 +613,7 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-log "booting $kernel_id: $kpkg $meta_ver ($(basename "$kimage")), tcg $tcg, timeout ${timeout}s"
+log "booting $kernel_id: $kdesc ($(basename "$kimage")), tcg $tcg, timeout ${timeout}s"
 t_boot=$(date +%s.%N)
 # Host-side time at which the guest reached the command.
 (while sleep 0.1; do
