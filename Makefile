@@ -274,8 +274,9 @@ wheel-test: wheel
 	$(Q)bash tools/wheel-test.sh $(ARCH) $(WHEEL)
 
 # the kernel tier on Debian 5.10, 6.1 and 6.12 amd64 and 6.12 arm64 (through
-# the aarch64 wheel) under qemu, then on the host; VMTEST_KERNELS picks some;
-# exit status 1 if any fails
+# the aarch64 wheel) under qemu, then on the host; VMTEST_KERNELS picks some,
+# or the kernels built from source (linux-5.4.286, linux-4.19.72); exit status
+# 1 if any fails
 vmtest: all
 	$(Q)bash tools/vmtest.sh $(VMTEST_KERNELS)
 

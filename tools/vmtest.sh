@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# The kernel test tier on real Debian kernels under qemu (tools/vm/run.sh),
-# then on the host kernel; one line per kernel: passed / failed / skipped, the
-# time, the hook variants the sensor chose there and the active LSMs.
+# The kernel test tier on real Debian kernels and kernels built from source
+# under qemu (tools/vm/run.sh), then on the host kernel; one line per kernel:
+# passed / failed / skipped, the time, the hook variants the sensor chose there
+# and the active LSMs.
 #
-# Usage: tools/vmtest.sh [KERNEL...]   (default: every kernel below and the host)
+# Usage: tools/vmtest.sh [KERNEL...]   (default: the Debian kernels below and the host)
 #   KERNEL         bullseye-5.10-amd64 | bookworm-6.1-amd64 | trixie-6.12-amd64 | host
 #                  | trixie-6.12-arm64 (the aarch64 wheel, `make wheel ARCH=aarch64`,
 #                  installed into a minimal bookworm arm64 root: tools/vm/wheel-root.sh)
+#                  | linux-5.4.286 | linux-4.19.72 (built from source, with their BTF
+#                  as an external file: run.sh finds them, see VMTEST_KERNELS_DIR there)
 #   VMTEST_TESTS   pytest selection (default: tests/kernel; arm64 runs the
 #                  copy of tests/ in its root)
 #   VMTEST_TIMEOUT seconds per guest (default 1500)
@@ -70,11 +73,12 @@ for k in "${kernels[@]}"; do
   fi
   secs=$(( $(date +%s) - start ))
   result=$(grep -E '(passed|failed|error)' "$log" | grep -E ' in [0-9.]+s' | tail -1 | tr -d '=\r' | sed 's/^ *//')
-  all=" $(grep -m1 '^HOOKS' "$log" | cut -d' ' -f2- | tr -d '\r') " hooks=''
+  # (no HOOKS line where eBPF did not start: the sensor fell back)
+  all=" $(grep -m1 '^HOOKS' "$log" | cut -d' ' -f2- | tr -d '\r' || true) " hooks=''
   for h in $shown_hooks; do
     [[ ! $all =~ \ $h=([a-z_]+)\  ]] || hooks+="${hooks:+ }$h=${BASH_REMATCH[1]}"
   done
-  lsm=$(grep -m1 '^LSM' "$log" | cut -d' ' -f2- | tr -d '\r')
+  lsm=$(grep -m1 '^LSM' "$log" | cut -d' ' -f2- | tr -d '\r' || true)
   [ -n "$result" ] || [ "$rc" != 0 ] || rc=1  # no summary line: not a pass
   [ "$rc" = 0 ] || failed=1
   line=$(printf '%-22s %-28s rc=%-3s %4ss  %s | %s | lsm=%s' "$k" "$release" "$rc" "$secs" "${result:-no result}" "${hooks:-no hooks}" "${lsm:-?}")
