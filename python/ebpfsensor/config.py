@@ -9,6 +9,7 @@ from .errors import ConfigError
 from .events import KINDS
 from .events._kinds import MARKER_KINDS
 from .exclusions import Exclusion
+from .host.btf import DEFAULT_BTF_DIR
 from .sources import PROVIDERS, VARIANT_ORDER
 
 __all__ = ["Config"]
@@ -39,7 +40,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             consumer drains it (the consumer polls at this interval; a ring
             more than ``wakeup_bytes`` full wakes it at once).
         wakeup_bytes: ring fill level that forces an immediate wakeup.
-        btf_path: kernel BTF file for kernels without /sys/kernel/btf/vmlinux.
+        btf_path: the BTF file to relocate against, instead of searching
+            (for kernels without /sys/kernel/btf/vmlinux).
+        btf_dir: where kernels without /sys/kernel/btf/vmlinux find their
+            BTF file: ``<release>.btf``, or BTFHub's
+            ``<ID>/<VERSION_ID>/<arch>/<release>.btf[.tar.xz]``. Files and
+            directories here must be root's and not writable by group or
+            others. The whole search: docs/kernels.md, "External BTF".
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
@@ -103,6 +110,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_latency_ms: int = 100
     wakeup_bytes: int = 256 << 10
     btf_path: str | None = None
+    btf_dir: str = DEFAULT_BTF_DIR
     hook_variants: frozenset[str] | None = None
     exclusions: tuple[Exclusion, ...] = ()
     provider: str = "auto"
@@ -153,6 +161,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if not 256 << 10 <= self.batch_bytes <= _MAX_BATCH:
             raise ConfigError(f"batch_bytes: {self.batch_bytes} is outside {256 << 10}..{_MAX_BATCH}")
         self._check_process_context()
+        self._check_btf()
 
         if self.provider == "fallback":
             # configuration files written for earlier releases name proc_connector "fallback"
@@ -181,6 +190,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         bad = sorted(set(self.hash_algorithms) - set(_HASHES))
         if bad:
             raise ConfigError(f"hash_algorithms: {', '.join(bad)} not among {', '.join(_HASHES)} (empty: no hashes)")
+
+    def _check_btf(self) -> None:
+        if self.btf_path is not None and (not self.btf_path or "\0" in self.btf_path):
+            raise ConfigError(f"btf_path: {self.btf_path!r} is not a file name; null (None) searches for the BTF")
+        if not self.btf_dir.startswith("/") or "\0" in self.btf_dir:
+            raise ConfigError(f"btf_dir: {self.btf_dir!r} is not an absolute path; the default is {DEFAULT_BTF_DIR}")
 
     @property
     def enabled_kinds(self) -> frozenset[str]:

@@ -541,7 +541,7 @@ class Sensor:
             reason=self._provider_reason,
             kinds=kinds,
             counters=self.stats(),
-            capabilities=capabilities(btf_path=self.config.btf_path),
+            capabilities=capabilities(btf_path=self.config.btf_path, btf_dir=self.config.btf_dir),
             log_file=self._log_file,
             exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
             process_context=self._context.health() if self._context is not None and self._started else None,

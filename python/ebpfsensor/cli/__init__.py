@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from ..errors import EbpfSensorError, VerifierError
-from . import config, diagnostic, record, status, stream, top
+from . import btf, config, diagnostic, record, status, stream, top
 
 __all__ = ["build_parser", "main"]
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log hook choices, libbpf messages, full verifier logs, tracebacks"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (stream, status, config, diagnostic, record, top):
+    for module in (stream, status, config, diagnostic, record, top, btf):
         module.register(sub)
     return parser
 

@@ -9,10 +9,11 @@ import platform
 
 import msgspec
 
-from . import features, support
+from ..errors import EbpfSensorError
+from . import btf, features, support
 from .audit import audit_status_text
 from .mounts import filesystem_mounted
-from .paths import BPFFS, BTF_VMLINUX
+from .paths import BPFFS
 
 
 class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,15 +37,22 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     bpffs: bool
 
 
-def _btf_source(btf_path: str | None) -> str:
-    works = features.kernel_btf(btf_path).works
-    if btf_path:
-        return f"external ({btf_path})" if works else f"none (external file {btf_path} missing)"
-    return f"kernel ({BTF_VMLINUX})" if works else "none"
+def _btf_source(btf_path: str | None, btf_dir: str) -> str:
+    """``kernel (PATH)``, ``external (PATH; why that one)``, or ``none (why,
+    where it was searched, what to do)``."""
+    try:
+        return btf.locate(btf_path, btf_dir).summary()
+    except EbpfSensorError as exc:
+        return f"none ({exc})"
 
 
-def capabilities(btf_path: str | None = None) -> Capabilities:
-    """Probe the running system; needs no privileges (reports less without)."""
+def capabilities(btf_path: str | None = None, btf_dir: str = btf.DEFAULT_BTF_DIR) -> Capabilities:
+    """Probe the running system; needs no privileges (reports less without).
+
+    Args:
+        btf_path: Config.btf_path.
+        btf_dir: Config.btf_dir.
+    """
     osr = support.read_os_release()
     uname = os.uname()
     return Capabilities(
@@ -53,7 +61,7 @@ def capabilities(btf_path: str | None = None) -> Capabilities:
         distribution=osr.pretty_name or osr.name or osr.id,
         os_id=osr.id,
         os_version=osr.version_id,
-        btf_source=_btf_source(btf_path),
+        btf_source=_btf_source(btf_path, btf_dir),
         ring_buffer=features.ring_buffer().known,
         program_types={name: features.program_type(name).known for name in features.PROGRAM_TYPES},
         support=support.evaluate(osr, uname.release, uname.machine),

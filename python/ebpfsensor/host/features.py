@@ -22,9 +22,10 @@ from typing import Literal
 import msgspec
 
 from .._ffi import ffi, lib
-from ..errors import PRIVILEGE_HINT
+from ..errors import PRIVILEGE_HINT, EbpfSensorError
+from . import btf
 from .mounts import ensure_securityfs, tracefs_events
-from .paths import BTF_VMLINUX, KPROBE_PMU, LSM_LIST
+from .paths import KPROBE_PMU, LSM_LIST
 
 __all__ = [
     "PROGRAM_TYPES",
@@ -119,21 +120,19 @@ def program_type(name: str) -> FeatureStatus:
     return _from_libbpf(f"{name} programs", min_kernel, lib.libbpf_probe_bpf_prog_type(prog_type, ffi.NULL))
 
 
-def kernel_btf(btf_path: str | None = None) -> FeatureStatus:
+def kernel_btf(btf_path: str | None = None, btf_dir: str = btf.DEFAULT_BTF_DIR) -> FeatureStatus:
     """Type information to relocate against: the kernel's own
-    (CONFIG_DEBUG_INFO_BTF, 5.4) or, when given, an external BTF file."""
-    if btf_path:
-        if os.path.exists(btf_path):
-            return FeatureStatus(f"external BTF ({btf_path})", "", "works")
-        return FeatureStatus("external BTF", "", "not_supported", f"the BTF file {btf_path} does not exist")
-    if os.path.exists(BTF_VMLINUX):
-        return FeatureStatus(f"kernel BTF ({BTF_VMLINUX})", "5.4", "works")
-    return FeatureStatus(
-        f"kernel BTF ({BTF_VMLINUX})",
-        "5.4",
-        "not_supported",
-        "this kernel has no BTF (CONFIG_DEBUG_INFO_BTF); set Config.btf_path to a BTF file for it",
-    )
+    (CONFIG_DEBUG_INFO_BTF, 5.4) or an external BTF file, as
+    :func:`ebpfsensor.host.btf.resolve` finds it (Config.btf_path, then the
+    kernel's, then Config.btf_dir, then where libbpf looks)."""
+    try:
+        found = btf.locate(btf_path, btf_dir)
+    except EbpfSensorError as exc:
+        # nothing found, or a file found and refused: the message says which and what to do
+        return FeatureStatus("kernel BTF", "", "not_supported", str(exc))
+    if not found.external:
+        return FeatureStatus(f"kernel BTF ({found.path})", "5.4", "works")
+    return FeatureStatus(f"external BTF ({found.path})", "", "works", found.reason)
 
 
 @functools.cache

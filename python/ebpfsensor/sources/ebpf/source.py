@@ -13,6 +13,8 @@ from ...errors import ConfigError, EbpfSensorError, NotSupportedError
 from ...events import EVENT_CLASSES, KINDS, Event
 from ...events._kinds import kind_of
 from ...host import features
+from ...host.btf import ResolvedBtf
+from ...host.btf import resolve as resolve_btf
 from ...host.mounts import ensure_tracefs
 from ...status import HookInfo, KindHealth, KindStats, SkippedExclusion
 from .exclusion_maps import ExclusionTable
@@ -66,6 +68,7 @@ class EbpfSource:
         self._hooks: dict[str, HookStatus] = {}
         self._ring: RingBuffer | None = None
         self._stats_fd = -1
+        self._btf: ResolvedBtf | None = None
         self.exclusions: ExclusionTable | None = None
         self.skipped_exclusions: list[SkippedExclusion] = []
         try:
@@ -75,9 +78,9 @@ class EbpfSource:
             raise
 
     def _start(self, cfg: Config) -> None:
-        btf = features.kernel_btf(cfg.btf_path)
-        if not btf.works:
-            raise NotSupportedError(btf.name, btf.min_kernel, btf.detail)
+        # held open while the objects load: libbpf reads the file that was checked
+        self._btf = btf = resolve_btf(cfg.btf_path, cfg.btf_dir)
+        log.info("BTF: %s", btf.location.describe())
         access = features.bpf_access()
         if not access.works:
             # not_supported (no bpf(2)) or, most often, no privileges
@@ -105,7 +108,7 @@ class EbpfSource:
                     **dict.fromkeys(STASHES, cfg.stash_entries),
                 },
                 hooks=hooks,
-                btf_path=cfg.btf_path,
+                btf_path=btf.libbpf_path,
                 variants=cfg.hook_variants,
             )
             self._objects.append(loaded)
@@ -113,6 +116,7 @@ class EbpfSource:
             for name in SHARED_MAPS:
                 if name not in shared:
                     shared[name] = loaded.map_fd(name)
+        btf.close()
         if not any(h.attached for h in self._hooks.values()):
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
@@ -184,6 +188,8 @@ class EbpfSource:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+        if self._btf is not None:
+            self._btf.close()
         detach_all(self._objects)
         for obj in reversed(self._objects):
             obj.close()
