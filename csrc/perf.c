@@ -57,13 +57,18 @@ static enum bpf_perf_event_ret es_perf_event(void *ctx, int cpu, struct perf_eve
 		memcpy(&hdr_size, s->data + 12, 4);
 		if (hdr_size >= 16 && hdr_size <= size)
 			size = hdr_size;
-		/* the record is the consumer's until the tail moves past it */
-		memcpy(&ts, s->data, 8);
+	}
+	/* the buffer is mapped read-only: the stamp is corrected on a copy */
+	if (size > ES_PERF_REC)
+		size = ES_PERF_REC;
+	memcpy(c->perf_rec, s->data, size);
+	if (size >= 8) {
+		memcpy(&ts, c->perf_rec, 8);
 		ts += (uint64_t)c->ts_offset;
-		memcpy(s->data, &ts, 8);
+		memcpy(c->perf_rec, &ts, 8);
 	}
 	/* stored even when it fills the batch; then stop this buffer */
-	if (es_store(c, s->data, size) == ES_BATCH_FULL)
+	if (es_store(c, c->perf_rec, size) == ES_BATCH_FULL)
 		return LIBBPF_PERF_EVENT_DONE;
 	return LIBBPF_PERF_EVENT_CONT;
 }
@@ -78,7 +83,7 @@ int es_perf_add(struct es_consumer *c, int map_fd, uint32_t pages, uint32_t wake
 	struct es_perf *p;
 	int err;
 
-	if (c->rb || c->nperf >= ES_MAX_PERF)
+	if (c->rb || c->nperf >= ES_MAX_PERF || !c->perf_rec)
 		return -EINVAL;
 	if (c->nperf == 0) {
 		c->epfd = epoll_create1(EPOLL_CLOEXEC);

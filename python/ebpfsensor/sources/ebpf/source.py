@@ -32,10 +32,14 @@ STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "
 
 
 class EbpfStats(msgspec.Struct, frozen=True):
-    """The eBPF source's counters: per kind, and what the consumer could not decode."""
+    """The eBPF source's counters: per kind, and what the consumer could not
+    decode; with perf event arrays, the records the kernel reported lost per
+    array (lifecycle, activity), each also counted dropped under its kind by
+    the program that could not submit it."""
 
     kinds: dict[str, KindStats]
     undecodable: int
+    perf_lost: list[int] = msgspec.field(default_factory=list)
 
     @property
     def delivered(self) -> int:
@@ -181,12 +185,15 @@ class EbpfSource:
                     deduplicated,
                     unmatched,
                 )
-        return EbpfStats(kinds, ring.undecodable if ring is not None else 0)
+        if ring is None:
+            return EbpfStats(kinds, 0)
+        return EbpfStats(kinds, ring.undecodable, ring.perf_lost())
 
     def kind_health(self, kind: str) -> KindHealth:
         """Live through the variants attached for the kind's hooks, or why not."""
         hooks = [self._hooks[h] for h in KIND_HOOKS[kind][1] if h in self._hooks]
-        up = sorted({h.variant for h in hooks if h.variant})
+        # a syscall's enter program only stashes arguments: its exit reports
+        up = sorted({h.variant for h in hooks if h.variant and not h.hook.endswith("_enter")})
         down = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in hooks if not h.variant)
         if up:
             return KindHealth(True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else "")
