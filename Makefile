@@ -25,7 +25,12 @@ OBJDIR := python/ebpfsensor/bpf/$(BPF_ARCH)
 MANIFEST := $(OBJDIR)/MANIFEST
 BPF_SRC := $(wildcard bpf_src/*.bpf.c)
 BPF_HDR := $(wildcard bpf_src/*.h)
-BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC))
+# every object, and those of the event sources built a second time for
+# kernels without BPF ring buffers (-DES_PERFBUF: perf event arrays; see
+# bpf_src/maps.bpf.h and docs/kernels.md)
+PERF_NAMES := process file net priv
+BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC)) \
+	$(patsubst %,$(OBJDIR)/%.perf.bpf.o,$(PERF_NAMES))
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
 	-Ibpf_src -Ivmlinux_headers/$(BPF_ARCH) -I$(DEPS)/include
 PYPATH := PYTHONPATH=$(CURDIR)/python
@@ -71,6 +76,11 @@ $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY)
 	$(Q)mkdir -p $(@D)
 	@echo "  CLANG   $<"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/$(BPF_ARCH)/%.perf.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY)
+	$(Q)mkdir -p $(@D)
+	@echo "  CLANG   $< (perf buffers)"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -DES_PERFBUF -c $< -o $@
 
 # stripped of DWARF; .BTF and .BTF.ext stay, CO-RE needs them
 $(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o

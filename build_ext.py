@@ -66,7 +66,7 @@ typedef int8_t __s8; typedef int16_t __s16; typedef int32_t __s32; typedef int64
 # The subset of libbpf 1.x used by ebpfsensor._ffi; "..." lets the compiler
 # fill in what the declarations leave out.
 _LIBBPF_CDEF = """
-struct bpf_object; struct bpf_program; struct bpf_map; struct bpf_link; struct ring_buffer;
+struct bpf_object; struct bpf_program; struct bpf_map; struct bpf_link; struct ring_buffer; struct perf_buffer;
 struct bpf_object_open_opts { size_t sz; const char *object_name; const char *btf_custom_path; ...; };
 
 struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
@@ -120,6 +120,7 @@ int ring_buffer__consume(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 
 #define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_RINGBUF 27
 #define BPF_PROG_TYPE_TRACING 26
 #define BPF_PROG_TYPE_RAW_TRACEPOINT 17

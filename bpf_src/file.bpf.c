@@ -296,7 +296,7 @@ static __always_inline struct file_call *current_call(void)
  * from where from says (at uptr for FROM_USER). Returns its length, with
  * PATH_TRUNCATED when it did not fit or could not be read.
  */
-__noinline int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
+ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
 	long n;
@@ -326,7 +326,7 @@ __noinline int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 }
 
 /* a struct path resolved into buf at off; length | PATH_TRUNCATED */
-__noinline int put_path(__u32 off, __u64 path_ptr)
+ES_FUNC int put_path(__u32 off, __u64 path_ptr)
 {
 	struct file_scratch *s = scratch();
 	__u32 zero = 0, ret, len;
@@ -351,7 +351,7 @@ __noinline int put_path(__u32 off, __u64 path_ptr)
  * as with AT_EMPTY_PATH or fchmod), then the string as passed. At most
  * PATH_LEN - 1 bytes; length | PATH_TRUNCATED.
  */
-__noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
+ES_FUNC int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
@@ -403,7 +403,7 @@ __noinline int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
  * cryptographic hash: keyed by a random seed per call, a change the caller
  * makes cannot be aimed at a collision.
  */
-__noinline __u64 hash_chunk(__u32 len, __u32 i, __u64 h)
+ES_FUNC __u64 hash_chunk(__u32 len, __u32 i, __u64 h)
 {
 	struct file_scratch *s = scratch();
 	__u32 k, r;
@@ -451,7 +451,7 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
  * cannot read (not resident: the kernel will fault its page in), or a long
  * one with short_only, stays unchecked.
  */
-__noinline int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
+ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 {
 	struct file_scratch *s = scratch();
 	struct arg_copy *a;
@@ -502,7 +502,7 @@ static __always_inline void check_from_copy(struct file_scratch *s, struct arg_c
  * when it does not, reported from the sys_enter copy when that is whole;
  * PATH_SOURCE_ARG_UNCHECKED when sys_enter could not read it.
  */
-__noinline int arg_source(__u32 which)
+ES_FUNC int arg_source(__u32 which)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -562,7 +562,7 @@ static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 {
 	struct file_head *h = rec;
 
-	h->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	h->hdr.ts_ns = ES_NOW();
 	fill_task_ctx(&h->task, (struct task_struct *)bpf_get_current_task());
 	h->task._pad0 = 0;
 	h->sys.result = ret;
@@ -594,7 +594,7 @@ static __always_inline __u64 zero_bytes(__u64 v)
  * Reads past the path stay inside buf (its last PATH_LEN bytes are slack);
  * their bytes are masked off.
  */
-__noinline __u64 dotdot_chunk(__u32 off, __u32 len, __u32 i)
+ES_FUNC __u64 dotdot_chunk(__u32 off, __u32 len, __u32 i)
 {
 	struct file_scratch *s = scratch();
 	__u64 ones = 0x0101010101010101ULL, hit = 0;
@@ -634,7 +634,7 @@ __noinline __u64 dotdot_chunk(__u32 off, __u32 len, __u32 i)
  * excluded directory ("/var/log/app/../../../etc/shadow"). The ".." scan
  * runs only after a prefix matched.
  */
-__noinline int path_rule(__u32 off, __u32 n)
+ES_FUNC int path_rule(__u32 off, __u32 n)
 {
 	struct file_scratch *s = scratch();
 	__u32 i, len = n & PATH_MASK;
@@ -722,7 +722,7 @@ static __always_inline int paths_excluded(struct file_scratch *s, __u32 type)
 	return 1;
 }
 
-static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 size, int truncated)
+static __always_inline void submit(ES_CTX_PARAM struct file_scratch *s, __u32 type, __u32 size, int truncated)
 {
 	struct event_header *h = (struct event_header *)s->buf;
 
@@ -732,7 +732,7 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 	h->size = size;
 	if (truncated)
 		stat_inc(type, STAT_TRUNCATED);
-	if (bpf_ringbuf_output(&activity_events, s->buf, size, wakeup_flags(&activity_events, size))) {
+	if (es_output(ctx, &activity_events, s->buf, ES_CLAMP(size, sizeof(s->buf)))) {
 		stat_inc(type, STAT_DROPPED);
 		return;
 	}
@@ -752,7 +752,7 @@ static __always_inline void submit(struct file_scratch *s, __u32 type, __u32 siz
 
 /* path_resolve_at() of (dentry, vfsmnt) into file_kpaths for the current
  * call's path which, when that call is an op */
-__noinline int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
+ES_FUNC int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
@@ -777,7 +777,7 @@ __noinline int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
 }
 
 /* a symlink's target as the kernel copied it, into file_kpaths as path 0 */
-__noinline int kpath_put_str(__u64 str)
+ES_FUNC int kpath_put_str(__u64 str)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = 0 };
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
@@ -899,7 +899,7 @@ PATH_HOOK(symlink, CALL_SYMLINK)
  */
 #define KPATH_NONE 0xffffffff
 
-__noinline __u32 put_kpath(__u32 off, __u32 which)
+ES_FUNC __u32 put_kpath(__u32 off, __u32 which)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
@@ -956,7 +956,7 @@ __noinline __u32 put_kpath(__u32 off, __u32 which)
 static __always_inline int open_is_repeat(__u64 ino, __u32 dev, __u32 flags)
 {
 	struct dedup_key key = {};
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now = ES_NOW();
 	__u64 *last;
 
 	key.ino = ino;
@@ -978,7 +978,7 @@ static __always_inline __u32 user_dev(__u32 kdev)
 	return (minor & 0xff) | (major << 8) | ((minor & ~0xffU) << 12);
 }
 
-__noinline int emit_open(long ret)
+ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -995,7 +995,11 @@ __noinline int emit_open(long ret)
 	e->flags = c->flags;
 	e->mode = c->mode;
 	if (c->how) {
-		struct open_how how = {};
+		/* the uapi layout, not vmlinux.h's: no relocation against a
+		 * type that kernels before openat2 (5.6) do not have */
+		struct {
+			__u64 flags, mode, resolve;
+		} how = {};
 
 		bpf_probe_read_user(&how, sizeof(how), (const void *)c->how);
 		e->flags = how.flags;
@@ -1043,14 +1047,14 @@ __noinline int emit_open(long ret)
 		PUT(put_abs_path(off, c->dirfd, c->path, FROM(src)), path_len, path_truncated);
 	PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), arg_path_len, arg_path_truncated);
 	if (want_open)
-		submit(s, EVENT_FILE_OPEN, off, trunc);
+		submit(ES_CTX s, EVENT_FILE_OPEN, off, trunc);
 	if (want_create)
-		submit(s, EVENT_FILE_CREATE, off, trunc);
+		submit(ES_CTX s, EVENT_FILE_CREATE, off, trunc);
 	return 0;
 }
 
 /* mknod, mknodat: a FileCreate of any file type (mode carries S_IFMT) */
-__noinline int emit_mknod(long ret)
+ES_FUNC int emit_mknod(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1073,11 +1077,11 @@ __noinline int emit_mknod(long ret)
 	e->_pad0[1] = 0;
 	e->_pad0[2] = 0;
 	ONE_STRING();
-	submit(s, EVENT_FILE_CREATE, off, trunc);
+	submit(ES_CTX s, EVENT_FILE_CREATE, off, trunc);
 	return 0;
 }
 
-__noinline int emit_unlink(long ret)
+ES_FUNC int emit_unlink(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1094,11 +1098,11 @@ __noinline int emit_unlink(long ret)
 	e->is_dir = (c->flags & AT_REMOVEDIR) != 0;
 	e->_pad1 = 0;
 	ONE_STRING();
-	submit(s, EVENT_FILE_UNLINK, off, trunc);
+	submit(ES_CTX s, EVENT_FILE_UNLINK, off, trunc);
 	return 0;
 }
 
-__noinline int emit_mkdir(long ret)
+ES_FUNC int emit_mkdir(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1115,7 +1119,7 @@ __noinline int emit_mkdir(long ret)
 	e->_pad0 = 0;
 	e->_pad1 = 0;
 	ONE_STRING();
-	submit(s, EVENT_DIR_CREATE, off, trunc);
+	submit(ES_CTX s, EVENT_DIR_CREATE, off, trunc);
 	return 0;
 }
 
@@ -1173,7 +1177,7 @@ int BPF_KPROBE(handle_rename_target_kprobe, struct inode *old_dir, struct dentry
 }
 
 /* rename and link: old name, new name */
-__noinline int emit_pair(long ret, __u32 type)
+ES_FUNC int emit_pair(ES_CTX_PARAM long ret, __u32 type)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1198,11 +1202,11 @@ __noinline int emit_pair(long ret, __u32 type)
 	ONE_STRING();
 	PATHS(1, c->new_dirfd, c->new_path, new_path_len, new_path_truncated, new_arg_path_len, new_arg_path_truncated,
 	      new_path_source);
-	submit(s, type, off, trunc);
+	submit(ES_CTX s, type, off, trunc);
 	return 0;
 }
 
-__noinline int emit_chmod(long ret)
+ES_FUNC int emit_chmod(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1219,11 +1223,11 @@ __noinline int emit_chmod(long ret)
 	e->flags = c->flags;
 	e->_pad0 = 0;
 	ONE_STRING();
-	submit(s, EVENT_FILE_CHMOD, off, trunc);
+	submit(ES_CTX s, EVENT_FILE_CHMOD, off, trunc);
 	return 0;
 }
 
-__noinline int emit_chown(long ret)
+ES_FUNC int emit_chown(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1242,11 +1246,11 @@ __noinline int emit_chown(long ret)
 	e->_pad0 = 0;
 	e->_pad1 = 0;
 	ONE_STRING();
-	submit(s, EVENT_FILE_CHOWN, off, trunc);
+	submit(ES_CTX s, EVENT_FILE_CHOWN, off, trunc);
 	return 0;
 }
 
-__noinline int emit_symlink(long ret)
+ES_FUNC int emit_symlink(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1274,7 +1278,7 @@ __noinline int emit_symlink(long ret)
 		PUT(put_user_str(off, c->path, PATH_LEN, FROM(src)), target_len, target_truncated);
 	}
 	PATHS(1, c->new_dirfd, c->new_path, path_len, path_truncated, arg_path_len, arg_path_truncated, path_source);
-	submit(s, EVENT_FILE_SYMLINK, off, trunc);
+	submit(ES_CTX s, EVENT_FILE_SYMLINK, off, trunc);
 	return 0;
 }
 
@@ -1459,7 +1463,7 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	return 0;
 }
 
-static __always_inline int file_exit(long nr, __u32 op, long ret)
+static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
@@ -1476,31 +1480,31 @@ static __always_inline int file_exit(long nr, __u32 op, long ret)
 		return 0;
 	switch (op) {
 	case FOP_OPEN:
-		emit_open(ret);
+		emit_open(ES_CTX ret);
 		break;
 	case FOP_MKNOD:
-		emit_mknod(ret);
+		emit_mknod(ES_CTX ret);
 		break;
 	case FOP_UNLINK:
-		emit_unlink(ret);
+		emit_unlink(ES_CTX ret);
 		break;
 	case FOP_MKDIR:
-		emit_mkdir(ret);
+		emit_mkdir(ES_CTX ret);
 		break;
 	case FOP_RENAME:
-		emit_pair(ret, EVENT_FILE_RENAME);
+		emit_pair(ES_CTX ret, EVENT_FILE_RENAME);
 		break;
 	case FOP_CHMOD:
-		emit_chmod(ret);
+		emit_chmod(ES_CTX ret);
 		break;
 	case FOP_CHOWN:
-		emit_chown(ret);
+		emit_chown(ES_CTX ret);
 		break;
 	case FOP_LINK:
-		emit_pair(ret, EVENT_FILE_LINK);
+		emit_pair(ES_CTX ret, EVENT_FILE_LINK);
 		break;
 	case FOP_SYMLINK:
-		emit_symlink(ret);
+		emit_symlink(ES_CTX ret);
 		break;
 	}
 	bpf_map_delete_elem(&file_calls, &id);
@@ -1520,7 +1524,7 @@ static __always_inline int file_exit(long nr, __u32 op, long ret)
 	SEC("tp/syscalls/sys_exit_" #name)                                          \
 	int handle_file_##name##_exit_tp(struct syscall_trace_exit *ctx)            \
 	{                                                                           \
-		return file_exit(NR_##name, op, ctx->ret);                          \
+		return file_exit(ctx, NR_##name, op, ctx->ret);                          \
 	}
 
 FILE_SYSCALL(openat, FOP_OPEN)

@@ -18,18 +18,46 @@
 const volatile __u64 cfg_wakeup_bytes = 256 * 1024;
 const volatile __u8 cfg_report_threads = 0;
 
+/*
+ * Two transports, one source: the objects are built twice (see the
+ * Makefile). By default records go through BPF ring buffers (5.8); built
+ * with ES_PERFBUF they go through perf event arrays, one buffer per CPU,
+ * for kernels without ring buffers. The perf helper needs the program's
+ * context, so functions that submit records take it as their first
+ * argument there (ES_CTX_PARAM / ES_CTX), and become static: a kernel
+ * verifies a global function on its own, and cannot type a bare context
+ * pointer passed to one. Perf records carry CLOCK_MONOTONIC stamps
+ * (bpf_ktime_get_boot_ns is 5.8 too): the consumer adds boot time's lead.
+ */
+#ifdef ES_PERFBUF
+#define ES_FUNC static __noinline
+#define ES_CTX_PARAM void *ctx,
+#define ES_CTX ctx,
+#define ES_NOW() bpf_ktime_get_ns()
+#define ES_EVENTS_MAP(name)                                  \
+	struct {                                             \
+		__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); \
+		__uint(key_size, sizeof(__u32));             \
+		__uint(value_size, sizeof(__u32));           \
+	} name SEC(".maps")
+#else
+#define ES_FUNC __noinline
+#define ES_CTX_PARAM
+#define ES_CTX
+#define ES_NOW() bpf_ktime_get_boot_ns()
+#define ES_EVENTS_MAP(name)                          \
+	struct {                                     \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);  \
+		__uint(max_entries, 4 * 1024 * 1024); \
+	} name SEC(".maps")
+#endif
+
 /* process lifecycle (exec, fork, exit) has its own ring: no flood of other
  * events can make these drop, and the process cache depends on them */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} lifecycle_events SEC(".maps");
+ES_EVENTS_MAP(lifecycle_events);
 
 /* everything else (file, network, privilege events) */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 * 1024 * 1024);
-} activity_events SEC(".maps");
+ES_EVENTS_MAP(activity_events);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -84,6 +112,7 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 	}
 }
 
+#ifndef ES_PERFBUF
 /*
  * Wake the consumer only when enough is waiting (see cfg_wakeup_bytes):
  * once each time the data waiting crosses a multiple of it. Not on every
@@ -91,7 +120,8 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
  * far more than the record itself, so a consumer that falls behind would
  * slow every monitored process down. Between crossings the consumer's own
  * bounded poll interval drains the ring. Configuration keeps
- * cfg_wakeup_bytes at least a page.
+ * cfg_wakeup_bytes at least a page. (Perf buffers get the same rule from
+ * their wakeup watermark, set by the consumer.)
  */
 static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 {
@@ -102,6 +132,36 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
+#endif
+
+/*
+ * x with the verifier's bound [0, max] (max a constant) on the very register
+ * used next: older verifiers (5.4) track no bounds through 32-bit moves or
+ * through a spill to the stack, so a clamp clang placed earlier may reach
+ * the helper as an unbounded value.
+ */
+#define ES_CLAMP(x, max)                                                                  \
+	({                                                                                \
+		__u64 _n = (x);                                                           \
+		asm volatile("if %[n] <= %[m] goto +1\n\t%[n] = %[m]" : [n] "+r"(_n) : [m] "i"(max)); \
+		_n;                                                                       \
+	})
+
+/* x & mask, on the register used next (see ES_CLAMP) */
+#define ES_MASK(x, mask)                                                      \
+	({                                                                    \
+		__u64 _m = (x);                                               \
+		asm volatile("%[m] &= %[k]" : [m] "+r"(_m) : [k] "i"(mask)); \
+		_m;                                                           \
+	})
+
+/* submit a finished record of size bytes (bounded: ES_CLAMP) to one of the
+ * two event maps; non-zero when it was dropped (the map is full) */
+#ifdef ES_PERFBUF
+#define es_output(ctx, ring, rec, size) bpf_perf_event_output(ctx, ring, BPF_F_CURRENT_CPU, rec, size)
+#else
+#define es_output(ctx, ring, rec, size) bpf_ringbuf_output(ring, rec, size, wakeup_flags(ring, size))
+#endif
 
 /* entries of the per-thread argument stashes (LRU hashes keyed by thread):
  * the threads that may be inside monitored syscalls at once before the

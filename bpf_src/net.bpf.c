@@ -100,11 +100,11 @@ static __always_inline void read_sockaddr(struct net_args *a, const void *uaddr,
 		bpf_probe_read_user(&first, 1, sun_path);
 		if (first) {
 			/* a path ends at its NUL, or at addrlen */
-			ret = bpf_probe_read_user_str(a->path, (n & SUN_MASK) + 1, sun_path);
+			ret = bpf_probe_read_user_str(a->path, ES_MASK(n, SUN_MASK) + 1, sun_path);
 			a->path_len = ret > 0 ? ret - 1 : 0;
 		} else {
 			/* an abstract name is exactly addrlen - 2 bytes, NULs included */
-			a->path_len = bpf_probe_read_user(a->path, n & SUN_MASK, sun_path) ? 0 : n;
+			a->path_len = bpf_probe_read_user(a->path, ES_MASK(n, SUN_MASK), sun_path) ? 0 : n;
 		}
 	}
 }
@@ -287,7 +287,7 @@ static __always_inline int net_exit(struct trace_event_raw_sys_exit *ctx, __u32 
 	/* the size from registers, not re-read from the buffer: the verifier
 	 * knows the bounds of the former only */
 	e->hdr.size = sizeof(*e) + local_len + remote_len;
-	emit(&s->rec, type, sizeof(*e) + local_len + remote_len);
+	emit(ctx, &s->rec, type, ES_CLAMP(sizeof(*e) + local_len + remote_len, sizeof(s->rec)));
 out:
 	bpf_map_delete_elem(&net_args, &id);
 	return 0;

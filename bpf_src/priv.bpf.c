@@ -133,6 +133,41 @@ static __always_inline int priv_enter(__u32 type, struct trace_event_raw_sys_ent
 	return 0;
 }
 
+#ifdef ES_PERFBUF
+/* a fixed-size record is built here and copied into the perf buffer */
+union priv_record {
+	struct cred_event cred;
+	struct kill_event kill;
+	struct setsid_event setsid;
+	struct ptrace_event ptrace;
+	struct bpf_event bpf;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union priv_record);
+} priv_record SEC(".maps");
+
+static __always_inline void *reserve(__u32 type, __u32 size)
+{
+	__u32 zero = 0;
+
+	if (size > sizeof(union priv_record))
+		return NULL;
+	return bpf_map_lookup_elem(&priv_record, &zero);
+}
+
+static __always_inline void submit(void *ctx, void *e, __u32 type, __u32 size)
+{
+	if (es_output(ctx, &activity_events, e, size)) {
+		stat_inc(type, STAT_DROPPED);
+		return;
+	}
+	stat_inc(type, STAT_PRODUCED);
+}
+#else
 static __always_inline void *reserve(__u32 type, __u32 size)
 {
 	void *e = bpf_ringbuf_reserve(&activity_events, size, 0); /* lint-ignore: callers submit */
@@ -142,11 +177,12 @@ static __always_inline void *reserve(__u32 type, __u32 size)
 	return e;
 }
 
-static __always_inline void submit(void *e, __u32 type, __u32 size)
+static __always_inline void submit(void *ctx, void *e, __u32 type, __u32 size)
 {
 	bpf_ringbuf_submit(e, wakeup_flags(&activity_events, size));
 	stat_inc(type, STAT_PRODUCED);
 }
+#endif
 
 /* the header of a record of fixed size, reserved in the activity ring */
 #define START_RECORD(e, kind, ctx)                                                     \
@@ -179,7 +215,7 @@ static __always_inline int cred_exit(struct trace_event_raw_sys_exit *ctx, int n
 		e->arg1 = nargs > 1 ? a->args[1] : 0;
 		e->arg2 = nargs > 2 ? a->args[2] : 0;
 		e->_pad0 = 0;
-		submit(e, EVENT_CRED_CHANGE, sizeof(*e));
+		submit(ctx, e, EVENT_CRED_CHANGE, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -264,7 +300,7 @@ static __always_inline int kill_exit(struct trace_event_raw_sys_exit *ctx, int w
 			e->target_tid = a->args[1];
 			e->signal = a->args[2];
 		}
-		submit(e, EVENT_KILL, sizeof(*e));
+		submit(ctx, e, EVENT_KILL, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -326,7 +362,7 @@ int handle_setsid_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	e = reserve(EVENT_SETSID, sizeof(*e));
 	if (e) {
 		START_RECORD(e, EVENT_SETSID, ctx);
-		submit(e, EVENT_SETSID, sizeof(*e));
+		submit(ctx, e, EVENT_SETSID, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -392,7 +428,7 @@ int handle_ptrace_exit_tp(struct trace_event_raw_sys_exit *ctx)
 		e->addr = a->args[2];
 		e->data = a->args[3];
 		e->_pad0 = 0;
-		submit(e, EVENT_PTRACE, sizeof(*e));
+		submit(ctx, e, EVENT_PTRACE, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -429,7 +465,7 @@ int handle_memfd_create_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	len &= MEMFD_NAME_LEN - 1;
 	e->name_len = len;
 	e->hdr.size = sizeof(*e) + len;
-	emit(e, EVENT_MEMFD_CREATE, sizeof(*e) + len);
+	emit(ctx, e, EVENT_MEMFD_CREATE, ES_CLAMP(sizeof(*e) + len, sizeof(struct priv_buf)));
 out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -503,7 +539,7 @@ int handle_bpf_exit_tp(struct trace_event_raw_sys_exit *ctx)
 				bpf_probe_read_user(e->prog_name, sizeof(e->prog_name),
 						    attr + BPF_ATTR_PROG_NAME);
 		}
-		submit(e, EVENT_BPF_CALL, sizeof(*e));
+		submit(ctx, e, EVENT_BPF_CALL, sizeof(*e));
 	}
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -557,7 +593,7 @@ static __always_inline int module_exit(struct trace_event_raw_sys_exit *ctx, int
 	/* the size from registers, not re-read from the buffer: the verifier
 	 * knows the bounds of the former only */
 	e->hdr.size = sizeof(*e) + pos + len;
-	emit(e, EVENT_MODULE_LOAD, sizeof(*e) + pos + len);
+	emit(ctx, e, EVENT_MODULE_LOAD, ES_CLAMP(sizeof(*e) + pos + len, sizeof(struct priv_buf)));
 out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -709,7 +745,7 @@ int handle_mount_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	pos += e->path_len;
 	pos &= PRIV_TAIL_MASK;
 	e->hdr.size = sizeof(*e) + pos;
-	emit(e, EVENT_MOUNT, sizeof(*e) + pos);
+	emit(ctx, e, EVENT_MOUNT, ES_CLAMP(sizeof(*e) + pos, sizeof(struct priv_buf)));
 out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;
@@ -743,7 +779,7 @@ int handle_umount_exit_tp(struct trace_event_raw_sys_exit *ctx)
 	e->path_len = abs_user_path((char *)(e + 1), len, (const char *)a->args[0], &e->path_truncated);
 	len = (len + e->path_len) & PRIV_TAIL_MASK;
 	e->hdr.size = sizeof(*e) + len;
-	emit(e, EVENT_UMOUNT, sizeof(*e) + len);
+	emit(ctx, e, EVENT_UMOUNT, ES_CLAMP(sizeof(*e) + len, sizeof(struct priv_buf)));
 out:
 	bpf_map_delete_elem(&priv_args, &id);
 	return 0;

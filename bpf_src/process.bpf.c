@@ -49,7 +49,54 @@ static __always_inline int is_memfd(struct dentry *dentry)
 	       name[5] == ':';
 }
 
-static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
+/* fork and exit records: reserved in the ring, or built on a per-CPU
+ * scratch record and copied into the perf buffer */
+#ifdef ES_PERFBUF
+union lifecycle_record {
+	struct fork_event fork;
+	struct exit_event exit;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union lifecycle_record);
+} lifecycle_record SEC(".maps");
+
+static __always_inline void *lifecycle_reserve(__u32 type, __u32 size)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&lifecycle_record, &zero);
+}
+
+static __always_inline void lifecycle_submit(void *ctx, void *e, __u32 type, __u32 size)
+{
+	if (es_output(ctx, &lifecycle_events, e, size)) {
+		stat_inc(type, STAT_DROPPED);
+		return;
+	}
+	stat_inc(type, STAT_PRODUCED);
+}
+#else
+static __always_inline void *lifecycle_reserve(__u32 type, __u32 size)
+{
+	void *e = bpf_ringbuf_reserve(&lifecycle_events, size, 0); /* lint-ignore: callers submit */
+
+	if (!e)
+		stat_inc(type, STAT_DROPPED);
+	return e;
+}
+
+static __always_inline void lifecycle_submit(void *ctx, void *e, __u32 type, __u32 size)
+{
+	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, size));
+	stat_inc(type, STAT_PRODUCED);
+}
+#endif
+
+static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u32 old_tid)
 {
 	__u32 zero = 0, pos = 0, len, total;
 	__u64 size;
@@ -67,7 +114,7 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 	if (!b || skip_event(EVENT_EXEC))
 		return 0;
 	e = &b->ev;
-	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.ts_ns = ES_NOW();
 	e->hdr.type = EVENT_EXEC;
 	fill_task_ctx(&e->task, task);
 	e->old_tid = old_tid;
@@ -104,18 +151,18 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 	e->exe_deleted = BPF_CORE_READ(file, f_inode, __i_nlink) == 0;
 	e->exe_memfd = is_memfd(BPF_CORE_READ(file, f_path.dentry));
 	e->_pad0[0] = e->_pad0[1] = 0;
-	len = file ? append_path(&b->tail[pos & EXEC_POS_MASK], &file->f_path, &e->exe_truncated) : 0;
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &file->f_path, &e->exe_truncated) : 0;
 	e->exe_len = len;
 	pos += len;
 
 	fs = BPF_CORE_READ(task, fs);
-	len = append_path(&b->tail[pos & EXEC_POS_MASK], &fs->pwd, &e->cwd_truncated);
+	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &fs->pwd, &e->cwd_truncated);
 	e->cwd_len = len;
 	pos += len;
 
 	/* kernel threads and exiting parents have no mm */
 	file = BPF_CORE_READ(parent, mm, exe_file);
-	len = file ? append_path(&b->tail[pos & EXEC_POS_MASK], &file->f_path,
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &file->f_path,
 				 &e->parent_exe_truncated)
 		   : 0;
 	e->parent_exe_len = len;
@@ -130,7 +177,7 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 		len = ARGV_MASK;
 		e->argv_truncated = 1;
 	}
-	if (len && bpf_probe_read_user(&b->tail[pos & EXEC_POS_MASK], len & ARGV_MASK,
+	if (len && bpf_probe_read_user(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], ES_MASK(len, ARGV_MASK),
 				       (void *)arg_start)) {
 		len = 0;
 		e->argv_truncated = 1;
@@ -148,7 +195,7 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 	e->hdr.size = total;
 	if (e->argv_truncated || e->exe_truncated || e->cwd_truncated || e->parent_exe_truncated)
 		stat_inc(EVENT_EXEC, STAT_TRUNCATED);
-	if (bpf_ringbuf_output(&lifecycle_events, b, size, wakeup_flags(&lifecycle_events, size))) {
+	if (es_output(ctx, &lifecycle_events, b, ES_CLAMP(size, sizeof(*b)))) {
 		stat_inc(EVENT_EXEC, STAT_DROPPED);
 		return 0;
 	}
@@ -159,19 +206,19 @@ static __always_inline int handle_exec(struct task_struct *task, __u32 old_tid)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(p, old_pid);
+	return handle_exec(ctx, p, old_pid);
 }
 
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(handle_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(p, old_pid);
+	return handle_exec(ctx, p, old_pid);
 }
 
 SEC("tp/sched/sched_process_exec")
 int handle_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 {
-	return handle_exec((struct task_struct *)bpf_get_current_task(), ctx->old_pid);
+	return handle_exec(ctx, (struct task_struct *)bpf_get_current_task(), ctx->old_pid);
 }
 
 /*
@@ -222,7 +269,7 @@ static __always_inline __u64 clone_flags(struct task_struct *parent, struct task
 	return f;
 }
 
-static __always_inline int handle_fork(struct task_struct *parent, struct task_struct *child,
+static __always_inline int handle_fork(void *ctx, struct task_struct *parent, struct task_struct *child,
 				       __u32 child_tid)
 {
 	struct fork_event *e;
@@ -242,34 +289,31 @@ static __always_inline int handle_fork(struct task_struct *parent, struct task_s
 	}
 	if (skip_event(EVENT_FORK))
 		return 0;
-	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(EVENT_FORK, STAT_DROPPED);
+	e = lifecycle_reserve(EVENT_FORK, sizeof(*e));
+	if (!e)
 		return 0;
-	}
-	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.ts_ns = ES_NOW();
 	e->hdr.type = EVENT_FORK;
 	e->hdr.size = sizeof(*e);
 	fill_task_ctx(&e->task, parent);
 	e->child_pid = child_pid;
 	e->child_tid = child_tid;
 	e->clone_flags = flags;
-	e->child_start_time_ns = child ? BPF_CORE_READ(child, group_leader, start_boottime) : 0;
-	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, sizeof(*e)));
-	stat_inc(EVENT_FORK, STAT_PRODUCED);
+	e->child_start_time_ns = child ? task_boot_start(child) : 0;
+	lifecycle_submit(ctx, e, EVENT_FORK, sizeof(*e));
 	return 0;
 }
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork_btf, struct task_struct *parent, struct task_struct *child)
 {
-	return handle_fork(parent, child, BPF_CORE_READ(child, pid));
+	return handle_fork(ctx, parent, child, BPF_CORE_READ(child, pid));
 }
 
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(handle_fork_raw, struct task_struct *parent, struct task_struct *child)
 {
-	return handle_fork(parent, child, BPF_CORE_READ(child, pid));
+	return handle_fork(ctx, parent, child, BPF_CORE_READ(child, pid));
 }
 
 /* the classic tracepoint carries no task pointers: no clone flags, and
@@ -277,10 +321,10 @@ int BPF_PROG(handle_fork_raw, struct task_struct *parent, struct task_struct *ch
 SEC("tp/sched/sched_process_fork")
 int handle_fork_tp(struct trace_event_raw_sched_process_fork *ctx)
 {
-	return handle_fork((struct task_struct *)bpf_get_current_task(), 0, ctx->child_pid);
+	return handle_fork(ctx, (struct task_struct *)bpf_get_current_task(), 0, ctx->child_pid);
 }
 
-static __always_inline int handle_exit(struct task_struct *task)
+static __always_inline int handle_exit(void *ctx, struct task_struct *task)
 {
 	struct exit_event *e;
 	__u8 is_thread;
@@ -298,12 +342,10 @@ static __always_inline int handle_exit(struct task_struct *task)
 	exclusion_exit(is_thread);
 	if (skip)
 		return 0;
-	e = bpf_ringbuf_reserve(&lifecycle_events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(EVENT_EXIT, STAT_DROPPED);
+	e = lifecycle_reserve(EVENT_EXIT, sizeof(*e));
+	if (!e)
 		return 0;
-	}
-	e->hdr.ts_ns = bpf_ktime_get_boot_ns();
+	e->hdr.ts_ns = ES_NOW();
 	e->hdr.type = EVENT_EXIT;
 	e->hdr.size = sizeof(*e);
 	fill_task_ctx(&e->task, task);
@@ -312,27 +354,31 @@ static __always_inline int handle_exit(struct task_struct *task)
 	e->exit_signal = code & 0x7f;
 	e->core_dumped = (code & 0x80) != 0;
 	e->is_thread = is_thread;
+#ifdef ES_PERFBUF
+	/* ts_ns is CLOCK_MONOTONIC here: so is the task's start_time */
+	e->duration_ns = e->hdr.ts_ns - BPF_CORE_READ(task, group_leader, start_time);
+#else
 	e->duration_ns = e->hdr.ts_ns - e->task.start_time_ns;
+#endif
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
-	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, sizeof(*e)));
-	stat_inc(EVENT_EXIT, STAT_PRODUCED);
+	lifecycle_submit(ctx, e, EVENT_EXIT, sizeof(*e));
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit_btf, struct task_struct *p)
 {
-	return handle_exit(p);
+	return handle_exit(ctx, p);
 }
 
 SEC("raw_tp/sched_process_exit")
 int BPF_PROG(handle_exit_raw, struct task_struct *p)
 {
-	return handle_exit((struct task_struct *)bpf_get_current_task());
+	return handle_exit(ctx, (struct task_struct *)bpf_get_current_task());
 }
 
 SEC("tp/sched/sched_process_exit")
 int handle_exit_tp(void *ctx)
 {
-	return handle_exit((struct task_struct *)bpf_get_current_task());
+	return handle_exit(ctx, (struct task_struct *)bpf_get_current_task());
 }

@@ -35,7 +35,7 @@ static __always_inline void fill_sys_ctx(struct sys_ctx *s, struct trace_event_r
 
 static __always_inline void fill_header(struct event_header *h, __u32 type)
 {
-	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->ts_ns = ES_NOW();
 	h->type = type;
 }
 
@@ -55,9 +55,9 @@ static __always_inline struct file *fd_file(__u64 fd)
 }
 
 /* submit a record built in a per-CPU scratch buffer, with its real size */
-static __always_inline void emit(void *rec, __u32 type, __u64 size)
+static __always_inline void emit(void *ctx, void *rec, __u32 type, __u64 size)
 {
-	if (bpf_ringbuf_output(&activity_events, rec, size, wakeup_flags(&activity_events, size))) {
+	if (es_output(ctx, &activity_events, rec, size)) {
 		stat_inc(type, STAT_DROPPED);
 		return;
 	}

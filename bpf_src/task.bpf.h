@@ -33,6 +33,22 @@ struct {
 	__type(value, struct path_parts);
 } path_parts SEC(".maps");
 
+/* task_struct before 5.5 named its boot-time start real_start_time */
+struct task_struct___v54 {
+	u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+/* when the task's thread group started, CLOCK_BOOTTIME ns: with the pid it
+ * names one process */
+static __always_inline __u64 task_boot_start(struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	if (bpf_core_field_exists(leader->start_boottime))
+		return BPF_CORE_READ(leader, start_boottime);
+	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
+}
+
 static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct *task)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -45,7 +61,7 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
 	c->gid = ugid >> 32;
 	c->cgroup_id = bpf_get_current_cgroup_id();
 	/* the process's start, not the thread's: pid + start time names a process */
-	c->start_time_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	c->start_time_ns = task_boot_start(task);
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 }
 
@@ -75,7 +91,7 @@ struct {
  * path_resolve()'s loop costs it only a call per PATH_STEP slots, where all
  * MAX_PATH_DEPTH slots inline would each be walked in every program.
  */
-__noinline int path_walk(__u32 first)
+ES_FUNC int path_walk(__u32 first)
 {
 	__u32 zero = 0, done, i, k;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
@@ -139,7 +155,7 @@ __noinline int path_walk(__u32 first)
  * first-th: "/name" each, nothing for a mount crossing. A path that does not
  * fit in PATH_LEN - 1 bytes stops here, marked not done (cut).
  */
-__noinline int path_copy(__u32 first)
+ES_FUNC int path_copy(__u32 first)
 {
 	__u32 zero = 0, used, pos, i, j, k;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
@@ -184,7 +200,7 @@ __noinline int path_copy(__u32 first)
  * A global function: the verifier checks it once per program, not at every
  * call site.
  */
-__noinline int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
+ES_FUNC int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 {
 	__u32 zero = 0, pos, i;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
@@ -226,7 +242,7 @@ __noinline int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 }
 
 /* path_resolve_at() of a struct path */
-__noinline int path_resolve(__u64 path_ptr)
+ES_FUNC int path_resolve(__u64 path_ptr)
 {
 	const struct path *path = (const struct path *)path_ptr;
 

@@ -17,6 +17,7 @@
 
 /* declared in the libbpf part of the cdef, hence outside the zone */
 struct ring_buffer;
+struct perf_buffer;
 
 /* cdef-begin */
 /* field kinds: how es_put_record() encodes a member */
@@ -83,8 +84,28 @@ struct es_ctx_ref {
 	uint64_t parent;
 };
 
+/* one perf event array (one buffer per CPU), drained as one "ring" */
+struct es_perf {
+	struct perf_buffer *pb;
+	struct es_consumer *c;
+	uint64_t lost; /* records the kernel could not write: PERF_RECORD_LOST */
+	uint32_t next; /* the CPU buffer to drain first next time */
+	uint32_t _pad;
+};
+#define ES_MAX_PERF 2
+#define ES_PERF_REC 65536
+
 struct es_consumer {
+	/* the transport: BPF ring buffers (rb), or perf event arrays (perf,
+	 * nperf of them, waited on together through epfd) */
 	struct ring_buffer *rb;
+	struct es_perf perf[ES_MAX_PERF];
+	uint32_t nperf;
+	int epfd;
+	/* added to every record's ts_ns: the perf objects stamp
+	 * CLOCK_MONOTONIC, whose lag behind CLOCK_BOOTTIME is this */
+	int64_t ts_offset;
+	uint8_t *perf_rec; /* a record copied out of a perf buffer (which is read-only), ES_PERF_REC bytes */
 	const struct es_record *records;
 	uint32_t nrecords;
 	uint32_t _pad;
@@ -124,6 +145,11 @@ int es_ring_add(struct es_consumer *c, int map_fd);
 int es_poll(struct es_consumer *c, int timeout_ms);
 int es_consume(struct es_consumer *c);
 
+/* perf.c */
+int es_perf_add(struct es_consumer *c, int map_fd, uint32_t pages, uint32_t wakeup_bytes);
+void es_transport_free(struct es_consumer *c);
+int es_epoll_fd(struct es_consumer *c);
+
 /* transcode.c */
 int es_transcode(struct es_consumer *c, const void *data, size_t size);
 void es_batch_begin(struct es_consumer *c);
@@ -156,6 +182,9 @@ int es_attach(struct es_consumer *c, PyObject *batch, PyObject *base, Py_ssize_t
 
 /* Between the C files only; hidden so that nothing outside the extension binds to them. */
 #define ES_HIDDEN __attribute__((visibility("hidden")))
+
+/* perf.c: drain one perf event array into the batch (see es_consume_ring) */
+ES_HIDDEN int es_perf_consume(struct es_consumer *c, unsigned int idx);
 
 /* store one record in the batch; ES_BATCH_FULL once the batch is full */
 ES_HIDDEN int es_store(struct es_consumer *c, const void *data, size_t size);

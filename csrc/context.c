@@ -28,7 +28,7 @@ int es_wait(struct es_consumer *c, int timeout_ms)
 
 	if (timeout_ms == 0)
 		return 0;
-	n = epoll_wait(ring_buffer__epoll_fd(c->rb), ev, 2, timeout_ms);
+	n = epoll_wait(es_epoll_fd(c), ev, 2, timeout_ms);
 	return n < 0 ? -errno : n;
 }
 
@@ -36,9 +36,12 @@ int es_wait(struct es_consumer *c, int timeout_ms)
  * the batch; the number of records in the batch, or a negative errno */
 int es_consume_ring(struct es_consumer *c, unsigned int idx)
 {
-	struct ring *r = ring_buffer__ring(c->rb, idx);
+	struct ring *r;
 	int err;
 
+	if (c->nperf)
+		return es_perf_consume(c, idx);
+	r = ring_buffer__ring(c->rb, idx);
 	if (!r)
 		return -EINVAL;
 	if (c->count >= c->max_count || c->len + c->reserve > c->cap)

@@ -32,7 +32,14 @@ int es_ring_add(struct es_consumer *c, int map_fd)
 int es_poll(struct es_consumer *c, int timeout_ms)
 {
 	int err = 0;
+	uint32_t i;
 
+	if (c->nperf) {
+		err = es_wait(c, timeout_ms);
+		for (i = 0; err >= 0 && i < c->nperf; i++)
+			err = es_perf_consume(c, i);
+		return err < 0 ? err : (int)c->count;
+	}
 	if (timeout_ms != 0)
 		err = ring_buffer__poll(c->rb, timeout_ms);
 	if (err >= 0 && c->count < c->max_count && c->len + c->reserve <= c->cap)

@@ -24,6 +24,10 @@ _MAX_BATCH = 1 << 30
 _HASHES = ("sha256", "sha1", "md5")
 
 
+#: Config.transport's choices
+TRANSPORTS = ("auto", "ring", "perf")
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Sensor settings; every field has a working default.
 
@@ -47,6 +51,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             ``<ID>/<VERSION_ID>/<arch>/<release>.btf[.tar.xz]``. Files and
             directories here must be root's and not writable by group or
             others. The whole search: docs/kernels.md, "External BTF".
+        transport: how records leave the kernel: "auto" (BPF ring buffers
+            where the kernel has them, 5.8, else perf event arrays), "ring"
+            or "perf" (the objects built for kernels without ring buffers;
+            per CPU buffers of the ring sizes divided among the CPUs).
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
@@ -111,6 +119,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     wakeup_bytes: int = 256 << 10
     btf_path: str | None = None
     btf_dir: str = DEFAULT_BTF_DIR
+    transport: str = "auto"
     hook_variants: frozenset[str] | None = None
     exclusions: tuple[Exclusion, ...] = ()
     provider: str = "auto"
@@ -169,6 +178,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         choices = ("auto", *PROVIDERS)
         if self.provider not in choices:
             raise ConfigError(f"provider: {self.provider!r} is not one of {', '.join(choices)}")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
         if self.hook_variants is not None:
             bad = sorted(set(self.hook_variants) - set(VARIANT_ORDER))
             if bad or not self.hook_variants:

@@ -151,6 +151,7 @@ class Sensor:
                 self._ebpf = EbpfSource(bpf_kinds, cfg)
                 self._sources.append(self._ebpf)
                 self._provider, self._provider_reason = "ebpf", why
+                self._complete_ebpf(bpf_kinds)
             except (PrivilegeError, ConfigError):
                 raise
             except EbpfSensorError as exc:
@@ -179,6 +180,30 @@ class Sensor:
             except (NotSupportedError, PrivilegeError) as exc:
                 self._unavailable["user_login"] = str(exc)
                 log.warning("login events unavailable: %s", exc)
+
+    def _complete_ebpf(self, bpf_kinds: frozenset[str]) -> None:
+        """Kinds the eBPF objects could not attach on this kernel (the perf
+        objects' file hooks on 5.4's verifier, say) from the audit provider
+        beside eBPF, under provider "auto"; listed unavailable otherwise."""
+        assert self._ebpf is not None
+        cfg = self.config
+        missing = frozenset(k for k in bpf_kinds if not self._ebpf.kind_health(k).live)
+        wanted = missing & AuditProvider.available_kinds
+        if not wanted or cfg.provider != "auto":
+            return
+        audit = AuditProvider(
+            wanted, exclusions=cfg.exclusions, rate_limit=cfg.audit_rate_limit, backlog_limit=cfg.audit_backlog_limit
+        )
+        try:
+            audit.start()
+        except (EbpfSensorError, OSError) as exc:
+            log.warning("kinds eBPF cannot serve here stay unavailable; the audit provider cannot run: %s", exc)
+            return
+        self._sources.append(audit)
+        log.warning(
+            "%s from the audit provider: their eBPF hooks cannot run on this kernel",
+            ", ".join(sorted(audit.kinds)),
+        )
 
     def _start_audit(self, bpf_kinds: frozenset[str], why: str) -> str:
         """The audit provider, with the process connector beside it for fork
@@ -545,4 +570,5 @@ class Sensor:
             log_file=self._log_file,
             exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
             process_context=self._context.health() if self._context is not None and self._started else None,
+            transport=self._ebpf.transport if self._ebpf is not None else "",
         )

@@ -195,7 +195,14 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     """The health report: which supplementary event subsystem runs and why,
     what each kind gets, the counters, and the configured exclusions that
     could not be installed (a rule that no longer resolves never stops the
-    sensor: it is skipped, logged and listed here)."""
+    sensor: it is skipped, logged and listed here).
+
+    ``transport`` is how eBPF records leave the kernel: ``ring`` (BPF ring
+    buffers, 5.8), ``perf`` (perf event arrays, on older kernels), or empty
+    without eBPF. Kinds the eBPF objects cannot serve on a kernel (their
+    hooks refused) come from the audit provider beside it where it runs:
+    their ``kinds`` entry names the source.
+    """
 
     supplementary_events_subsystem: str
     ebpf: bool
@@ -206,6 +213,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     log_file: str | None
     exclusions_skipped: list[SkippedExclusion] = msgspec.field(default_factory=list)
     process_context: ProcessContextHealth | None = None
+    transport: str = ""
 
 
 class HookInfo(msgspec.Struct, frozen=True):

@@ -35,6 +35,7 @@ __all__ = [
     "clear_cache",
     "kernel_btf",
     "kprobes",
+    "perf_event_array",
     "program_type",
     "ring_buffer",
 ]
@@ -112,6 +113,14 @@ def ring_buffer() -> FeatureStatus:
 
 
 @functools.cache
+def perf_event_array() -> FeatureStatus:
+    """BPF_MAP_TYPE_PERF_EVENT_ARRAY (4.3): the transport where ring buffers are missing."""
+    return _from_libbpf(
+        "BPF perf event array", "4.3", lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_PERF_EVENT_ARRAY, ffi.NULL)
+    )
+
+
+@functools.cache
 def program_type(name: str) -> FeatureStatus:
     """A program type of :data:`PROGRAM_TYPES` loads at all (a type can
     load and still be refused for one attach point: hooks find that out by
@@ -176,5 +185,5 @@ def bpf_lsm_active() -> FeatureStatus:
 
 def clear_cache() -> None:
     """Forget every cached answer (after privileges or mounts changed)."""
-    for probe in (bpf_access, ring_buffer, program_type, kprobes, bpf_lsm_active):
+    for probe in (bpf_access, ring_buffer, perf_event_array, program_type, kprobes, bpf_lsm_active):
         probe.cache_clear()

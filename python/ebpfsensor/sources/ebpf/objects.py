@@ -482,7 +482,9 @@ class _Attempt:
         data = ffi.from_buffer(o.data)
         opts = ffi.new("struct bpf_object_open_opts *")
         opts.sz = ffi.sizeof("struct bpf_object_open_opts")
-        name = ffi.new("char[]", o.name.removesuffix(".bpf.o").encode())
+        # "process" for process.bpf.o and process.perf.bpf.o alike: libbpf
+        # names the object's internal maps after it
+        name = ffi.new("char[]", o.name.split(".")[0].encode())
         opts.object_name = name
         self._keep += [data, opts, name]
         if self.btf_path:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 import typing
 from collections.abc import Sequence
@@ -349,25 +350,57 @@ class BatchDecoder:
 
 
 class RingBuffer(BatchDecoder):
-    """Consumer of BPF ring buffer maps, yielding decoded Events in batches.
+    """Consumer of the event maps, BPF ring buffers or perf event arrays,
+    yielding decoded Events in batches.
 
     Args:
-        map_fds: ring buffer map fds; the first is polled first.
+        map_fds: the event maps' fds; the first is drained first.
         batch_bytes: size of the batch buffer (at least 256 KiB).
         max_batch: most records per batch.
+        perf_pages: for perf event arrays (the maps of the objects built for
+            kernels without ring buffers), the pages of each CPU buffer, one
+            count (a power of two) per map; None for ring buffers.
+        wakeup_bytes: perf event arrays: a CPU buffer wakes the consumer
+            once this much waits in it.
 
     Not thread-safe: use one RingBuffer from one thread at a time.
     """
 
-    def __init__(self, map_fds: Sequence[int], batch_bytes: int = 4 << 20, max_batch: int = 16384) -> None:
+    def __init__(
+        self,
+        map_fds: Sequence[int],
+        batch_bytes: int = 4 << 20,
+        max_batch: int = 16384,
+        *,
+        perf_pages: Sequence[int] | None = None,
+        wakeup_bytes: int = 256 << 10,
+    ) -> None:
         if not map_fds:
-            raise ValueError("RingBuffer needs at least one ring buffer map fd")
+            raise ValueError("RingBuffer needs at least one event map fd")
+        if perf_pages is not None and len(perf_pages) != len(map_fds):
+            raise ValueError("perf_pages needs one page count per map")
         super().__init__(batch_bytes, max_batch)
-        self._c.rb = check_ptr(
-            lib.es_ring_new(self._c, map_fds[0]), "create ring buffer consumer", f"map fd {map_fds[0]}"
-        )
-        for fd in map_fds[1:]:
-            check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
+        self.transport = "ring" if perf_pages is None else "perf"
+        if perf_pages is None:
+            self._c.rb = check_ptr(
+                lib.es_ring_new(self._c, map_fds[0]), "create ring buffer consumer", f"map fd {map_fds[0]}"
+            )
+            for fd in map_fds[1:]:
+                check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
+        else:
+            self._perf_rec = ffi.new("uint8_t[]", lib.ES_PERF_REC)
+            self._c.perf_rec = self._perf_rec
+            page = os.sysconf("SC_PAGE_SIZE")
+            for fd, pages in zip(map_fds, perf_pages, strict=True):
+                if pages < 1 or pages & (pages - 1):
+                    raise ValueError(f"perf buffer pages must be a power of two, not {pages}")
+                # the watermark must leave room in the buffer, or it never wakes
+                wakeup = max(1, min(wakeup_bytes, pages * page // 2))
+                try:
+                    check_ret(lib.es_perf_add(self._c, fd, pages, wakeup), "open perf buffer", f"map fd {fd}")
+                except BaseException:
+                    lib.es_transport_free(self._c)
+                    raise
         self._nrings = len(map_fds)
         self.context_errors = 0
         self._held: list[Event] = []
@@ -402,7 +435,7 @@ class RingBuffer(BatchDecoder):
     def epoll_fd(self) -> int:
         """An fd that becomes readable when a ring asks to be drained."""
         self._check_open()
-        return int(lib.ring_buffer__epoll_fd(self._c.rb))
+        return int(check_ret(lib.es_epoll_fd(self._c), "epoll fd", "event maps"))
 
     def poll(self, timeout_ms: int = 0) -> list[Event]:
         """Wait up to timeout_ms for a wakeup, then drain what is waiting.
@@ -490,16 +523,22 @@ class RingBuffer(BatchDecoder):
         held, self._held, self._held_polls = self._held, [], 0
         return life + activity + held
 
+    def perf_lost(self) -> list[int]:
+        """Per perf event array, the records the kernel could not write
+        (its PERF_RECORD_LOST counts); [] for ring buffers. The programs
+        count each such record as dropped under its kind too."""
+        c = self._c
+        return [int(c.perf[i].lost) for i in range(c.nperf)]
+
     def _check_open(self) -> None:
-        if self._c.rb == ffi.NULL:
+        if self._c.rb == ffi.NULL and not self._c.nperf:
             raise ValueError("RingBuffer is closed")
 
     def close(self) -> None:
         """Free the consumer; idempotent."""
         c = getattr(self, "_c", None)
-        if c is not None and c.rb != ffi.NULL:
-            lib.ring_buffer__free(c.rb)
-            c.rb = ffi.NULL
+        if c is not None:
+            lib.es_transport_free(c)
 
     def __enter__(self) -> RingBuffer:
         return self

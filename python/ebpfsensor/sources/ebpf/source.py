@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import msgspec
 
@@ -33,10 +34,14 @@ STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "
 
 
 class EbpfStats(msgspec.Struct, frozen=True):
-    """The eBPF source's counters: per kind, and what the consumer could not decode."""
+    """The eBPF source's counters: per kind, and what the consumer could not
+    decode; with perf event arrays, the records the kernel reported lost per
+    array (lifecycle, activity), each also counted dropped under its kind by
+    the program that could not submit it."""
 
     kinds: dict[str, KindStats]
     undecodable: int
+    perf_lost: list[int] = msgspec.field(default_factory=list)
 
     @property
     def delivered(self) -> int:
@@ -64,6 +69,8 @@ class EbpfSource:
 
     def __init__(self, kinds: frozenset[str], config: Config) -> None:
         self.kinds = kinds
+        #: "ring" or "perf" (see Config.transport), once started
+        self.transport = ""
         self._objects: list[LoadedObject] = []
         self._hooks: dict[str, HookStatus] = {}
         self._ring: RingBuffer | None = None
@@ -85,15 +92,12 @@ class EbpfSource:
         if not access.works:
             # not_supported (no bpf(2)) or, most often, no privileges
             raise make_error(access.errno, "create", "a BPF map")
-        ring = features.ring_buffer()
-        if not ring.works:
-            if ring.outcome == "probe_failed":
-                raise make_error(ring.errno, "probe", "BPF ring buffer")
-            raise NotSupportedError(ring.name, ring.min_kernel)
+        self.transport = _transport(cfg.transport)
+        suffix = ".perf" if self.transport == "perf" else ""
         ensure_tracefs()
         shared: dict[str, int] = {}
         for obj_name, hooks in hooks_for(self.kinds).items():
-            obj = BpfObject.packaged(obj_name)
+            obj = BpfObject.packaged(obj_name + suffix)
             settings = {
                 "cfg_wakeup_bytes": cfg.wakeup_bytes,
                 "cfg_report_threads": int(cfg.report_threads),
@@ -103,8 +107,12 @@ class EbpfSource:
                 config={k: v for k, v in settings.items() if k in obj.rodata},
                 shared_maps=shared,
                 map_sizes={
-                    "lifecycle_events": cfg.lifecycle_ring_bytes,
-                    "activity_events": cfg.activity_ring_bytes,
+                    # a perf event array has a slot per CPU: libbpf sizes it
+                    **(
+                        {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
+                        if self.transport == "ring"
+                        else {}
+                    ),
                     **dict.fromkeys(STASHES, cfg.stash_entries),
                 },
                 hooks=hooks,
@@ -132,7 +140,16 @@ class EbpfSource:
                 self.skipped_exclusions.append(SkippedExclusion(rule, str(exc)))
                 log.warning("exclusion skipped: %s", exc)
         # lifecycle first: a batch drains it before the activity ring
-        self._ring = RingBuffer([shared["lifecycle_events"], shared["activity_events"]], batch_bytes=cfg.batch_bytes)
+        fds = [shared["lifecycle_events"], shared["activity_events"]]
+        if self.transport == "ring":
+            self._ring = RingBuffer(fds, batch_bytes=cfg.batch_bytes)
+        else:
+            self._ring = RingBuffer(
+                fds,
+                batch_bytes=cfg.batch_bytes,
+                perf_pages=[perf_pages(cfg.lifecycle_ring_bytes), perf_pages(cfg.activity_ring_bytes)],
+                wakeup_bytes=cfg.wakeup_bytes,
+            )
 
     def _enable_kinds(self, fd: int) -> None:
         key = ffi.new("uint32_t *")
@@ -172,12 +189,15 @@ class EbpfSource:
                     deduplicated,
                     unmatched,
                 )
-        return EbpfStats(kinds, ring.undecodable if ring is not None else 0)
+        if ring is None:
+            return EbpfStats(kinds, 0)
+        return EbpfStats(kinds, ring.undecodable, ring.perf_lost())
 
     def kind_health(self, kind: str) -> KindHealth:
         """Live through the variants attached for the kind's hooks, or why not."""
         hooks = [self._hooks[h] for h in KIND_HOOKS[kind][1] if h in self._hooks]
-        up = sorted({h.variant for h in hooks if h.variant})
+        # a syscall's enter program only stashes arguments: its exit reports
+        up = sorted({h.variant for h in hooks if h.variant and not h.hook.endswith("_enter")})
         down = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in hooks if not h.variant)
         if up:
             return KindHealth(True, "ebpf:" + ",".join(up), f"partly unavailable: {down}" if down else "")
@@ -233,3 +253,34 @@ class EbpfSource:
         if self._ring is None:
             raise EbpfSensorError("the eBPF source is closed")
         return self._ring
+
+
+def _transport(wanted: str) -> str:
+    """The transport Config.transport asks for and the kernel has: "ring"
+    (BPF ring buffers) or "perf" (perf event arrays, the objects built
+    for kernels before 5.8).
+
+    Raises:
+        NotSupportedError: the kernel has neither (or not the one asked for).
+    """
+    ring = features.ring_buffer()
+    if wanted == "ring" or (wanted == "auto" and ring.outcome != "not_supported"):
+        if not ring.works:
+            if ring.outcome == "probe_failed":
+                raise make_error(ring.errno, "probe", "BPF ring buffer")
+            raise NotSupportedError(ring.name, ring.min_kernel, ring.detail)
+        return "ring"
+    perf = features.perf_event_array()
+    if not perf.works:
+        if perf.outcome == "probe_failed":
+            raise make_error(perf.errno, "probe", "BPF perf event array")
+        raise NotSupportedError(perf.name, perf.min_kernel, perf.detail)
+    return "perf"
+
+
+def perf_pages(ring_bytes: int) -> int:
+    """Pages per CPU buffer for a ring of ring_bytes shared among the
+    possible CPUs: a power of two, at least 8 (32 KiB with 4 KiB pages)."""
+    ncpu = max(1, int(check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")))
+    pages = max(1, ring_bytes // ncpu // os.sysconf("SC_PAGE_SIZE"))
+    return max(8, 1 << (pages.bit_length() - 1))
