@@ -26,14 +26,40 @@ const volatile __u8 cfg_report_threads = 0;
  * context, so functions that submit records take it as their first
  * argument there (ES_CTX_PARAM / ES_CTX), and become static: a kernel
  * verifies a global function on its own, and cannot type a bare context
- * pointer passed to one. Perf records carry CLOCK_MONOTONIC stamps
- * (bpf_ktime_get_boot_ns is 5.8 too): the consumer adds boot time's lead.
+ * pointer passed to one. bpf_ktime_get_boot_ns is 5.8 too: there the
+ * boot-time stamp is the monotonic clock plus boot time's lead.
  */
+/* task_struct before 5.5 named its boot-time start real_start_time */
+struct task_struct___v54 {
+	u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+/* when the task's thread group started, CLOCK_BOOTTIME ns: with the pid it
+ * names one process */
+static __always_inline __u64 task_boot_start(struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	if (bpf_core_field_exists(leader->start_boottime))
+		return BPF_CORE_READ(leader, start_boottime);
+	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
+}
+
 #ifdef ES_PERFBUF
+/* CLOCK_BOOTTIME's lead over CLOCK_MONOTONIC, exactly as the kernel had it
+ * when the current process started (the same for every process unless the
+ * machine was suspended since): its start on both clocks */
+static __always_inline __u64 boot_lead(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return task_boot_start(task) - BPF_CORE_READ(task, group_leader, start_time);
+}
+
 #define ES_FUNC static __noinline
 #define ES_CTX_PARAM void *ctx,
 #define ES_CTX ctx,
-#define ES_NOW() bpf_ktime_get_ns()
+#define ES_NOW() (bpf_ktime_get_ns() + boot_lead())
 #define ES_EVENTS_MAP(name)                                  \
 	struct {                                             \
 		__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); \

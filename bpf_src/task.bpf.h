@@ -33,20 +33,23 @@ struct {
 	__type(value, struct path_parts);
 } path_parts SEC(".maps");
 
-/* task_struct before 5.5 named its boot-time start real_start_time */
-struct task_struct___v54 {
-	u64 real_start_time;
-} __attribute__((preserve_access_index));
+/* before 5.5 a cgroup's id packed the kernfs generation above its inode
+ * number; user space knows the cgroup by the inode number */
+union kernfs_node_id___v54 {
+	struct {
+		u32 ino;
+		u32 generation;
+	};
+	u64 id;
+};
 
-/* when the task's thread group started, CLOCK_BOOTTIME ns: with the pid it
- * names one process */
-static __always_inline __u64 task_boot_start(struct task_struct *task)
+static __always_inline __u64 current_cgroup_id(void)
 {
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	__u64 id = bpf_get_current_cgroup_id();
 
-	if (bpf_core_field_exists(leader->start_boottime))
-		return BPF_CORE_READ(leader, start_boottime);
-	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
+	if (bpf_core_type_exists(union kernfs_node_id___v54))
+		return (__u32)id;
+	return id;
 }
 
 static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct *task)
@@ -59,7 +62,7 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
 	c->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	c->uid = (__u32)ugid;
 	c->gid = ugid >> 32;
-	c->cgroup_id = bpf_get_current_cgroup_id();
+	c->cgroup_id = current_cgroup_id();
 	/* the process's start, not the thread's: pid + start time names a process */
 	c->start_time_ns = task_boot_start(task);
 	bpf_get_current_comm(c->comm, sizeof(c->comm));

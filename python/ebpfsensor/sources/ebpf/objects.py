@@ -29,7 +29,7 @@ from ...errors import ConfigError, EbpfSensorError, LibbpfError, PrivilegeError,
 from ...host import features
 from ...host.arch import bpf_arch_of
 from ...host.mounts import tracefs_events
-from ...host.paths import PACKAGE_DIR
+from ...host.paths import BTF_VMLINUX, PACKAGE_DIR
 from .. import VARIANT_ORDER
 
 __all__ = [
@@ -391,6 +391,10 @@ def _refused_program_type(section: str) -> str | None:
     it may: known before a load, where a refused variant would otherwise
     cost a reload of the whole object."""
     kind = section.partition("/")[0]
+    if kind in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm") and not os.path.exists(BTF_VMLINUX):
+        # attached by the kernel's own type ids: an external BTF file
+        # relocates fields, but cannot stand in for those
+        return f"{kind} programs need the kernel's own BTF ({BTF_VMLINUX}), which this kernel lacks"
     if kind in ("kprobe", "kretprobe"):
         status = features.kprobes()
     elif kind == "lsm":
