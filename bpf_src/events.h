@@ -662,6 +662,9 @@ struct task_iter_record {
 	__u8 cwd_truncated;
 	__u8 argv_truncated;
 	__u8 argv_read;	     /* argv was copied from the process's memory (the sleepable variant) */
+	__u8 argv_title;     /* setproctitle() overwrote the area's last NUL: argv is, as /proc
+			      * gives it then, the string at its start (to a NUL, within 4096 bytes) */
+	__u8 _pad0[7];
 	char comm[TASK_COMM_LEN];
 	char tty[TTY_NAME_LEN];
 };

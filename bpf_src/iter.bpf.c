@@ -32,6 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define PF_KTHREAD 0x00200000
 #define ARGV_MASK (ARGV_LEN - 1)
+#define PROCTITLE_MASK 4095 /* what /proc reads of a title: a page (4 KiB here), its NUL included */
 
 /* a record and its tail, too large for the BPF stack */
 struct iter_buf {
@@ -69,7 +70,8 @@ static __always_inline int emit(struct seq_file *seq, struct task_struct *task, 
 	struct fs_struct *fs;
 	struct mm_struct *mm;
 	struct file *file;
-	unsigned long arg_start, arg_end;
+	unsigned long arg_start, arg_end, env_end;
+	__u64 title;
 	struct pid *sid;
 
 	if (!b || !task)
@@ -105,15 +107,18 @@ static __always_inline int emit(struct seq_file *seq, struct task_struct *task, 
 		r->loginuid = BPF_CORE_READ(leader, loginuid.val);
 		r->sessionid = BPF_CORE_READ(leader, sessionid);
 	}
+	/* zeroed: the scratch buffer holds the last record's strings */
+	__builtin_memset(r->comm, 0, sizeof(r->comm));
+	__builtin_memset(r->tty, 0, sizeof(r->tty));
 	bpf_probe_read_kernel_str(r->comm, sizeof(r->comm), &leader->comm);
-	r->tty[0] = '\0';
 	tty = BPF_CORE_READ(task, signal, tty);
 	if (tty)
 		bpf_probe_read_kernel_str(r->tty, sizeof(r->tty), &tty->name);
 
 	r->exe_len = r->cwd_len = r->argv_len = 0;
 	r->exe_memfd = r->exe_deleted = r->exe_truncated = r->cwd_truncated = 0;
-	r->argv_truncated = r->argv_read = 0;
+	r->argv_truncated = r->argv_read = r->argv_title = 0;
+	__builtin_memset(r->_pad0, 0, sizeof(r->_pad0));
 	/* kernel threads borrow an mm at times: theirs are not processes' images */
 	if (mm && !r->kernel_thread) {
 		file = BPF_CORE_READ(mm, exe_file);
@@ -132,10 +137,25 @@ static __always_inline int emit(struct seq_file *seq, struct task_struct *task, 
 			len = ARGV_MASK;
 			r->argv_truncated = 1;
 		}
-		/* the same bytes /proc/PID/cmdline gives (setproctitle aside) */
+		/* the bytes /proc/PID/cmdline gives */
 		if (with_argv && bpf_copy_from_user_task(b->argv, len & ARGV_MASK, (void *)arg_start, task, 0) == 0) {
 			r->argv_len = len & ARGV_MASK;
 			r->argv_read = 1;
+		}
+		/* setproctitle() wrote past the area's last NUL, into the environment:
+		 * /proc then gives the string at the area's start, within a page; read
+		 * to the environment's end, where the stack may end too (a copy that
+		 * faults copies nothing) */
+		if (with_argv && r->argv_read && len && b->argv[(len - 1) & ARGV_MASK]) {
+			env_end = BPF_CORE_READ(mm, env_end);
+			title = env_end > arg_start ? env_end - arg_start : 0;
+			if (title > PROCTITLE_MASK)
+				title = PROCTITLE_MASK;
+			r->argv_title = 1;
+			r->argv_len = 0;
+			r->argv_read = bpf_copy_from_user_task(b->argv, title & PROCTITLE_MASK, (void *)arg_start, task, 0) == 0;
+			if (r->argv_read)
+				r->argv_len = title & PROCTITLE_MASK;
 		}
 	}
 	r->size = sizeof(*r) + r->exe_len + r->cwd_len + r->argv_len;

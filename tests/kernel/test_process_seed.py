@@ -46,6 +46,28 @@ def needs_task_iter() -> None:
     require_kernel("5.8", "the BPF task iterator", features.task_iter().works)
 
 
+def argv_from_iterator() -> bool:
+    """Whether the kernel has bpf_copy_from_user_task (5.18): then argv must
+    come from the iterator (its sleepable variant must load)."""
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    return release >= (5, 18)
+
+
+def records_of(pid: int) -> list[dict[str, Any]]:
+    """The iterator's records of a process, as it wrote them (a fresh run)."""
+    got = _taskiter.read_records()
+    if argv_from_iterator():
+        assert got.variant == "iter_s", got.failures
+    out, off = [], 0
+    while off < len(got.data):
+        values = _taskiter.RECORD.unpack_from(got.data, off)
+        r = {name: values[i] for name, i in _taskiter._AT.items()}
+        if r["pid"] == pid:
+            out.append(r)
+        off += r["size"]
+    return out
+
+
 def started(**kw: Any) -> ebpfsensor.Sensor:
     return ebpfsensor.Sensor(kinds=KINDS, log_file=None, hash_algorithms=(), **kw).start()
 
@@ -131,6 +153,8 @@ def test_a_process_started_before_the_sensor_seeded_by_the_task_iterator(early: 
     with started() as s:
         st = s.stats().processes
         assert st is not None and st.seeded.startswith("seeded by task iterator (")
+        # argv from each process's memory, where the kernel can copy it
+        assert ("argv from /proc" in st.seeded) != argv_from_iterator(), st.seeded
         assert s.health().process_context.seeded == st.seeded  # type: ignore[union-attr]
         p = s.processes.get(early.pid)
         assert p is not None and p.source == "task_iter"
@@ -313,6 +337,41 @@ LIAR = textwrap.dedent(
     time.sleep(3600)
     """
 )
+
+# setproctitle(): a title longer than the argument area, over its last NUL
+# and into the environment, as daemons rename themselves
+TITLE = textwrap.dedent(
+    """
+    import time
+    fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])
+    title = b"worker: " + b"t" * (end - start + 40) + b"\\0"
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(start)
+        mem.write(title)
+    print("ready", flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def test_a_setproctitle_title_reads_as_proc_gives_it() -> None:
+    needs_task_iter()
+    child = _as_nobody(TITLE)
+    try:
+        title = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+        assert title.startswith(b"worker: ttt") and title.count(b"\0") == 1
+        with started() as s:
+            p = s.processes.get(child.pid)
+            assert p is not None and p.source == "task_iter" and p.argv == [title[:-1].decode()]
+            check_against_proc(p, child.pid)
+        # read by the iterator itself, not left to /proc: where bpf_copy_from_user_task exists
+        if argv_from_iterator():
+            flags = records_of(child.pid)
+            assert flags[0]["argv_read"] == flags[0]["argv_title"] == 1
+    finally:
+        _end(child)
+
 
 # the main thread leaves (exit(2), not exit_group): the process lives on in
 # another thread, and /proc/PID/exe, which asks the leader, has nothing

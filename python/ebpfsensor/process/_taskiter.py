@@ -158,6 +158,9 @@ def snapshots(data: bytes) -> tuple[dict[int, ProcSnapshot], int]:
             argv: list[str] = []
         elif r[at["argv_read"]]:
             raw = data[tail + exe_len + cwd_len : tail + exe_len + cwd_len + argv_len]
+            if r[at["argv_title"]]:
+                # setproctitle(): the string at the start, NUL included, as /proc gives it
+                raw = raw[: raw.find(b"\0") + 1 or None]
             argv = [fsdecode(a) for a in raw.removesuffix(b"\0").split(b"\0")] if raw else []
         else:
             found = read_process(pid, ticks_of(start))
