@@ -73,6 +73,7 @@ static __always_inline int emit(struct seq_file *seq, struct task_struct *task, 
 	unsigned long arg_start, arg_end, env_end;
 	__u64 title;
 	struct pid *sid;
+	char last;
 
 	if (!b || !task)
 		return 0;
@@ -142,11 +143,16 @@ static __always_inline int emit(struct seq_file *seq, struct task_struct *task, 
 			r->argv_len = len & ARGV_MASK;
 			r->argv_read = 1;
 		}
-		/* setproctitle() wrote past the area's last NUL, into the environment:
-		 * /proc then gives the string at the area's start, within a page; read
-		 * to the environment's end, where the stack may end too (a copy that
-		 * faults copies nothing) */
-		if (with_argv && r->argv_read && len && b->argv[(len - 1) & ARGV_MASK]) {
+		/* the area's last byte: setproctitle() wrote past it when it is not
+		 * a NUL, into the environment; /proc then gives the string at the
+		 * area's start, within a page. Read to the environment's end, where
+		 * the stack may end too (a copy that faults copies nothing) */
+		last = 0;
+		if (with_argv && r->argv_read && len)
+			last = r->argv_truncated ? 0 : b->argv[(len - 1) & ARGV_MASK];
+		if (with_argv && r->argv_read && r->argv_truncated)
+			bpf_copy_from_user_task(&last, 1, (void *)(arg_end - 1), task, 0);
+		if (last) {
 			env_end = BPF_CORE_READ(mm, env_end);
 			title = env_end > arg_start ? env_end - arg_start : 0;
 			if (title > PROCTITLE_MASK)

@@ -373,6 +373,29 @@ def test_a_setproctitle_title_reads_as_proc_gives_it() -> None:
         _end(child)
 
 
+def test_a_long_argv_is_cut_as_the_proc_scan_cuts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    needs_task_iter()
+    # 10 kB of arguments: more than the 8191 bytes either seeding keeps
+    child = subprocess.Popen([SLEEP, "3600", *["0"] * 5000])
+    try:
+        wait_exec(child.pid, SLEEP)
+        cut = Path(f"/proc/{child.pid}/cmdline").read_bytes()[:8191]
+        expected = [os.fsdecode(a) for a in cut.removesuffix(b"\0").split(b"\0")]
+        with started() as s:
+            by_iter = s.processes.get(child.pid)
+        if argv_from_iterator():
+            (flags,) = records_of(child.pid)
+            assert flags["argv_truncated"] == flags["argv_read"] == 1 and flags["argv_title"] == 0
+        monkeypatch.setattr(_seed, "USE_TASK_ITER", False)
+        with started() as s:
+            by_proc = s.processes.get(child.pid)
+        assert by_iter is not None and by_proc is not None and by_iter.source == "task_iter"
+        assert by_iter.argv == by_proc.argv == expected and 4000 < len(expected) < 5002
+    finally:
+        child.kill()
+        child.wait()
+
+
 # the main thread leaves (exit(2), not exit_group): the process lives on in
 # another thread, and /proc/PID/exe, which asks the leader, has nothing
 LEADERLESS = textwrap.dedent(
