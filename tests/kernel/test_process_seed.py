@@ -85,10 +85,12 @@ def stat_fields(pid: int) -> list[str]:
 
 
 def wait_exec(pid: int, exe: str, timeout: float = 10.0) -> None:
+    """Until pid has exec'd exe, its arguments in place (an exec sets the
+    executable before the argument area)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if os.readlink(f"/proc/{pid}/exe") == exe:
+            if os.readlink(f"/proc/{pid}/exe") == exe and Path(f"/proc/{pid}/cmdline").read_bytes():
                 return
         except OSError:
             pass
