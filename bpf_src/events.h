@@ -628,6 +628,46 @@ struct diag_counters {
 	__u64 paths_unreadable;	    /* of which the path could not be read */
 	__u64 paths_truncated;	    /* of which the path was longer than DIAG_PATH_LEN - 1 */
 };
+
+/*
+ * The process table's start-up snapshot (iter.bpf.c): a task iterator writes
+ * one per process into its seq_file, which user space reads once from the
+ * iterator's fd (not a ring record: no event_header). Every field is read
+ * from the kernel's own task, as the lifecycle records read theirs. Tail:
+ * exe, cwd, argv (NUL-separated, as /proc/PID/cmdline), in the order of the
+ * _len members.
+ */
+struct task_iter_record {
+	__u64 start_time_ns; /* the thread-group leader's start_boottime: the lifecycle records' key */
+	__u64 cgroup_id;     /* the cgroup v2 id, as the records carry it */
+	__u32 size;	     /* whole record, tail included */
+	__u32 pid;	     /* thread group id */
+	__u32 tid;	     /* the thread read: the leader, or another once the leader has exited */
+	__u32 ppid;	     /* the real parent's thread group id */
+	__u32 sid;	     /* the session leader's pid */
+	__u32 uid;	     /* the objective credentials (real_cred), as /proc shows them */
+	__u32 euid;
+	__u32 gid;
+	__u32 egid;
+	__u32 loginuid;	     /* 4294967295 when unset (or no CONFIG_AUDITSYSCALL) */
+	__u32 sessionid;
+	__u32 exe_len;
+	__u32 cwd_len;
+	__u32 argv_len;
+	__u8 kernel_thread;
+	__u8 exited;	     /* every thread has exited: a zombie not yet reaped */
+	__u8 exe_memfd;	     /* the image is a memfd */
+	__u8 exe_deleted;    /* the image's file has no links left */
+	__u8 exe_truncated;
+	__u8 cwd_truncated;
+	__u8 argv_truncated;
+	__u8 argv_read;	     /* argv was copied from the process's memory (the sleepable variant) */
+	__u8 argv_title;     /* setproctitle() overwrote the area's last NUL: argv is, as /proc
+			      * gives it then, the string at its start (to a NUL, within 4096 bytes) */
+	__u8 _pad0[7];
+	char comm[TASK_COMM_LEN];
+	char tty[TTY_NAME_LEN];
+};
 /* cdef-end */
 
 #endif /* EBPFSENSOR_EVENTS_H */

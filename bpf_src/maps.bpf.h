@@ -8,6 +8,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "events.h"
+#include "compat.bpf.h"
 
 /*
  * Set by the loader before load. A ring is drained by a consumer that polls
@@ -29,37 +30,7 @@ const volatile __u8 cfg_report_threads = 0;
  * pointer passed to one. bpf_ktime_get_boot_ns is 5.8 too: there the
  * boot-time stamp is the monotonic clock plus boot time's lead.
  */
-/* task_struct before 5.5 named its boot-time start real_start_time */
-struct task_struct___v54 {
-	u64 real_start_time;
-} __attribute__((preserve_access_index));
-
-/* when the task's thread group started, CLOCK_BOOTTIME ns: with the pid it
- * names one process */
-static __always_inline __u64 task_boot_start(struct task_struct *task)
-{
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-
-	if (bpf_core_field_exists(leader->start_boottime))
-		return BPF_CORE_READ(leader, start_boottime);
-	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
-}
-
 #ifdef ES_PERFBUF
-/* CLOCK_BOOTTIME's lead over CLOCK_MONOTONIC, exactly as the kernel had it
- * when the current process started (the same for every process unless the
- * machine was suspended since): its start on both clocks */
-static __always_inline __u64 boot_lead(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return task_boot_start(task) - BPF_CORE_READ(task, group_leader, start_time);
-}
-
-#define ES_FUNC static __noinline
-#define ES_CTX_PARAM void *ctx,
-#define ES_CTX ctx,
-#define ES_NOW() (bpf_ktime_get_ns() + boot_lead())
 #define ES_EVENTS_MAP(name)                                  \
 	struct {                                             \
 		__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); \
@@ -67,13 +38,9 @@ static __always_inline __u64 boot_lead(void)
 		__uint(value_size, sizeof(__u32));           \
 	} name SEC(".maps")
 #else
-#define ES_FUNC __noinline
-#define ES_CTX_PARAM
-#define ES_CTX
-#define ES_NOW() bpf_ktime_get_boot_ns()
-#define ES_EVENTS_MAP(name)                          \
-	struct {                                     \
-		__uint(type, BPF_MAP_TYPE_RINGBUF);  \
+#define ES_EVENTS_MAP(name)                           \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);   \
 		__uint(max_entries, 4 * 1024 * 1024); \
 	} name SEC(".maps")
 #endif
@@ -159,27 +126,6 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 	return BPF_RB_NO_WAKEUP;
 }
 #endif
-
-/*
- * x with the verifier's bound [0, max] (max a constant) on the very register
- * used next: older verifiers (5.4) track no bounds through 32-bit moves or
- * through a spill to the stack, so a clamp clang placed earlier may reach
- * the helper as an unbounded value.
- */
-#define ES_CLAMP(x, max)                                                                  \
-	({                                                                                \
-		__u64 _n = (x);                                                           \
-		asm volatile("if %[n] <= %[m] goto +1\n\t%[n] = %[m]" : [n] "+r"(_n) : [m] "i"(max)); \
-		_n;                                                                       \
-	})
-
-/* x & mask, on the register used next (see ES_CLAMP) */
-#define ES_MASK(x, mask)                                                      \
-	({                                                                    \
-		__u64 _m = (x);                                               \
-		asm volatile("%[m] &= %[k]" : [m] "+r"(_m) : [k] "i"(mask)); \
-		_m;                                                           \
-	})
 
 /* submit a finished record of size bytes (bounded: ES_CLAMP) to one of the
  * two event maps; non-zero when it was dropped (the map is full) */

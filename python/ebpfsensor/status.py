@@ -260,7 +260,9 @@ class ProcessTableStats(msgspec.Struct, frozen=True):
     ``context_incomplete`` for them. ``cache_bytes`` is the C cache's size;
     ``hashes`` the hasher's counters (None when hashing is off); ``errors``
     counts the batches whose context failed (logged with the cause: their
-    events were delivered without it).
+    events were delivered without it). ``seeded`` says how the table learnt
+    the processes running at start: "seeded by task iterator (N processes)"
+    or "seeded by /proc scan (N processes; why not by the iterator)".
     """
 
     tracked: int
@@ -279,6 +281,7 @@ class ProcessTableStats(msgspec.Struct, frozen=True):
     cache_bytes: int
     hashes: HashStats | None = None
     errors: int = 0
+    seeded: str = ""
 
 
 class ProcessContextHealth(msgspec.Struct, frozen=True):
@@ -287,10 +290,12 @@ class ProcessContextHealth(msgspec.Struct, frozen=True):
     ``live``: the process table runs (fed by ``source``); ``native``: the
     context is put on events in C (else from Python: slower, the same
     events); ``unavailable`` lists what this provider cannot give, each
-    with the reason.
+    with the reason; ``seeded``, how the processes running at start were
+    learnt (see ``ProcessTableStats.seeded``).
     """
 
     live: bool
     source: str
     native: bool
     unavailable: list[str]
+    seeded: str = ""

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """`make bench`: delivery throughput, the decode step, exec overhead, overhead
-on monitored workloads, the sustained rate without loss, the footprint, and
-native JSON vs ECS vs OCSF with the exporters' delivery rates, as ratios
-measured in one run.
+on monitored workloads, the sustained rate without loss, the footprint,
+native JSON vs ECS vs OCSF with the exporters' delivery rates, and seeding
+the process table by task iterator vs /proc scan, as ratios measured in one
+run.
 
 Benchmarks assert nothing about speed; they fail loudly when a configuration
 did not actually run (no records delivered, no program runs counted, a
@@ -33,7 +34,7 @@ from ebpfsensor.events import Event, decode
 from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
-from . import cbench, context, overhead, schemas, sustained
+from . import cbench, context, overhead, schemas, seed, sustained
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -327,7 +328,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
         "--only",
-        default="delivery,exec,overhead,sustained,footprint,schemas,context",
+        default="delivery,exec,overhead,sustained,footprint,schemas,context,seed",
         help="comma-separated sections to run",
     )
     args = parser.parse_args()
@@ -353,6 +354,7 @@ def main() -> int:
         "footprint": lambda: results.update(footprint=overhead.footprint()),
         "schemas": lambda: results.update(schemas=schemas.schemas(args.quick)),
         "context": lambda: results.update(context=context.run(producer(), args.quick, reps)),
+        "seed": lambda: results.update(seed=seed.run(500 if args.quick else 2000, reps)),
     }
     unknown = only - set(sections)
     if unknown:
@@ -411,6 +413,8 @@ def main() -> int:
         schemas.report(results["schemas"])
     if "context" in results:
         context.report(results["context"])
+    if "seed" in results:
+        seed.report(results["seed"])
     if "sustained" in results:
         r = results["sustained"]
         c, a = r["confirmed"], r["above"]

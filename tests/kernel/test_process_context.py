@@ -25,6 +25,7 @@ import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit, ProcessFork
 from ebpfsensor.events import FileOpen
 from ebpfsensor.events._base import ProcessInfo
+from ebpfsensor.host import features
 from ebpfsensor.process import EventLoss, boot_id, entity_id
 
 pytestmark = pytest.mark.bpf
@@ -119,7 +120,8 @@ def test_a_process_started_before_the_sensor_has_full_context(sensor: ebpfsensor
     assert p.sid == os.getsid(child.pid) == int(st[3])
     assert (p.tty == "") == (int(st[4]) == 0)
     assert (p.cgroup_id, p.container_id) == (ev.cgroup_id, ev.container_id)
-    assert p.source == "procfs" and p.context_incomplete is None
+    # where eBPF runs the table is seeded by the task iterator, where the kernel has one
+    assert p.source == ("task_iter" if features.task_iter().works else "procfs") and p.context_incomplete is None
     # its parent, this test process, also ran before the sensor
     parent = ev.parent
     assert parent is not None and parent.pid == os.getpid() and parent.exe == PYTHON
@@ -469,6 +471,8 @@ def test_health_and_stats(sensor: ebpfsensor.Sensor) -> None:
     h = sensor.health().process_context
     assert h is not None and h.live and h.source == "ebpf" and h.native and h.unavailable == []
     st = sensor.stats().processes
+    seeded = "seeded by task iterator (" if features.task_iter().works else "seeded by /proc scan ("
+    assert st is not None and h.seeded == st.seeded and st.seeded.startswith(seeded)
     assert st is not None and st.live > 10 and st.limit == 131072 and st.cache_bytes > 0
     assert st.hashes is not None and st.hashes.hashed >= 1
 
@@ -479,6 +483,8 @@ def test_the_process_connector_gives_the_same_context(tmp_path: Path) -> None:
         health = s.health().process_context
         assert health is not None and health.source == "proc_connector" and not health.native
         assert any("clock tick" in gap for gap in health.unavailable)
+        # no BPF program is loaded for the fallback: /proc seeds it, and says why
+        assert health.seeded.startswith("seeded by /proc scan (") and "eBPF does not run" in health.seeded
         sh = subprocess.Popen(["sh", "-c", "sleep 1; exit 0"])
         (ev,) = wait_for(s, lambda e: type(e) is ProcessExec and e.pid == sh.pid, 10)
         assert ev.process is not None and ev.process.pid == sh.pid and ev.process.argv == ev.argv

@@ -33,7 +33,7 @@ _MISSING_HOOK = (
 MAX_VERIFIED_INSNS = 30_000
 
 
-@pytest.mark.parametrize("name", ["process", "file", "net", "priv", "diag"])
+@pytest.mark.parametrize("name", ["process", "file", "net", "priv", "diag", "iter"])
 def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # try the tracepoints tracefs says are missing too
     monkeypatch.setattr(objects, "_missing_tracepoint", lambda section: None)

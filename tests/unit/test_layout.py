@@ -23,7 +23,10 @@ MAP_STRUCTS = (
     "diag_path_key",
     "diag_path_count",
     "diag_counters",
+    # the task iterator's record, read from its seq_file
+    "task_iter_record",
 )
+DIAG_STRUCTS = tuple(n for n in MAP_STRUCTS if n.startswith("diag_"))
 
 
 def test_objects_built() -> None:
@@ -66,7 +69,18 @@ def test_diag_structs_in_diag_object() -> None:
     if not path.exists():
         pytest.skip("no compiled objects: run `make bpf` first")
     btf = read_object_btf(str(path))
-    assert {n for n in MAP_STRUCTS if btf.struct(n)} == set(MAP_STRUCTS)
+    assert {n for n in DIAG_STRUCTS if btf.struct(n)} == set(DIAG_STRUCTS)
+
+
+def test_task_iter_record_in_iter_object() -> None:
+    path = packaged_object_path("iter")
+    if not path.exists():
+        pytest.skip("no compiled objects: run `make bpf` first")
+    assert read_object_btf(str(path)).struct("task_iter_record") is not None
+    # the reader unpacks it in the order and at the offsets cffi gives
+    from ebpfsensor.process._taskiter import RECORD
+
+    assert RECORD.size == ffi.sizeof("struct task_iter_record") and RECORD.size % 8 == 0
 
 
 def test_every_record_in_some_object() -> None:

@@ -285,6 +285,65 @@ def test_snapshot_and_events_merge(proc: FakeProc) -> None:
     assert t.scan() == 0
 
 
+def exact(snap: _procfs.ProcSnapshot, start_ns: int, **changes: Any) -> _procfs.ProcSnapshot:
+    """snap as the task iterator gives it: its exact start."""
+    return snap._replace(start_ns=start_ns, source="task_iter", **changes)
+
+
+def test_an_exact_snapshot_merges_with_events_and_agrees_with_proc(proc: FakeProc) -> None:
+    proc.add(1, TICK, 0, "/sbin/init", sid=1)
+    proc.add(600, 70 * S + 3, 1)
+    by_proc = table()
+    by_proc.scan()
+    t = table()
+    assert t.merge({1: exact(proc.procs[1], TICK + 7), 600: exact(proc.procs[600], 70 * S + 3, tty="pts3")}) == 2
+    p = t.get(600)
+    assert p is not None and p.source == "task_iter" and p.start_time_ns == 70 * S + 3 and p.tty == "pts3"
+    # the same entity ids as the /proc scan gives; the parent linked
+    assert p.entity_id == by_proc.get(600).entity_id and p.parent_entity_id == t.get(1).entity_id  # type: ignore[union-attr]
+    # exact: its events find it at its ns, not by the tick alone
+    t.lifecycle([fork(70 * S + 5, 600, 70 * S + 3, 601, 70 * S + 4)])
+    assert len([x for x in t if x.pid == 600]) == 1 and t.get(601).parent_entity_id == p.entity_id  # type: ignore[union-attr]
+    assert t.get(600, 70 * S + 4) is None
+    # merged again: nothing new
+    assert t.merge({600: exact(proc.procs[600], 70 * S + 3)}) == 0
+
+
+def test_an_exact_snapshot_upgrades_a_process_known_to_the_tick(proc: FakeProc) -> None:
+    t = seeded(proc)
+    bash = t.get(100)
+    assert bash is not None
+    assert t.merge({100: exact(proc.procs[100], 50 * TICK + 9)}) == 0
+    now = t.get(100)
+    assert now is not None and now.start_time_ns == 50 * TICK + 9 and now.entity_id == bash.entity_id
+    # another process within the same tick (a pid reused): a process of its own
+    assert t.merge({100: exact(proc.procs[100], 50 * TICK + 11)}) == 1
+    assert len([x for x in t if x.pid == 100]) == 2
+
+
+def test_a_zombie_in_a_snapshot_is_held_as_exited(proc: FakeProc) -> None:
+    proc.add(1, TICK, 0, "/sbin/init", sid=1)
+    proc.add(700, 60 * S, 1)
+    t = table()
+    assert t.merge({1: proc.procs[1], 700: proc.procs[700]._replace(exited=True)}, now_ns=61 * S) == 2
+    z = t.get(700, 60 * S)
+    assert z is not None and not t.is_alive(z) and t.exit_time_ns(z) == 61 * S and t.get(700) is None
+    # its exit event, if it comes, says when
+    t.lifecycle([exit_(60 * S + 5, 700, 60 * S, 1)])
+    assert t.exit_time_ns(z) == 60 * S + 5
+    t.tick(61 * S + t.grace_ns)
+    assert t.get(700, 60 * S) is None
+
+
+def test_a_parent_missing_from_a_snapshot_is_read_from_proc(proc: FakeProc) -> None:
+    proc.add(1, TICK, 0, "/sbin/init", sid=1)
+    proc.add(800, 80 * S, 1)
+    t = table()
+    assert t.merge({800: exact(proc.procs[800], 80 * S + 1)}) == 1
+    p, init = t.get(800), t.get(1)
+    assert init is not None and init.source == "procfs" and p is not None and p.parent_entity_id == init.entity_id
+
+
 def test_an_event_before_an_exec_gets_the_image_before_it(proc: FakeProc) -> None:
     t = seeded(proc)
     t.lifecycle([fork(60 * S, 100, 50 * TICK, 700, 60 * S), exec_(61 * S, 700, 60 * S, 100, "/bin/new")])

@@ -125,8 +125,10 @@ class ProcessInfo(msgspec.Struct, frozen=True, gc=False, kw_only=True):
             set.
         source: how the table learnt the process: ``exec``, ``fork`` (a
             forked child that has not exec'd: the parent's image),
-            ``procfs`` (read from /proc: it was running before the sensor,
-            or its lifecycle events were not seen).
+            ``task_iter`` (running when the sensor started, read by the
+            BPF task iterator), ``procfs`` (read from /proc: it was running
+            before the sensor where the task iterator is not used, or its
+            lifecycle events were not seen).
         context_incomplete: set when records were lost while the process
             lived (the window); its events, or its descendants', may be
             missing.

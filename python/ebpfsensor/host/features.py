@@ -38,6 +38,7 @@ __all__ = [
     "perf_event_array",
     "program_type",
     "ring_buffer",
+    "task_iter",
 ]
 
 Outcome = Literal["works", "not_supported", "probe_failed"]
@@ -185,5 +186,37 @@ def bpf_lsm_active() -> FeatureStatus:
 
 def clear_cache() -> None:
     """Forget every cached answer (after privileges or mounts changed)."""
-    for probe in (bpf_access, ring_buffer, perf_event_array, program_type, kprobes, bpf_lsm_active):
+    for probe in (bpf_access, ring_buffer, perf_event_array, program_type, kprobes, bpf_lsm_active, task_iter):
         probe.cache_clear()
+
+
+@functools.cache
+def task_iter() -> FeatureStatus:
+    """BPF task iterators (iter/task, 5.8), which seed the process table:
+    the kernel's own BTF has their context type (``struct bpf_iter__task``),
+    without which no iterator attaches. Whether the sleepable variant, which
+    also copies argv (``bpf_copy_from_user_task``, 5.18), loads is found
+    out by loading it."""
+    name, min_kernel = "BPF task iterator", "5.8"
+    try:
+        with open(BTF_VMLINUX, "rb") as f:
+            btf = f.read()
+    except FileNotFoundError:
+        return FeatureStatus(
+            name,
+            min_kernel,
+            "not_supported",
+            f"iterators need the kernel's own BTF ({BTF_VMLINUX}, CONFIG_DEBUG_INFO_BTF)",
+        )
+    except OSError as exc:
+        return FeatureStatus(
+            name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {exc.strerror}", exc.errno or 0
+        )
+    # a name in BTF's string table: NUL on both sides
+    if b"\0bpf_iter__task\0" not in btf:
+        return FeatureStatus(
+            name, min_kernel, "not_supported", "this kernel has no BPF task iterator (no bpf_iter__task in its BTF)"
+        )
+    if not bpf_access().works:
+        return FeatureStatus(name, min_kernel, "probe_failed", bpf_access().detail, bpf_access().errno)
+    return FeatureStatus(name, min_kernel, "works")

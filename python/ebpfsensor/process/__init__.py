@@ -3,8 +3,9 @@
 executable hashes, on every event.
 
 A :class:`ProcessTable` is kept from the lifecycle events (exec, fork,
-exit) whichever source delivers them, seeded at start from /proc after the
-sources are attached. Every event carries its process and its parent as
+exit) whichever source delivers them, seeded at start after the sources are
+attached: by a BPF task iterator where eBPF runs and the kernel has one, from
+/proc where not (``_seed``). Every event carries its process and its parent as
 shared :class:`~ebpfsensor.events.ProcessInfo` snapshots, put there in C
 for events that come through the eBPF rings (see ``_attach``). Executables
 are hashed off the delivery path (:class:`Hasher`). When records are lost,

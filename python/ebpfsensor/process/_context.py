@@ -14,6 +14,7 @@ from ..events._base import _Event
 from ._attach import attacher
 from ._hash import Hasher
 from ._loss import LossMonitor
+from ._seed import seed
 from ._table import ProcessTable
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class SensorContext:
             self.table.bind(ring.set_context(self.table, learn=ProcessTable.LEARN_FROM))
         # after the sources are attached: a process started since is in the
         # snapshot, its events, or both, which the table merges
-        self.table.scan()
+        self.seeding = seed(self.table, ebpf=ring is not None, provider=self.source, btf_path=config.btf_path)
         self.monitors: list[LossMonitor] = []
         self.monitors = [LossMonitor(src.name, _counters(src), self.table) for src in sources]
         self._markers = config.loss_markers
@@ -110,7 +111,7 @@ class SensorContext:
             gaps += PROC_CONNECTOR_GAPS
         if self.table.hasher is None:
             gaps.append("executable hashes: Config.hash_algorithms is empty")
-        return ProcessContextHealth(True, self.source, native, gaps)
+        return ProcessContextHealth(True, self.source, native, gaps, seeded=self.table.seeded)
 
     def stats(self) -> ProcessTableStats:
         st = self.table.stats()

@@ -1,23 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Processes as /proc shows them: the start-up snapshot, and the processes
-whose lifecycle events the table did not see.
+"""Processes as /proc shows them: the start-up snapshot where the kernel
+has no task iterator, and the processes whose lifecycle events the table did
+not see.
 
 /proc gives a start time in clock ticks (``/proc/PID/stat`` field 22), not
 the kernel's nanoseconds: a process read here is matched with its events by
 pid and tick (:func:`ticks_of`), and its exact start time is taken from the
-first event that names it.
+first event that names it. :class:`ProcSnapshot` is also what the task
+iterator's snapshot (``_taskiter``) gives, with the exact start.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from .._text import fsdecode
 from ..host.containers import find_cgroup2_root, parse_container_id
 
-__all__ = ["NS_PER_TICK", "ProcSnapshot", "pids", "read_ppid", "read_process", "ticks_of", "tty_name"]
+__all__ = ["NS_PER_TICK", "ProcSnapshot", "pids", "read_ppid", "read_process", "snapshot", "ticks_of", "tty_name"]
 
 #: /proc's clock ticks (USER_HZ, 100 on every architecture Linux runs) in ns:
 #: the kernel's nsec_to_clock_t() divides start_boottime by this
@@ -32,7 +34,20 @@ def ticks_of(start_time_ns: int) -> int:
 
 
 class ProcSnapshot(NamedTuple):
-    """What /proc says of a process (its thread-group leader)."""
+    """What /proc says of a process (its thread-group leader), or the task
+    iterator (the fields after ``kernel_thread`` say which, and what only
+    the iterator knows).
+
+    Attributes:
+        cgroup_path: the cgroup v2 path ("" from the task iterator, which
+            gives the cgroup id).
+        start_ns: the exact start, CLOCK_BOOTTIME ns (the task iterator);
+            0 when known to the tick only (/proc).
+        tty: the terminal's name (the task iterator); None: from ``tty_nr``.
+        exited: every thread has exited (a zombie not reaped yet).
+        exe_memfd: the image is a memfd.
+        source: ``procfs`` or ``task_iter``.
+    """
 
     pid: int
     start_ticks: int
@@ -53,6 +68,16 @@ class ProcSnapshot(NamedTuple):
     container_id: str
     cgroup_id: int
     kernel_thread: bool
+    start_ns: int = 0
+    tty: str | None = None
+    exited: bool = False
+    exe_memfd: bool = False
+    source: str = "procfs"
+
+    @property
+    def start_time_ns(self) -> int:
+        """The start as the table keys it: exact, or the tick's first ns."""
+        return self.start_ns or self.start_ticks * NS_PER_TICK
 
 
 def _read(path: str) -> bytes | None:
@@ -96,18 +121,25 @@ def read_stat(pid: int) -> tuple[str, int, int, int, int, int] | None:
     return parse_stat(raw) if raw else None
 
 
-def _ids(raw: bytes) -> tuple[int, int, int, int]:
-    """uid, euid, gid, egid from /proc/PID/status."""
+def _ids(raw: bytes) -> tuple[int, int, int, int, bool]:
+    """uid, euid, gid, egid from /proc/PID/status, and whether the whole
+    process has exited (a zombie leader with no thread left)."""
     uid = euid = gid = egid = UNKNOWN_ID
+    zombie = threads = False
     for line in raw.split(b"\n"):
-        if line.startswith(b"Uid:"):
+        if line.startswith(b"State:"):
+            zombie = line.split()[1:2] == [b"Z"]
+        elif line.startswith(b"Uid:"):
             parts = line.split()
             uid, euid = int(parts[1]), int(parts[2])
         elif line.startswith(b"Gid:"):
             parts = line.split()
             gid, egid = int(parts[1]), int(parts[2])
+        elif line.startswith(b"Threads:"):
+            # a leader that exited before its threads is a zombie too
+            threads = int(line.split()[1]) > 1
             break
-    return uid, euid, gid, egid
+    return uid, euid, gid, egid, zombie and not threads
 
 
 def _int(path: str) -> int:
@@ -159,7 +191,7 @@ def read_process(pid: int, start_ticks: int | None = None) -> ProcSnapshot | Non
     argv = [fsdecode(a) for a in cmdline.removesuffix(b"\0").split(b"\0")] if cmdline else []
     exe = "" if kthread else _readlink(f"{base}/exe").removesuffix(" (deleted)")
     cwd = "" if kthread else _readlink(f"{base}/cwd")
-    uid, euid, gid, egid = _ids(status)
+    uid, euid, gid, egid, exited = _ids(status)
     cgroup_path, container_id, cgroup_id = _cgroup(pid)
     loginuid, sessionid = _int(f"{base}/loginuid"), _int(f"{base}/sessionid")
     again = read_stat(pid)
@@ -185,6 +217,8 @@ def read_process(pid: int, start_ticks: int | None = None) -> ProcSnapshot | Non
         container_id,
         cgroup_id,
         kthread,
+        exited=exited,
+        exe_memfd=exe.startswith("/memfd:"),
     )
 
 
@@ -202,6 +236,16 @@ def pids() -> Iterator[int]:
     for name in os.listdir("/proc"):
         if name.isdigit():
             yield int(name)
+
+
+def snapshot(only: Iterable[int] | None = None) -> dict[int, ProcSnapshot]:
+    """Every process /proc lists now (or those of only that it has), by pid."""
+    snaps: dict[int, ProcSnapshot] = {}
+    for pid in pids() if only is None else only:
+        snap = read_process(pid)
+        if snap is not None:
+            snaps[pid] = snap
+    return snaps
 
 
 def tty_name(tty_nr: int) -> str:

@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -131,6 +131,8 @@ class ProcessTable:
         self._cache: ProcessCache | None = None
         self.expired = self.evicted_exited = self.evicted_live = self.misses = self.unknown = 0
         self.procfs_reads = self.reparented = self.loss_markers = self.marked = 0
+        #: how the table was seeded (``ebpfsensor.process._seed``), for stats and health
+        self.seeded = ""
 
     def bind(self, cache: ProcessCache) -> None:
         """Fill a ring consumer's C cache from now on (and with what is held)."""
@@ -365,11 +367,11 @@ class ProcessTable:
             loginuid=snap.loginuid,
             sessionid=snap.sessionid,
             sid=snap.sid,
-            tty=_intern(_procfs.tty_name(snap.tty_nr)),
+            tty=_intern(snap.tty if snap.tty is not None else _procfs.tty_name(snap.tty_nr)),
             cgroup_id=snap.cgroup_id,
             container_id=_intern(snap.container_id),
             exe_hash_reason="" if self.hasher is not None else "disabled",
-            source="procfs",
+            source=snap.source,
         )
 
     def _read_proc(self, pid: int, start_ns: int | None, depth: int = 0) -> ProcessInfo | None:
@@ -386,7 +388,7 @@ class ProcessTable:
         info = self._from_snapshot(snap, start, parent)
         if self.hasher is not None and snap.exe and not snap.kernel_thread:
             token = (info.entity_id, info.exe)
-            memfd = snap.exe.startswith("/memfd:")
+            memfd = snap.exe_memfd
             digest, reason = self.hasher.request(snap.pid, snap.start_ticks, sys.maxsize, token, memfd=memfd)
             info = _replace(info, exe_hash=digest, exe_hash_reason=reason)
         if start_ns is None:
@@ -474,46 +476,68 @@ class ProcessTable:
     # --- the start-up snapshot ----------------------------------------------------------------
 
     def scan(self) -> int:
-        """Read every process /proc lists that the table does not hold yet
-        (run after the event sources are attached: a process started since
-        is then in the snapshot, its events, or both, which the table
-        merges). Returns how many it added."""
-        snaps: dict[int, _procfs.ProcSnapshot] = {}
-        for pid in _procfs.pids():
-            snap = _procfs.read_process(pid)
-            if snap is not None:
-                snaps[pid] = snap
+        """Read every process /proc lists and hold those the table does not
+        hold yet (see :meth:`merge`). Returns how many it added."""
+        snaps = _procfs.snapshot()
         self.procfs_reads += len(snaps)
-        added = 0
+        return self.merge(snaps)
+
+    def merge(self, snaps: Mapping[int, _procfs.ProcSnapshot], now_ns: int | None = None) -> int:
+        """Hold the processes of a snapshot (/proc's or the task iterator's)
+        that the table does not hold yet. Run after the event sources are
+        attached, so that a process started since is in the snapshot, its
+        events, or both: its events find it by pid and start (to the tick,
+        or exactly when the snapshot knew it exactly). A parent the snapshot
+        lacks is read from /proc; an exited process (a zombie) is held as
+        exited from now_ns. Returns how many it added."""
+        now = _now() if now_ns is None else now_ns
+        added: list[tuple[ProcessInfo, _procfs.ProcSnapshot]] = []
         done: dict[int, ProcessInfo | None] = {}
 
         def add(pid: int, depth: int) -> ProcessInfo | None:
-            nonlocal added
             if pid in done:
                 return done[pid]
             snap = snaps[pid]
-            start_ns = snap.start_ticks * _procfs.NS_PER_TICK
-            # already learnt from its events (which know its start exactly)
-            held = next((g for g in self._gens(pid) if _procfs.ticks_of(g.start_time_ns) == snap.start_ticks), None)
+            held = self._held(snap)
             if held is not None:
+                if snap.exited and held.entity_id not in self._exited:
+                    self._exited[held.entity_id] = now
                 done[pid] = held
                 return held
             done[pid] = None  # a loop in ppid (a pid reused meanwhile) ends here
-            parent = add(snap.ppid, depth + 1) if snap.ppid in snaps and depth < self.max_depth else None
-            info = self._from_snapshot(snap, start_ns, parent)
-            self._inexact.add(info.entity_id)
-            done[pid] = self._store(info)
-            added += 1
-            return done[pid]
+            parent = None
+            if snap.ppid and depth < self.max_depth:
+                parent = add(snap.ppid, depth + 1) if snap.ppid in snaps else self._live_parent(snap.ppid)
+            info = self._from_snapshot(snap, snap.start_time_ns, parent)
+            if not snap.start_ns:
+                self._inexact.add(info.entity_id)
+            done[pid] = info = self._store(info)
+            if snap.exited:
+                self._exited[info.entity_id] = now
+            added.append((info, snap))
+            return info
 
         for pid in sorted(snaps):
             add(pid, 0)
         if self.hasher is not None:
-            for pid, info in done.items():
-                snap = snaps[pid]
-                if info is not None and info.source == "procfs" and snap.exe and not snap.kernel_thread:
-                    self._hash(info, snap.start_ticks, sys.maxsize, snap.exe.startswith("/memfd:"))
-        return added
+            for info, snap in added:
+                if snap.exe and not snap.kernel_thread:
+                    self._hash(info, snap.start_ticks, sys.maxsize, snap.exe_memfd)
+        return len(added)
+
+    def _held(self, snap: _procfs.ProcSnapshot) -> ProcessInfo | None:
+        """The process a snapshot names, when the table holds it already:
+        learnt from its events (which know its start exactly) or an earlier
+        snapshot. One known to the tick only learns its exact start from an
+        exact snapshot."""
+        for g in self._gens(snap.pid):
+            if _procfs.ticks_of(g.start_time_ns) != snap.start_ticks:
+                continue
+            if g.entity_id in self._inexact:
+                return self._upgrade(g, snap.start_ns) if snap.start_ns else g
+            if not snap.start_ns or g.start_time_ns == snap.start_ns:
+                return g
+        return None
 
     # --- events --------------------------------------------------------------------------
 
@@ -774,6 +798,7 @@ class ProcessTable:
             marked=self.marked,
             cache_bytes=self._cache.nbytes if self._cache is not None else 0,
             hashes=hashes,
+            seeded=self.seeded,
         )
 
     def close(self) -> None:

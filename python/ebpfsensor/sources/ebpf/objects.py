@@ -33,6 +33,7 @@ from ...host.paths import BTF_VMLINUX, PACKAGE_DIR
 from .. import VARIANT_ORDER
 
 __all__ = [
+    "ITER_VARIANTS",
     "MANIFEST",
     "VARIANT_ORDER",
     "BpfObject",
@@ -47,7 +48,11 @@ __all__ = [
 
 log = logging.getLogger("ebpfsensor")
 
-_PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(VARIANT_ORDER) + r")$")
+#: iterator programs (iter.bpf.c): run once by their caller, never attached
+#: to a hook; iter_s, sleepable (5.18), before iter
+ITER_VARIANTS = ("iter_s", "iter")
+_VARIANTS = VARIANT_ORDER + ITER_VARIANTS
+_PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(_VARIANTS) + r")$")
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
 _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
@@ -264,7 +269,7 @@ class BpfObject:
     def hooks(self) -> dict[str, list[ProgramSpec]]:
         """Each hook's variants, best first."""
         out: dict[str, list[ProgramSpec]] = {}
-        for p in sorted(self.programs, key=lambda p: VARIANT_ORDER.index(p.variant)):
+        for p in sorted(self.programs, key=lambda p: _VARIANTS.index(p.variant)):
             out.setdefault(p.hook, []).append(p)
         return out
 
@@ -320,7 +325,7 @@ class BpfObject:
         # a classic tracepoint the kernel does not have is known without a
         # load: skipping it saves a reload of the whole object, and the
         # detach of every link attached before the failure
-        allowed = set(VARIANT_ORDER if variants is None else variants)
+        allowed = set(_VARIANTS if variants is None else variants)
         candidates: dict[str, list[ProgramSpec]] = {}
         for h in wanted:
             candidates[h] = []

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What differs between the two builds of each object (see maps.bpf.h,
+ * "Two transports, one source") and between kernel versions, without a
+ * map: headers that must not create the sensor's maps (iter.bpf.c) include
+ * this alone. Only BPF code includes this.
+ */
+#ifndef EBPFSENSOR_COMPAT_BPF_H
+#define EBPFSENSOR_COMPAT_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/* task_struct before 5.5 named its boot-time start real_start_time */
+struct task_struct___v54 {
+	u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+/* when the task's thread group started, CLOCK_BOOTTIME ns: with the pid it
+ * names one process */
+static __always_inline __u64 task_boot_start(struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	if (bpf_core_field_exists(leader->start_boottime))
+		return BPF_CORE_READ(leader, start_boottime);
+	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
+}
+
+#ifdef ES_PERFBUF
+/* CLOCK_BOOTTIME's lead over CLOCK_MONOTONIC, exactly as the kernel had it
+ * when the current process started (the same for every process unless the
+ * machine was suspended since): its start on both clocks */
+static __always_inline __u64 boot_lead(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return task_boot_start(task) - BPF_CORE_READ(task, group_leader, start_time);
+}
+
+#define ES_FUNC static __noinline
+#define ES_CTX_PARAM void *ctx,
+#define ES_CTX ctx,
+#define ES_NOW() (bpf_ktime_get_ns() + boot_lead())
+#else
+#define ES_FUNC __noinline
+#define ES_CTX_PARAM
+#define ES_CTX
+#define ES_NOW() bpf_ktime_get_boot_ns()
+#endif
+
+/*
+ * x with the verifier's bound [0, max] (max a constant) on the very register
+ * used next: older verifiers (5.4) track no bounds through 32-bit moves or
+ * through a spill to the stack, so a clamp clang placed earlier may reach
+ * the helper as an unbounded value.
+ */
+#define ES_CLAMP(x, max)                                                                  \
+	({                                                                                \
+		__u64 _n = (x);                                                           \
+		asm volatile("if %[n] <= %[m] goto +1\n\t%[n] = %[m]" : [n] "+r"(_n) : [m] "i"(max)); \
+		_n;                                                                       \
+	})
+
+/* x & mask, on the register used next (see ES_CLAMP) */
+#define ES_MASK(x, mask)                                                      \
+	({                                                                    \
+		__u64 _m = (x);                                               \
+		asm volatile("%[m] &= %[k]" : [m] "+r"(_m) : [k] "i"(mask)); \
+		_m;                                                           \
+	})
+
+#endif /* EBPFSENSOR_COMPAT_BPF_H */
