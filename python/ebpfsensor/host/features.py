@@ -25,7 +25,7 @@ from .._ffi import ffi, lib
 from ..errors import PRIVILEGE_HINT, EbpfSensorError
 from . import btf
 from .mounts import ensure_securityfs, tracefs_events
-from .paths import KPROBE_PMU, LSM_LIST
+from .paths import BTF_VMLINUX, KPROBE_PMU, LSM_LIST
 
 __all__ = [
     "PROGRAM_TYPES",
