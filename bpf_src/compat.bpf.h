@@ -29,20 +29,11 @@ static __always_inline __u64 task_boot_start(struct task_struct *task)
 }
 
 #ifdef ES_PERFBUF
-/* CLOCK_BOOTTIME's lead over CLOCK_MONOTONIC, exactly as the kernel had it
- * when the current process started (the same for every process unless the
- * machine was suspended since): its start on both clocks */
-static __always_inline __u64 boot_lead(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return task_boot_start(task) - BPF_CORE_READ(task, group_leader, start_time);
-}
-
 #define ES_FUNC static __noinline
 #define ES_CTX_PARAM void *ctx,
 #define ES_CTX ctx,
-#define ES_NOW() (bpf_ktime_get_ns() + boot_lead())
+/* CLOCK_MONOTONIC: the consumer adds boot time's lead */
+#define ES_NOW() bpf_ktime_get_ns()
 #else
 #define ES_FUNC __noinline
 #define ES_CTX_PARAM

@@ -354,7 +354,12 @@ static __always_inline int handle_exit(void *ctx, struct task_struct *task)
 	e->exit_signal = code & 0x7f;
 	e->core_dumped = (code & 0x80) != 0;
 	e->is_thread = is_thread;
+#ifdef ES_PERFBUF
+	/* ts_ns is CLOCK_MONOTONIC here: so is the task's start_time */
+	e->duration_ns = e->hdr.ts_ns - BPF_CORE_READ(task, group_leader, start_time);
+#else
 	e->duration_ns = e->hdr.ts_ns - e->task.start_time_ns;
+#endif
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 	lifecycle_submit(ctx, e, EVENT_EXIT, sizeof(*e));
 	return 0;

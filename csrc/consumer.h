@@ -93,6 +93,7 @@ struct es_perf {
 	uint32_t _pad;
 };
 #define ES_MAX_PERF 2
+#define ES_PERF_REC 65536
 
 struct es_consumer {
 	/* the transport: BPF ring buffers (rb), or perf event arrays (perf,
@@ -101,6 +102,10 @@ struct es_consumer {
 	struct es_perf perf[ES_MAX_PERF];
 	uint32_t nperf;
 	int epfd;
+	/* added to every record's ts_ns: the perf objects stamp
+	 * CLOCK_MONOTONIC, whose lag behind CLOCK_BOOTTIME is this */
+	int64_t ts_offset;
+	uint8_t *perf_rec; /* a record copied out of a perf buffer (which is read-only), ES_PERF_REC bytes */
 	const struct es_record *records;
 	uint32_t nrecords;
 	uint32_t _pad;

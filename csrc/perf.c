@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <linux/perf_event.h>
@@ -37,6 +38,7 @@ static enum bpf_perf_event_ret es_perf_event(void *ctx, int cpu, struct perf_eve
 	struct es_perf *p = ctx;
 	struct es_consumer *c = p->c;
 	uint32_t size, hdr_size;
+	uint64_t ts;
 
 	(void)cpu;
 	if (ev->type == PERF_RECORD_LOST && ev->size >= sizeof(struct es_perf_lost)) {
@@ -56,8 +58,17 @@ static enum bpf_perf_event_ret es_perf_event(void *ctx, int cpu, struct perf_eve
 		if (hdr_size >= 16 && hdr_size <= size)
 			size = hdr_size;
 	}
+	/* the buffer is mapped read-only: the stamp is corrected on a copy */
+	if (size > ES_PERF_REC)
+		size = ES_PERF_REC;
+	memcpy(c->perf_rec, s->data, size);
+	if (size >= 8) {
+		memcpy(&ts, c->perf_rec, 8);
+		ts += (uint64_t)c->ts_offset;
+		memcpy(c->perf_rec, &ts, 8);
+	}
 	/* stored even when it fills the batch; then stop this buffer */
-	if (es_store(c, s->data, size) == ES_BATCH_FULL)
+	if (es_store(c, c->perf_rec, size) == ES_BATCH_FULL)
 		return LIBBPF_PERF_EVENT_DONE;
 	return LIBBPF_PERF_EVENT_CONT;
 }
@@ -72,7 +83,7 @@ int es_perf_add(struct es_consumer *c, int map_fd, uint32_t pages, uint32_t wake
 	struct es_perf *p;
 	int err;
 
-	if (c->rb || c->nperf >= ES_MAX_PERF)
+	if (c->rb || c->nperf >= ES_MAX_PERF || !c->perf_rec)
 		return -EINVAL;
 	if (c->nperf == 0) {
 		c->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -113,6 +124,15 @@ fail:
 	return err;
 }
 
+static int64_t es_clock_lead(void)
+{
+	struct timespec boot, mono;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_BOOTTIME, &boot);
+	return (int64_t)(boot.tv_sec - mono.tv_sec) * 1000000000 + (boot.tv_nsec - mono.tv_nsec);
+}
+
 int es_perf_consume(struct es_consumer *c, unsigned int idx)
 {
 	struct es_perf *p;
@@ -125,6 +145,7 @@ int es_perf_consume(struct es_consumer *c, unsigned int idx)
 	n = perf_buffer__buffer_cnt(p->pb);
 	if (!n)
 		return (int)c->count;
+	c->ts_offset = es_clock_lead();
 	/* a full batch stops at a CPU buffer: the next drain starts there, so
 	 * no CPU's records wait behind the others' */
 	for (i = 0; i < n; i++) {

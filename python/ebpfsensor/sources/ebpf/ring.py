@@ -388,6 +388,8 @@ class RingBuffer(BatchDecoder):
             for fd in map_fds[1:]:
                 check_ret(lib.es_ring_add(self._c, fd), "add ring buffer", f"map fd {fd}")
         else:
+            self._perf_rec = ffi.new("uint8_t[]", lib.ES_PERF_REC)
+            self._c.perf_rec = self._perf_rec
             page = os.sysconf("SC_PAGE_SIZE")
             for fd, pages in zip(map_fds, perf_pages, strict=True):
                 if pages < 1 or pages & (pages - 1):
