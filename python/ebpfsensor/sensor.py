@@ -182,14 +182,20 @@ class Sensor:
                 log.warning("login events unavailable: %s", exc)
 
     def _complete_ebpf(self, bpf_kinds: frozenset[str]) -> None:
-        """Kinds the eBPF objects could not attach on this kernel (the perf
-        objects' file hooks on 5.4's verifier, say) from the audit provider
-        beside eBPF, under provider "auto"; listed unavailable otherwise."""
+        """Kinds the perf objects could not attach on this kernel (their file
+        hooks on 5.4's verifier) from the audit provider beside eBPF, under
+        provider "auto"; listed unavailable otherwise."""
         assert self._ebpf is not None
         cfg = self.config
+        # only on the perf tier, whose verifiers refuse whole objects: on the
+        # ring tier a missing kind is a hook the kernel lacks (module_load's
+        # tracepoint, say), and the audit provider would take kernel audit's
+        # receiver role for it from every sensor on the machine
+        if self._ebpf.transport != "perf" or cfg.provider != "auto":
+            return
         missing = frozenset(k for k in bpf_kinds if not self._ebpf.kind_health(k).live)
         wanted = missing & AuditProvider.available_kinds
-        if not wanted or cfg.provider != "auto":
+        if not wanted:
             return
         audit = AuditProvider(
             wanted, exclusions=cfg.exclusions, rate_limit=cfg.audit_rate_limit, backlog_limit=cfg.audit_backlog_limit
