@@ -28,7 +28,7 @@ from ebpfsensor import (
     ProcessExit,
 )
 from ebpfsensor.events import FileCreate, FileOpen
-from ebpfsensor.exclusions import MAX_RULES, cgroup2_root
+from ebpfsensor.exclusions import MAX_RULES, ExcludeSelf, cgroup2_root
 
 pytestmark = pytest.mark.bpf
 
@@ -238,7 +238,8 @@ def test_from_configuration(exe: Path) -> None:
     with ebpfsensor.Sensor(exclusions=(ExcludeExecutable(str(exe)),)) as s:
         pid = run([exe])
         assert not [e for e in events_of(s, pid) if isinstance(e, (ProcessExec, ProcessExit))]
-        assert [r.rule for r in s.exclusions()] == [ExcludeExecutable(str(exe))]
+        # the sensor's own process first (Config.exclude_self, on by default)
+        assert [r.rule for r in s.exclusions()] == [ExcludeSelf(), ExcludeExecutable(str(exe))]
 
 
 @pytest.mark.parametrize(
@@ -271,7 +272,7 @@ def test_invalid_rules_change_nothing(
     with ebpfsensor.Sensor(exclusions=(rule,), kinds={"process_exec"}, log_file=None) as started:
         (skipped,) = started.health().exclusions_skipped
         assert skipped.rule == rule and re.search(message, skipped.reason), skipped
-        assert started.exclusions() == []
+        assert [r.rule for r in started.exclusions()] == [ExcludeSelf()]
 
 
 def test_apply_exclusions_after_reload(exe: Path, s: ebpfsensor.Sensor) -> None:
@@ -301,7 +302,8 @@ def test_excluded_process_file_and_network_events(tmp_path: Path) -> None:
         "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); s.close()\n"
     )
     target = tmp_path / "touched"
-    with ebpfsensor.Sensor(kinds={"file_open", "file_create", "net_bind", "net_listen", "process_exec"}) as s:
+    kinds = {"file_open", "file_create", "net_bind", "net_listen", "process_exec"}
+    with ebpfsensor.Sensor(kinds=kinds, exclude_self=False) as s:
         # a private copy of the interpreter: excluding it touches nothing else
         python = tmp_path / "quiet-python"
         shutil.copy2(os.path.realpath(sys.executable), python)
@@ -389,7 +391,7 @@ def tree(tmp_path: Path) -> Path:
 
 def test_path_prefix_only_events_outside_arrive(tree: Path) -> None:
     log, logs = tree / "log", tree / "logs"
-    with ebpfsensor.Sensor(kinds=FILE_KINDS) as s:
+    with ebpfsensor.Sensor(kinds=FILE_KINDS, exclude_self=False) as s:
         rid = s.exclude(ExcludePathPrefix(str(log)))
         assert [r.rule for r in s.exclusions()] == [ExcludePathPrefix(str(log))]
         filtered_before = {k: v.filtered for k, v in s.stats().kinds.items()}
@@ -511,7 +513,7 @@ def test_path_prefix_dotdot_and_nested_rules(tree: Path) -> None:
 
 def test_path_prefix_from_configuration(tree: Path) -> None:
     log = tree / "log"
-    with ebpfsensor.Sensor(kinds=FILE_KINDS, exclusions=(ExcludePathPrefix(str(log)),)) as s:
+    with ebpfsensor.Sensor(kinds=FILE_KINDS, exclusions=(ExcludePathPrefix(str(log)),), exclude_self=False) as s:
         _pid, events = file_actions(s, tree, f"create:{log}/a", f"create:{tree}/other/a")
         assert [(e.kind, e.path) for e in events] == [  # type: ignore[attr-defined]
             ("file_open", f"{tree}/other/a"),
@@ -547,7 +549,7 @@ def test_exclude_top_initiator_in_one_call(rename_loop: Path, tmp_path: Path) ->
     nothing, and every one of its events is a hit of that rule. The window
     is global: the run is repeated while other work outranks the loop."""
     work = tmp_path / "work"
-    with ebpfsensor.Sensor(kinds={"file_rename", "process_exec", "process_exit"}) as s:
+    with ebpfsensor.Sensor(kinds={"file_rename", "process_exec", "process_exit"}, exclude_self=False) as s:
         outranked = []
         for _attempt in range(5):
             loop = noisy(rename_loop, work, 2_000_000)

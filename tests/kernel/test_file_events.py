@@ -710,7 +710,9 @@ def test_rename_target_variant(d: Path, variant: str) -> None:
     """Each variant forced in turn: where this kernel runs it, renames report
     the truth through it; where it does not, the hook says why, file_rename
     is reported partly unavailable, and renames still arrive, unknown."""
-    with ebpfsensor.Sensor(kinds={"file_rename"}, hook_variants={variant, "tp"}, log_file=None) as s:
+    with ebpfsensor.Sensor(
+        kinds={"file_rename"}, hook_variants={variant, "tp"}, exclude_self=False, log_file=None
+    ) as s:
         info = s.hooks()["rename_target"]
         health = s.health().kinds["file_rename"]
         assert health.live and health.source == "ebpf:" + ",".join(sorted({"tp", variant} if info.variant else {"tp"}))
@@ -955,7 +957,7 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
     never silently, and paths are the caller's strings."""
     kinds = set(PATH_HOOKS.values())
     refusal = {**_RENAME_TARGET_REFUSAL, "kprobe": ("has no kprobes", "security_path_")}[variant]
-    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, exclude_self=False, log_file=None) as s:
         hooks, health = s.hooks(), s.health().kinds
         # a trampoline that cannot take a struct by value (security_path_chown's
         # kuid_t on 5.10) leaves its hook out, saying why
@@ -990,7 +992,7 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
 def test_open_dedup_window(d: Path) -> None:
     f = d / "noisy.txt"
     f.write_text("x")
-    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000) as s:
+    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000, exclude_self=False) as s:
         with Clock() as clock:
             for _ in range(5):
                 os.close(os.open(f, os.O_RDONLY))
@@ -1050,7 +1052,7 @@ def _loaded_programs() -> set[int]:
 
 def test_kinds_are_independent(d: Path) -> None:
     before = _my_programs()
-    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}) as s:
+    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}, exclude_self=False) as s:
         hooks = {h for h, info in s.hooks().items() if info.variant}
         # the lifecycle hooks are always attached (they keep exclusion state)
         assert {"exec", "fork", "exit"} <= hooks

@@ -204,7 +204,7 @@ def test_disabled_kinds_cost_no_events(sensor: Any) -> None:
     """Only the enabled kind is reported (the others' programs are not even loaded)."""
     import ebpfsensor
 
-    with ebpfsensor.Sensor(kinds={"net_listen"}) as s:
+    with ebpfsensor.Sensor(kinds={"net_listen"}, exclude_self=False) as s:
         # net hooks of the one kind only (the lifecycle hooks are always there)
         assert {h for h, i in s.hooks().items() if i.variant} == {"listen_enter", "listen_exit", "exec", "fork", "exit"}
         h = Header()

@@ -44,7 +44,7 @@ from ebpfsensor.events import (
     Setsid,
     Umount,
 )
-from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix, ExcludeUid
+from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix, ExcludeSelf, ExcludeUid
 from ebpfsensor.host import audit as ha
 from ebpfsensor.host.audit import AuditRule, AuditStatus, decode_rule, encode_rule
 from ebpfsensor.sources import audit_provider as ap
@@ -975,6 +975,20 @@ def test_exclusions_applied_to_recorded_events(tmp_path: Path) -> None:
     p._excl = ap._Exclusions(p.exclusions)
     assert replay(RENAME_INTO_SUB + OPEN_CREATE, p) == []
     assert p.stats().kinds["file_rename"].excluded == 1
+
+
+def test_the_providers_own_process_is_excluded_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the recorded events are of pid 99000001: the provider's, as far as this test goes
+    monkeypatch.setattr(ap, "own_kernel_pid", lambda: 99000001)
+    p = AuditProvider(arches=X86, exclusions=(ExcludeSelf(),))
+    p._excl = ap._Exclusions(p.exclusions)
+    assert replay(OPEN_CREATE + RENAME_REPLACING, p) == []
+    assert p.stats().excluded == 2
+    # another process's events are not
+    monkeypatch.setattr(ap, "own_kernel_pid", lambda: 99000002)
+    p = AuditProvider(arches=X86, exclusions=(ExcludeSelf(),))
+    p._excl = ap._Exclusions(p.exclusions)
+    assert [type(e) for e in replay(OPEN_CREATE + RENAME_REPLACING, p)] == [FileOpen, FileCreate, FileRename]
 
 
 def serial_of(text: str, serial: int) -> str:

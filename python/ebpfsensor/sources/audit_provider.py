@@ -26,7 +26,9 @@ syscalls they share, records carry this provider's key instead of theirs,
 and its ``never`` rules (below) hide their matches for excluded processes.
 
 **Exclusions** (``Config.exclusions``) are applied in the rules where audit
-can: ``ExcludeUid`` as ``uid!=`` on every rule; ``ExcludeExecutable``
+can: ``ExcludeUid`` as ``uid!=`` on every rule; ``ExcludeSelf`` (the
+provider's own process, ``Config.exclude_self``) as ``pid!=`` on every
+rule; ``ExcludeExecutable``
 without descendants as ``exe!=`` (the first one; the others as ``never``
 rules placed before the ``always`` ones), matched by the file as audit
 watches it; ``ExcludePathPrefix`` as a ``never`` rule with ``dir=`` for the
@@ -192,8 +194,10 @@ from ..exclusions import (
     ExcludeName,
     ExcludePathPrefix,
     ExcludePid,
+    ExcludeSelf,
     ExcludeUid,
     Exclusion,
+    own_kernel_pid,
     resolve,
 )
 from ..host import audit as ha
@@ -816,9 +820,10 @@ class _Exclusions:
             elif isinstance(rule, ExcludeExecutable):
                 path = os.path.realpath(rule.path)
                 self.exes[path] = self.exes.get(path, False) or rule.descendants
-            elif isinstance(rule, ExcludePid):
-                started = _stat_fields(rule.pid)
-                self.pids[rule.pid] = (started[2] if started else 0, rule.descendants)
+            elif isinstance(rule, (ExcludePid, ExcludeSelf)):
+                pid = rule.pid if isinstance(rule, ExcludePid) else own_kernel_pid()
+                started = _stat_fields(pid)
+                self.pids[pid] = (started[2] if started else 0, getattr(rule, "descendants", False))
             elif isinstance(rule, ExcludeCgroup):
                 self.cgroups.add(int.from_bytes(resolve(rule).key, "little"))
             elif isinstance(rule, ExcludePathPrefix):
@@ -1038,7 +1043,10 @@ class AuditProvider:
         self._cgroot = find_cgroup2_root()
         self._excl = _Exclusions(())
         for rule in self.exclusions:
-            resolve(rule)
+            # the provider's own process: resolved at start, which refuses a
+            # pid namespace of its own first (audit runs in the initial one only)
+            if not isinstance(rule, ExcludeSelf):
+                resolve(rule)
         self.rate_limit = rate_limit
         self.backlog_limit = backlog_limit
         self.rcvbuf_bytes = rcvbuf_bytes
@@ -1111,7 +1119,10 @@ class AuditProvider:
                 self._change("enabled", 0, ha.AUDIT_STATUS_ENABLED, enabled=1)
             if self._receiver:
                 self._tune(status)
-            self._rules = build_rules(self.kinds, self.exclusions, self_pid=os.getpid(), arches=self._arches)
+            # the provider's own syscalls (Config.exclude_self); as the audit
+            # daemon, the kernel never audits them anyway
+            own = own_kernel_pid() if ExcludeSelf() in self.exclusions else None
+            self._rules = build_rules(self.kinds, self.exclusions, self_pid=own, arches=self._arches)
             for rule in self._rules:
                 self._add(rule)
             st = audit_status()
