@@ -123,6 +123,11 @@ class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
 class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     """A file was opened (open, openat, openat2, creat), or an open failed.
 
+    One call is one event: an open that created its file (or an O_CREAT
+    open that failed) is reported as a :class:`FileCreate` when that kind
+    is collected, and as a FileOpen (``created`` set when it created the
+    file) only when it is not.
+
     Attributes:
         result: the new fd, or -errno.
     """
@@ -133,7 +138,9 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
 
 class FileCreate(_FileOpenFields, frozen=True, gc=False, tag="file_create"):
     """An open created a new file (``created``), or an open with O_CREAT
-    failed: same fields as :class:`FileOpen`, and reported besides it. Also
+    failed: same fields as :class:`FileOpen`, and reported instead of it
+    (no FileOpen for the same call; with this kind off, the call is a
+    FileOpen with ``created``). Also
     mknod/mknodat (``mode`` carries the file type, S_IFREG, S_IFIFO, ...;
     ``created`` when it succeeded; ``flags``, ``ino`` and ``dev`` are 0).
 

@@ -1768,12 +1768,13 @@ def _build_open(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: t
         **_sys(ev),
         **header,
     }
-    out: _Built = []
-    if "file_open" in kinds:
-        out.append(("file_open", _make(FileOpen, {"path": _src(name)}, **fields)))
+    # one call, one event, as the eBPF provider: a creation (or a failed
+    # O_CREAT open) is a FileCreate when that kind is on, else a FileOpen
     if "file_create" in kinds and (created or (not ok and flags & _O_CREAT)):
-        out.append(("file_create", _make(FileCreate, {"path": _src(name)}, **fields)))
-    return out
+        return [("file_create", _make(FileCreate, {"path": _src(name)}, **fields))]
+    if "file_open" in kinds:
+        return [("file_open", _make(FileOpen, {"path": _src(name)}, **fields))]
+    return []
 
 
 def _build_mknod(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: tuple[str, ...]) -> _Built:
