@@ -909,8 +909,11 @@ def test_network_calls_from_sockaddr() -> None:
     assert (e.local_address, e.local_port, e.remote_port) == ("127.0.0.1", 0, 0)
     e = one(BIND_INET6, NetBind)
     assert (e.family, e.local_address) == (10, "::1")
+    # the same Structs as the eBPF provider's: addresses as text
+    assert (e.local_addr, e.remote_addr, str(e.local_ip)) == ("::1", "::", "::1")
     e = one(BIND_ABSTRACT, NetBind)
     assert (e.family, e.local_path, e.local_address) == (1, "\0ebpfs-abstract", "@ebpfs-abstract")
+    assert (e.local_addr, e.remote_addr, e.local_ip) == ("", "", None)
     e = one(LISTEN, NetListen)
     assert (e.fd, e.backlog) == (3, 7)
     e = one(CONNECT_UNIX_FAILED, NetConnect)

@@ -188,6 +188,7 @@ from ..events import (
     Setsid,
     Umount,
 )
+from ..events.net import ip_text
 from ..exclusions import (
     ExcludeCgroup,
     ExcludeExecutable,
@@ -2048,8 +2049,8 @@ def _build_net(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: tu
         protocol=protocol,
         local_port=local[1],
         remote_port=remote[1],
-        local_addr=local[2],
-        remote_addr=remote[2],
+        local_addr=ip_text(family, local[2]),
+        remote_addr=ip_text(family, remote[2]),
         local_path=local[3],
         remote_path=remote[3],
         **_sys(ev),
