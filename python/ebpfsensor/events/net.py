@@ -9,22 +9,26 @@ from typing import Union
 
 from ._base import EventType, _SyscallEvent
 
-__all__ = ["NetAccept", "NetBind", "NetConnect", "NetListen", "ip_text"]
+__all__ = ["IPAddress", "NetAccept", "NetBind", "NetConnect", "NetListen", "canonical", "ip_text"]
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
+def canonical(ip: IPAddress) -> str:
+    """An address's canonical text: RFC 5952 for IPv6, an IPv4-mapped one as
+    ``::ffff:a.b.c.d`` (its section 5, and what Python 3.13 prints)."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return f"::ffff:{mapped}" if mapped is not None else str(ip)
+
+
 def ip_text(family: int, raw: bytes) -> str:
-    """An address's canonical text from its bytes in network order (IPv4 in
-    the first 4): RFC 5952 for IPv6, an IPv4-mapped one as ``::ffff:a.b.c.d``
-    (its section 5, and what Python 3.13 prints); "" for other families.
-    The C transcoder writes the same text."""
+    """The canonical text of an address from its bytes in network order
+    (IPv4 in the first 4); "" for families other than IPv4 and IPv6. The C
+    transcoder writes the same text."""
     if family == socket.AF_INET:
         return str(ipaddress.IPv4Address(bytes(raw[:4])))
     if family == socket.AF_INET6:
-        address = ipaddress.IPv6Address(bytes(raw[:16]))
-        mapped = address.ipv4_mapped
-        return f"::ffff:{mapped}" if mapped is not None else str(address)
+        return canonical(ipaddress.IPv6Address(bytes(raw[:16])))
     return ""
 
 
