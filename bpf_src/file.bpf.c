@@ -1004,11 +1004,13 @@ __noinline int emit_open(long ret)
 	if (ret >= 0)
 		file = fd_file(task, ret);
 	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
-	/* one call, one record: an open that created the file (or tried to)
-	 * is a FileCreate when that kind is on, else a FileOpen whose created
-	 * says so; a creation is never a repeat */
-	want_create = kind_on(EVENT_FILE_CREATE) && (e->created || (ret < 0 && (e->flags & O_CREAT)));
-	want_open = !want_create && kind_on(EVENT_FILE_OPEN);
+	/* one call, one record: an open that created its file is a FileCreate
+	 * when that kind is on, else a FileOpen whose created says so (never a
+	 * repeat). A failed O_CREAT open may have met an existing file, and
+	 * O_CREAT is the caller's to add: a FileOpen, unless only FileCreate is on */
+	want_open = kind_on(EVENT_FILE_OPEN);
+	want_create = kind_on(EVENT_FILE_CREATE) && (e->created || (ret < 0 && (e->flags & O_CREAT) && !want_open));
+	want_open = want_open && !want_create;
 	e->ino = 0;
 	e->dev = 0;
 	if (file) {

@@ -9,8 +9,11 @@ import errno
 import json
 import os
 import platform
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -524,7 +527,7 @@ def _calls_on(sensor: ebpfsensor.Sensor, clock: Clock, path: Path, marker: Path)
 def test_create_new_file_only(sensor: ebpfsensor.Sensor, d: Path) -> None:
     """One call, one event: with every kind on, an open that creates its
     file is a FileCreate only; one that opens an existing file is a
-    FileOpen only; a failed O_CREAT open is a (failed) FileCreate only."""
+    FileOpen only, and so is a failed O_CREAT open (the file may exist)."""
     new = d / "new.txt"
     (d / "marker").touch()
     open_before = sensor.stats().kinds["file_open"]
@@ -534,11 +537,11 @@ def test_create_new_file_only(sensor: ebpfsensor.Sensor, d: Path) -> None:
         # opening it again with O_CREAT creates nothing: an open, not a create
         fd2 = os.open(new, os.O_WRONLY | os.O_CREAT, 0o604)
         os.close(fd2)
-        # a failed O_CREAT open is a failed create
+        # a failed O_CREAT open created nothing: a failed open
         with pytest.raises(FileExistsError):
             os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     evs = _calls_on(sensor, clock, new, d / "marker")
-    assert [(type(e), e.result) for e in evs] == [(FileCreate, fd), (FileOpen, fd2), (FileCreate, -errno.EEXIST)]
+    assert [(type(e), e.result) for e in evs] == [(FileCreate, fd), (FileOpen, fd2), (FileOpen, -errno.EEXIST)]
     ev = evs[0]
     check_header(ev, clock, nrs("openat", "open"), fd)
     assert ev.created and ev.resolved and ev.path == str(new) and ev.mode == 0o604
@@ -577,6 +580,53 @@ def test_create_is_an_open_when_file_create_is_off(d: Path) -> None:
         kinds = s.stats().kinds
         assert (kinds["file_create"].produced, kinds["file_create"].filtered, kinds["file_create"].dropped) == (0, 0, 0)
         assert kinds["file_open"].dropped == 0 and kinds["file_open"].produced >= 4
+
+
+def test_creations_alone_get_the_failed_creates(d: Path) -> None:
+    """With FileCreate the only file kind, a failed O_CREAT open is a
+    (failed) FileCreate; an open of an existing file is nothing."""
+    new = d / "only.txt"
+    (d / "marker").touch()
+    with ebpfsensor.Sensor(kinds={"file_create"}, exclude_self=False, log_file=None) as s:
+        with Clock() as clock:
+            fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            os.close(os.open(new, os.O_RDONLY | os.O_CREAT))
+            with pytest.raises(FileExistsError):
+                os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            # the marker: a created file, behind the others in the ring
+            os.close(os.open(d / "marker2", os.O_WRONLY | os.O_CREAT, 0o600))
+        backlog = Backlog.of(s)
+        backlog.wait(mine(FileCreate, since=clock.before, path=str(d / "marker2")))
+        evs = [e for e in backlog.events if mine(FileCreate, since=clock.before, path=str(new))(e)]
+        assert [(e.result, e.created) for e in sorted(evs, key=lambda e: e.ts_ns)] == [
+            (fd, True),
+            (-errno.EEXIST, False),
+        ]
+        assert not [e for e in backlog.events if type(e) is FileOpen]
+
+
+def test_o_creat_does_not_move_a_failed_open_to_another_kind(sensor: ebpfsensor.Sensor) -> None:
+    """An unprivileged reader adding O_CREAT to its probe of a file it may
+    not read (O_CREAT does nothing to an existing file) is still reported
+    as a failed FileOpen: a rule on failed opens sees it."""
+    public = Path(tempfile.mkdtemp(prefix="ebpfsensor-probe-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        secret = public / "secret"
+        secret.write_text("x")
+        secret.chmod(0o600)
+        probe = "import os, sys\ntry:\n    os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT)\nexcept OSError:\n    pass"
+        # the system's interpreter: the one running the tests may not be another user's to run
+        python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+        with Clock() as clock:
+            proc = subprocess.Popen([python, "-I", "-S", "-c", probe, str(secret)], user=65534, group=65534, cwd="/")
+            assert proc.wait(10) == 0
+        ev = one(sensor, FileOpen, pid=proc.pid, since=clock.before, arg_path=str(secret))
+        assert (ev.result, ev.uid, ev.flags & os.O_CREAT) == (-errno.EACCES, 65534, os.O_CREAT)
+        assert not [e for e in Backlog.of(sensor).events if type(e) is FileCreate and e.pid == proc.pid]
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def test_each_action_is_one_event(sensor: ebpfsensor.Sensor, d: Path) -> None:

@@ -855,6 +855,15 @@ def test_open_that_created_a_file() -> None:
         assert not e.path_truncated and not e.arg_path_truncated
 
 
+def test_a_failed_o_creat_open_is_an_open_unless_creations_alone() -> None:
+    # the failed openat of OPEN_FAILED_DIRFD, with O_CREAT|O_WRONLY added by the caller
+    creat = [(t, x.replace(" a2=80000 ", " a2=80041 ")) for t, x in OPEN_FAILED_DIRFD]
+    (e,) = replay(creat)
+    assert (type(e), e.result, e.flags, e.created) == (FileOpen, -2, 0o2000101, False)
+    (e,) = replay(creat, kinds={"file_create"})
+    assert (type(e), e.result) == (FileCreate, -2)
+
+
 def test_failed_open_relative_to_a_directory_fd() -> None:
     e = one(OPEN_FAILED_DIRFD, FileOpen)
     # the process is gone, so its fd 3 cannot be read: the string alone

@@ -1769,11 +1769,13 @@ def _build_open(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: t
         **_sys(ev),
         **header,
     }
-    # one call, one event, as the eBPF provider: a creation (or a failed
-    # O_CREAT open) is a FileCreate when that kind is on, else a FileOpen
-    if "file_create" in kinds and (created or (not ok and flags & _O_CREAT)):
+    # one call, one event, as the eBPF provider: a creation is a FileCreate
+    # when that kind is on, else a FileOpen; a failed O_CREAT open (the file
+    # may exist) is a FileOpen, unless only FileCreate is on
+    open_on = "file_open" in kinds
+    if "file_create" in kinds and (created or (not ok and flags & _O_CREAT and not open_on)):
         return [("file_create", _make(FileCreate, {"path": _src(name)}, **fields))]
-    if "file_open" in kinds:
+    if open_on:
         return [("file_open", _make(FileOpen, {"path": _src(name)}, **fields))]
     return []
 
