@@ -56,7 +56,8 @@ def events_of(sensor: ebpfsensor.Sensor, pid: int, settle: float = 0.4) -> list[
     end = time.monotonic() + settle
     found = []
     while time.monotonic() < end:
-        found += [e for e in sensor.poll(0.05) if e.pid == pid or getattr(e, "child_pid", 0) == pid]
+        # a loss marker (a busy machine) has no pid
+        found += [e for e in sensor.poll(0.05) if getattr(e, "pid", 0) == pid or getattr(e, "child_pid", 0) == pid]
     return found
 
 
