@@ -1008,15 +1008,20 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	if (ret >= 0)
 		file = fd_file(task, ret);
 	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
+	/* one call, one record: an open that created its file is a FileCreate
+	 * when that kind is on, else a FileOpen whose created says so (never a
+	 * repeat). A failed O_CREAT open may have met an existing file, and
+	 * O_CREAT is the caller's to add: a FileOpen, unless only FileCreate is on */
 	want_open = kind_on(EVENT_FILE_OPEN);
-	want_create = kind_on(EVENT_FILE_CREATE) && (e->created || (ret < 0 && (e->flags & O_CREAT)));
+	want_create = kind_on(EVENT_FILE_CREATE) && (e->created || (ret < 0 && (e->flags & O_CREAT) && !want_open));
+	want_open = want_open && !want_create;
 	e->ino = 0;
 	e->dev = 0;
 	if (file) {
 		inode = BPF_CORE_READ(file, f_inode);
 		e->ino = BPF_CORE_READ(inode, i_ino);
 		e->dev = user_dev(BPF_CORE_READ(inode, i_sb, s_dev));
-		if (want_open && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
+		if (want_open && !e->created && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
 			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
 			want_open = 0;
 		}

@@ -29,6 +29,7 @@ struct perf_buffer;
 #define ES_TAIL_STRLIST 6
 #define ES_BYTES 7
 #define ES_OPTBOOL 8
+#define ES_INADDR 9 /* a __u8[16] IP address, as text by the family member at aux */
 #define ES_BATCH_FULL -28
 #define ES_MAX_TYPES 64
 
@@ -38,6 +39,8 @@ struct es_field {
 	uint32_t size;
 	uint32_t key_len;
 	const char *key;
+	uint32_t aux; /* ES_INADDR: the offset of the record's __u16 family */
+	uint32_t _pad;
 };
 
 struct es_record {

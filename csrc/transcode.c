@@ -8,6 +8,7 @@
  * (faithfully or as an error).
  */
 #include <string.h>
+#include <sys/socket.h>
 
 #include "consumer.h"
 #include "msgpack.h"
@@ -47,6 +48,89 @@ static int64_t es_load_int(const uint8_t *p, uint32_t size)
 	}
 	memcpy(&v64, p, 8);
 	return v64;
+}
+
+/* dotted decimal of 4 bytes; returns the length */
+static uint32_t es_ip4_text(char *out, const uint8_t *a)
+{
+	char *p = out;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (a[i] >= 100)
+			*p++ = (char)('0' + a[i] / 100);
+		if (a[i] >= 10)
+			*p++ = (char)('0' + a[i] / 10 % 10);
+		*p++ = (char)('0' + a[i] % 10);
+		if (i < 3)
+			*p++ = '.';
+	}
+	return (uint32_t)(p - out);
+}
+
+/*
+ * RFC 5952 text of 16 bytes: lowercase hex groups without leading zeros,
+ * the longest run of two or more zero groups (the first of equal ones) as
+ * "::", and an IPv4-mapped address as ::ffff:a.b.c.d (its section 5). It
+ * is what Python's ipaddress prints (3.13 and later for a mapped one), so
+ * the text and the address parsed back from it agree.
+ */
+static uint32_t es_ip6_text(char *out, const uint8_t *a)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint16_t w[8];
+	int i, best = -1, best_len = 1, run = 0;
+	char *p = out;
+
+	for (i = 0; i < 8; i++)
+		w[i] = (uint16_t)(a[2 * i] << 8 | a[2 * i + 1]);
+	if (!(w[0] | w[1] | w[2] | w[3] | w[4]) && w[5] == 0xffff) {
+		memcpy(p, "::ffff:", 7);
+		return 7 + es_ip4_text(p + 7, a + 12);
+	}
+	for (i = 0; i < 8; i++) {
+		run = w[i] ? 0 : run + 1;
+		if (run > best_len) {
+			best_len = run;
+			best = i - run + 1;
+		}
+	}
+	for (i = 0; i < 8; i++) {
+		uint16_t v = w[i];
+
+		if (i == best) {
+			*p++ = ':';
+			*p++ = ':';
+			i += best_len - 1;
+			continue;
+		}
+		if (i && i != best + best_len)
+			*p++ = ':';
+		if (v >= 0x1000)
+			*p++ = hex[v >> 12];
+		if (v >= 0x100)
+			*p++ = hex[v >> 8 & 0xf];
+		if (v >= 0x10)
+			*p++ = hex[v >> 4 & 0xf];
+		*p++ = hex[v & 0xf];
+	}
+	return (uint32_t)(p - out);
+}
+
+/* an address member as text by its record's family: "" for families other
+ * than IPv4 and IPv6 */
+static uint8_t *es_put_inaddr(uint8_t *p, const uint8_t *rec, const struct es_field *f)
+{
+	char text[48];
+	uint16_t family;
+	uint32_t n = 0;
+
+	memcpy(&family, rec + f->aux, 2);
+	if (family == AF_INET)
+		n = es_ip4_text(text, rec + f->offset);
+	else if (family == AF_INET6)
+		n = es_ip6_text(text, rec + f->offset);
+	return es_put_str(p, text, n);
 }
 
 /* a tail string without its trailing NULs */
@@ -365,6 +449,9 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 		case ES_CSTR:
 			p = es_put_str(p, (const char *)rec + f->offset,
 				       (uint32_t)strnlen((const char *)rec + f->offset, f->size));
+			break;
+		case ES_INADDR:
+			p = es_put_inaddr(p, rec, f);
 			break;
 		case ES_BYTES:
 			/* a fixed __u8 array (an address): a msgpack bin, all of it */

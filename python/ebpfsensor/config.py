@@ -8,7 +8,7 @@ import msgspec
 from .errors import ConfigError
 from .events import KINDS
 from .events._kinds import MARKER_KINDS
-from .exclusions import Exclusion
+from .exclusions import ExcludeSelf, Exclusion
 from .host.btf import DEFAULT_BTF_DIR
 from .sources import PROVIDERS, VARIANT_ORDER
 
@@ -58,6 +58,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
+        exclude_self: leave out the events of the sensor's own process,
+            every thread of it (its reads of /proc, its sockets to an
+            exporter, its bpf() calls), which would otherwise feed back into
+            the stream: an ``ExcludeSelf`` rule installed before the others
+            and listed with them. The processes the sensor starts are
+            reported. False reports the sensor's own events too.
         provider: "auto" (eBPF where the kernel supports it and is not
             deny-listed and eBPF starts, else the audit provider where audit
             can run, else the process connector), "ebpf" (eBPF even on
@@ -122,6 +128,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     transport: str = "auto"
     hook_variants: frozenset[str] | None = None
     exclusions: tuple[Exclusion, ...] = ()
+    exclude_self: bool = True
     provider: str = "auto"
     fail_closed: bool = False
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
@@ -212,6 +219,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def enabled_kinds(self) -> frozenset[str]:
         """The kinds to collect, with None resolved to all."""
         return frozenset(KINDS) if self.kinds is None else self.kinds
+
+    @property
+    def active_exclusions(self) -> tuple[Exclusion, ...]:
+        """The rules to install: ``exclusions``, after ``ExcludeSelf()`` when
+        ``exclude_self`` is set."""
+        if not self.exclude_self or ExcludeSelf() in self.exclusions:
+            return self.exclusions
+        return (ExcludeSelf(), *self.exclusions)
 
     @property
     def loss_markers(self) -> bool:

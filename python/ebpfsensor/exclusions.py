@@ -14,7 +14,9 @@ Rules (tagged msgspec Structs, so they load from configuration as they are):
 - ``ExcludeCgroup(path)``: a cgroup v2 directory, or a container id;
 - ``ExcludeUid(uid)``: every process running as that user;
 - ``ExcludePathPrefix(prefix)``: file events on paths under a directory,
-  whoever makes them (see :class:`ExcludePathPrefix` for the matching rule).
+  whoever makes them (see :class:`ExcludePathPrefix` for the matching rule);
+- ``ExcludeSelf()``: the sensor's own process, all its threads (installed by
+  default: ``Config.exclude_self``), never the processes it starts.
 
 ``descendants=True`` (executable, pid) extends a rule to every process the
 matched one starts, whatever they execute; it is refused for a name rule,
@@ -41,6 +43,7 @@ __all__ = [
     "ExcludeName",
     "ExcludePathPrefix",
     "ExcludePid",
+    "ExcludeSelf",
     "ExcludeUid",
     "Exclusion",
     "RuleStatus",
@@ -122,7 +125,25 @@ class ExcludePathPrefix(_Rule, frozen=True, tag="path_prefix"):
     prefix: str
 
 
-Exclusion = Union[ExcludeExecutable, ExcludeName, ExcludePid, ExcludeCgroup, ExcludeUid, ExcludePathPrefix]
+class ExcludeSelf(_Rule, frozen=True, tag="self"):
+    """The sensor's own process: every thread of the process the rule is
+    installed from, for as long as it runs, whatever it executes.
+
+    Its events (its reads of /proc and cgroups, its sockets to an exporter,
+    its bpf() calls) would otherwise feed back into the stream. The
+    processes it starts are not excluded, nor a later process given its
+    pid: the kernel takes the entry out when the process exits, and a new
+    process whose parent is not excluded never inherits one. The sensor's
+    own fork and exit records go with it (a child's are reported from its
+    exec on). ``Config.exclude_self`` installs it first, before every other
+    rule.
+    """
+
+
+Exclusion = Union[ExcludeExecutable, ExcludeName, ExcludePid, ExcludeCgroup, ExcludeUid, ExcludePathPrefix, ExcludeSelf]
+
+# include/linux/proc_ns.h: the initial pid namespace's inode number, fixed
+PROC_PID_INIT_INO = 0xEFFFFFFC
 
 
 class RuleStatus(msgspec.Struct, frozen=True):
@@ -137,6 +158,32 @@ class RuleStatus(msgspec.Struct, frozen=True):
 def kernel_dev(st_dev: int) -> int:
     """A user-space dev_t as the kernel's s_dev (major << 20 | minor)."""
     return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
+def own_kernel_pid() -> int:
+    """This process's id as BPF programs see it (the initial pid namespace's).
+
+    In a child pid namespace ``os.getpid()`` is another number: the id is
+    then read from /proc when /proc is the initial namespace's.
+
+    Raises:
+        ConfigError: the id cannot be known from here.
+    """
+    try:
+        if os.stat("/proc/self/ns/pid").st_ino == PROC_PID_INIT_INO:
+            return os.getpid()
+        # NSpid's first id is in the namespace of the /proc mount
+        if os.stat("/proc/1/ns/pid").st_ino == PROC_PID_INIT_INO:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("NSpid:"):
+                        return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    raise ConfigError(
+        "exclusion self: this process runs in a pid namespace of its own and /proc does not show its id in the "
+        "initial one; run the sensor in the host's pid namespace (docker --pid=host) or set exclude_self=False"
+    )
 
 
 def cgroup2_root() -> str:
@@ -225,6 +272,10 @@ def resolve(rule: Exclusion) -> Resolved:
         if rule.pid <= 0 or not os.path.exists(f"/proc/{rule.pid}"):
             raise ConfigError(f"exclusion pid {rule.pid}: no such process")
         return Resolved("", b"", desc | lib.EXCL_STICKY, frozenset({rule.pid}))
+    if isinstance(rule, ExcludeSelf):
+        # sticky without descendants: kept across the process's own exec,
+        # never passed on at fork
+        return Resolved("", b"", lib.EXCL_STICKY, frozenset({own_kernel_pid()}))
     if isinstance(rule, ExcludeCgroup):
         root = cgroup2_root()
         if rule.path.startswith("/"):

@@ -148,7 +148,8 @@ class Sensor:
         use_ebpf, why = self._choose_provider()
         if use_ebpf and bpf_kinds:
             try:
-                self._ebpf = EbpfSource(bpf_kinds, cfg)
+                # the sensor's own process first (Config.exclude_self), then the configured rules
+                self._ebpf = EbpfSource(bpf_kinds, msgspec.structs.replace(cfg, exclusions=cfg.active_exclusions))
                 self._sources.append(self._ebpf)
                 self._provider, self._provider_reason = "ebpf", why
                 self._complete_ebpf(bpf_kinds)
@@ -218,7 +219,7 @@ class Sensor:
         # logins too: the provider receives their records anyway
         audit = AuditProvider(
             cfg.enabled_kinds & AuditProvider.available_kinds,
-            exclusions=cfg.exclusions,
+            exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
         )
@@ -509,10 +510,13 @@ class Sensor:
         their ids and counters. All or nothing: on an invalid rule, or one
         the kernel's maps cannot take, nothing changes.
 
+        The sensor's own process stays excluded while ``Config.exclude_self``
+        is set: its rule is kept whatever ``rules`` says.
+
         Raises:
             ConfigError: an invalid rule, or more than MAX_RULES rules.
         """
-        self._table().apply(rules)
+        self._table().apply(msgspec.structs.replace(self.config, exclusions=tuple(rules)).active_exclusions)
 
     # --- state -------------------------------------------------------------------
 
@@ -577,4 +581,11 @@ class Sensor:
             exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
             process_context=self._context.health() if self._context is not None and self._started else None,
             transport=self._ebpf.transport if self._ebpf is not None else "",
+            exclusions=self._rules_in_force(),
         )
+
+    def _rules_in_force(self) -> list[RuleStatus]:
+        if self._ebpf is not None and self._ebpf.exclusions is not None:
+            return self._ebpf.exclusions.list()
+        audit = next((src for src in self._sources if isinstance(src, AuditProvider)), None)
+        return [RuleStatus(i, rule, {}, 0) for i, rule in enumerate(audit.exclusions)] if audit is not None else []

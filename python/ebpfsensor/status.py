@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .exclusions import Exclusion
+from .exclusions import Exclusion, RuleStatus
 from .host.capabilities import Capabilities
 
 __all__ = [
@@ -193,13 +193,16 @@ class SkippedExclusion(msgspec.Struct, frozen=True):
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     """The health report: which supplementary event subsystem runs and why,
-    what each kind gets, the counters, and the configured exclusions that
-    could not be installed (a rule that no longer resolves never stops the
-    sensor: it is skipped, logged and listed here).
+    what each kind gets, the counters, the exclusions in force
+    (``exclusions``: the sensor's own process first while
+    ``Config.exclude_self`` is set; hits are counted by the eBPF provider
+    only) and the configured exclusions that could not be installed (a
+    rule that no longer resolves never stops the sensor: it is skipped,
+    logged and listed here).
 
     ``transport`` is how eBPF records leave the kernel: ``ring`` (BPF ring
     buffers, 5.8), ``perf`` (perf event arrays, on older kernels), or empty
-    without eBPF. Kinds the eBPF objects cannot serve on a kernel (their
+    without eBPF. Kinds the perf objects cannot serve on a kernel (their
     hooks refused) come from the audit provider beside it where it runs:
     their ``kinds`` entry names the source.
     """
@@ -213,6 +216,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     log_file: str | None
     exclusions_skipped: list[SkippedExclusion] = msgspec.field(default_factory=list)
     process_context: ProcessContextHealth | None = None
+    exclusions: list[RuleStatus] = msgspec.field(default_factory=list)
     transport: str = ""
 
 

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`make bench`: delivery throughput, the decode step, exec overhead, overhead
-on monitored workloads, the sustained rate without loss, the footprint,
-native JSON vs ECS vs OCSF with the exporters' delivery rates, and seeding
-the process table by task iterator vs /proc scan, as ratios measured in one
-run.
+"""`make bench`: delivery throughput, the decode step (and network records' with
+addresses as bytes and as text), exec overhead, overhead on monitored
+workloads, the sustained rate without loss, the footprint, native JSON vs
+ECS vs OCSF with the exporters' delivery rates, and seeding the process
+table by task iterator vs /proc scan, as ratios measured in one run.
 
 Benchmarks assert nothing about speed; they fail loudly when a configuration
 did not actually run (no records delivered, no program runs counted, a
@@ -34,7 +34,7 @@ from ebpfsensor.events import Event, decode
 from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
-from . import cbench, context, overhead, schemas, seed, sustained
+from . import addresses, cbench, context, overhead, schemas, seed, sustained
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -328,7 +328,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
         "--only",
-        default="delivery,exec,overhead,sustained,footprint,schemas,context,seed",
+        default="delivery,addresses,exec,overhead,sustained,footprint,schemas,context,seed",
         help="comma-separated sections to run",
     )
     args = parser.parse_args()
@@ -343,11 +343,12 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
         "python": platform.python_version(),
     }
-    cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "sustained"} else None
+    cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "addresses", "sustained"} else None
     sections: dict[str, Callable[[], None]] = {
         "delivery": lambda: results.update(
             delivery_small=bench_delivery(cb, False, n, reps), delivery_large=bench_delivery(cb, True, n, reps)
         ),
+        "addresses": lambda: results.update(addresses=addresses.bench(cb, n, reps)),
         "exec": lambda: results.update(exec=bench_exec(500 if args.quick else 2000, reps)),
         "overhead": lambda: results.update(overhead=overhead.overhead(OUT, reps, args.quick)),
         "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
@@ -388,6 +389,8 @@ def main() -> int:
                 f"  {r['record']:32} {d['ours_ns_per_event']:14.0f} {d['transcode_ns_per_event']:16.0f}"
                 f" {d['msgspec_ns_per_event']:16.0f} {d['ratio']:6.2f}x"
             )
+    if "addresses" in results:
+        addresses.report(results["addresses"])
     if "exec" in results:
         e = results["exec"]
         print(f"{'fork+exec of /bin/true (CPU 0)':34} {'nothing':>14} {'sensor':>16} {'ratio':>7}")

@@ -61,7 +61,7 @@ def capture(seconds: float, limit: int) -> list[Any]:
         srv.close()
 
     me = os.getpid()
-    with tempfile.TemporaryDirectory() as tmp, ebpfsensor.Sensor() as sensor:
+    with tempfile.TemporaryDirectory() as tmp, ebpfsensor.Sensor(exclude_self=False) as sensor:
         worker = threading.Thread(target=workload, args=(tmp,))
         worker.start()
         events: list[Any] = []

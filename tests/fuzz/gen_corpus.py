@@ -23,6 +23,7 @@ from ebpfsensor.events._layout import (
     ES_BOOL,
     ES_BYTES,
     ES_CSTR,
+    ES_INADDR,
     ES_OPTBOOL,
     ES_S,
     ES_TAIL_STR,
@@ -99,7 +100,7 @@ def record(
             value = bytes([(i + (ints & 0xFF)) % 3])
         elif f.kind == ES_CSTR:
             value = f.name.encode()[: f.size - 1].ljust(f.size, b"\0")
-        elif f.kind == ES_BYTES:
+        elif f.kind in (ES_BYTES, ES_INADDR):
             value = bytes(range(f.size))
         else:
             continue
@@ -170,6 +171,16 @@ def seeds() -> Iterable[tuple[str, bytes]]:
                 record(spec, fixed={i: "\u00e9".encode() * (f.size // 2)}),
                 record(spec, fixed={i: b"ab\xe2\x82" + b"\0" * (f.size - 4)}),  # cut in a character
             ]
+        # addresses by family: IPv4, IPv6 (zero runs, IPv4-mapped), others
+        addr_fields = [i for i, f in enumerate(spec.fields) if f.kind == ES_INADDR]
+        if addr_fields:
+            fam = next(i for i, f in enumerate(spec.fields) if f.offset == spec.fields[addr_fields[0]].aux)
+            v6 = [bytes(16), bytes(15) + b"\1", bytes(10) + b"\xff\xff\x7f\0\0\1", b"\xff" * 16, bytes([1, 0] * 8)]
+            yield f"{name}-addresses", fuzz_input([
+                record(spec, fixed={fam: struct.pack("<H", family), **{i: a for i in addr_fields}})
+                for family in (2, 10, 1, 0, 0xFFFF)
+                for a in v6
+            ])  # fmt: skip
         yield f"{name}-broken", fuzz_input(broken)
         yield f"{name}-broken-ring", fuzz_input(broken, flags=FLAG_RING, max_count=8)
 

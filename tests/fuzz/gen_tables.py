@@ -44,7 +44,7 @@ def main(out: Path) -> None:
         for i in range(r.nfields):
             f = r.fields[i]
             key = ffi.buffer(f.key, f.key_len)[:]
-            lines.append(f"\t{{{f.kind}, {f.offset}, {f.size}, {f.key_len}, {c_bytes(key)}}},")
+            lines.append(f"\t{{{f.kind}, {f.offset}, {f.size}, {f.key_len}, {c_bytes(key)}, {f.aux}, 0}},")
         lines += ["};", ""]
     lines.append("static const struct es_record es_fuzz_records[ES_FUZZ_NRECORDS] = {")
     for rtype in sorted(RECORDS):

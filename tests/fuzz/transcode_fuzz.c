@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include "consumer.h"
 #include "tables.h"
@@ -419,6 +421,23 @@ static void check_map(const uint8_t **pp, const uint8_t *end, const uint8_t *rec
 		case ES_BYTES:
 			CHECK(m.t == MP_BIN && m.n == f->size && !memcmp(m.data, v, f->size));
 			break;
+		case ES_INADDR: {
+			/* the text reads back as the address (libc's parser), by family */
+			uint16_t family = (uint16_t)le_n(rec + f->aux, 2);
+			uint8_t back[16];
+			char text[64];
+
+			CHECK(m.t == MP_STR && m.n < sizeof(text));
+			memcpy(text, m.data, m.n);
+			text[m.n] = 0;
+			if (family == AF_INET)
+				CHECK(inet_pton(AF_INET, text, back) == 1 && !memcmp(back, v, 4));
+			else if (family == AF_INET6)
+				CHECK(inet_pton(AF_INET6, text, back) == 1 && !memcmp(back, v, 16));
+			else
+				CHECK(m.n == 0);
+			break;
+		}
 		case ES_TAIL_STR:
 			n = le32(v);
 			tail += n;
@@ -720,6 +739,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			case ES_CSTR:
 			case ES_BYTES:
 				CHECK(f->size > 0);
+				break;
+			case ES_INADDR:
+				CHECK(f->size == 16 && f->aux + 2 <= r->fixed_size);
 				break;
 			default:
 				CHECK(0);

@@ -59,8 +59,9 @@ _hooks_seen: list[str] = []
 
 @pytest.fixture(scope="module")
 def sensor() -> Iterator[ebpfsensor.Sensor]:
-    """One sensor with every kind on, shared by a module's tests."""
-    with ebpfsensor.Sensor() as s:
+    """One sensor with every kind on, shared by a module's tests. The tests
+    make their events in this process, the sensor's: exclude_self is off."""
+    with ebpfsensor.Sensor(exclude_self=False) as s:
         if not _hooks_seen:
             _hooks_seen.extend(f"{name}={info.variant}" for name, info in sorted(s.hooks().items()))
         yield s

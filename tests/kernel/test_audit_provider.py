@@ -39,6 +39,8 @@ from ebpfsensor.events import (
     ProcessExit,
     ProcessFork,
 )
+from ebpfsensor.exclusions import ExcludeSelf
+from ebpfsensor.host import audit as ha
 from ebpfsensor.host.audit import AuditStatus, audit_status, list_rules, set_audit_enabled
 from ebpfsensor.host.syscalls import syscall_number
 from ebpfsensor.sources.audit_provider import KEY, STATE_PATH, AuditLockedError, AuditProvider
@@ -126,6 +128,9 @@ def events_field_by_field(tmp_path: Path, listener: socket.socket) -> None:
         assert h.kinds["file_open"].source == "audit" and h.kinds["file_open"].live
         assert h.kinds["process_fork"].source == "proc_connector"
         assert s.stats().audit_provider is not None
+        # the provider's own process (exclude_self): in every rule, and listed
+        assert [r.rule for r in h.exclusions] == [ExcludeSelf()]
+        assert all((ha.AUDIT_PID, ha.AUDIT_NOT_EQUAL, os.getpid()) in r.fields for r in our_rules())
 
         argv = [TRUE, "ebpfsensor audit", "two\twords", ""]
         before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
@@ -156,7 +161,8 @@ def events_field_by_field(tmp_path: Path, listener: socket.socket) -> None:
             conn, _ = listener.accept()
             conn.close()
             written = str(tmp_path.resolve() / "written.txt")
-            opened = wait_for(s.poll, seen, lambda e: isinstance(e, FileOpen) and e.path == written)
+            # one call, one event: the creating open is a FileCreate
+            opened = wait_for(s.poll, seen, lambda e: isinstance(e, (FileOpen, FileCreate)) and e.path == written)
             connect = wait_for(s.poll, seen, lambda e: isinstance(e, NetConnect) and e.pid == pid)
         finally:
             if child.stdin:
@@ -171,8 +177,8 @@ def events_field_by_field(tmp_path: Path, listener: socket.socket) -> None:
         assert (opened.arg_path, opened.created, opened.resolved) == ("written.txt", True, False)
         assert (opened.ino, opened.dev) == (st.st_ino, st.st_dev)
         assert opened.start_time_ns > 0 and opened.cgroup_id > 0
-        created = wait_for(s.poll, seen, lambda e: isinstance(e, FileCreate) and e.path == written)
-        assert (created.ino, created.created) == (st.st_ino, True)
+        assert type(opened) is FileCreate
+        assert not [e for e in seen if isinstance(e, (FileOpen, FileCreate)) and e.path == written and e is not opened]
 
         ren = wait_for(s.poll, seen, lambda e: isinstance(e, FileRename) and e.pid == pid)
         base = str(tmp_path.resolve())
@@ -211,6 +217,13 @@ def events_field_by_field(tmp_path: Path, listener: socket.socket) -> None:
         ap = stats.audit_provider
         assert ap.mode in ("receiver", "multicast") and ap.kinds["file_open"].delivered >= 1
         assert (ap.overruns, ap.undecodable) == (0, 0)
+
+
+def test_own_process_in_the_rules_only_when_asked() -> None:
+    with ebpfsensor.Sensor(provider="audit", kinds={"file_open"}, exclude_self=False, log_file=None) as s:
+        assert s.health().exclusions == []
+        rules = our_rules()
+        assert rules and not [f for r in rules for f in r.fields if f[0] == ha.AUDIT_PID]
 
 
 def locked() -> AuditStatus:

@@ -352,7 +352,9 @@ def test_a_reused_pid_does_not_inherit_a_stale_exclusion(public_dir: Path) -> No
     shutil.copy(os.path.realpath("/usr/bin/python3"), python)
     rule = ebpfsensor.ExcludeExecutable(str(python), descendants=True)
     kinds = {"process_exec", "process_fork", "process_exit"}
-    with ebpfsensor.Sensor(kinds=kinds, hook_variants={"tp"}, exclusions=(rule,), log_file=None) as s:
+    with ebpfsensor.Sensor(
+        kinds=kinds, hook_variants={"tp"}, exclusions=(rule,), exclude_self=False, log_file=None
+    ) as s:
         assert {h: i.variant for h, i in s.hooks().items()} == {"exec": "tp", "fork": "tp", "exit": "tp"}
         out = subprocess.run([str(python), "-I", "-S", "-c", THREAD_THEN_EXIT], capture_output=True, check=True)
         tid = int(out.stdout)
@@ -461,7 +463,7 @@ def test_a_path_rewritten_under_an_excluded_prefix_is_not_hidden(public_dir: Pat
     excluded = public_dir / "excluded"
     excluded.mkdir(mode=0o777)
     rule = ebpfsensor.ExcludePathPrefix(str(excluded))
-    with ebpfsensor.Sensor(kinds={"file_open"}, exclusions=(rule,), log_file=None) as s:
+    with ebpfsensor.Sensor(kinds={"file_open"}, exclusions=(rule,), exclude_self=False, log_file=None) as s:
         child = swap_while_blocked(fifo_of_length(public_dir, 200), excluded / "decoy")
         (e,) = wait_for(s, lambda e: isinstance(e, FileOpen) and e.tid == child["tid"] and mine(e, child))
         assert (e.path, e.path_source) == (str(excluded / "decoy"), PathSource.SYSCALL_ARG_UNCHECKED)

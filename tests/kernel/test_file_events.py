@@ -9,8 +9,11 @@ import errno
 import json
 import os
 import platform
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -265,7 +268,9 @@ def test_open_flags(sensor: ebpfsensor.Sensor, d: Path, name: str) -> None:
         fd = os.open(target, flags, 0o640)
     try:
         st = os.fstat(fd)
-        ev = one(sensor, FileOpen, since=clock.before, arg_path=str(target))
+        # every kind is on: an open that creates its file is a FileCreate
+        created = not existed and target != d
+        ev = one(sensor, FileCreate if created else FileOpen, since=clock.before, arg_path=str(target))
     finally:
         os.close(fd)
     check_header(ev, clock, nrs("openat", "open"), fd)
@@ -275,7 +280,7 @@ def test_open_flags(sensor: ebpfsensor.Sensor, d: Path, name: str) -> None:
     assert ev.dirfd == AT_FDCWD
     assert ev.path == str(target)
     assert ev.resolved
-    assert ev.created == (not existed and target != d)
+    assert ev.created == created
     assert (ev.ino, ev.dev) == (st.st_ino, st.st_dev)
     assert not ev.path_truncated and not ev.arg_path_truncated
 
@@ -356,7 +361,7 @@ def test_open_openat2_and_creat(sensor: ebpfsensor.Sensor, d: Path) -> None:
             fd = syscall("openat2", dfd, b"two.txt", ctypes.byref(how), ctypes.sizeof(how))
         assert fd >= 0
         os.close(fd)
-        ev = one(sensor, FileOpen, arg_path="two.txt")
+        ev = one(sensor, FileCreate, arg_path="two.txt")
         check_header(ev, clock, nrs("openat2"), fd)
         assert ev.flags == os.O_RDWR | os.O_CREAT | os.O_CLOEXEC and ev.mode == 0o600
         assert ev.dirfd == dfd and ev.created and ev.path == str(d / "two.txt")
@@ -367,7 +372,7 @@ def test_open_openat2_and_creat(sensor: ebpfsensor.Sensor, d: Path) -> None:
     with Clock() as clock:
         fd = syscall("creat", str(d / "c.txt").encode(), 0o644)
     os.close(fd)
-    ev = one(sensor, FileOpen, arg_path=str(d / "c.txt"))
+    ev = one(sensor, FileCreate, arg_path=str(d / "c.txt"))
     check_header(ev, clock, nrs("creat"), fd)
     assert ev.flags == os.O_CREAT | os.O_WRONLY | os.O_TRUNC and ev.mode == 0o644 and ev.created
 
@@ -380,7 +385,7 @@ def test_open_in_another_mount_namespace(sensor: ebpfsensor.Sensor, d: Path) -> 
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"mount -t tmpfs none {mnt} && : > {mnt}/x"]
         )
         assert proc.wait(10) == 0
-    ev = one(sensor, FileOpen, pid=proc.pid, arg_path=f"{mnt}/x")
+    ev = one(sensor, FileCreate, pid=proc.pid, arg_path=f"{mnt}/x")
     check_header(ev, clock, nrs("openat", "open"), ev.result, pid=proc.pid)
     assert ev.result >= 0 and ev.created and ev.resolved
     assert ev.path == f"{mnt}/x"
@@ -399,7 +404,7 @@ def test_paths_under_a_chroot_show_its_location(sensor: ebpfsensor.Sensor, d: Pa
             finally:
                 os._exit(0)
         assert os.waitpid(pid, 0)[1] == 0
-    ev = one(sensor, FileOpen, pid=pid, since=clock.before, arg_path="/jailed")
+    ev = one(sensor, FileCreate, pid=pid, since=clock.before, arg_path="/jailed")
     assert ev.resolved and ev.created and ev.path == str(d / "jailed")
     gone = one(sensor, FileUnlink, pid=pid, since=clock.before, arg_path="/jailed")
     assert gone.result == 0 and gone.path == str(d / "jailed")
@@ -459,7 +464,7 @@ def test_open_very_long_path_is_flagged(sensor: ebpfsensor.Sensor, d: Path, name
         fd = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=dfd)
         st = os.fstat(fd)
         os.close(fd)
-        ev = one(sensor, FileOpen, arg_path="leaf.txt", dirfd=dfd)
+        ev = one(sensor, FileCreate, arg_path="leaf.txt", dirfd=dfd)
         assert ev.result == fd and (ev.ino, ev.dev) == (st.st_ino, st.st_dev)
         assert ev.path_truncated and not ev.arg_path_truncated
         assert 0 < len(ev.path) < PATH_LEN
@@ -472,8 +477,8 @@ def test_open_very_long_path_is_flagged(sensor: ebpfsensor.Sensor, d: Path, name
             os.open("none", os.O_RDONLY, dir_fd=dfd)
         ev = one(sensor, FileOpen, arg_path="none", dirfd=dfd)
         assert ev.result == -errno.ENOENT and ev.path_truncated
-        stats = sensor.stats().kinds["file_open"]
-        assert stats.truncated >= 2
+        stats = sensor.stats().kinds
+        assert stats["file_create"].truncated >= 1 and stats["file_open"].truncated >= 1
     finally:
         os.close(dfd)
 
@@ -493,7 +498,7 @@ def test_open_odd_names_are_faithful(sensor: ebpfsensor.Sensor, d: Path, raw: by
     target = os.fsencode(d) + b"/" + raw
     fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(fd)
-    ev = Backlog.of(sensor).wait(lambda e: mine(FileOpen)(e) and os.fsencode(e.arg_path) == target)[0]
+    ev = Backlog.of(sensor).wait(lambda e: mine(FileCreate)(e) and os.fsencode(e.arg_path) == target)[0]
     assert os.fsencode(ev.path) == target and ev.created
     doc = to_json(ev)
     assert b"\n" not in doc  # escaped
@@ -503,35 +508,153 @@ def test_open_odd_names_are_faithful(sensor: ebpfsensor.Sensor, d: Path, raw: by
 # --- FileCreate -------------------------------------------------------------------
 
 
+def _calls_on(sensor: ebpfsensor.Sensor, clock: Clock, path: Path, marker: Path) -> list[Any]:
+    """Every FileOpen and FileCreate of this process on path since the
+    clock started: all of them, once the marker's open (made after the
+    calls, its record behind theirs in the ring) has arrived."""
+
+    def opens(on: Path) -> Callable[[Any], bool]:
+        return lambda e: mine(type(e), since=clock.before, path=str(on))(e) and type(e) in (FileOpen, FileCreate)
+
+    os.close(os.open(marker, os.O_RDONLY))
+    backlog = Backlog.of(sensor)
+    backlog.wait(opens(marker))
+    found = [e for e in backlog.events if opens(path)(e)]
+    backlog.events = [e for e in backlog.events if not opens(path)(e)]
+    return sorted(found, key=lambda e: e.ts_ns)
+
+
 def test_create_new_file_only(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    """One call, one event: with every kind on, an open that creates its
+    file is a FileCreate only; one that opens an existing file is a
+    FileOpen only, and so is a failed O_CREAT open (the file may exist)."""
     new = d / "new.txt"
+    (d / "marker").touch()
+    open_before = sensor.stats().kinds["file_open"]
     with Clock() as clock:
         fd = os.open(new, os.O_WRONLY | os.O_CREAT, 0o604)
         os.close(fd)
         # opening it again with O_CREAT creates nothing: an open, not a create
         fd2 = os.open(new, os.O_WRONLY | os.O_CREAT, 0o604)
         os.close(fd2)
-        # a failed O_CREAT open is a failed create
+        # a failed O_CREAT open created nothing: a failed open
         with pytest.raises(FileExistsError):
             os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    match = lambda e: type(e) in (FileOpen, FileCreate) and e.pid == os.getpid() and e.arg_path == str(new)  # noqa: E731
-    backlog = Backlog.of(sensor)
-    evs = backlog.wait(match, count=5)
-    time.sleep(0.2)
-    backlog.events += sensor.poll(0.1)
-    evs += [e for e in backlog.events if match(e)]
-    opens = sorted((e for e in evs if type(e) is FileOpen), key=lambda e: e.ts_ns)
-    creates = sorted((e for e in evs if type(e) is FileCreate), key=lambda e: e.ts_ns)
-    assert [e.result for e in opens] == [fd, fd2, -errno.EEXIST]
-    assert [e.result for e in creates] == [fd, -errno.EEXIST]
-    ev = creates[0]
+    evs = _calls_on(sensor, clock, new, d / "marker")
+    assert [(type(e), e.result) for e in evs] == [(FileCreate, fd), (FileOpen, fd2), (FileOpen, -errno.EEXIST)]
+    ev = evs[0]
     check_header(ev, clock, nrs("openat", "open"), fd)
     assert ev.created and ev.resolved and ev.path == str(new) and ev.mode == 0o604
     assert ev.flags == os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
     assert (ev.ino, ev.dev) == (os.stat(new).st_ino, os.stat(new).st_dev)
-    assert not opens[1].created
-    failed = creates[1]
+    again = evs[1]
+    assert not again.created and again.resolved and (again.ino, again.dev) == (ev.ino, ev.dev)
+    failed = evs[2]
     assert not failed.created and not failed.resolved and failed.path == str(new) and failed.ino == 0
+    # the open a FileCreate stands for was never made: neither dropped nor filtered
+    open_after = sensor.stats().kinds["file_open"]
+    assert (open_after.dropped, open_after.filtered) == (open_before.dropped, open_before.filtered)
+
+
+def test_create_is_an_open_when_file_create_is_off(d: Path) -> None:
+    """With FileCreate off, the creating open is one FileOpen saying it
+    created the file; nothing is counted for the kind that is off."""
+    new = d / "made.txt"
+    (d / "marker").touch()
+    with ebpfsensor.Sensor(kinds={"file_open"}, exclude_self=False, log_file=None) as s:
+        with Clock() as clock:
+            fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            fd2 = os.open(new, os.O_RDONLY | os.O_CREAT)
+            os.close(fd2)
+            with pytest.raises(FileExistsError):
+                os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        evs = _calls_on(s, clock, new, d / "marker")
+        assert [(type(e), e.result, e.created) for e in evs] == [
+            (FileOpen, fd, True),
+            (FileOpen, fd2, False),
+            (FileOpen, -errno.EEXIST, False),
+        ]
+        check_header(evs[0], clock, nrs("openat", "open"), fd)
+        assert evs[0].resolved and (evs[0].ino, evs[0].dev) == (os.stat(new).st_ino, os.stat(new).st_dev)
+        kinds = s.stats().kinds
+        assert (kinds["file_create"].produced, kinds["file_create"].filtered, kinds["file_create"].dropped) == (0, 0, 0)
+        assert kinds["file_open"].dropped == 0 and kinds["file_open"].produced >= 4
+
+
+def test_creations_alone_get_the_failed_creates(d: Path) -> None:
+    """With FileCreate the only file kind, a failed O_CREAT open is a
+    (failed) FileCreate; an open of an existing file is nothing."""
+    new = d / "only.txt"
+    (d / "marker").touch()
+    with ebpfsensor.Sensor(kinds={"file_create"}, exclude_self=False, log_file=None) as s:
+        with Clock() as clock:
+            fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            os.close(os.open(new, os.O_RDONLY | os.O_CREAT))
+            with pytest.raises(FileExistsError):
+                os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            # the marker: a created file, behind the others in the ring
+            os.close(os.open(d / "marker2", os.O_WRONLY | os.O_CREAT, 0o600))
+        backlog = Backlog.of(s)
+        backlog.wait(mine(FileCreate, since=clock.before, path=str(d / "marker2")))
+        evs = [e for e in backlog.events if mine(FileCreate, since=clock.before, path=str(new))(e)]
+        assert [(e.result, e.created) for e in sorted(evs, key=lambda e: e.ts_ns)] == [
+            (fd, True),
+            (-errno.EEXIST, False),
+        ]
+        assert not [e for e in backlog.events if type(e) is FileOpen]
+
+
+def test_o_creat_does_not_move_a_failed_open_to_another_kind(sensor: ebpfsensor.Sensor) -> None:
+    """An unprivileged reader adding O_CREAT to its probe of a file it may
+    not read (O_CREAT does nothing to an existing file) is still reported
+    as a failed FileOpen: a rule on failed opens sees it."""
+    public = Path(tempfile.mkdtemp(prefix="ebpfsensor-probe-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        secret = public / "secret"
+        secret.write_text("x")
+        secret.chmod(0o600)
+        probe = "import os, sys\ntry:\n    os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT)\nexcept OSError:\n    pass"
+        # the system's interpreter: the one running the tests may not be another user's to run
+        python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+        with Clock() as clock:
+            proc = subprocess.Popen([python, "-I", "-S", "-c", probe, str(secret)], user=65534, group=65534, cwd="/")
+            assert proc.wait(10) == 0
+        ev = one(sensor, FileOpen, pid=proc.pid, since=clock.before, arg_path=str(secret))
+        assert (ev.result, ev.uid, ev.flags & os.O_CREAT) == (-errno.EACCES, 65534, os.O_CREAT)
+        assert not [e for e in Backlog.of(sensor).events if type(e) is FileCreate and e.pid == proc.pid]
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
+
+
+def test_each_action_is_one_event(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    """With every kind on, an action the kernel might be thought to report
+    twice is one event: a rename over an existing file (no FileUnlink of
+    the file it replaced), an O_TRUNC open of an existing file, creat()."""
+    (d / "src").write_text("new")
+    (d / "dst").write_text("old")
+    (d / "trunc").write_text("x")
+    (d / "marker").touch()
+    with Clock() as clock:
+        os.rename(d / "src", d / "dst")
+        os.close(os.open(d / "trunc", os.O_WRONLY | os.O_TRUNC))
+        creat = _NR["creat"] is not None
+        if creat:
+            os.close(syscall("creat", str(d / "made").encode(), 0o600))
+        os.close(os.open(d / "marker", os.O_RDONLY))
+    backlog = Backlog.of(sensor)
+    backlog.wait(mine(FileOpen, since=clock.before, path=str(d / "marker")))
+    names = {str(d / n) for n in ("src", "dst", "trunc", "made")}
+    got = [
+        (e.kind, e.path)
+        for e in sorted(backlog.events, key=lambda e: e.ts_ns)
+        if e.pid == os.getpid() and e.ts_ns >= clock.before and e.path in names
+    ]
+    backlog.events = [e for e in backlog.events if not (e.pid == os.getpid() and e.path in names)]
+    want = [("file_rename", str(d / "src")), ("file_open", str(d / "trunc"))]
+    assert got == want + ([("file_create", str(d / "made"))] if creat else [])
 
 
 def test_create_by_mknod(sensor: ebpfsensor.Sensor, d: Path, cwd: Path) -> None:
@@ -710,7 +833,9 @@ def test_rename_target_variant(d: Path, variant: str) -> None:
     """Each variant forced in turn: where this kernel runs it, renames report
     the truth through it; where it does not, the hook says why, file_rename
     is reported partly unavailable, and renames still arrive, unknown."""
-    with ebpfsensor.Sensor(kinds={"file_rename"}, hook_variants={variant, "tp"}, log_file=None) as s:
+    with ebpfsensor.Sensor(
+        kinds={"file_rename"}, hook_variants={variant, "tp"}, exclude_self=False, log_file=None
+    ) as s:
         info = s.hooks()["rename_target"]
         health = s.health().kinds["file_rename"]
         assert health.live and health.source == "ebpf:" + ",".join(sorted({"tp", variant} if info.variant else {"tp"}))
@@ -955,7 +1080,7 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
     never silently, and paths are the caller's strings."""
     kinds = set(PATH_HOOKS.values())
     refusal = {**_RENAME_TARGET_REFUSAL, "kprobe": ("has no kprobes", "security_path_")}[variant]
-    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, exclude_self=False, log_file=None) as s:
         hooks, health = s.hooks(), s.health().kinds
         # a trampoline that cannot take a struct by value (security_path_chown's
         # kuid_t on 5.10) leaves its hook out, saying why
@@ -990,7 +1115,7 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
 def test_open_dedup_window(d: Path) -> None:
     f = d / "noisy.txt"
     f.write_text("x")
-    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000) as s:
+    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000, exclude_self=False) as s:
         with Clock() as clock:
             for _ in range(5):
                 os.close(os.open(f, os.O_RDONLY))
@@ -1050,7 +1175,7 @@ def _loaded_programs() -> set[int]:
 
 def test_kinds_are_independent(d: Path) -> None:
     before = _my_programs()
-    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}) as s:
+    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}, exclude_self=False) as s:
         hooks = {h for h, info in s.hooks().items() if info.variant}
         # the lifecycle hooks are always attached (they keep exclusion state)
         assert {"exec", "fork", "exit"} <= hooks

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import socket
 import uuid
@@ -12,16 +14,19 @@ from typing import Any
 import pytest
 from _sysevents import Header, check_header, collect, in_child
 
-from ebpfsensor.events import NetAccept, NetBind, NetConnect, NetListen
+from ebpfsensor import schema
+from ebpfsensor.events import NetAccept, NetBind, NetConnect, NetListen, to_json
 
 pytestmark = pytest.mark.bpf
 
 NET = (NetConnect, NetAccept, NetBind, NetListen)
-ZERO = bytes(16)
+# an IP socket's address when it has none
+UNSET = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
 
 
-def packed(family: int, host: str) -> bytes:
-    return socket.inet_pton(family, host).ljust(16, b"\0")
+def canonical(family: int, host: str) -> str:
+    """An address as the events write it: the kernel's bytes, as text."""
+    return str(ipaddress.ip_address(socket.inet_ntop(family, socket.inet_pton(family, host))))
 
 
 def net_events(sensor: Any, who: Header | dict[str, Any], count: int) -> list[Any]:
@@ -31,9 +36,10 @@ def net_events(sensor: Any, who: Header | dict[str, Any], count: int) -> list[An
 
 def check_socket(e: Any, **want: Any) -> None:
     """The socket fields; those not given must be zero or empty."""
+    unset = UNSET.get(want.get("family", 0), "")
     base = {
         "family": 0, "sock_type": socket.SOCK_STREAM, "protocol": 0, "flags": 0, "backlog": 0,
-        "local_port": 0, "remote_port": 0, "local_addr": ZERO, "remote_addr": ZERO,
+        "local_port": 0, "remote_port": 0, "local_addr": unset, "remote_addr": unset,
         "local_path": "", "remote_path": "",
     }  # fmt: skip
     base.update(want)
@@ -43,7 +49,7 @@ def check_socket(e: Any, **want: Any) -> None:
 @pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
 def test_tcp_bind_listen_connect_accept(sensor: Any, family: int, host: str) -> None:
     h = Header()
-    addr = packed(family, host)
+    addr = canonical(family, host)
     with socket.socket(family, socket.SOCK_STREAM) as srv, socket.socket(family, socket.SOCK_STREAM) as cli:
         srv.bind((host, 0))
         port = srv.getsockname()[1]
@@ -82,6 +88,41 @@ def test_tcp_bind_listen_connect_accept(sensor: Any, family: int, host: str) -> 
                 local_addr=addr, local_port=port, remote_addr=addr, remote_port=cport,
             )  # fmt: skip
             assert (accept.local_address, accept.remote_address) == (host, host)
+
+
+@pytest.mark.parametrize(
+    ("family", "host", "ip"),
+    [
+        (socket.AF_INET, "127.0.0.1", ipaddress.IPv4Address("127.0.0.1")),
+        (socket.AF_INET6, "::1", ipaddress.IPv6Address("::1")),
+        # a dual-stack socket reaching IPv4: RFC 5952's mixed notation
+        (socket.AF_INET6, "::ffff:127.0.0.1", ipaddress.IPv6Address("::ffff:7f00:1")),
+    ],
+    ids=["ipv4", "ipv6", "ipv4-mapped"],
+)
+def test_addresses_are_ipaddress_objects_and_canonical_text(sensor: Any, family: int, host: str, ip: Any) -> None:
+    h = Header()
+    with socket.socket(family, socket.SOCK_STREAM) as srv, socket.socket(family, socket.SOCK_STREAM) as cli:
+        srv.bind((host, 0))
+        port = srv.getsockname()[1]
+        srv.listen(1)
+        cli.connect((host, port))
+        conn, _ = srv.accept()
+        conn.close()
+        _, _, connect, accept = net_events(sensor, h, 4)
+    assert isinstance(connect, NetConnect) and isinstance(accept, NetAccept)
+    # the Structs: text, and ipaddress objects of the right version
+    assert (connect.remote_addr, connect.local_addr, accept.local_addr) == (host, host, host)
+    assert connect.remote_ip == ip and type(connect.remote_ip) is type(ip) and accept.remote_ip == ip
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        assert connect.remote_ip.ipv4_mapped == ipaddress.IPv4Address("127.0.0.1")
+    # JSON, ECS and OCSF: the same text
+    native = json.loads(to_json(connect))
+    assert (native["remote_addr"], native["local_addr"], native["remote_port"]) == (host, host, port)
+    ecs = schema.ecs(connect)
+    assert (ecs["destination"]["ip"], ecs["source"]["ip"], ecs["related"]["ip"]) == (host, host, [host, host])
+    ocsf = schema.ocsf(accept)
+    assert (ocsf["src_endpoint"]["ip"], ocsf["dst_endpoint"]["ip"]) == (host, host)
 
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
@@ -160,7 +201,7 @@ def test_connect_refused(sensor: Any, family: int, host: str) -> None:
         assert connect.errno == 111 and connect.fd == cli.fileno()
         # the peer asked for; the failed socket is back to unbound
         check_socket(
-            connect, family=family, protocol=socket.IPPROTO_TCP, remote_addr=packed(family, host), remote_port=port
+            connect, family=family, protocol=socket.IPPROTO_TCP, remote_addr=canonical(family, host), remote_port=port
         )
 
 
@@ -195,7 +236,7 @@ def test_bind_eacces_unprivileged(sensor: Any) -> None:
     check_header(bind, out["header"], "bind", -13)
     assert bind.fd == out["fd"]
     check_socket(
-        bind, family=socket.AF_INET, protocol=socket.IPPROTO_TCP, local_addr=packed(socket.AF_INET, "127.0.0.1"),
+        bind, family=socket.AF_INET, protocol=socket.IPPROTO_TCP, local_addr=canonical(socket.AF_INET, "127.0.0.1"),
         local_port=80,
     )  # fmt: skip
 
@@ -204,7 +245,7 @@ def test_disabled_kinds_cost_no_events(sensor: Any) -> None:
     """Only the enabled kind is reported (the others' programs are not even loaded)."""
     import ebpfsensor
 
-    with ebpfsensor.Sensor(kinds={"net_listen"}) as s:
+    with ebpfsensor.Sensor(kinds={"net_listen"}, exclude_self=False) as s:
         # net hooks of the one kind only (the lifecycle hooks are always there)
         assert {h for h, i in s.hooks().items() if i.variant} == {"listen_enter", "listen_exit", "exec", "fork", "exit"}
         h = Header()
@@ -237,7 +278,7 @@ def test_accept_eagain_is_filtered_not_sent(sensor: Any) -> None:
 
 @pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
 def test_udp_bind_connect(sensor: Any, family: int, host: str) -> None:
-    addr = packed(family, host)
+    addr = canonical(family, host)
     h = Header()
     with socket.socket(family, socket.SOCK_DGRAM) as a, socket.socket(family, socket.SOCK_DGRAM) as b:
         a.bind((host, 0))

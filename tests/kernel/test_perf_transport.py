@@ -27,7 +27,7 @@ KINDS = frozenset({"process_exec", "process_fork", "process_exit", "net_connect"
 
 @pytest.fixture(scope="module")
 def perf_sensor() -> Any:
-    with ebpfsensor.Sensor(Config(transport="perf", kinds=KINDS, log_file=None)) as s:
+    with ebpfsensor.Sensor(Config(transport="perf", kinds=KINDS, log_file=None, exclude_self=False)) as s:
         yield s
 
 
@@ -92,6 +92,7 @@ def test_losses_counted_per_kind_and_reconciled() -> None:
         wakeup_bytes=4096,
         process_context=False,
         log_file=None,
+        exclude_self=False,
     )
     cpus = os.sched_getaffinity(0)
     target = subprocess.Popen(["/bin/sleep", "60"])

@@ -100,7 +100,7 @@ def early(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess
 @pytest.fixture(scope="module")
 def sensor(early: Any) -> Iterator[ebpfsensor.Sensor]:
     """Started after `early`; the hash size budget is 8 MiB."""
-    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, hash_max_file_bytes=8 << 20) as s:
+    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, hash_max_file_bytes=8 << 20, exclude_self=False) as s:
         yield s
 
 

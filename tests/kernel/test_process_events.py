@@ -171,7 +171,9 @@ def test_deep_cwd(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", ["btf", "raw", "tp"])
 def test_each_hook_variant(variant: str) -> None:
     # the process kinds only: a sensor with every kind takes seconds to close
-    with ebpfsensor.Sensor(hook_variants={variant}, kinds={"process_exec", "process_fork", "process_exit"}) as s:
+    with ebpfsensor.Sensor(
+        hook_variants={variant}, kinds={"process_exec", "process_fork", "process_exit"}, exclude_self=False
+    ) as s:
         lifecycle = {h: i.variant for h, i in s.hooks().items() if h in ("exec", "fork", "exit")}
         assert lifecycle == {"exec": variant, "fork": variant, "exit": variant}
         p = subprocess.Popen([TRUE, variant])

@@ -112,6 +112,8 @@ def test_health_cli_text_and_json(tmp_path: Path) -> None:
     assert doc["capabilities"]["kernel_release"] == os.uname().release
     assert doc["kinds"]["process_exec"]["source"].startswith("ebpf:")
     assert set(doc["counters"]) >= {"delivered", "dropped", "undecodable"}
+    # the sensor's own process, excluded by default, listed with its hits
+    assert [(r["id"], r["rule"]) for r in doc["exclusions"]] == [(0, {"type": "self"})]
     subprocess.run(
         [
             sys.executable,
@@ -138,6 +140,8 @@ def test_health_cli_text_and_json(tmp_path: Path) -> None:
     assert "supplementary_events_subsystem: proc_connector" in text
     assert "ebpf: false (eBPF disabled by configuration)" in text
     assert "process_exec     live  proc_connector" in text
+    # the process connector applies no exclusions
+    assert "\nexclusions: -\nlog file: " in text
 
 
 def test_probe_reports_real_loads() -> None:

@@ -54,8 +54,10 @@ def _activity(tmp: str) -> dict[str, Any]:
     assert true.wait() == 0
     done["true"] = true.pid
     path = os.path.join(tmp, "f")
-    with open(path, "w") as f:  # file_open, file_create
+    with open(path, "w") as f:  # file_create (one event: it creates the file)
         f.write("x")
+    with open(path) as f:  # file_open
+        f.read()
     os.chmod(path, 0o640)
     os.chown(path, os.getuid(), os.getgid())
     os.link(path, path + ".hard")
@@ -190,6 +192,8 @@ def _check_fields(events: list[Any], done: dict[str, Any], tmp: str) -> None:
     assert e["file.path"] == o["file.path"] == opened.path and opened.path.startswith(tmp)
     assert e["process.pid"] == o["actor.process.pid"] == os.getpid()
     assert (o["class_uid"], o["activity_id"], e["event.type"]) == (1001, 14, ["access"])
+    created = _pick(events, "file_create", path=os.path.join(tmp, "f"))
+    assert created.created and created.ts_ns < opened.ts_ns
 
     renamed = _pick(events, "file_rename")
     e, o = flat(schema.ecs(renamed)), flat(schema.ocsf(renamed))

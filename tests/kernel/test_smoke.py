@@ -85,7 +85,7 @@ def test_tampered_object_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_exec_fork_exit_events(tmp_path: Path) -> None:
     argv = [TRUE, "smoke", "two words", "ünï"]
-    with ebpfsensor.Sensor(kinds={"process_exec", "process_fork", "process_exit"}) as sensor:
+    with ebpfsensor.Sensor(kinds={"process_exec", "process_fork", "process_exit"}, exclude_self=False) as sensor:
         hooks = {name: h.variant for name, h in sensor.hooks().items()}
         assert set(hooks) == {"exec", "fork", "exit"} and all(hooks.values()), hooks
         before = time.clock_gettime_ns(time.CLOCK_BOOTTIME)

@@ -44,7 +44,7 @@ from ebpfsensor.events import (
     Setsid,
     Umount,
 )
-from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix, ExcludeUid
+from ebpfsensor.exclusions import ExcludeExecutable, ExcludeName, ExcludePathPrefix, ExcludeSelf, ExcludeUid
 from ebpfsensor.host import audit as ha
 from ebpfsensor.host.audit import AuditRule, AuditStatus, decode_rule, encode_rule
 from ebpfsensor.sources import audit_provider as ap
@@ -841,14 +841,27 @@ def test_exec_argv_split_over_records_and_hex_encoded() -> None:
 
 
 def test_open_that_created_a_file() -> None:
-    opened = one(OPEN_CREATE, FileOpen)
-    created = one(OPEN_CREATE, FileCreate)
+    # one call, one event: a FileCreate with every kind on, a FileOpen
+    # saying it created the file when file_create is off
+    (created,) = replay(OPEN_CREATE)
+    (opened,) = replay(OPEN_CREATE, kinds=ap.AuditProvider.available_kinds - {"file_create"})
+    assert (type(created), type(opened)) == (FileCreate, FileOpen)
+    assert replay(OPEN_CREATE, kinds={"process_exec"}) == []
     for e in (opened, created):
         common(e)
         assert (e.result, e.syscall_nr, e.dirfd, e.flags, e.mode) == (3, 257, AT_FDCWD, 0o2000101, 0o640)
         assert (e.path, e.arg_path, e.created, e.resolved) == ("/tmp/ap/w2/new.txt", "new.txt", True, False)
         assert (e.ino, e.dev) == (2149624, os.makedev(0xFE, 0))
         assert not e.path_truncated and not e.arg_path_truncated
+
+
+def test_a_failed_o_creat_open_is_an_open_unless_creations_alone() -> None:
+    # the failed openat of OPEN_FAILED_DIRFD, with O_CREAT|O_WRONLY added by the caller
+    creat = [(t, x.replace(" a2=80000 ", " a2=80041 ")) for t, x in OPEN_FAILED_DIRFD]
+    (e,) = replay(creat)
+    assert (type(e), e.result, e.flags, e.created) == (FileOpen, -2, 0o2000101, False)
+    (e,) = replay(creat, kinds={"file_create"})
+    assert (type(e), e.result) == (FileCreate, -2)
 
 
 def test_failed_open_relative_to_a_directory_fd() -> None:
@@ -905,8 +918,11 @@ def test_network_calls_from_sockaddr() -> None:
     assert (e.local_address, e.local_port, e.remote_port) == ("127.0.0.1", 0, 0)
     e = one(BIND_INET6, NetBind)
     assert (e.family, e.local_address) == (10, "::1")
+    # the same Structs as the eBPF provider's: addresses as text
+    assert (e.local_addr, e.remote_addr, str(e.local_ip)) == ("::1", "::", "::1")
     e = one(BIND_ABSTRACT, NetBind)
     assert (e.family, e.local_path, e.local_address) == (1, "\0ebpfs-abstract", "@ebpfs-abstract")
+    assert (e.local_addr, e.remote_addr, e.local_ip) == ("", "", None)
     e = one(LISTEN, NetListen)
     assert (e.fd, e.backlog) == (3, 7)
     e = one(CONNECT_UNIX_FAILED, NetConnect)
@@ -975,6 +991,20 @@ def test_exclusions_applied_to_recorded_events(tmp_path: Path) -> None:
     p._excl = ap._Exclusions(p.exclusions)
     assert replay(RENAME_INTO_SUB + OPEN_CREATE, p) == []
     assert p.stats().kinds["file_rename"].excluded == 1
+
+
+def test_the_providers_own_process_is_excluded_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the recorded events are of pid 99000001: the provider's, as far as this test goes
+    monkeypatch.setattr(ap, "own_kernel_pid", lambda: 99000001)
+    p = AuditProvider(arches=X86, exclusions=(ExcludeSelf(),))
+    p._excl = ap._Exclusions(p.exclusions)
+    assert replay(OPEN_CREATE + RENAME_REPLACING, p) == []
+    assert p.stats().excluded == 2
+    # another process's events are not
+    monkeypatch.setattr(ap, "own_kernel_pid", lambda: 99000002)
+    p = AuditProvider(arches=X86, exclusions=(ExcludeSelf(),))
+    p._excl = ap._Exclusions(p.exclusions)
+    assert [type(e) for e in replay(OPEN_CREATE + RENAME_REPLACING, p)] == [FileCreate, FileRename]
 
 
 def serial_of(text: str, serial: int) -> str:

@@ -5,6 +5,7 @@ the rule made from a diagnostic's top initiator."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from ebpfsensor import Config, ConfigError, ExcludeCgroup, ExcludeExecutable, ExcludeName, ExcludePathPrefix
 from ebpfsensor._ffi import ffi, lib
 from ebpfsensor.diagnostic import DiagnosticCounters, EbpfStatistics, InitiatorCount, shared_executable
-from ebpfsensor.exclusions import PATH_PREFIX_MAX, resolve
+from ebpfsensor.exclusions import PATH_PREFIX_MAX, PROC_PID_INIT_INO, ExcludeSelf, own_kernel_pid, resolve
 from ebpfsensor.host.containers import find_cgroup2_root
 
 
@@ -184,3 +185,39 @@ def test_cgroup_rule_by_container_id(tmp_path: Path, monkeypatch: pytest.MonkeyP
         resolve(ExcludeCgroup(a[:12]))
     relative = resolve(ExcludeCgroup("/system.slice")).key
     assert relative == os.stat(tmp_path / "system.slice").st_ino.to_bytes(8, "little")
+
+
+def test_self_rule_names_this_process_alone() -> None:
+    if os.stat("/proc/self/ns/pid").st_ino != PROC_PID_INIT_INO:
+        pytest.skip("this process runs in a pid namespace of its own: its kernel pid is another number")
+    resolved = resolve(ExcludeSelf())
+    # by pid, kept across an exec, never passed on at fork
+    assert (resolved.map_name, resolved.seed_pids) == ("", frozenset({os.getpid()}))
+    assert resolved.flags == lib.EXCL_STICKY and not resolved.flags & lib.EXCL_DESCENDANTS
+    assert own_kernel_pid() == os.getpid()
+
+
+def test_self_rule_comes_first_unless_switched_off() -> None:
+    rules = (ExcludeName("noisy"),)
+    assert Config(exclusions=rules).active_exclusions == (ExcludeSelf(), *rules)
+    assert Config(exclusions=rules, exclude_self=False).active_exclusions == rules
+    # named in the configuration: where it was put, once
+    placed = (ExcludeName("noisy"), ExcludeSelf())
+    assert Config(exclusions=placed).active_exclusions == placed
+    cfg = msgspec.json.decode(b'{"exclude_self": false, "exclusions": [{"type": "self"}]}', type=Config)
+    assert (cfg.exclude_self, cfg.exclusions) == (False, (ExcludeSelf(),))
+
+
+def test_self_rule_in_a_pid_namespace_of_its_own_is_refused_saying_why() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = "from ebpfsensor.exclusions import own_kernel_pid as f\ntry:\n    f()\nexcept Exception as e:\n    print(e)"
+    try:
+        out = subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", code],
+            capture_output=True, text=True, env=env, timeout=60,
+        )  # fmt: skip
+    except FileNotFoundError:
+        pytest.skip("unshare(1) is not installed")
+    if out.returncode and "Operation not permitted" in out.stderr:
+        pytest.skip("creating a pid namespace needs privileges")
+    assert "pid namespace of its own" in out.stdout and "exclude_self=False" in out.stdout

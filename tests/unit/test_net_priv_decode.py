@@ -4,6 +4,9 @@ the C transcoder must agree, field for field."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import random
 import socket
 from typing import Any
 
@@ -83,7 +86,9 @@ def test_net_connect_ipv4() -> None:
     )
     e = both(raw)
     assert isinstance(e, events.NetConnect)
-    assert e.local_addr == bytes([10, 0, 0, 1]) + bytes(12)
+    # addresses are text, and ipaddress objects through local_ip/remote_ip
+    assert (e.local_addr, e.remote_addr) == ("10.0.0.1", "1.0.0.1")
+    assert (e.local_ip, e.remote_ip) == (ipaddress.IPv4Address("10.0.0.1"), ipaddress.IPv4Address("1.0.0.1"))
     assert (e.local_address, e.remote_address) == ("10.0.0.1", "1.0.0.1")
     assert (e.local_port, e.remote_port, e.result, e.errno) == (40000, 443, -13, 13)
     assert e.local_path == "" and e.remote_path == ""
@@ -96,7 +101,51 @@ def test_net_accept_ipv6_and_json() -> None:
     e = both(raw)
     assert isinstance(e, events.NetAccept)
     assert e.remote_address == "2001:db8::1" and e.local_address == "::"
-    assert b'"kind":"net_accept"' in events.to_json(e)
+    assert e.remote_ip == ipaddress.IPv6Address("2001:db8::1") and e.local_ip == ipaddress.IPv6Address("::")
+    doc = json.loads(events.to_json(e))
+    assert (doc["kind"], doc["remote_addr"], doc["local_addr"]) == ("net_accept", "2001:db8::1", "::")
+
+
+def test_net_ipv4_mapped_ipv6_is_written_as_rfc_5952_says() -> None:
+    mapped = socket.inet_pton(socket.AF_INET6, "::ffff:192.0.2.1")
+    raw = record(EventType.NET_CONNECT, net_fields(family=socket.AF_INET6, remote_addr=mapped))
+    e = both(raw)
+    assert e.remote_addr == "::ffff:192.0.2.1"
+    assert e.remote_ip.ipv4_mapped == ipaddress.IPv4Address("192.0.2.1")
+    assert json.loads(events.to_json(e))["remote_addr"] == "::ffff:192.0.2.1"
+
+
+def _addresses() -> list[bytes]:
+    """16-byte addresses: zero runs of every length and place (the "::" rules),
+    IPv4-mapped ones, and random ones, from a fixed seed."""
+    rnd = random.Random(5952)
+    words = [[rnd.choice([0, 0, 0, 1, 0xFFFF, 0x0DB8, 0xABC]) for _ in range(8)] for _ in range(1500)]
+    out = [b"".join(x.to_bytes(2, "big") for x in w) for w in words]
+    out += [bytes(10) + b"\xff\xff" + rnd.randbytes(4) for _ in range(200)]
+    out += [rnd.randbytes(16) for _ in range(300)]
+    return [*out, bytes(16), bytes(15) + b"\x01", b"\xff" * 16, bytes(10) + b"\xff\xff" + bytes(4)]
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, 0, 17])
+def test_addresses_as_text_agree_with_ipaddress(family: int) -> None:
+    """The C transcoder and the Python decoder write the same canonical text,
+    and it reads back as the same address."""
+    raws = _addresses()
+    records = [
+        record(EventType.NET_CONNECT, net_fields(family=family, local_addr=r, remote_addr=r[::-1])) for r in raws
+    ]
+    transcoded = BatchDecoder(max_batch=len(records)).transcode(records)
+    assert transcoded == [decode(r) for r in records]
+    for raw, e in zip(raws, transcoded, strict=True):
+        if family == socket.AF_INET:
+            assert e.local_ip == ipaddress.IPv4Address(raw[:4]) and e.local_addr == str(e.local_ip)
+        elif family == socket.AF_INET6:
+            ip = ipaddress.IPv6Address(raw)
+            assert e.local_ip == ip and e.remote_ip == ipaddress.IPv6Address(raw[::-1])
+            # RFC 5952: what ipaddress prints, but a mapped address in dotted form
+            assert e.local_addr == (f"::ffff:{ip.ipv4_mapped}" if ip.ipv4_mapped else str(ip)), raw.hex()
+        else:
+            assert (e.local_addr, e.remote_addr, e.local_ip, e.remote_ip) == ("", "", None, None)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
+import json
+import socket
 import struct
 import time
 import zlib
@@ -17,7 +20,7 @@ import pytest
 import ebpfsensor
 from ebpfsensor import RecordingError, ReplaySensor
 from ebpfsensor.cli import main
-from ebpfsensor.events import FileOpen, ProcessExec
+from ebpfsensor.events import FileOpen, ProcessExec, to_json
 from ebpfsensor.recording import (
     FORMAT_VERSION,
     EndFrame,
@@ -39,6 +42,7 @@ from ebpfsensor.testing import (
     make_file_open,
     make_fork,
     make_net_accept,
+    make_net_connect,
     use_scenario,
 )
 
@@ -533,6 +537,26 @@ def test_format1_recording() -> None:
     payload = [e for e in events if e.kind == "process_exec" and e.exe.endswith("/payload")]
     assert len(payload) == 1
     assert all(e.ts_ns >= events[0].ts_ns for e in events)
+    # its addresses were 16 bytes: they come back as this version's text
+    (accept,) = [e for e in events if e.kind == "net_accept"]
+    assert (accept.family, accept.local_addr, accept.remote_addr) == (socket.AF_INET, "127.0.0.1", "127.0.0.1")
+    assert accept.remote_ip == ipaddress.IPv4Address("127.0.0.1") and accept.local_port > 0
+    (bind,) = [e for e in events if e.kind == "net_bind"]
+    assert (bind.local_addr, bind.remote_addr, bind.local_port) == ("127.0.0.1", "0.0.0.0", accept.local_port)
+    unix = [e for e in events if e.kind == "net_connect"]
+    assert unix and all((e.family, e.remote_addr, e.remote_ip) == (socket.AF_UNIX, "", None) for e in unix)
+    assert json.loads(to_json(accept))["remote_addr"] == "127.0.0.1"
+
+
+def test_older_address_bytes_are_read_as_text() -> None:
+    from ebpfsensor.recording._format import event_from_builtins
+
+    new = make_net_connect(remote_address="::ffff:192.0.2.7", local_address="2001:db8::5")
+    old = msgspec.to_builtins(new)
+    old["remote_addr"] = ipaddress.IPv6Address("::ffff:192.0.2.7").packed
+    old["local_addr"] = ipaddress.IPv6Address("2001:db8::5").packed
+    back = event_from_builtins(old)
+    assert back == new and back.remote_addr == "::ffff:192.0.2.7" and back.local_addr == "2001:db8::5"
 
 
 def test_cli_replay_counts(capsys: pytest.CaptureFixture[str]) -> None:

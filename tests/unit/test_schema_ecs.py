@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Any
@@ -197,6 +198,28 @@ EXPECTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 def test_fields(kind: str, match: dict[str, Any], want: dict[str, Any]) -> None:
     f = flat(schema.ecs(first(kind, **match)))
     assert {k: f.get(k) for k in want} == want
+
+
+@pytest.mark.parametrize(
+    ("addr", "ip"),
+    [("203.0.113.7", "203.0.113.7"), ("::FFFF:203.0.113.7", "::ffff:203.0.113.7"), ("2001:DB8:0:0::1", "2001:db8::1")],
+)
+def test_login_addresses_are_printed_canonical(addr: str, ip: str) -> None:
+    """A login record's address, as PAM wrote it, is an IP: ECS and OCSF
+    print its canonical text, and keep the record's spelling as the address."""
+    e = msgspec.structs.replace(first("user_login", record_type="USER_LOGIN"), addr=addr)
+    assert e.ip == ipaddress.ip_address(addr)
+    f = flat(schema.ecs(e))
+    assert (f["source.ip"], f["related.ip"], f["source.address"]) == (ip, [ip], addr)
+    assert schema.ocsf(e)["src_endpoint"]["ip"] == ip
+
+
+def test_a_login_from_a_host_name_has_no_ip() -> None:
+    e = msgspec.structs.replace(first("user_login", record_type="USER_LOGIN"), addr="bastion.example.org")
+    assert e.ip is None
+    f = flat(schema.ecs(e))
+    assert (f.get("source.ip"), f["source.address"]) == (None, "bastion.example.org")
+    assert "ip" not in schema.ocsf(e).get("src_endpoint", {})
 
 
 def test_expectations_cover_every_kind() -> None:

@@ -42,7 +42,15 @@ def _print_health(h: Any) -> None:
         print(f"  {kind:16} {'live' if k.live else 'off':5} {k.source:16} {k.reason}")
     st = h.counters
     print(f"counters: delivered {st.delivered}, dropped {st.dropped}, undecodable {st.undecodable}")
+    rules = [f"{_rule_text(r.rule)} ({r.total} hits)" for r in h.exclusions]
+    print(f"exclusions: {'; '.join(rules) or '-'}")
     print(f"log file: {h.log_file or '-'}")
+
+
+def _rule_text(rule: Any) -> str:
+    """``executable /usr/bin/x descendants``, ``self``: a rule on one line."""
+    fields = msgspec.to_builtins(rule)
+    return " ".join([fields.pop("type"), *(k if v is True else str(v) for k, v in fields.items())])
 
 
 def cmd_health(args: argparse.Namespace) -> int:

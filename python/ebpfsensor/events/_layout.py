@@ -17,6 +17,7 @@ from .._text import fsdecode
 from ..errors import DecodeError
 from ._base import _Event
 from ._kinds import EVENT_CLASSES, Event
+from .net import ip_text
 
 __all__ = ["HEADER_SIZE", "MAX_RECORD_LEN", "RECORDS", "FieldSpec", "RecordSpec", "c_members", "decode"]
 
@@ -29,6 +30,7 @@ ES_TAIL_STR: int = lib.ES_TAIL_STR
 ES_TAIL_STRLIST: int = lib.ES_TAIL_STRLIST
 ES_BYTES: int = lib.ES_BYTES
 ES_OPTBOOL: int = lib.ES_OPTBOOL
+ES_INADDR: int = lib.ES_INADDR
 _HIDDEN = {"type", "size"}  # event_header members carried by the tag instead
 # filled in by the consumer, not in the record: the container id from the
 # cgroup cache, the process context from the process table
@@ -37,12 +39,14 @@ _USER_SPACE = {"container_id", "process", "parent"}
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """Where one Struct field lives in its C record."""
+    """Where one Struct field lives in its C record (ES_INADDR: ``aux`` is
+    the offset of the record's ``family``)."""
 
     name: str
     kind: int
     offset: int
     size: int
+    aux: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,11 @@ def _field_kind(name: str, annotation: Any, ctype: Any) -> int:
             raise TypeError(f"{name}: a char array decodes to str")
         return ES_CSTR
     if ctype.kind == "array" and ctype.item.cname == "uint8_t" and ctype.length is not None:
+        # an IP address (network order, IPv4 in the first 4 bytes) as text
+        if annotation is str and ctype.length == 16:
+            return ES_INADDR
         if annotation is not bytes:
-            raise TypeError(f"{name}: a __u8 array decodes to bytes")
+            raise TypeError(f"{name}: a __u8 array decodes to bytes, or a __u8[16] address to str")
         return ES_BYTES
     if ctype.kind != "primitive":
         raise TypeError(f"{name}: unsupported C type {ctype.cname}")
@@ -97,7 +104,9 @@ def _record_spec(cls: type[_Event]) -> RecordSpec:
     hints = typing.get_type_hints(cls)
     wanted = [f for f in cls.__struct_fields__ if f not in _USER_SPACE]
     fields: list[FieldSpec] = []
-    for name, offset, ft in c_members(ctype):
+    members = c_members(ctype)
+    family = next((o for n, o, t in members if n == "family" and t.cname == "uint16_t"), None)
+    for name, offset, ft in members:
         if name.startswith("_pad") or name in _HIDDEN:
             continue
         if name.endswith("_len") and name[:-4] in hints:
@@ -107,7 +116,11 @@ def _record_spec(cls: type[_Event]) -> RecordSpec:
             continue
         if name not in hints:
             raise TypeError(f"{cls.__name__} lacks a field for {cls.record}.{name}")
-        fields.append(FieldSpec(name, _field_kind(name, hints[name], ft), offset, ffi.sizeof(ft)))
+        kind = _field_kind(name, hints[name], ft)
+        if kind == ES_INADDR and family is None:
+            raise TypeError(f"{cls.__name__}.{name}: an address read as text needs a __u16 family in {cls.record}")
+        aux = family if kind == ES_INADDR and family is not None else 0
+        fields.append(FieldSpec(name, kind, offset, ffi.sizeof(ft), aux))
     got = [f.name for f in fields]
     if sorted(got) != sorted(wanted):
         raise TypeError(f"{cls.__name__} fields {wanted} do not match struct {cls.record} {got}")
@@ -173,6 +186,9 @@ def decode(record: bytes | bytearray | memoryview) -> Event:
             values[f.name] = fsdecode(buf[f.offset : f.offset + f.size].split(b"\0", 1)[0])
         elif f.kind == ES_BYTES:
             values[f.name] = buf[f.offset : f.offset + f.size]
+        elif f.kind == ES_INADDR:
+            (family,) = _UNPACK[(ES_U, 2)].unpack_from(buf, f.aux)
+            values[f.name] = ip_text(family, buf[f.offset : f.offset + f.size])
         else:
             (v,) = _UNPACK[(f.kind, f.size)].unpack_from(buf, f.offset)
             if f.kind == ES_BOOL:

@@ -123,6 +123,13 @@ class _FileOpenFields(_SyscallEvent, frozen=True, gc=False):
 class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     """A file was opened (open, openat, openat2, creat), or an open failed.
 
+    One call is one event: an open that created its file is reported as a
+    :class:`FileCreate` when that kind is collected, and as a FileOpen
+    (``created`` set) only when it is not. An O_CREAT open that failed is a
+    FileOpen (the file may have existed, and O_CREAT is the caller's to
+    add: it does not move a failed open to another kind), or a FileCreate
+    when FileCreate alone is collected.
+
     Attributes:
         result: the new fd, or -errno.
     """
@@ -132,8 +139,10 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
 
 
 class FileCreate(_FileOpenFields, frozen=True, gc=False, tag="file_create"):
-    """An open created a new file (``created``), or an open with O_CREAT
-    failed: same fields as :class:`FileOpen`, and reported besides it. Also
+    """An open created a new file (``created``): same fields as
+    :class:`FileOpen`, and reported instead of it (with this kind off, the
+    call is a FileOpen with ``created``). A failed O_CREAT open is a
+    FileCreate only when FileOpen is not collected. Also
     mknod/mknodat (``mode`` carries the file type, S_IFREG, S_IFIFO, ...;
     ``created`` when it succeeded; ``flags``, ``ino`` and ``dev`` are 0).
 

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
+
+from .net import IPAddress
 
 __all__ = ["UserLogin"]
 
@@ -26,7 +30,9 @@ class UserLogin(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="us
             when the record names none (``acct="?"``).
         terminal: ``/dev/pts/0``, ``ssh``, ``tty1``, ... ("" when unknown).
         hostname: the remote host name ("" when unknown).
-        addr: the remote address ("" when unknown or local).
+        addr: the remote address as the record gives it ("" when unknown
+            or local); ``ip`` has it as an ``ipaddress`` object when it is
+            an IP address.
         exe: the reporting program.
         success: ``res=success`` (False for ``res=failed``).
         message: the record's text as the kernel sent it.
@@ -48,6 +54,15 @@ class UserLogin(msgspec.Struct, frozen=True, gc=False, tag_field="kind", tag="us
     exe: str
     success: bool
     message: str
+
+    @property
+    def ip(self) -> IPAddress | None:
+        """``addr`` as an ``ipaddress.IPv4Address`` or ``IPv6Address``; None
+        when it is empty or not an IP address (a host name)."""
+        try:
+            return ipaddress.ip_address(self.addr) if self.addr else None
+        except ValueError:
+            return None
 
     @property
     def kind(self) -> str:

@@ -5,28 +5,53 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Union
 
 from ._base import EventType, _SyscallEvent
 
-__all__ = ["NetAccept", "NetBind", "NetConnect", "NetListen"]
+__all__ = ["IPAddress", "NetAccept", "NetBind", "NetConnect", "NetListen", "canonical", "ip_text"]
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
-def _address(family: int, raw: bytes, path: str) -> str:
+def canonical(ip: IPAddress) -> str:
+    """An address's canonical text: RFC 5952 for IPv6, an IPv4-mapped one as
+    ``::ffff:a.b.c.d`` (its section 5, and what Python 3.13 prints)."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return f"::ffff:{mapped}" if mapped is not None else str(ip)
+
+
+def ip_text(family: int, raw: bytes) -> str:
+    """The canonical text of an address from its bytes in network order
+    (IPv4 in the first 4); "" for families other than IPv4 and IPv6. The C
+    transcoder writes the same text."""
     if family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(raw[:4]))
+        return str(ipaddress.IPv4Address(bytes(raw[:4])))
     if family == socket.AF_INET6:
-        return str(ipaddress.IPv6Address(raw))
+        return canonical(ipaddress.IPv6Address(bytes(raw[:16])))
+    return ""
+
+
+def _address(family: int, ip: str, path: str) -> str:
     if family == socket.AF_UNIX:
         # an abstract name is shown as ss(8) shows it
         return "@" + path[1:] if path.startswith("\0") else path
-    return ""
+    return ip
+
+
+def _ip(text: str) -> IPAddress | None:
+    return ipaddress.ip_address(text) if text else None
 
 
 class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     """Fields of the network events (``struct net_event``).
 
-    ``local_address`` and ``remote_address`` give the address (IP or unix
-    name) as text. Fields a syscall does not have are zero or empty.
+    Addresses are text: ``local_addr`` and ``remote_addr`` hold an IP
+    address's canonical form, ``local_path`` and ``remote_path`` a unix
+    socket's name; ``local_ip`` and ``remote_ip`` give the IP address as an
+    ``ipaddress`` object, ``local_address`` and ``remote_address`` whichever
+    of the two the family has. Fields a syscall does not have are zero or
+    empty.
 
     Attributes:
         fd: the socket the syscall was given (for accept, the listening
@@ -40,10 +65,12 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
             unix).
         local_port: IPv4 and IPv6: the local port, in host order; else 0.
         remote_port: IPv4 and IPv6: the remote port, in host order; else 0.
-        local_addr: IPv4 and IPv6: the local address bytes in network order
-            (IPv4 in the first 4 of 16); else zero bytes.
-        remote_addr: IPv4 and IPv6: the remote address bytes in network
-            order (IPv4 in the first 4 of 16); else zero bytes.
+        local_addr: IPv4 and IPv6: the local address in canonical text
+            (``"127.0.0.1"``; IPv6 as RFC 5952 writes it, ``"::1"``, an
+            IPv4-mapped one as ``"::ffff:127.0.0.1"``), ``"0.0.0.0"`` or
+            ``"::"`` when the socket has none; else "".
+        remote_addr: IPv4 and IPv6: the remote address, written as
+            ``local_addr``; else "".
         local_path: unix: the socket's own name, an abstract name starting
             with ``"\\0"`` (as Python's socket module writes it; trailing
             NULs of an abstract name are not kept); else "".
@@ -69,8 +96,8 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     protocol: int
     local_port: int
     remote_port: int
-    local_addr: bytes
-    remote_addr: bytes
+    local_addr: str
+    remote_addr: str
     local_path: str
     remote_path: str
     local_source: int
@@ -85,6 +112,17 @@ class _NetEvent(_SyscallEvent, frozen=True, gc=False):
     def remote_address(self) -> str:
         """The remote address as text (IP, unix path, ``@abstract``), or ""."""
         return _address(self.family, self.remote_addr, self.remote_path)
+
+    @property
+    def local_ip(self) -> IPAddress | None:
+        """The local IP address (``ipaddress.IPv4Address`` or
+        ``IPv6Address``); None for other families."""
+        return _ip(self.local_addr)
+
+    @property
+    def remote_ip(self) -> IPAddress | None:
+        """The remote IP address, as ``local_ip``; None for other families."""
+        return _ip(self.remote_addr)
 
 
 class NetConnect(_NetEvent, frozen=True, gc=False, tag="net_connect"):

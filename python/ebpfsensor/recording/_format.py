@@ -24,6 +24,7 @@ import msgspec.inspect as mi
 from ..errors import RecordingError
 from ..events import Event
 from ..events._kinds import kind_of
+from ..events.net import ip_text
 from ..status import KindHealth
 
 __all__ = [
@@ -419,6 +420,22 @@ def convert_filled(obj: dict[str, Any], cls: Any) -> Any:
         raise ValueError(f"{obj.get('kind', 'a map')} does not fit this version's {cls.__name__}: {exc}") from None
 
 
+# kind -> fields whose value was written in an older form: IP addresses
+# were 16 bytes (network order, IPv4 in the first 4) before they were text
+_ADDRESS_FIELDS = ("local_addr", "remote_addr")
+_OLDER_FORMS = dict.fromkeys(("net_connect", "net_accept", "net_bind", "net_listen"), _ADDRESS_FIELDS)
+
+
+def _upgraded(obj: dict[str, Any]) -> dict[str, Any]:
+    """obj with the values written in an older form in this version's."""
+    for name in _OLDER_FORMS.get(obj.get("kind"), ()):  # type: ignore[arg-type]
+        raw = obj.get(name)
+        if isinstance(raw, bytes):
+            family = obj.get("family")
+            obj[name] = ip_text(family if isinstance(family, int) else 0, raw)
+    return obj
+
+
 def event_from_builtins(obj: Any) -> Event | None:
     """One event from its map, written by any version (see convert_filled);
     None for a kind this version does not know.
@@ -431,7 +448,7 @@ def event_from_builtins(obj: Any) -> Event | None:
     cls = all_kinds().get(obj.get("kind"))  # type: ignore[arg-type]
     if cls is None:
         return None
-    return convert_filled(obj, cls)  # type: ignore[no-any-return]
+    return convert_filled(_upgraded(obj), cls)  # type: ignore[no-any-return]
 
 
 def decode_events(payload: bytes) -> _EventsPayload:

@@ -36,6 +36,7 @@ from ..events import (
     Umount,
     UserLogin,
 )
+from ..events.net import canonical
 from ._common import (
     PRODUCT,
     VERSION,
@@ -579,9 +580,10 @@ def _login(e: UserLogin, off: int, h: Host) -> Doc:
     source: Doc = {}
     if e.addr:
         source["address"] = e.addr
-        if _is_ip(e.addr):
-            source["ip"] = e.addr
-            doc.setdefault("related", {})["ip"] = [e.addr]
+        ip = e.ip
+        if ip is not None:
+            source["ip"] = canonical(ip)
+            doc.setdefault("related", {})["ip"] = [source["ip"]]
     if e.hostname and e.hostname != e.addr:
         source["domain"] = e.hostname
         source.setdefault("address", e.hostname)
@@ -631,16 +633,6 @@ def _loss(e: Any, off: int, h: Host) -> Doc:
         },
         "labels": labels,
     }
-
-
-def _is_ip(text: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, text)
-            return True
-        except OSError:
-            pass
-    return False
 
 
 _MAPPERS: dict[type, _Mapper] = {

@@ -36,6 +36,7 @@ from ..events import (
     Umount,
     UserLogin,
 )
+from ..events.net import canonical
 from ..host.syscalls import syscall_name
 from ._common import (
     PRODUCT,
@@ -679,8 +680,9 @@ def _login(e: UserLogin, off: int, h: Host) -> Doc:
     remote = e.addr and e.addr not in ("127.0.0.1", "::1")
     if e.addr or e.hostname:
         src: Doc = {}
-        if e.addr and _is_ip(e.addr):
-            src["ip"] = e.addr
+        ip = e.ip
+        if ip is not None:
+            src["ip"] = canonical(ip)
         if e.hostname and e.hostname != e.addr:
             src["hostname"] = e.hostname
         if src:
@@ -724,16 +726,6 @@ def _loss(e: Any, off: int, h: Host) -> Doc:
         "processes_marked": e.processes_marked,
     }
     return doc
-
-
-def _is_ip(text: str) -> bool:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, text)
-            return True
-        except OSError:
-            pass
-    return False
 
 
 _MAPPERS: dict[type, _Mapper] = {

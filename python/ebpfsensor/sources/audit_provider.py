@@ -26,7 +26,9 @@ syscalls they share, records carry this provider's key instead of theirs,
 and its ``never`` rules (below) hide their matches for excluded processes.
 
 **Exclusions** (``Config.exclusions``) are applied in the rules where audit
-can: ``ExcludeUid`` as ``uid!=`` on every rule; ``ExcludeExecutable``
+can: ``ExcludeUid`` as ``uid!=`` on every rule; ``ExcludeSelf`` (the
+provider's own process, ``Config.exclude_self``) as ``pid!=`` on every
+rule; ``ExcludeExecutable``
 without descendants as ``exe!=`` (the first one; the others as ``never``
 rules placed before the ``always`` ones), matched by the file as audit
 watches it; ``ExcludePathPrefix`` as a ``never`` rule with ``dir=`` for the
@@ -186,14 +188,17 @@ from ..events import (
     Setsid,
     Umount,
 )
+from ..events.net import ip_text
 from ..exclusions import (
     ExcludeCgroup,
     ExcludeExecutable,
     ExcludeName,
     ExcludePathPrefix,
     ExcludePid,
+    ExcludeSelf,
     ExcludeUid,
     Exclusion,
+    own_kernel_pid,
     resolve,
 )
 from ..host import audit as ha
@@ -816,9 +821,10 @@ class _Exclusions:
             elif isinstance(rule, ExcludeExecutable):
                 path = os.path.realpath(rule.path)
                 self.exes[path] = self.exes.get(path, False) or rule.descendants
-            elif isinstance(rule, ExcludePid):
-                started = _stat_fields(rule.pid)
-                self.pids[rule.pid] = (started[2] if started else 0, rule.descendants)
+            elif isinstance(rule, (ExcludePid, ExcludeSelf)):
+                pid = rule.pid if isinstance(rule, ExcludePid) else own_kernel_pid()
+                started = _stat_fields(pid)
+                self.pids[pid] = (started[2] if started else 0, getattr(rule, "descendants", False))
             elif isinstance(rule, ExcludeCgroup):
                 self.cgroups.add(int.from_bytes(resolve(rule).key, "little"))
             elif isinstance(rule, ExcludePathPrefix):
@@ -1038,7 +1044,10 @@ class AuditProvider:
         self._cgroot = find_cgroup2_root()
         self._excl = _Exclusions(())
         for rule in self.exclusions:
-            resolve(rule)
+            # the provider's own process: resolved at start, which refuses a
+            # pid namespace of its own first (audit runs in the initial one only)
+            if not isinstance(rule, ExcludeSelf):
+                resolve(rule)
         self.rate_limit = rate_limit
         self.backlog_limit = backlog_limit
         self.rcvbuf_bytes = rcvbuf_bytes
@@ -1111,7 +1120,10 @@ class AuditProvider:
                 self._change("enabled", 0, ha.AUDIT_STATUS_ENABLED, enabled=1)
             if self._receiver:
                 self._tune(status)
-            self._rules = build_rules(self.kinds, self.exclusions, self_pid=os.getpid(), arches=self._arches)
+            # the provider's own syscalls (Config.exclude_self); as the audit
+            # daemon, the kernel never audits them anyway
+            own = own_kernel_pid() if ExcludeSelf() in self.exclusions else None
+            self._rules = build_rules(self.kinds, self.exclusions, self_pid=own, arches=self._arches)
             for rule in self._rules:
                 self._add(rule)
             st = audit_status()
@@ -1757,12 +1769,15 @@ def _build_open(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: t
         **_sys(ev),
         **header,
     }
-    out: _Built = []
-    if "file_open" in kinds:
-        out.append(("file_open", _make(FileOpen, {"path": _src(name)}, **fields)))
-    if "file_create" in kinds and (created or (not ok and flags & _O_CREAT)):
-        out.append(("file_create", _make(FileCreate, {"path": _src(name)}, **fields)))
-    return out
+    # one call, one event, as the eBPF provider: a creation is a FileCreate
+    # when that kind is on, else a FileOpen; a failed O_CREAT open (the file
+    # may exist) is a FileOpen, unless only FileCreate is on
+    open_on = "file_open" in kinds
+    if "file_create" in kinds and (created or (not ok and flags & _O_CREAT and not open_on)):
+        return [("file_create", _make(FileCreate, {"path": _src(name)}, **fields))]
+    if open_on:
+        return [("file_open", _make(FileOpen, {"path": _src(name)}, **fields))]
+    return []
 
 
 def _build_mknod(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: tuple[str, ...]) -> _Built:
@@ -2036,8 +2051,8 @@ def _build_net(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: tu
         protocol=protocol,
         local_port=local[1],
         remote_port=remote[1],
-        local_addr=local[2],
-        remote_addr=remote[2],
+        local_addr=ip_text(family, local[2]),
+        remote_addr=ip_text(family, remote[2]),
         local_path=local[3],
         remote_path=remote[3],
         **_sys(ev),

@@ -52,7 +52,7 @@ from ..events.file import (
     FileUnlink,
 )
 from ..events.login import UserLogin
-from ..events.net import NetAccept, NetBind, NetConnect, NetListen
+from ..events.net import NetAccept, NetBind, NetConnect, NetListen, ip_text
 from ..events.priv import BpfCall, CredChange, Kill, MemfdCreate, ModuleLoad, Mount, Ptrace, Setsid, Umount
 from ..events.process import ProcessExec, ProcessExit, ProcessFork
 from ..recording._format import _context_type, _fill, all_kinds, convert_filled
@@ -564,8 +564,8 @@ def _net(kind: str, local: tuple[str, int], remote: tuple[str, int] | None, resu
             "protocol": 0 if unix else socket.IPPROTO_TCP,
             "local_port": 0 if unix else local[1],
             "remote_port": 0,
-            "local_addr": lraw,
-            "remote_addr": bytes(16),
+            "local_addr": ip_text(family, lraw),
+            "remote_addr": ip_text(family, bytes(16)),
             "local_path": lpath,
             "remote_path": "",
             "local_source": _PATH_KERNEL,
@@ -575,7 +575,7 @@ def _net(kind: str, local: tuple[str, int], remote: tuple[str, int] | None, resu
         if raddr is not None:
             _, rraw, rpath = _address(raddr)
             out.update(
-                remote_addr=rraw,
+                remote_addr=ip_text(family, rraw),
                 remote_path=rpath,
                 remote_port=0 if unix or remote is None else remote[1],
                 remote_source=_PATH_KERNEL,

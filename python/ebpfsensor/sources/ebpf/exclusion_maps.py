@@ -20,6 +20,7 @@ from ...exclusions import (
     ExcludeExecutable,
     ExcludeName,
     ExcludePathPrefix,
+    ExcludeSelf,
     ExcludeUid,
     Exclusion,
     Resolved,
@@ -190,6 +191,13 @@ class ExclusionTable:
         """Enter processes already running into excluded_tgids (the kernel
         keeps it current from here on, at exec, fork and exit)."""
         if isinstance(rule, (ExcludeCgroup, ExcludeUid, ExcludePathPrefix)):
+            return
+        if isinstance(rule, ExcludeSelf):
+            # this very process, alive: no scan of /proc, nothing to take back
+            value = ffi.new("struct excl_value *", {"rule": rule_id, "flags": resolved.flags})
+            for tgid in resolved.seed_pids:
+                key = ffi.new("uint32_t *", tgid)
+                check_ret(lib.bpf_map_update_elem(self._fds["excluded_tgids"], key, value, 0), "exclude", "self")
             return
         procs = _processes()
         matched: set[int] = set(resolved.seed_pids)

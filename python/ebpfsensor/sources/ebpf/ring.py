@@ -81,6 +81,7 @@ class _Tables:
                 fields[i].kind = f.kind
                 fields[i].offset = f.offset
                 fields[i].size = f.size
+                fields[i].aux = f.aux
                 fields[i].key = key_c
                 fields[i].key_len = len(key)
             # the C side writes container_id's value right after this head

@@ -129,7 +129,6 @@ class EbpfSource:
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
             raise EbpfSensorError(f"no hook could be attached on this kernel: {reasons}")
         self._stats_fd = shared["kind_stats"]
-        self._enable_kinds(shared["kind_enabled"])
         self.exclusions = ExclusionTable({name: shared[name] for name in EXCLUSION_MAPS})
         for rule in cfg.exclusions:
             try:
@@ -139,6 +138,9 @@ class EbpfSource:
                 # file or cgroup is gone) must not leave the host unwatched
                 self.skipped_exclusions.append(SkippedExclusion(rule, str(exc)))
                 log.warning("exclusion skipped: %s", exc)
+        # no record is made before the rules are in: nothing they exclude
+        # (the sensor's own start-up, with exclude_self) is reported
+        self._enable_kinds(shared["kind_enabled"])
         # lifecycle first: a batch drains it before the activity ring
         fds = [shared["lifecycle_events"], shared["activity_events"]]
         if self.transport == "ring":
