@@ -5,6 +5,7 @@ field, and every record the kernel could not write counted under its kind."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -75,7 +76,8 @@ def test_connect(perf_sensor: Any) -> None:
     check_header(ev, h, "connect", 0)
     assert ev.fd == fd
     assert ev.family == socket.AF_INET and ev.remote_port == port
-    assert ev.remote_addr[:4] == socket.inet_aton("127.0.0.1")
+    assert ev.remote_addr == "127.0.0.1"
+    assert ev.remote_ip == ipaddress.IPv4Address("127.0.0.1")
 
 
 def test_losses_counted_per_kind_and_reconciled() -> None:
