@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,21 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* user and system time of this process and of its children waited for: the
+ * work of a loop wherever the scheduler put it, and none of another
+ * process's that shared the CPU */
+static uint64_t cpu_ns(void)
+{
+	struct timespec t;
+	struct rusage r;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	getrusage(RUSAGE_CHILDREN, &r);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec +
+	       ((uint64_t)r.ru_utime.tv_sec + (uint64_t)r.ru_stime.tv_sec) * 1000000000ull +
+	       ((uint64_t)r.ru_utime.tv_usec + (uint64_t)r.ru_stime.tv_usec) * 1000ull;
 }
 
 static int one_exec(const char *exe)
@@ -47,11 +63,12 @@ static int one_exec(const char *exe)
 int es_loop_run(struct es_loop *l)
 {
 	char a[4096], b[4096];
-	uint64_t t0, i;
+	uint64_t t0, c0, i;
 	int fd;
 
 	l->ops = 0;
 	l->ns = 0;
+	l->cpu_ns = 0;
 	l->err = 0;
 	if (l->op == ES_LOOP_EXEC) {
 		if (!l->exe)
@@ -69,6 +86,7 @@ int es_loop_run(struct es_loop *l)
 	} else {
 		return -EINVAL;
 	}
+	c0 = cpu_ns();
 	t0 = now_ns();
 	for (i = 0; !l->max_ops || i < l->max_ops;) {
 		if (l->op == ES_LOOP_OPEN) {
@@ -91,6 +109,7 @@ int es_loop_run(struct es_loop *l)
 			break;
 	}
 	l->ns = now_ns() - t0;
+	l->cpu_ns = cpu_ns() - c0;
 	l->ops = i;
 	return l->err ? -l->err : 0;
 }

@@ -25,6 +25,7 @@ struct es_loop {
 	uint64_t max_ns;  /* or once so long has passed; 0: no limit */
 	uint64_t ops;	  /* out: operations done */
 	uint64_t ns;	  /* out: the time they took, CLOCK_MONOTONIC */
+	uint64_t cpu_ns;  /* out: the CPU time they took: this process's and its children's */
 };
 
 int es_loop_run(struct es_loop *l);

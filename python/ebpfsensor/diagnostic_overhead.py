@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -61,6 +61,7 @@ __all__ = [
     "ConsumerLoad",
     "FloorTarget",
     "LoopProcess",
+    "LoopResult",
     "ModeTiming",
     "OperationOverhead",
     "OverheadReport",
@@ -299,7 +300,7 @@ for line in sys.stdin:
     d, exe = ffi.new("char[]", req["dir"].encode()), ffi.new("char[]", req["exe"].encode())
     loop.op, loop.max_ops, loop.max_ns, loop.dir, loop.exe = req["op"], req["max_ops"], req["max_ns"], d, exe
     rc = lib.es_loop_run(loop)
-    print(json.dumps([rc, loop.ops, loop.ns, loop.err]), flush=True)
+    print(json.dumps([rc, loop.ops, loop.ns, loop.cpu_ns, loop.err]), flush=True)
 """
 
 
@@ -313,6 +314,23 @@ def true_program() -> str:
         if path and os.access(path, os.X_OK):
             return path
     raise EbpfSensorError("no /bin/true to run in the fork+exec loop; install coreutils")
+
+
+class LoopResult(NamedTuple):
+    """What one loop did.
+
+    Attributes:
+        ops: operations done.
+        ns: wall-clock time they took.
+        cpu_ns: CPU time they took (user and system, of the loop process and
+            of its fork+exec children): the loop's work, wherever and
+            whenever the scheduler ran it, without that of other processes
+            sharing the CPU.
+    """
+
+    ops: int
+    ns: int
+    cpu_ns: int
 
 
 class LoopProcess:
@@ -379,8 +397,8 @@ class LoopProcess:
         assert self._p.stdout is not None
         return bool(select.select([self._p.stdout], [], [], timeout)[0])
 
-    def result(self) -> tuple[int, int]:
-        """(operations, ns) of the loop started last, once it is done.
+    def result(self) -> LoopResult:
+        """What the loop started last did, once it is done.
 
         Raises:
             EbpfSensorError: the loop failed or the process died.
@@ -389,18 +407,18 @@ class LoopProcess:
         line = self._p.stdout.readline()
         if not line:
             raise EbpfSensorError(f"the loop process died (exit status {self._p.wait(10)})")
-        rc, ops, ns, err = json.loads(line)
+        rc, ops, ns, cpu_ns, err = json.loads(line)
         if rc < 0 or ops == 0:
             raise EbpfSensorError(
                 f"the loop failed after {ops} operations: {os.strerror(err or -rc)} (in {self.workdir}, {self.exe})"
             )
-        return int(ops), int(ns)
+        return LoopResult(int(ops), int(ns), int(cpu_ns))
 
     def run(
         self, op: str, *, max_ops: int = 0, seconds: float = 0.0, during: Callable[[], object] | None = None
-    ) -> tuple[int, int]:
+    ) -> LoopResult:
         """Run a loop to its end, calling during() meanwhile (a consumer's
-        poll, which should wait a little); (operations, ns)."""
+        poll, which should wait a little)."""
         self.start(op, max_ops=max_ops, seconds=seconds)
         while not self.done(0.0 if during else 1.0):
             if during:
@@ -436,19 +454,30 @@ class LoopProcess:
 class ModeTiming(msgspec.Struct, frozen=True):
     """An operation's cost in one mode.
 
+    Costs are CPU time (user and system, of the loop process and of its
+    fork+exec children), which is what a hook adds to the process that
+    makes the call, and which other processes sharing the CPU do not
+    inflate; the wall-clock figures are given beside them.
+
     Attributes:
-        ns_per_op: the median over the rounds, ns per operation.
+        ns_per_op: CPU ns per operation, the median over the rounds.
         added_ns: ns_per_op minus that with nothing attached.
         ratio: ns_per_op over that with nothing attached.
+        wall_ns_per_op: wall-clock ns per operation, the median over the rounds.
+        wall_ratio: wall_ns_per_op over that with nothing attached.
         ops: operations timed, over every round.
-        rounds: ns per operation in each round, in order.
+        rounds: CPU ns per operation in each round, in order.
+        wall_rounds: wall-clock ns per operation in each round.
     """
 
     ns_per_op: float
     added_ns: float
     ratio: float
+    wall_ns_per_op: float
+    wall_ratio: float
     ops: int
     rounds: list[float]
+    wall_rounds: list[float]
 
 
 class ConsumerLoad(msgspec.Struct, frozen=True):
@@ -564,7 +593,7 @@ def _is_from_loop(op: str, pid: int) -> Callable[[Any], bool]:
     return lambda e: type(e) is ProcessExec and e.ppid == pid
 
 
-def _sensor_slice(sensor: Any, loop: LoopProcess, op: str, seconds: float, counts: _Counts) -> tuple[int, int]:
+def _sensor_slice(sensor: Any, loop: LoopProcess, op: str, seconds: float, counts: _Counts) -> LoopResult:
     """One loop with the sensor, its rings drained meanwhile and after, as an agent does."""
     mine = _is_from_loop(op, loop.pid)
     before = sensor.stats().dropped
@@ -590,6 +619,10 @@ def _sensor_slice(sensor: Any, loop: LoopProcess, op: str, seconds: float, count
     counts.user += max(0.0, r1.ru_utime - r0.ru_utime - own_ns / 1e9)
     counts.sys += r1.ru_stime - r0.ru_stime
     return loop.result()
+
+
+def _attached(hooks: Mapping[str, HookInfo]) -> dict[str, str]:
+    return {h: info.variant for h, info in hooks.items() if info.variant}
 
 
 def _require_root() -> None:
@@ -650,7 +683,7 @@ def measure(
             raise EbpfSensorError("the sensor does not run eBPF here: nothing to measure")
         return s
 
-    timings: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    timings: dict[tuple[str, str], list[LoopResult]] = {}
     counts = {op: _Counts() for op in OPERATIONS}
     # rounds alternate in order (sensor, floor, nothing, then nothing, floor,
     # sensor, ...): drift in the machine's load falls on every mode alike,
@@ -677,7 +710,7 @@ def measure(
                         targets = floor_targets(hooks)
                         if not targets:
                             raise EbpfSensorError("the sensor attached no hook: nothing to measure")
-                    elif s.hooks() != hooks:
+                    elif _attached(s.hooks()) != _attached(hooks):
                         raise EbpfSensorError("the sensor attached other hooks than at its first start")
                     for _ in range(runs):
                         for op in OPERATIONS:
@@ -691,17 +724,21 @@ def measure(
     operations = []
     total = _Counts()
     for op, (label, _) in OPERATIONS.items():
-        per_round = {m: [ns / ops for ops, ns in timings[(m, op)]] for m in MODES}
-        base = statistics.median(per_round["nothing"])
+        cpu_ns = {m: [r.cpu_ns / r.ops for r in timings[(m, op)]] for m in MODES}
+        wall = {m: [r.ns / r.ops for r in timings[(m, op)]] for m in MODES}
+        base, wall_base = statistics.median(cpu_ns["nothing"]), statistics.median(wall["nothing"])
         modes = {
             m: ModeTiming(
-                statistics.median(v),
-                statistics.median(v) - base,
-                statistics.median(v) / base,
-                sum(ops for ops, _ in timings[(m, op)]),
-                v,
+                statistics.median(cpu_ns[m]),
+                statistics.median(cpu_ns[m]) - base,
+                statistics.median(cpu_ns[m]) / base,
+                statistics.median(wall[m]),
+                statistics.median(wall[m]) / wall_base,
+                sum(r.ops for r in timings[(m, op)]),
+                cpu_ns[m],
+                wall[m],
             )
-            for m, v in per_round.items()
+            for m in MODES
         }
         added = modes["sensor"].added_ns
         share = modes["floor"].added_ns / added if added > 0 else None
@@ -736,15 +773,17 @@ def format_text(report: OverheadReport) -> str:
         f"sensor: {kinds}, default configuration; attach floor: programs that return at once on the"
         f" {len(report.floor)} hooks the sensor attached",
         "",
-        f"{'':14} {'nothing':>10}  {'attach floor':^29}  {'sensor':^29}  {'floor':>6}",
-        f"{'per operation':14} {'ns/op':>10}  {'ns/op':>10} {'added':>11} {'ratio':>6}"
-        f"  {'ns/op':>10} {'added':>11} {'ratio':>6}  {'share':>6}",
+        "CPU time per operation (the loop's process and its children, user + system):",
+        f"{'':14} {'nothing':>10}  {'attach floor':^29}  {'sensor':^29}  {'floor':>6}  {'wall-clock ratio':>16}",
+        f"{'':14} {'ns/op':>10}  {'ns/op':>10} {'added':>11} {'ratio':>6}"
+        f"  {'ns/op':>10} {'added':>11} {'ratio':>6}  {'share':>6}  {'floor':>7} {'sensor':>8}",
     ]
     for o in report.operations:
         cells = [f"{o.label:14} {_ns(o.nothing.ns_per_op):>10}"]
         for m in (o.floor, o.sensor):
             cells.append(f"{_ns(m.ns_per_op):>10} {_ns(m.added_ns, True):>11} {m.ratio:5.2f}x")
-        cells.append("-" if o.floor_share is None else f"{100 * o.floor_share:5.0f}%")
+        cells.append(f"{'-' if o.floor_share is None else f'{100 * o.floor_share:.0f}%':>6}")
+        cells.append(f"{o.floor.wall_ratio:6.2f}x {o.sensor.wall_ratio:7.2f}x")
         lines.append("  ".join(cells))
     lines += [
         "floor share: the part of what the sensor adds that any program on its hooks costs",

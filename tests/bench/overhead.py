@@ -53,12 +53,12 @@ def ensure_tools() -> None:
         )
 
 
-def run_workload(loop: LoopProcess, mode: str, n: int, during: Callable[[], None] | None = None) -> float:
-    """ns per operation of n operations of mode, during() called meanwhile."""
-    ops, ns = loop.run(mode, max_ops=n, during=during)
-    if ops != n:
-        raise SystemExit(f"bench: the {mode} loop did {ops} of {n} operations")
-    return ns / ops
+def run_workload(loop: LoopProcess, mode: str, n: int, during: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU ns per operation of n operations of mode, during() called meanwhile."""
+    r = loop.run(mode, max_ops=n, during=during)
+    if r.ops != n:
+        raise SystemExit(f"bench: the {mode} loop did {r.ops} of {n} operations")
+    return r.ns / n, r.cpu_ns / n
 
 
 @contextlib.contextmanager
@@ -91,7 +91,12 @@ def _sensor_config(
         with ebpfsensor.Sensor(exclusions=rules, provider=provider, log_file=None) as s:
             if s.stats().provider != ("audit" if provider == "audit" else "ebpf"):
                 raise SystemExit(f"bench: the sensor runs {s.stats().provider}, not {provider}")
-            if provider != "audit" and not exclude and s.hooks() != SENSOR_HOOKS:
+            attached = {h: i.variant for h, i in s.hooks().items() if i.variant}
+            if (
+                provider != "audit"
+                and not exclude
+                and attached != {h: i.variant for h, i in SENSOR_HOOKS.items() if i.variant}
+            ):
                 raise SystemExit("bench: the sensor attached other hooks than at its first start in this run")
             before = s.stats().delivered
             yield lambda: s.poll(0.01) and None
@@ -147,19 +152,24 @@ def config_bpftrace(loop: LoopProcess) -> Iterator[None]:
     with tempfile.NamedTemporaryFile(prefix="ebpfsensor-bpftrace-", suffix=".out") as out:
         p = subprocess.Popen(["bpftrace", "-e", BPFTRACE], stdout=out, stderr=subprocess.PIPE, text=True)
         try:
+            # "Attaching" comes before the probes are attached: wait for a
+            # line of output, from an open of our own if need be
             end = time.monotonic() + 60
-            while time.monotonic() < end and b"Attaching" not in Path(out.name).read_bytes():
+            while time.monotonic() < end and Path(out.name).read_bytes().count(b"\n") < 2:
                 if p.poll() is not None:
                     raise SystemExit(f"bench: bpftrace exited: {p.stderr.read() if p.stderr else ''}")
+                os.close(os.open("/dev/null", os.O_RDONLY))
                 time.sleep(0.1)
+            start = Path(out.name).stat().st_size
             yield None
         finally:
             p.send_signal(signal.SIGINT)
             p.wait(30)
+            err = p.stderr.read() if p.stderr else ""
             if p.stderr:
                 p.stderr.close()
-        if Path(out.name).stat().st_size < 1000:
-            raise SystemExit("bench: bpftrace printed nothing during the workload")
+        if Path(out.name).stat().st_size - start < 1000:
+            raise SystemExit(f"bench: bpftrace printed nothing during the workload (exit {p.returncode}: {err})")
 
 
 def overhead(reps: int, quick: bool) -> dict[str, Any]:
@@ -185,20 +195,25 @@ def overhead(reps: int, quick: bool) -> dict[str, Any]:
             n = n // 10 if quick else n
             # first forks and execs fault pages in and fill caches: not timed
             loop.run(mode, max_ops=max(1, n // 20))
-            per: dict[str, list[float]] = {name: [] for name in configs}
+            per: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
             for _ in range(reps):
                 for name, config in configs.items():
                     with config(loop) as during:
                         per[name].append(run_workload(loop, mode, n, during))
-            base = statistics.median(per["nothing"])
-            results[mode] = {
-                name: {
-                    "ns_per_op": statistics.median(v),
-                    "ratio": statistics.median(v) / base,
-                    "overhead_pct": 100 * (statistics.median(v) / base - 1),
+            base = statistics.median(w for w, _ in per["nothing"])
+            cpu_base = statistics.median(c for _, c in per["nothing"])
+            results[mode] = {}
+            for name, v in per.items():
+                wall, cpu = statistics.median(w for w, _ in v), statistics.median(c for _, c in v)
+                results[mode][name] = {
+                    "ns_per_op": wall,
+                    "ratio": wall / base,
+                    "overhead_pct": 100 * (wall / base - 1),
+                    # the loop process's and its children's user + system time
+                    "cpu_ns_per_op": cpu,
+                    "cpu_ratio": cpu / cpu_base,
+                    "cpu_overhead_pct": 100 * (cpu / cpu_base - 1),
                 }
-                for name, v in per.items()
-            }
             results[mode]["label"] = OPERATIONS[mode][0]
     results["audit provider counters"] = dict(AUDIT_COUNTS)
     results["attach floor hooks"] = [t.section for t in floor]
@@ -206,30 +221,32 @@ def overhead(reps: int, quick: bool) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> None:
-    """The overhead table: ns/op with nothing attached, then each
-    configuration's overhead on it, and the sensor's on the attach floor."""
+    """The overhead tables, wall-clock and CPU time: ns/op with nothing
+    attached, then each configuration's overhead on it, and the sensor's on
+    the attach floor."""
     rows = {mode: per for mode, per in results.items() if mode in OPS}
     if not rows:
         return
     names = [name for name in next(iter(rows.values())) if name != "label"]
-    print(
-        "overhead on monitored workloads (CPU 0; ns/op with nothing attached, then overhead vs nothing;"
-        f" attach floor: return-at-once programs on the sensor's {len(results.get('attach floor hooks', []))} hooks)"
-    )
     width = [max(12, len(name)) for name in names]
-    print(
-        f"  {'workload':14}"
-        + "".join(f" {n:>{w}}" for n, w in zip(names, width, strict=True))
-        + f" {'sensor/floor':>12}"
-    )
-    for per in rows.values():
-        cells = []
-        for name, w in zip(names, width, strict=True):
-            v = per[name]
-            text = f"{v['ns_per_op']:.0f} ns" if name == "nothing" else f"{v['overhead_pct']:+.0f}%"
-            cells.append(f" {text:>{w}}")
-        above = per["ebpfsensor"]["ns_per_op"] / per["attach floor"]["ns_per_op"]
-        print(f"  {per['label']:14}" + "".join(cells) + f" {f'{100 * (above - 1):+.0f}%':>12}")
+    hooks = len(results.get("attach floor hooks", []))
+    for prefix, what in (("", "wall-clock"), ("cpu_", "CPU time of the loop process and its children")):
+        print(
+            f"overhead on monitored workloads, {what} (CPU 0; ns/op with nothing attached, then overhead vs"
+            f" nothing; attach floor: return-at-once programs on the sensor's {hooks} hooks)"
+        )
+        head = "".join(f" {n:>{w}}" for n, w in zip(names, width, strict=True))
+        print(f"  {'workload':14}{head} {'sensor/floor':>12}")
+        for per in rows.values():
+            cells = []
+            for name, w in zip(names, width, strict=True):
+                v = per[name]
+                text = (
+                    f"{v[prefix + 'ns_per_op']:.0f} ns" if name == "nothing" else f"{v[prefix + 'overhead_pct']:+.0f}%"
+                )
+                cells.append(f" {text:>{w}}")
+            above = per["ebpfsensor"][prefix + "ns_per_op"] / per["attach floor"][prefix + "ns_per_op"]
+            print(f"  {per['label']:14}" + "".join(cells) + f" {f'{100 * (above - 1):+.0f}%':>12}")
 
 
 def footprint() -> dict[str, Any]:

@@ -94,9 +94,12 @@ def test_command_times_every_operation_and_leaves_nothing() -> None:
         for mode in MODES:
             m = o[mode]
             assert m["ns_per_op"] > 0 and m["ops"] > 0, (name, mode, m)
-            assert len(m["rounds"]) == rounds and all(r > 0 for r in m["rounds"])
+            assert m["wall_ns_per_op"] > 0, (name, mode, m)
+            assert len(m["rounds"]) == len(m["wall_rounds"]) == rounds
+            assert all(r > 0 for r in m["rounds"] + m["wall_rounds"])
             assert m["ratio"] == pytest.approx(m["ns_per_op"] / o["nothing"]["ns_per_op"])
             assert m["added_ns"] == pytest.approx(m["ns_per_op"] - o["nothing"]["ns_per_op"])
+            assert m["wall_ratio"] == pytest.approx(m["wall_ns_per_op"] / o["nothing"]["wall_ns_per_op"])
         c = o["consumer"]
         assert c["seconds"] > 0 and c["cpu_user_s"] + c["cpu_sys_s"] > 0
         assert c["delivered"] >= c["from_loop"] > 0

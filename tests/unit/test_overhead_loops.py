@@ -20,8 +20,13 @@ def test_loop_process_counts_and_fails_clearly(tmp_path: Path) -> None:
         assert loop.run("rename", max_ops=101)[0] == 101
         assert sorted(os.listdir(tmp_path)) == ["b"]
         assert loop.run("exec", max_ops=3)[0] == 3
-        ops, ns = loop.run("open", seconds=0.05)
-        assert ops > 0 and ns >= 50_000_000
+        r = loop.run("open", seconds=0.05)
+        assert r.ops > 0 and r.ns >= 50_000_000
+        # the loop's own CPU time, at most the time it took
+        assert 0 < r.cpu_ns <= r.ns * 1.05
+        # fork+exec: the children's CPU time counts, the parent mostly waits
+        r = loop.run("exec", max_ops=20)
+        assert r.cpu_ns > 0
         assert sorted(os.listdir(tmp_path)) == ["a"]
     with LoopProcess(workdir=str(tmp_path / "missing")) as loop:
         with pytest.raises(EbpfSensorError, match="the loop failed after 0 operations: No such file or directory"):
