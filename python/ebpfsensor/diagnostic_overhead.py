@@ -759,9 +759,10 @@ def measure(
     )
 
 
-def _ns(v: float, sign: bool = False) -> str:
-    text = f"{v / 1000:{'+' if sign else ''}.1f} µs" if abs(v) >= 10_000 else f"{v:{'+' if sign else ''}.0f} ns"
-    return text
+def _ns(v: float, us: bool, sign: bool = False) -> str:
+    """ns, or µs for an operation that takes that long (one unit per row)."""
+    plus = "+" if sign else ""
+    return f"{v / 1000:{plus}.1f} µs" if us else f"{v:{plus}.0f} ns"
 
 
 def format_text(report: OverheadReport) -> str:
@@ -779,9 +780,10 @@ def format_text(report: OverheadReport) -> str:
         f"  {'ns/op':>10} {'added':>11} {'ratio':>6}  {'share':>6}  {'floor':>7} {'sensor':>8}",
     ]
     for o in report.operations:
-        cells = [f"{o.label:14} {_ns(o.nothing.ns_per_op):>10}"]
+        us = o.nothing.ns_per_op >= 100_000
+        cells = [f"{o.label:14} {_ns(o.nothing.ns_per_op, us):>10}"]
         for m in (o.floor, o.sensor):
-            cells.append(f"{_ns(m.ns_per_op):>10} {_ns(m.added_ns, True):>11} {m.ratio:5.2f}x")
+            cells.append(f"{_ns(m.ns_per_op, us):>10} {_ns(m.added_ns, us, True):>11} {m.ratio:5.2f}x")
         cells.append(f"{'-' if o.floor_share is None else f'{100 * o.floor_share:.0f}%':>6}")
         cells.append(f"{o.floor.wall_ratio:6.2f}x {o.sensor.wall_ratio:7.2f}x")
         lines.append("  ".join(cells))

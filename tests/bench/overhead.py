@@ -15,6 +15,7 @@ and the audit enabled state are restored.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from typing import Any
 import ebpfsensor
 from ebpfsensor import ExcludePid, HookInfo
 from ebpfsensor.diagnostic_overhead import OPERATIONS, AttachFloor, LoopProcess, floor_targets
+from ebpfsensor.sources.audit_provider import STATE_PATH
 
 OPS = {"open": 200_000, "rename": 100_000, "exec": 2_000}
 AUDIT_KEY = "ebpfsensor-bench"
@@ -81,6 +83,26 @@ def config_floor(loop: LoopProcess) -> Iterator[None]:
 AUDIT_COUNTS: dict[str, dict[str, int]] = {}
 
 
+def _wait_audit_provider_free(timeout: float = 300.0) -> None:
+    """Wait until no other process runs the audit provider (a test suite on
+    the same machine): only one may run at a time, and the bench would get
+    the process connector instead."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            fd = os.open(STATE_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(1.0)
+        finally:
+            os.close(fd)
+    raise SystemExit(f"bench: another process has run the audit provider for {timeout:.0f} s ({STATE_PATH} locked)")
+
+
 def _sensor_config(
     exclude: bool, provider: str = "auto"
 ) -> Callable[[LoopProcess], contextlib.AbstractContextManager[Callable[[], None]]]:
@@ -88,6 +110,8 @@ def _sensor_config(
     def config(loop: LoopProcess) -> Iterator[Callable[[], None]]:
         # the loop process and its fork+exec children
         rules = (ExcludePid(loop.pid, descendants=True),) if exclude else ()
+        if provider == "audit":
+            _wait_audit_provider_free()
         with ebpfsensor.Sensor(exclusions=rules, provider=provider, log_file=None) as s:
             if s.stats().provider != ("audit" if provider == "audit" else "ebpf"):
                 raise SystemExit(f"bench: the sensor runs {s.stats().provider}, not {provider}")

@@ -49,12 +49,18 @@ def test_floor_targets_follow_the_attached_variant() -> None:
         "exec": HookInfo("exec", "btf", []),
         "fork": HookInfo("fork", "raw", []),
         "exit": HookInfo("exit", None, ["tp: missing"]),
+        "path_unlink": HookInfo("path_unlink", "lsm", []),
+        "path_mkdir": HookInfo("path_mkdir", "fentry", []),
+        "path_chmod": HookInfo("path_chmod", "kprobe", []),
     }
     got = {t.hook: (t.program, t.target) for t in floor_targets(hooks)}
     assert got == {
         "file_openat_enter": ("handle_floor_tp", "syscalls/sys_enter_openat"),
         "exec": ("handle_floor_btf", "sched_process_exec"),
         "fork": ("handle_floor_raw", "sched_process_fork"),
+        "path_unlink": ("handle_floor_lsm", "path_unlink"),
+        "path_mkdir": ("handle_floor_fentry", "security_path_mkdir"),
+        "path_chmod": ("handle_floor_kprobe", "security_path_chmod"),
     }
     with pytest.raises(EbpfSensorError, match="no packaged program for hook nope variant tp"):
         floor_targets({"nope": HookInfo("nope", "tp", [])})
