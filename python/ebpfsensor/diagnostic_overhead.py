@@ -516,9 +516,12 @@ class OperationOverhead(msgspec.Struct, frozen=True):
         nothing: with no program attached.
         floor: with the attach floor.
         sensor: with the sensor.
+        noise_ns: half the spread of the rounds with nothing attached (CPU
+            ns per operation): an added cost below it is not told apart from
+            the machine's own variation.
         floor_share: the floor's added cost over the sensor's (0.25: a
             quarter of what the sensor adds is the hooks' own cost); None
-            when the sensor adds nothing measurable.
+            when the sensor adds no more than noise_ns.
         consumer: the sensor's side of the sensor mode.
     """
 
@@ -527,6 +530,7 @@ class OperationOverhead(msgspec.Struct, frozen=True):
     nothing: ModeTiming
     floor: ModeTiming
     sensor: ModeTiming
+    noise_ns: float
     floor_share: float | None
     consumer: ConsumerLoad
 
@@ -740,10 +744,13 @@ def measure(
             )
             for m in MODES
         }
+        noise = (max(cpu_ns["nothing"]) - min(cpu_ns["nothing"])) / 2
         added = modes["sensor"].added_ns
-        share = modes["floor"].added_ns / added if added > 0 else None
+        share = modes["floor"].added_ns / added if added > max(noise, 0.0) else None
         operations.append(
-            OperationOverhead(op, label, modes["nothing"], modes["floor"], modes["sensor"], share, counts[op].load())
+            OperationOverhead(
+                op, label, modes["nothing"], modes["floor"], modes["sensor"], noise, share, counts[op].load()
+            )
         )
         total.add(counts[op])
     return OverheadReport(
@@ -775,20 +782,21 @@ def format_text(report: OverheadReport) -> str:
         f" {len(report.floor)} hooks the sensor attached",
         "",
         "CPU time per operation (the loop's process and its children, user + system):",
-        f"{'':14} {'nothing':>10}  {'attach floor':^29}  {'sensor':^29}  {'floor':>6}  {'wall-clock ratio':>16}",
-        f"{'':14} {'ns/op':>10}  {'ns/op':>10} {'added':>11} {'ratio':>6}"
+        f"{'':14} {'nothing':^20}  {'attach floor':^29}  {'sensor':^29}  {'floor':>6}  {'wall-clock ratio':>16}",
+        f"{'':14} {'ns/op':>10} {'noise':>9}  {'ns/op':>10} {'added':>11} {'ratio':>6}"
         f"  {'ns/op':>10} {'added':>11} {'ratio':>6}  {'share':>6}  {'floor':>7} {'sensor':>8}",
     ]
     for o in report.operations:
         us = o.nothing.ns_per_op >= 100_000
-        cells = [f"{o.label:14} {_ns(o.nothing.ns_per_op, us):>10}"]
+        cells = [f"{o.label:14} {_ns(o.nothing.ns_per_op, us):>10} {'±' + _ns(o.noise_ns, us):>9}"]
         for m in (o.floor, o.sensor):
             cells.append(f"{_ns(m.ns_per_op, us):>10} {_ns(m.added_ns, us, True):>11} {m.ratio:5.2f}x")
         cells.append(f"{'-' if o.floor_share is None else f'{100 * o.floor_share:.0f}%':>6}")
         cells.append(f"{o.floor.wall_ratio:6.2f}x {o.sensor.wall_ratio:7.2f}x")
         lines.append("  ".join(cells))
     lines += [
-        "floor share: the part of what the sensor adds that any program on its hooks costs",
+        "noise: half the spread of the rounds with nothing attached; floor share: the part of what the sensor"
+        " adds that any program on its hooks costs (-: the sensor adds no more than the noise)",
         "",
         "the sensor's process (consumer, process table, hashes) while the loops ran:",
         f"{'':14} {'CPU':>7} {'CPU s per':>10} {'events':>10} {'of them':>9} {'dropped':>8}",

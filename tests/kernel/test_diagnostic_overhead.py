@@ -100,6 +100,12 @@ def test_command_times_every_operation_and_leaves_nothing() -> None:
             assert m["ratio"] == pytest.approx(m["ns_per_op"] / o["nothing"]["ns_per_op"])
             assert m["added_ns"] == pytest.approx(m["ns_per_op"] - o["nothing"]["ns_per_op"])
             assert m["wall_ratio"] == pytest.approx(m["wall_ns_per_op"] / o["nothing"]["wall_ns_per_op"])
+        nothing = o["nothing"]["rounds"]
+        assert o["noise_ns"] == pytest.approx((max(nothing) - min(nothing)) / 2)
+        if o["sensor"]["added_ns"] > o["noise_ns"]:
+            assert o["floor_share"] == pytest.approx(o["floor"]["added_ns"] / o["sensor"]["added_ns"])
+        else:
+            assert o["floor_share"] is None
         c = o["consumer"]
         assert c["seconds"] > 0 and c["cpu_user_s"] + c["cpu_sys_s"] > 0
         assert c["delivered"] >= c["from_loop"] > 0
