@@ -795,8 +795,9 @@ def format_text(report: OverheadReport) -> str:
         cells.append(f"{o.floor.wall_ratio:6.2f}x {o.sensor.wall_ratio:7.2f}x")
         lines.append("  ".join(cells))
     lines += [
-        "noise: half the spread of the rounds with nothing attached; floor share: the part of what the sensor"
-        " adds that any program on its hooks costs (-: the sensor adds no more than the noise)",
+        "noise: half the spread of the rounds with nothing attached",
+        "floor share: the part of what the sensor adds that any program on its hooks costs"
+        " (-: the sensor adds no more than the noise)",
         "",
         "the sensor's process (consumer, process table, hashes) while the loops ran:",
         f"{'':14} {'CPU':>7} {'CPU s per':>10} {'events':>10} {'of them':>9} {'dropped':>8}",
