@@ -4,11 +4,13 @@
 libbpf, libelf and zlib are linked statically (built with -fPIC by
 tools/build-deps.sh, which this script runs when they are missing), so the
 extension needs only libc at run time. The record layouts come from
-bpf_src/events.h and the consumer's declarations from csrc/consumer.h: the
-cdef zone of each is fed to cffi and the whole header is #included in the C
-source, so the compiler checks the same text. The consumer itself (ring
-buffer callback, msgpack transcoder, libbpf log routing, fmemopen shim) is
-plain C in csrc/, compiled into the extension with warnings as errors.
+bpf_src/events.h and the consumer's declarations from csrc/consumer.h (and
+the workload loops' from csrc/loop.h): the cdef zone of each is fed to cffi
+and the whole header is #included in the C source, so the compiler checks
+the same text. The consumer itself (ring buffer callback, msgpack
+transcoder, libbpf log routing, fmemopen shim) and the loops that
+`ebpfsensor diagnostic overhead` times are plain C in csrc/, compiled into
+the extension with warnings as errors.
 
 Environment:
     EBPFSENSOR_ARCH   target BPF arch (x86 or arm64), default: this machine's
@@ -55,6 +57,7 @@ DEPS = Path(os.environ.get("EBPFSENSOR_DEPS") or ROOT / "build" / "deps" / ARCH)
 EVENTS_H = ROOT / "bpf_src" / "events.h"
 CSRC = ROOT / "csrc"
 CONSUMER_H = CSRC / "consumer.h"
+LOOP_H = CSRC / "loop.h"
 C_SOURCES = sorted(CSRC.glob("*.c"))
 C_HEADERS = [*sorted(CSRC.glob("*.h")), EVENTS_H]
 
@@ -82,8 +85,13 @@ int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 bool bpf_program__autoload(const struct bpf_program *prog);
 int bpf_program__set_log_buf(struct bpf_program *prog, char *log_buf, size_t log_size);
 int bpf_program__fd(const struct bpf_program *prog);
+int bpf_program__set_attach_target(struct bpf_program *prog, int attach_prog_fd, const char *attach_func_name);
 size_t bpf_program__insn_cnt(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach_tracepoint(const struct bpf_program *prog, const char *tp_category,
+                                                const char *tp_name);
+struct bpf_link *bpf_program__attach_raw_tracepoint(const struct bpf_program *prog, const char *tp_name);
+struct bpf_link *bpf_program__attach_kprobe(const struct bpf_program *prog, bool retprobe, const char *func_name);
 int bpf_link__destroy(struct bpf_link *link);
 
 const char *bpf_map__name(const struct bpf_map *map);
@@ -164,10 +172,10 @@ SANITIZE = os.environ.get("EBPFSENSOR_SANITIZE") == "1"
 _SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 
 ffi = FFI()
-ffi.cdef(_FIXED_TYPES + cdef_zone(EVENTS_H) + _LIBBPF_CDEF + cdef_zone(CONSUMER_H) + _CALLBACK_CDEF)
+ffi.cdef(_FIXED_TYPES + cdef_zone(EVENTS_H) + _LIBBPF_CDEF + cdef_zone(CONSUMER_H) + cdef_zone(LOOP_H) + _CALLBACK_CDEF)
 ffi.set_source(
     "ebpfsensor._libbpf",
-    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n#include "consumer.h"\n',
+    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n#include "consumer.h"\n#include "loop.h"\n',
     sources=[_source_path(path) for path in C_SOURCES],
     depends=[_source_path(path) for path in C_HEADERS],
     include_dirs=[str(DEPS / "include"), str(CSRC), str(ROOT / "bpf_src")],

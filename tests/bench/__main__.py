@@ -350,7 +350,7 @@ def main() -> int:
         ),
         "addresses": lambda: results.update(addresses=addresses.bench(cb, n, reps)),
         "exec": lambda: results.update(exec=bench_exec(500 if args.quick else 2000, reps)),
-        "overhead": lambda: results.update(overhead=overhead.overhead(OUT, reps, args.quick)),
+        "overhead": lambda: results.update(overhead=overhead.overhead(reps, args.quick)),
         "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
         "footprint": lambda: results.update(footprint=overhead.footprint()),
         "schemas": lambda: results.update(schemas=schemas.schemas(args.quick)),
@@ -399,13 +399,8 @@ def main() -> int:
         )
         print(f"  {'exec program, in-kernel ns/run':32} {'':14} {e['exec_program_ns']:16.0f}")
     if "overhead" in results:
-        print("overhead on monitored workloads (ns/op, overhead vs nothing attached)")
+        overhead.report(results["overhead"])
         counters = results["overhead"].get("audit provider counters", {})
-        for mode, per in results["overhead"].items():
-            if mode == "audit provider counters":
-                continue
-            cells = "  ".join(f"{name}: {v['ns_per_op']:.0f} ({v['overhead_pct']:+.0f}%)" for name, v in per.items())
-            print(f"  {mode:8} {cells}")
         for mode, c in counters.items():
             print(
                 f"  audit provider, {mode}: {c['delivered']} events delivered, {c['kernel_lost']} records dropped"

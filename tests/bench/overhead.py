@@ -1,17 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """Overhead on monitored workloads, footprint.
 
-Configurations compared on the same workload binary, pinned to CPU 0:
-nothing attached; ebpfsensor with every kind on; ebpfsensor with the
-workload excluded; auditd with equivalent syscall rules; bpftrace printing
-one line per equivalent syscall; ebpfsensor's audit provider (no eBPF) with
-every kind on, its records drained by this process. Everything started here
-is stopped, and audit rules and the audit enabled state are restored.
+Configurations compared on the same loops (ebpfsensor.diagnostic_overhead's,
+which `ebpfsensor diagnostic overhead` runs too), in one small process pinned
+to CPU 0: nothing attached; the attach floor (programs that return at once
+on exactly the hooks the sensor attached in this run); ebpfsensor with every
+kind on; ebpfsensor with the workload excluded; auditd with equivalent
+syscall rules; bpftrace printing one line per equivalent syscall;
+ebpfsensor's audit provider (no eBPF) with every kind on, its records
+drained by this process. Everything started here is stopped, and audit rules
+and the audit enabled state are restored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -25,55 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import ebpfsensor
-from ebpfsensor import ExcludeExecutable
-
-WORKLOADS_C = r"""
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-/* usage: workload open|exec|rename N DIR; prints ns per operation */
-int main(int argc, char **argv)
-{
-	const char *mode = argv[1], *dir = argv[3];
-	int n = atoi(argv[2]);
-	char a[4096], b[4096];
-	struct timespec t0, t1;
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-	snprintf(a, sizeof(a), "%s/a", dir);
-	snprintf(b, sizeof(b), "%s/b", dir);
-	close(open(a, O_CREAT | O_WRONLY, 0644));
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (int i = 0; i < n; i++) {
-		if (!strcmp(mode, "open")) {
-			int fd = openat(AT_FDCWD, a, O_RDONLY);
-			close(fd);
-		} else if (!strcmp(mode, "rename")) {
-			rename(i & 1 ? b : a, i & 1 ? a : b);
-		} else {
-			pid_t pid = fork();
-			if (pid == 0) {
-				execl("/bin/true", "true", (char *)NULL);
-				_exit(127);
-			}
-			waitpid(pid, NULL, 0);
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	printf("%lld\n", ((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec)) / n);
-	return 0;
-}
-"""
+from ebpfsensor import ExcludePid, HookInfo
+from ebpfsensor.diagnostic_overhead import OPERATIONS, AttachFloor, LoopProcess, floor_targets
+from ebpfsensor.sources.audit_provider import STATE_PATH
 
 OPS = {"open": 200_000, "rename": 100_000, "exec": 2_000}
 AUDIT_KEY = "ebpfsensor-bench"
@@ -83,17 +41,6 @@ BPFTRACE = (
     "tracepoint:syscalls:sys_enter_rename, tracepoint:syscalls:sys_enter_renameat, "
     'tracepoint:syscalls:sys_enter_renameat2 { printf("%d %s\\n", pid, comm); }'
 )
-
-
-def build_workloads(out: Path) -> Path:
-    src = out / "workloads.c"
-    exe = out / "workloads"
-    out.mkdir(parents=True, exist_ok=True)
-    if not src.exists() or src.read_text() != WORKLOADS_C:
-        src.write_text(WORKLOADS_C)
-    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
-        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
-    return exe
 
 
 def ensure_tools() -> None:
@@ -108,40 +55,73 @@ def ensure_tools() -> None:
         )
 
 
-def run_workload(exe: Path, mode: str, n: int, during: Callable[[], None] | None = None) -> float:
-    with tempfile.TemporaryDirectory(prefix="ebpfsensor-bench-") as d:
-        p = subprocess.Popen([str(exe), mode, str(n), d], stdout=subprocess.PIPE, text=True)
-        while p.poll() is None:
-            if during:
-                during()
-            else:
-                time.sleep(0.01)
-        out = p.stdout.read() if p.stdout else ""
-        if p.stdout:
-            p.stdout.close()
-        if p.returncode != 0:
-            raise SystemExit(f"bench: workload {mode} failed ({p.returncode})")
-        return float(out)
+def run_workload(loop: LoopProcess, mode: str, n: int, during: Callable[[], None] | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU ns per operation of n operations of mode, during() called meanwhile."""
+    r = loop.run(mode, max_ops=n, during=during)
+    if r.ops != n:
+        raise SystemExit(f"bench: the {mode} loop did {r.ops} of {n} operations")
+    return r.ns / n, r.cpu_ns / n
 
 
 @contextlib.contextmanager
-def config_nothing(exe: Path) -> Iterator[Callable[[], None] | None]:
+def config_nothing(loop: LoopProcess) -> Iterator[Callable[[], None] | None]:
     yield None
+
+
+#: the hooks the sensor attached with every kind, on its first start in this
+#: run; every later start must attach the same, and the floor mirrors them
+SENSOR_HOOKS: dict[str, HookInfo] = {}
+
+
+@contextlib.contextmanager
+def config_floor(loop: LoopProcess) -> Iterator[None]:
+    with AttachFloor(floor_targets(SENSOR_HOOKS)):
+        yield None
 
 
 #: the audit provider's counters, per workload, from the last repetition
 AUDIT_COUNTS: dict[str, dict[str, int]] = {}
 
 
+def _wait_audit_provider_free(timeout: float = 300.0) -> None:
+    """Wait until no other process runs the audit provider (a test suite on
+    the same machine): only one may run at a time, and the bench would get
+    the process connector instead."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            fd = os.open(STATE_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(1.0)
+        finally:
+            os.close(fd)
+    raise SystemExit(f"bench: another process has run the audit provider for {timeout:.0f} s ({STATE_PATH} locked)")
+
+
 def _sensor_config(
-    exclude: Path | None, provider: str = "auto"
-) -> Callable[[Path], contextlib.AbstractContextManager[Callable[[], None]]]:
+    exclude: bool, provider: str = "auto"
+) -> Callable[[LoopProcess], contextlib.AbstractContextManager[Callable[[], None]]]:
     @contextlib.contextmanager
-    def config(exe: Path) -> Iterator[Callable[[], None]]:
-        rules = (ExcludeExecutable(str(exe)),) if exclude is not None else ()
+    def config(loop: LoopProcess) -> Iterator[Callable[[], None]]:
+        # the loop process and its fork+exec children
+        rules = (ExcludePid(loop.pid, descendants=True),) if exclude else ()
+        if provider == "audit":
+            _wait_audit_provider_free()
         with ebpfsensor.Sensor(exclusions=rules, provider=provider, log_file=None) as s:
             if s.stats().provider != ("audit" if provider == "audit" else "ebpf"):
                 raise SystemExit(f"bench: the sensor runs {s.stats().provider}, not {provider}")
+            attached = {h: i.variant for h, i in s.hooks().items() if i.variant}
+            if (
+                provider != "audit"
+                and not exclude
+                and attached != {h: i.variant for h, i in SENSOR_HOOKS.items() if i.variant}
+            ):
+                raise SystemExit("bench: the sensor attached other hooks than at its first start in this run")
             before = s.stats().delivered
             yield lambda: s.poll(0.01) and None
             # the audit provider's records wait in its socket: drain them all
@@ -149,9 +129,9 @@ def _sensor_config(
             while quiet < 3:
                 quiet = 0 if s.poll(0.05) else quiet + 1
             st = s.stats()
-            if exclude is None and st.delivered == before:
+            if not exclude and st.delivered == before:
                 raise SystemExit("bench: the sensor delivered no event during the workload")
-            if exclude is not None and not any(r.total for r in s.exclusions()):
+            if exclude and not any(r.total for r in s.exclusions()):
                 raise SystemExit("bench: the exclusion was never hit")
             if st.audit_provider is not None:
                 a = st.audit_provider
@@ -170,7 +150,7 @@ _MODE = [""]
 
 
 @contextlib.contextmanager
-def config_auditd(exe: Path) -> Iterator[None]:
+def config_auditd(loop: LoopProcess) -> Iterator[None]:
     status = subprocess.run(["auditctl", "-s"], capture_output=True, text=True, check=True).stdout
     enabled = re.search(r"enabled (\d)", status)
     was_enabled = enabled.group(1) if enabled else "0"
@@ -192,52 +172,105 @@ def config_auditd(exe: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def config_bpftrace(exe: Path) -> Iterator[None]:
+def config_bpftrace(loop: LoopProcess) -> Iterator[None]:
     with tempfile.NamedTemporaryFile(prefix="ebpfsensor-bpftrace-", suffix=".out") as out:
         p = subprocess.Popen(["bpftrace", "-e", BPFTRACE], stdout=out, stderr=subprocess.PIPE, text=True)
         try:
+            # "Attaching" comes before the probes are attached: wait for a
+            # line of output, from an open of our own if need be
             end = time.monotonic() + 60
-            while time.monotonic() < end and b"Attaching" not in Path(out.name).read_bytes():
+            while time.monotonic() < end and Path(out.name).read_bytes().count(b"\n") < 2:
                 if p.poll() is not None:
                     raise SystemExit(f"bench: bpftrace exited: {p.stderr.read() if p.stderr else ''}")
+                os.close(os.open("/dev/null", os.O_RDONLY))
                 time.sleep(0.1)
+            start = Path(out.name).stat().st_size
             yield None
         finally:
             p.send_signal(signal.SIGINT)
             p.wait(30)
+            err = p.stderr.read() if p.stderr else ""
             if p.stderr:
                 p.stderr.close()
-        if Path(out.name).stat().st_size < 1000:
-            raise SystemExit("bench: bpftrace printed nothing during the workload")
+        if Path(out.name).stat().st_size - start < 1000:
+            raise SystemExit(f"bench: bpftrace printed nothing during the workload (exit {p.returncode}: {err})")
 
 
-def overhead(exe_dir: Path, reps: int, quick: bool) -> dict[str, Any]:
+def overhead(reps: int, quick: bool) -> dict[str, Any]:
     ensure_tools()
-    exe = build_workloads(exe_dir)
-    configs: dict[str, Callable[[Path], Any]] = {
+    # the sensor's hooks on this machine, in this run: what the floor mirrors
+    with ebpfsensor.Sensor(log_file=None) as s:
+        SENSOR_HOOKS.clear()
+        SENSOR_HOOKS.update(s.hooks())
+    floor = floor_targets(SENSOR_HOOKS)
+    configs: dict[str, Callable[[LoopProcess], Any]] = {
         "nothing": config_nothing,
-        "ebpfsensor": _sensor_config(None),
-        "ebpfsensor, workload excluded": _sensor_config(exe),
+        "attach floor": config_floor,
+        "ebpfsensor": _sensor_config(False),
+        "ebpfsensor, workload excluded": _sensor_config(True),
         "auditd": config_auditd,
         "bpftrace": config_bpftrace,
-        "audit provider": _sensor_config(None, provider="audit"),
+        "audit provider": _sensor_config(False, provider="audit"),
     }
     results: dict[str, Any] = {}
-    for mode, n in OPS.items():
-        _MODE[0] = mode
-        n = n // 10 if quick else n
-        per: dict[str, list[float]] = {name: [] for name in configs}
-        for _ in range(reps):
-            for name, config in configs.items():
-                with config(exe) as during:
-                    per[name].append(run_workload(exe, mode, n, during))
-        base = statistics.median(per["nothing"])
-        results[mode] = {
-            name: {"ns_per_op": statistics.median(v), "overhead_pct": 100 * (statistics.median(v) / base - 1)}
-            for name, v in per.items()
-        }
+    with LoopProcess(cpu=0) as loop:
+        for mode, n in OPS.items():
+            _MODE[0] = mode
+            n = n // 10 if quick else n
+            # first forks and execs fault pages in and fill caches: not timed
+            loop.run(mode, max_ops=max(1, n // 20))
+            per: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+            for _ in range(reps):
+                for name, config in configs.items():
+                    with config(loop) as during:
+                        per[name].append(run_workload(loop, mode, n, during))
+            base = statistics.median(w for w, _ in per["nothing"])
+            cpu_base = statistics.median(c for _, c in per["nothing"])
+            results[mode] = {}
+            for name, v in per.items():
+                wall, cpu = statistics.median(w for w, _ in v), statistics.median(c for _, c in v)
+                results[mode][name] = {
+                    "ns_per_op": wall,
+                    "ratio": wall / base,
+                    "overhead_pct": 100 * (wall / base - 1),
+                    # the loop process's and its children's user + system time
+                    "cpu_ns_per_op": cpu,
+                    "cpu_ratio": cpu / cpu_base,
+                    "cpu_overhead_pct": 100 * (cpu / cpu_base - 1),
+                }
+            results[mode]["label"] = OPERATIONS[mode][0]
     results["audit provider counters"] = dict(AUDIT_COUNTS)
+    results["attach floor hooks"] = [t.section for t in floor]
     return results
+
+
+def report(results: dict[str, Any]) -> None:
+    """The overhead tables, wall-clock and CPU time: ns/op with nothing
+    attached, then each configuration's overhead on it, and the sensor's on
+    the attach floor."""
+    rows = {mode: per for mode, per in results.items() if mode in OPS}
+    if not rows:
+        return
+    names = [name for name in next(iter(rows.values())) if name != "label"]
+    width = [max(12, len(name)) for name in names]
+    hooks = len(results.get("attach floor hooks", []))
+    for prefix, what in (("", "wall-clock"), ("cpu_", "CPU time of the loop process and its children")):
+        print(
+            f"overhead on monitored workloads, {what} (CPU 0; ns/op with nothing attached, then overhead vs"
+            f" nothing; attach floor: return-at-once programs on the sensor's {hooks} hooks)"
+        )
+        head = "".join(f" {n:>{w}}" for n, w in zip(names, width, strict=True))
+        print(f"  {'workload':14}{head} {'sensor/floor':>12}")
+        for per in rows.values():
+            cells = []
+            for name, w in zip(names, width, strict=True):
+                v = per[name]
+                text = (
+                    f"{v[prefix + 'ns_per_op']:.0f} ns" if name == "nothing" else f"{v[prefix + 'overhead_pct']:+.0f}%"
+                )
+                cells.append(f" {text:>{w}}")
+            above = per["ebpfsensor"][prefix + "ns_per_op"] / per["attach floor"][prefix + "ns_per_op"]
+            print(f"  {per['label']:14}" + "".join(cells) + f" {f'{100 * (above - 1):+.0f}%':>12}")
 
 
 def footprint() -> dict[str, Any]:

@@ -1,15 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`ebpfsensor diagnostic ebpf-statistics`: who is noisy, and on what."""
+"""`ebpfsensor diagnostic ebpf-statistics`: who is noisy, and on what;
+`ebpfsensor diagnostic overhead`: what the sensor costs this machine."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
 import msgspec
 
-from ._common import diagnostic_window
+from ._common import diagnostic_window, parse_kinds
 
 
 def cmd_ebpf_statistics(args: argparse.Namespace) -> int:
@@ -26,6 +28,27 @@ def cmd_ebpf_statistics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overhead(args: argparse.Namespace) -> int:
+    """Time open+close, rename and fork+exec loops with nothing, the attach floor and the sensor."""
+    from ..diagnostic_overhead import format_text, measure
+
+    if not args.duration > 0:
+        raise ValueError(f"--duration must be positive, not {args.duration}")
+    kinds = parse_kinds(args.kinds)
+    if not args.verbose:
+        # the sensor starts several times: its warnings (hooks this kernel
+        # lacks, no login source) would repeat; `ebpfsensor hooks` shows them
+        logging.getLogger("ebpfsensor").setLevel(logging.ERROR)
+    if sys.stderr.isatty() and not args.json:
+        print(f"timing the loops for {args.duration:g} s (loading and unloading add a few)...", file=sys.stderr)
+    report = measure(args.duration, kinds)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
+    else:
+        sys.stdout.write(format_text(report))
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this module's subcommands to the parser's subparsers."""
     p = sub.add_parser("diagnostic", help="diagnostics of the running system")
@@ -38,3 +61,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--variant", choices=("raw", "tp"), help="force a hook variant (default: the best that works)")
     p.set_defaults(func=cmd_ebpf_statistics)
+
+    p = diag.add_parser(
+        "overhead",
+        help="time open+close, rename and fork+exec loops without the sensor, at the attach floor and with it",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of loops, over every mode (default 10)")
+    p.add_argument("--kinds", help="comma-separated event kinds for the sensor (default: all)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=cmd_overhead)
