@@ -390,7 +390,8 @@ fi
 
 # (a kernel built from source takes the newest one already downloaded, if any:
 # no apt for it)
-cached_busybox=$(find "$cache/busybox/$arch" -mindepth 2 -maxdepth 2 -name busybox -type f -printf '%T@ %p\n' 2>/dev/null |
+# (on a fresh machine there is no cache yet: find's failure is no error)
+cached_busybox=$({ find "$cache/busybox/$arch" -mindepth 2 -maxdepth 2 -name busybox -type f -printf '%T@ %p\n' 2>/dev/null || true; } |
 	sort -rn | awk 'NR == 1 { print $2 }')
 if [[ $arch == "$host_arch" ]] && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q ' installed'; then
 	busybox=/bin/busybox
