@@ -137,6 +137,10 @@ class ProcessCache:
         """What the events of a process get: info, or prev for those before
         since_ns; its parent is (ppid, pstart_ns), 0 when it has none the
         table can name. info None: known, and nothing to give."""
+        if not start_ns:
+            # no start time, no key (a record from a hook that cannot read
+            # it): the events of this process go through the table's lookup
+            return
         args = (pid, start_ns, ppid, pstart_ns, since_ns, id(info) if info else 0, id(prev) if prev else 0)
         rc = lib.es_proc_set(self._c, *args)
         if rc < 0:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
@@ -98,6 +99,13 @@ class EbpfSource:
         shared: dict[str, int] = {}
         for obj_name, hooks in hooks_for(self.kinds).items():
             obj = BpfObject.packaged(obj_name + suffix)
+            refused = _refused_whole(obj, btf.libbpf_path) if self.transport == "perf" else None
+            if refused:
+                # every program of the object fails alike: one verifier pass
+                # said so, where loading it would retry each hook in turn
+                log.warning("%s: not loaded on this kernel: %s", obj.name, refused)
+                self._hooks.update({h: HookStatus(h, None, [refused]) for h in hooks if h in obj.hooks})
+                continue
             settings = {
                 "cfg_wakeup_bytes": cfg.wakeup_bytes,
                 "cfg_report_threads": int(cfg.report_threads),
@@ -286,3 +294,26 @@ def perf_pages(ring_bytes: int) -> int:
     ncpu = max(1, int(check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")))
     pages = max(1, ring_bytes // ncpu // os.sysconf("SC_PAGE_SIZE"))
     return max(8, 1 << (pages.bit_length() - 1))
+
+
+#: perf objects whose programs share one body that a verifier may find too
+#: large (5.4's walks every function call inline): the hooks that decide
+_TOO_LARGE_PROBE = {"file": ("file_openat_enter", "file_openat_exit")}
+
+
+def _refused_whole(obj: BpfObject, btf_path: str | None) -> str | None:
+    """Why none of a perf object's programs can load here, or None: its
+    probe hook loaded alone (a verifier that finds one file program too
+    large finds every one so: each carries the same path and string code)."""
+    probe = _TOO_LARGE_PROBE.get(obj.name.split(".")[0])
+    if probe is None or probe[1] not in obj.hooks:
+        return None
+    loaded = obj.load(hooks=probe, btf_path=btf_path, attach=False)
+    try:
+        status = loaded.hooks[probe[1]]
+    finally:
+        loaded.close()
+    err = status.error
+    if status.attached or err is None or err.errno not in (errno.E2BIG, errno.ENOSPC):
+        return None
+    return f"tp: the kernel's verifier finds the program too large ({status.failures[-1]})"
