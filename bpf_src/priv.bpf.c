@@ -644,7 +644,8 @@ int BPF_PROG(handle_module_load_btf, struct module *mod)
 SEC("raw_tp/module_load")
 int BPF_PROG(handle_module_load_raw, struct module *mod)
 {
-	return module_loaded(BPF_CORE_READ(mod, name));
+	/* the array in place (BPF_CORE_READ would copy it and hand on the copy) */
+	return module_loaded((const char *)__builtin_preserve_access_index(&mod->name));
 }
 
 SEC("tp/module/module_load")

@@ -89,7 +89,12 @@ def test_fork_exec_exit_sequence(sensor: ebpfsensor.Sensor) -> None:
     assert not fork.clone_flags & CLONE_THREAD
     assert (ex.exit_code, ex.exit_signal, ex.core_dumped, ex.is_thread) == (0, 0, False, False)
     assert ex.comm == "true" and ex.ppid == os.getpid()
-    assert 0 < ex.duration_ns == ex.ts_ns - ex.start_time_ns
+    if sensor.health().transport == "perf":
+        # stamped on the monotonic clock, the boot-time lead added in user
+        # space from two clock reads: exact to the time between them
+        assert 0 < ex.duration_ns and abs(ex.duration_ns - (ex.ts_ns - ex.start_time_ns)) < 1_000_000
+    else:
+        assert 0 < ex.duration_ns == ex.ts_ns - ex.start_time_ns
 
 
 def test_fork_without_exec_and_exit_code(sensor: ebpfsensor.Sensor) -> None:
@@ -171,6 +176,13 @@ def test_deep_cwd(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", ["btf", "raw", "tp"])
 def test_each_hook_variant(variant: str) -> None:
     # the process kinds only: a sensor with every kind takes seconds to close
+    if variant == "btf" and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        # attached by the kernel's own type ids: reported unavailable, and why
+        with pytest.raises(ebpfsensor.EbpfSensorError, match="need the kernel's own BTF"):
+            ebpfsensor.Sensor(
+                hook_variants={variant}, kinds={"process_exec"}, exclude_self=False, provider="ebpf"
+            ).start()
+        return
     with ebpfsensor.Sensor(
         hook_variants={variant}, kinds={"process_exec", "process_fork", "process_exit"}, exclude_self=False
     ) as s:
@@ -220,7 +232,10 @@ def test_subscribe_and_stats_reconcile(sensor: ebpfsensor.Sensor) -> None:
     for kind, k in st.kinds.items():
         assert k.produced == k.delivered + k.pending, kind
         assert k.dropped == 0, kind
-        assert st.undecodable == 0 and st.lost == 0
+        assert st.undecodable == 0
+        # the audit provider beside eBPF (the perf tier's file kinds) counts
+        # kernel audit's own losses, which these processes do not decide
+        assert st.lost == 0 or st.audit_provider is not None
         with pytest.raises(ValueError, match="unknown event kind"):
             s.subscribe(got.append, kinds={"nope"})
 

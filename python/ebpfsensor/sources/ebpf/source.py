@@ -290,10 +290,10 @@ def _transport(wanted: str) -> str:
 
 def perf_pages(ring_bytes: int) -> int:
     """Pages per CPU buffer for a ring of ring_bytes shared among the
-    possible CPUs: a power of two, at least 8 (32 KiB with 4 KiB pages)."""
+    possible CPUs: a power of two, at least one page."""
     ncpu = max(1, int(check_ret(lib.libbpf_num_possible_cpus(), "count", "possible CPUs")))
     pages = max(1, ring_bytes // ncpu // os.sysconf("SC_PAGE_SIZE"))
-    return max(8, 1 << (pages.bit_length() - 1))
+    return 1 << (pages.bit_length() - 1)
 
 
 #: perf objects whose programs share one body that a verifier may find too
