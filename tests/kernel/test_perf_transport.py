@@ -129,3 +129,12 @@ def drain(sensor: Any, pid: int) -> list[Any]:
         if not batch:
             break
     return got
+
+
+def test_probe_names_the_tier() -> None:
+    from ebpfsensor.host import features
+    from ebpfsensor.probe import probe
+
+    report = probe()
+    want = "ebpf-ring-buffer" if features.ring_buffer().works else "ebpf-perf-buffer"
+    assert report.provider == "ebpf" and report.tier == want

@@ -70,6 +70,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def _print_probe(r: Any) -> None:
     c = r.capabilities
+    print(f"tier: {r.tier}")
     print(f"provider: {r.provider} ({r.reason})")
     print(f"kernel: {c.kernel_release} {c.machine}, {c.distribution}")
     print(f"support: {c.support.reason}")

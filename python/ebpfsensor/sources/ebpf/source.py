@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 
 import msgspec
 
@@ -86,6 +87,7 @@ class EbpfSource:
             raise
 
     def _start(self, cfg: Config) -> None:
+        self._cfg = cfg
         # held open while the objects load: libbpf reads the file that was checked
         self._btf = btf = resolve_btf(cfg.btf_path, cfg.btf_dir)
         log.info("BTF: %s", btf.location.describe())
@@ -126,6 +128,7 @@ class EbpfSource:
                 hooks=hooks,
                 btf_path=btf.libbpf_path,
                 variants=cfg.hook_variants,
+                prepare=self._open_perf if self.transport == "perf" and "activity_events" not in shared else None,
             )
             self._objects.append(loaded)
             self._hooks.update(loaded.hooks)
@@ -150,16 +153,25 @@ class EbpfSource:
         # (the sensor's own start-up, with exclude_self) is reported
         self._enable_kinds(shared["kind_enabled"])
         # lifecycle first: a batch drains it before the activity ring
-        fds = [shared["lifecycle_events"], shared["activity_events"]]
         if self.transport == "ring":
+            fds = [shared["lifecycle_events"], shared["activity_events"]]
             self._ring = RingBuffer(fds, batch_bytes=cfg.batch_bytes)
-        else:
-            self._ring = RingBuffer(
-                fds,
-                batch_bytes=cfg.batch_bytes,
-                perf_pages=[perf_pages(cfg.lifecycle_ring_bytes), perf_pages(cfg.activity_ring_bytes)],
-                wakeup_bytes=cfg.wakeup_bytes,
-            )
+
+    def _open_perf(self, map_fd: Callable[[str], int]) -> None:
+        """Open the perf buffers before any program is attached: a perf
+        event array's slot holds nothing until the consumer's buffer for that
+        CPU is in it, and a record written before then is lost (a ring
+        buffer keeps it). Called again if the loader retries the object."""
+        cfg = self._cfg
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        self._ring = RingBuffer(
+            [map_fd("lifecycle_events"), map_fd("activity_events")],
+            batch_bytes=cfg.batch_bytes,
+            perf_pages=[perf_pages(cfg.lifecycle_ring_bytes), perf_pages(cfg.activity_ring_bytes)],
+            wakeup_bytes=cfg.wakeup_bytes,
+        )
 
     def _enable_kinds(self, fd: int) -> None:
         key = ffi.new("uint32_t *")
