@@ -184,8 +184,9 @@ class Sensor:
 
     def _complete_ebpf(self, bpf_kinds: frozenset[str]) -> None:
         """Kinds the perf objects could not attach on this kernel (their file
-        hooks on 5.4's verifier) from the audit provider beside eBPF, under
-        provider "auto"; listed unavailable otherwise."""
+        hooks on 5.4's verifier; exec, exit and the file kinds on 4.19's)
+        from the audit provider beside eBPF, fork and exit from the process
+        connector, under provider "auto"; listed unavailable otherwise."""
         assert self._ebpf is not None
         cfg = self.config
         # only on the perf tier, whose verifiers refuse whole objects: on the
@@ -195,6 +196,16 @@ class Sensor:
         if self._ebpf.transport != "perf" or cfg.provider != "auto":
             return
         missing = frozenset(k for k in bpf_kinds if not self._ebpf.kind_health(k).live)
+        # fork and exit from the process connector, as beside the audit provider
+        lifecycle = missing & ProcConnectorSource.available_kinds - AuditProvider.available_kinds
+        if lifecycle:
+            try:
+                self._sources.insert(0, ProcConnectorSource(lifecycle, report_threads=cfg.report_threads).start())
+                log.warning(
+                    "%s from the process connector: their eBPF hooks cannot run here", ", ".join(sorted(lifecycle))
+                )
+            except (NotSupportedError, PrivilegeError) as exc:
+                log.warning("the process connector cannot run: %s", exc)
         wanted = missing & AuditProvider.available_kinds
         if not wanted:
             return

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from collections.abc import Callable
@@ -12,7 +11,7 @@ import msgspec
 
 from ..._ffi import check_ret, ffi, lib, make_error
 from ...config import Config
-from ...errors import ConfigError, EbpfSensorError, NotSupportedError
+from ...errors import ConfigError, EbpfSensorError, NotSupportedError, VerifierError
 from ...events import EVENT_CLASSES, KINDS, Event
 from ...events._kinds import kind_of
 from ...host import features
@@ -308,15 +307,16 @@ def perf_pages(ring_bytes: int) -> int:
     return 1 << (pages.bit_length() - 1)
 
 
-#: perf objects whose programs share one body that a verifier may find too
-#: large (5.4's walks every function call inline): the hooks that decide
+#: perf objects whose programs share one body that an older verifier refuses
+#: whole (5.4's walks every call inline, 4.19's takes no loop): the hooks that decide
 _TOO_LARGE_PROBE = {"file": ("file_openat_enter", "file_openat_exit")}
 
 
 def _refused_whole(obj: BpfObject, btf_path: str | None) -> str | None:
     """Why none of a perf object's programs can load here, or None: its
-    probe hook loaded alone (a verifier that finds one file program too
-    large finds every one so: each carries the same path and string code)."""
+    probe hook loaded alone (a verifier that refuses one file program, too
+    large on 5.4, a loop on 4.19, refuses every one: each carries the same
+    path and string code)."""
     probe = _TOO_LARGE_PROBE.get(obj.name.split(".")[0])
     if probe is None or probe[1] not in obj.hooks:
         return None
@@ -325,7 +325,6 @@ def _refused_whole(obj: BpfObject, btf_path: str | None) -> str | None:
         status = loaded.hooks[probe[1]]
     finally:
         loaded.close()
-    err = status.error
-    if status.attached or err is None or err.errno not in (errno.E2BIG, errno.ENOSPC):
+    if status.attached or not isinstance(status.error, VerifierError):
         return None
-    return f"tp: the kernel's verifier finds the program too large ({status.failures[-1]})"
+    return f"tp: the kernel's verifier refuses the object's programs ({status.failures[-1]})"
