@@ -24,6 +24,10 @@ _MISSING_HOOK = (
     # trampolines (LSM, fentry) of kernels that cannot pass a struct by value,
     # as security_path_chown takes its kuid_t (Debian 11's 5.10)
     "type STRUCT is unsupported",
+    # the sleepable task iterator (argv through bpf_copy_from_user_task, 5.18)
+    # before sleepable programs could use a per-CPU array (Debian 11's 5.10):
+    # the plain iterator seeds, argv from /proc
+    "Sleepable programs can only use array and hash maps",
 )
 
 
