@@ -570,7 +570,13 @@ class Sensor:
 
     def health(self) -> Health:
         """Which source runs, why, what each kind gets, and the counters."""
-        serving = {kind: src for src in self._sources for kind in src.kinds}
+        # a kind eBPF cannot serve here may come from a source beside it:
+        # the first source that delivers it speaks for it
+        serving: dict[str, Any] = {}
+        for src in self._sources:
+            for kind in src.kinds:
+                if kind not in serving or not serving[kind].kind_health(kind).live:
+                    serving[kind] = src
         kinds: dict[str, KindHealth] = {}
         for kind in sorted(KINDS):
             if kind not in self.config.enabled_kinds:
