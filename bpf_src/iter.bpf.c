@@ -50,16 +50,6 @@ struct {
 	__type(value, struct iter_buf);
 } iter_scratch SEC(".maps");
 
-/* memfd_create names its file "memfd:<name>" */
-static __always_inline int is_memfd(struct dentry *dentry)
-{
-	char name[6] = {};
-
-	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
-	       name[5] == ':';
-}
-
 static __always_inline int emit(struct seq_file *seq, struct task_struct *task, int with_argv)
 {
 	__u32 zero = 0, len;

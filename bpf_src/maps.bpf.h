@@ -135,6 +135,49 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 #define es_output(ctx, ring, rec, size) bpf_ringbuf_output(ring, rec, size, wakeup_flags(ring, size))
 #endif
 
+/*
+ * A fixed-size record: reserved in the ring, or built in the object's
+ * per-CPU scratch (any map of one entry large enough) and copied into the
+ * perf buffer at submit; either way a record that cannot be written is
+ * counted dropped under its kind.
+ */
+#ifdef ES_PERFBUF
+#define es_reserve(ring, scratch, type, size) es_scratch(&(scratch))
+
+static __always_inline void *es_scratch(void *map)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(map, &zero);
+}
+
+static __always_inline void es_submit(void *ctx, void *ring, void *e, __u32 type, __u32 size)
+{
+	if (es_output(ctx, ring, e, size)) {
+		stat_inc(type, STAT_DROPPED);
+		return;
+	}
+	stat_inc(type, STAT_PRODUCED);
+}
+#else
+#define es_reserve(ring, scratch, type, size) es_ring_reserve(ring, type, size)
+
+static __always_inline void *es_ring_reserve(void *ring, __u32 type, __u32 size)
+{
+	void *e = bpf_ringbuf_reserve(ring, size, 0); /* lint-ignore: callers submit */
+
+	if (!e)
+		stat_inc(type, STAT_DROPPED);
+	return e;
+}
+
+static __always_inline void es_submit(void *ctx, void *ring, void *e, __u32 type, __u32 size)
+{
+	bpf_ringbuf_submit(e, wakeup_flags(ring, size));
+	stat_inc(type, STAT_PRODUCED);
+}
+#endif
+
 /* entries of the per-thread argument stashes (LRU hashes keyed by thread):
  * the threads that may be inside monitored syscalls at once before the
  * oldest calls' arguments are evicted (and those calls counted as unmatched) */

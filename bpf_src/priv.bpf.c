@@ -150,39 +150,10 @@ struct {
 	__type(value, union priv_record);
 } priv_record SEC(".maps");
 
-static __always_inline void *reserve(__u32 type, __u32 size)
-{
-	__u32 zero = 0;
-
-	if (size > sizeof(union priv_record))
-		return NULL;
-	return bpf_map_lookup_elem(&priv_record, &zero);
-}
-
-static __always_inline void submit(void *ctx, void *e, __u32 type, __u32 size)
-{
-	if (es_output(ctx, &activity_events, e, size)) {
-		stat_inc(type, STAT_DROPPED);
-		return;
-	}
-	stat_inc(type, STAT_PRODUCED);
-}
-#else
-static __always_inline void *reserve(__u32 type, __u32 size)
-{
-	void *e = bpf_ringbuf_reserve(&activity_events, size, 0); /* lint-ignore: callers submit */
-
-	if (!e)
-		stat_inc(type, STAT_DROPPED);
-	return e;
-}
-
-static __always_inline void submit(void *ctx, void *e, __u32 type, __u32 size)
-{
-	bpf_ringbuf_submit(e, wakeup_flags(&activity_events, size));
-	stat_inc(type, STAT_PRODUCED);
-}
 #endif
+
+#define reserve(type, size) es_reserve(&activity_events, priv_record, type, size)
+#define submit(ctx, e, type, size) es_submit(ctx, &activity_events, e, type, size)
 
 /* the header of a record of fixed size, reserved in the activity ring */
 #define START_RECORD(e, kind, ctx)                                                     \

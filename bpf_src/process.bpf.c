@@ -39,16 +39,6 @@ static __always_inline __u32 task_pid_ns(struct task_struct *task)
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
 
-/* memfd_create names its file "memfd:<name>" */
-static __always_inline int is_memfd(struct dentry *dentry)
-{
-	char name[6] = {};
-
-	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
-	       name[5] == ':';
-}
-
 /* fork and exit records: reserved in the ring, or built on a per-CPU
  * scratch record and copied into the perf buffer */
 #ifdef ES_PERFBUF
@@ -64,37 +54,10 @@ struct {
 	__type(value, union lifecycle_record);
 } lifecycle_record SEC(".maps");
 
-static __always_inline void *lifecycle_reserve(__u32 type, __u32 size)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&lifecycle_record, &zero);
-}
-
-static __always_inline void lifecycle_submit(void *ctx, void *e, __u32 type, __u32 size)
-{
-	if (es_output(ctx, &lifecycle_events, e, size)) {
-		stat_inc(type, STAT_DROPPED);
-		return;
-	}
-	stat_inc(type, STAT_PRODUCED);
-}
-#else
-static __always_inline void *lifecycle_reserve(__u32 type, __u32 size)
-{
-	void *e = bpf_ringbuf_reserve(&lifecycle_events, size, 0); /* lint-ignore: callers submit */
-
-	if (!e)
-		stat_inc(type, STAT_DROPPED);
-	return e;
-}
-
-static __always_inline void lifecycle_submit(void *ctx, void *e, __u32 type, __u32 size)
-{
-	bpf_ringbuf_submit(e, wakeup_flags(&lifecycle_events, size));
-	stat_inc(type, STAT_PRODUCED);
-}
 #endif
+
+#define lifecycle_reserve(type, size) es_reserve(&lifecycle_events, lifecycle_record, type, size)
+#define lifecycle_submit(ctx, e, type, size) es_submit(ctx, &lifecycle_events, e, type, size)
 
 static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u32 old_tid)
 {

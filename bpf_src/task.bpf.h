@@ -52,6 +52,16 @@ static __always_inline __u64 current_cgroup_id(void)
 	return id;
 }
 
+/* memfd_create names its file "memfd:<name>" */
+static __always_inline int is_memfd(struct dentry *dentry)
+{
+	char name[6] = {};
+
+	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
+	       name[5] == ':';
+}
+
 static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct *task)
 {
 	__u64 id = bpf_get_current_pid_tgid();
