@@ -135,7 +135,9 @@ def collect(sensor: Any, who: Header | dict[str, Any], classes: tuple[type, ...]
 
     pid = who.pid if isinstance(who, Header) else who["pid"]
     since = who.since_ns if isinstance(who, Header) else who["since_ns"]
-    return wait_for(sensor, lambda e: isinstance(e, classes) and e.pid == pid and e.ts_ns >= since, count=count)
+    found = wait_for(sensor, lambda e: isinstance(e, classes) and e.pid == pid and e.ts_ns >= since, count=count)
+    # in call order: perf buffers (kernels before 5.8) deliver each CPU's records in turn
+    return sorted(found, key=lambda e: e.ts_ns)
 
 
 def proc_caps(pid: int | str = "self") -> dict[str, int]:
