@@ -92,6 +92,8 @@ class Sensor:
         self._log_file: str | None = None
         self._started = False
         self._context: SensorContext | None = None
+        #: eBPF switched off in the managed configuration (the reason health gives)
+        self._ebpf_disabled = False
         if overrides:
             for key in ("kinds", "hook_variants"):
                 if overrides.get(key) is not None:
@@ -104,8 +106,9 @@ class Sensor:
         """A sensor configured by the managed configuration file.
 
         ``features.ebpfSupplementaryEventProvider: "disabled"`` selects the
-        process connector; ``provider.failMode: "fail-closed"`` refuses to
-        run without eBPF.
+        audit provider (the process connector where kernel audit cannot
+        run, or where the file asks for it); ``provider.failMode:
+        "fail-closed"`` refuses to run without eBPF.
 
         Raises:
             ConfigError: the file cannot be used (it names the key and the fix).
@@ -113,12 +116,16 @@ class Sensor:
         from .managed_config import DEFAULT_PATH, load_managed_config
 
         managed = load_managed_config(path or DEFAULT_PATH)
+        provider = managed.sensor.provider
+        if not managed.ebpf_enabled and provider != "proc_connector":
+            # as the reference agent does: eBPF disabled reverts to audit
+            provider = "audit"
         config = msgspec.structs.replace(
-            managed.sensor,
-            provider=managed.sensor.provider if managed.ebpf_enabled else "proc_connector",
-            fail_closed=managed.fail_closed or managed.sensor.fail_closed,
+            managed.sensor, provider=provider, fail_closed=managed.fail_closed or managed.sensor.fail_closed
         )
-        return cls(config)
+        sensor = cls(config)
+        sensor._ebpf_disabled = not managed.ebpf_enabled
+        return sensor
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -261,7 +268,7 @@ class Sensor:
     def _choose_provider(self) -> tuple[bool, str]:
         """eBPF or not, and why, before anything is loaded."""
         cfg = self.config
-        if cfg.provider == "proc_connector":
+        if cfg.provider == "proc_connector" or self._ebpf_disabled:
             return False, "eBPF disabled by configuration"
         if cfg.provider == "audit":
             return False, "eBPF not used: the audit provider is chosen by configuration"

@@ -64,6 +64,15 @@ def test_disabled_in_managed_config(tmp_path: Path) -> None:
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"features": {"ebpfSupplementaryEventProvider": "disabled"}}))
     os.chmod(cfg, 0o600)
+    # eBPF disabled reverts to kernel audit, as the reference agent does
+    with ebpfsensor.Sensor.from_managed_config(str(cfg)) as s:
+        assert_fallback(s, "eBPF disabled by configuration", "audit")
+    # the process connector only where the file asks for it
+    cfg.write_text(
+        json.dumps(
+            {"features": {"ebpfSupplementaryEventProvider": "disabled"}, "sensor": {"provider": "proc_connector"}}
+        )
+    )
     with ebpfsensor.Sensor.from_managed_config(str(cfg)) as s:
         assert_fallback(s, "eBPF disabled by configuration")
 
@@ -137,11 +146,9 @@ def test_health_cli_text_and_json(tmp_path: Path) -> None:
         env=env,
         check=True,
     ).stdout
-    assert "supplementary_events_subsystem: proc_connector" in text
+    assert "supplementary_events_subsystem: audit" in text
     assert "ebpf: false (eBPF disabled by configuration)" in text
-    assert "process_exec     live  proc_connector" in text
-    # the process connector applies no exclusions
-    assert "\nexclusions: -\nlog file: " in text
+    assert "process_exec     live  audit" in text
 
 
 def test_probe_reports_real_loads() -> None:
