@@ -143,10 +143,13 @@ format:
 	$(Q)$(PYTHON) -m ruff format python tests build_ext.py setup.py
 	$(Q)$(CLANG_FORMAT) --style=file -i $(CSRC)
 
-# the events reference, from the event Structs' docstrings (a unit test fails when it is stale)
+# the events reference, from the event Structs' docstrings, and the support
+# matrix's tiers in the README and docs/kernels.md (unit tests fail when stale)
 docs: $(EXT)
 	@echo "  GEN     docs/events.md"
 	$(Q)$(PYPATH) $(PYTHON) tools/gen-events-doc.py
+	@echo "  GEN     README.md docs/kernels.md (support tiers)"
+	$(Q)$(PYPATH) $(PYTHON) tools/gen-support-doc.py
 
 vmlinux:
 	$(Q)bash vmlinux_headers/generate.sh $(BPF_ARCH)

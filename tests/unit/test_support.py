@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import json
+import re
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -13,6 +16,7 @@ from ebpfsensor.errors import ConfigError
 from ebpfsensor.host.support import (
     DATA_VERSION,
     NOT_IN_MATRIX,
+    TIERS,
     OsRelease,
     SupportData,
     evaluate,
@@ -20,6 +24,8 @@ from ebpfsensor.host.support import (
     load_support_data,
     parse_os_release,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # /etc/os-release as shipped by each distribution (trimmed of URLs)
 UBUNTU_1604 = """NAME="Ubuntu"
@@ -272,10 +278,55 @@ def test_unknown_distribution_is_allowed() -> None:
 
 def test_old_kernel_supported_by_matrix_defers_to_the_probe() -> None:
     v = evaluate(parse_os_release(UBUNTU_1604), "4.15.0-142-generic", "x86_64")
-    assert v.allowed
-    assert "ring buffers" in v.reason and "runtime probe" in v.reason
+    assert v.allowed and v.tier == "audit"
+    assert "expected tier for kernel 4.15: audit (no raw tracepoints" in v.reason
+    # a kernel line the row does not list: the ring-buffer minimum, and the probe decides
+    v = evaluate(parse_os_release(UBUNTU_1604), "4.18.0-25-generic", "x86_64")
+    assert v.allowed and v.tier is None
+    assert "older than Linux 5.8 (BPF ring buffers)" in v.reason and "perf event arrays or kernel audit" in v.reason
     v = evaluate(parse_os_release(DEBIAN_12), "6.1.0-13-amd64", "aarch64")
-    assert v.allowed and "ring buffers" not in v.reason
+    assert v.allowed and "older than" not in v.reason and v.tier == "ebpf-ring-buffer"
+
+
+@pytest.mark.parametrize(
+    ("os_release", "kernel", "tier"),
+    [
+        (UBUNTU_2204.replace('VERSION_ID="22.04"', 'VERSION_ID="20.04"'), "5.4.0-150-generic", "ebpf-perf-buffer"),
+        (UBUNTU_2204, "5.15.0-91-generic", "ebpf-ring-buffer"),
+        (UBUNTU_2204, "5.19.0-50-generic", None),
+        (DEBIAN_12.replace('VERSION_ID="12"', 'VERSION_ID="10"'), "4.19.0-26-amd64", "ebpf-perf-buffer"),
+        (DEBIAN_12, "6.1.0-13-amd64", "ebpf-ring-buffer"),
+        (FEDORA_33, "6.11.4-301.fc41.x86_64", "ebpf-ring-buffer"),
+        (RHEL_76, "3.10.0-1160.el7.x86_64", "audit"),
+        (RHEL_81.replace('VERSION_ID="8.1"', 'VERSION_ID="8.9"'), "4.18.0-513.5.1.el8_9.x86_64", "ebpf-ring-buffer"),
+    ],
+)
+def test_the_row_names_the_tier_of_the_kernel_line(os_release: str, kernel: str, tier: str | None) -> None:
+    v = evaluate(parse_os_release(os_release), kernel, "x86_64")
+    assert v.allowed and v.tier == tier, v.reason
+
+
+def test_every_row_says_which_tier_runs_and_why() -> None:
+    for row in load_support_data().distributions:
+        assert row.tiers, f"{row.rule} lists no kernel line"
+        for line in row.tiers:
+            assert line.tier in TIERS and line.why and line.releases
+            for part in line.kernel.split(", "):
+                assert re.fullmatch(r"\d+\.\d+\+?", part), (row.rule, line.kernel)
+    # a tier outside the known ones is refused, naming where
+    raw = json.loads((importlib.resources.files("ebpfsensor") / "data" / "support.json").read_bytes())
+    raw["distributions"][0]["tiers"][0]["tier"] = "ebpf-fast"
+    with pytest.raises(msgspec.ValidationError, match=r"distributions\[0\]\.tiers\[0\]\.tier"):
+        msgspec.json.decode(json.dumps(raw), type=SupportData)
+
+
+def test_readme_and_kernels_doc_show_the_packaged_tiers() -> None:
+    spec = importlib.util.spec_from_file_location("gen_support_doc", ROOT / "tools" / "gen-support-doc.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for path, text in gen.generate().items():
+        assert path.read_text() == text, f"{path.name} is stale: run `make docs`"
 
 
 def test_architecture() -> None:

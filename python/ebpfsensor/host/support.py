@@ -17,10 +17,12 @@ The verdict is one of:
   matrix. eBPF is still tried and the runtime probe decides.
 - ``supported``: the matrix row in ``matched_rule`` is satisfied.
 
-The matrix does not know about BPF features: this library needs BPF ring
-buffers (Linux 5.8), and a kernel the matrix accepts that lacks them (RHEL 7,
-Ubuntu 16.04 with 4.15, ...) falls back to the audit provider because the
-runtime probe says so, not because of this module.
+Each row also lists its kernel lines and the tier the runtime probe gives
+them (``ebpf-ring-buffer``, ``ebpf-perf-buffer``, ``audit``,
+``proc_connector``) with the reason: the verdict's ``tier`` is the one for
+the running kernel's line. It is what to expect, for documentation and
+``health``; the probe decides by the kernel's BPF features, never by this
+module.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from typing import Literal, get_args
 
 import msgspec
 
@@ -36,6 +39,8 @@ from .paths import PACKAGE_DIR
 
 __all__ = [
     "DATA_VERSION",
+    "TIERS",
+    "KernelTier",
     "OsRelease",
     "SupportData",
     "SupportVerdict",
@@ -47,7 +52,10 @@ __all__ = [
     "read_os_release",
 ]
 
-DATA_VERSION = 1
+DATA_VERSION = 2
+#: the tiers, best first (what ``ebpfsensor probe`` prints)
+Tier = Literal["ebpf-ring-buffer", "ebpf-perf-buffer", "audit", "proc_connector"]
+TIERS: tuple[str, ...] = get_args(Tier)
 NOT_IN_MATRIX = "distribution not in the support matrix; relying on runtime probing"
 OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")
 
@@ -76,17 +84,43 @@ class SupportVerdict(msgspec.Struct, frozen=True, kw_only=True):
         reason: one sentence for logs and ``health``.
         matched_rule: the matrix row or deny rule that decided; None when
             the distribution is not in the matrix.
+        tier: the tier the row lists for this kernel line (see ``TIERS``);
+            None where the row lists none.
     """
 
     supported: bool
     denied: bool
     reason: str
     matched_rule: str | None
+    tier: str | None = None
 
     @property
     def allowed(self) -> bool:
         """eBPF may be tried (supported and not denied)."""
         return self.supported and not self.denied
+
+
+class KernelTier(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A kernel line of a matrix row and the tier the runtime probe gives it.
+
+    ``kernel`` is one or more ``MAJOR.MINOR`` separated by ", ", a trailing
+    "+" meaning that one or later; ``tested_on`` names the kernel the tier
+    was measured on, "" where it follows from the kernel's features.
+    """
+
+    releases: str
+    kernel: str
+    tier: Tier
+    why: str
+    tested_on: str = ""
+
+    def matches(self, kernel: tuple[int, ...]) -> bool:
+        """The kernel line includes this kernel (compared on major.minor)."""
+        for part in self.kernel.split(", "):
+            line = _version_tuple(part.rstrip("+"))
+            if kernel[:2] == line[:2] or (part.endswith("+") and kernel[:2] >= line[:2]):
+                return True
+        return False
 
 
 class DistributionRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -100,6 +134,7 @@ class DistributionRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     kernel_flavor: str | None = None
     follows: str | None = None
     note: str = ""
+    tiers: list[KernelTier] = msgspec.field(default_factory=list)
 
 
 class DenyRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -329,12 +364,17 @@ def evaluate(
             matched_rule=row.rule,
         )
     reason = f"supported: {minimum}"
-    if kernel < kernel_version_tuple(data.ringbuf_min_kernel):
+    line = next((t for t in row.tiers if t.matches(kernel)), None)
+    if line is not None:
+        reason += f"; expected tier for kernel {line.kernel}: {line.tier} ({line.why})"
+    elif kernel < kernel_version_tuple(data.ringbuf_min_kernel):
         reason += (
             f"; kernel {kernel_release} is older than Linux {data.ringbuf_min_kernel} (BPF ring buffers):"
-            " unless the distribution backported them, the runtime probe will choose the audit provider"
+            " unless the distribution backported them, the runtime probe chooses perf event arrays or kernel audit"
         )
-    return SupportVerdict(supported=True, denied=False, reason=reason, matched_rule=row.rule)
+    return SupportVerdict(
+        supported=True, denied=False, reason=reason, matched_rule=row.rule, tier=line.tier if line else None
+    )
 
 
 def _flavor_ok(row: DistributionRule, kernel_release: str) -> bool:
