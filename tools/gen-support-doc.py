@@ -22,14 +22,20 @@ END = "<!-- support-tiers:end -->"
 
 
 def readme_table() -> str:
-    """A line per distribution: its kernel lines and their tiers."""
+    """A line per distribution: its kernels by tier."""
     from ebpfsensor.host.support import load_support_data
 
-    out = ["| distribution | kernel: tier |", "| --- | --- |"]
+    out = ["| distribution | tier: kernels |", "| --- | --- |"]
     for row in load_support_data().distributions:
-        lines = "; ".join(f"{t.releases} ({t.kernel}): `{t.tier}`" for t in row.tiers)
-        out.append(f"| {row.name} {row.min_version}+ | {lines} |")
+        tiers: dict[str, list[str]] = {}
+        for t in row.tiers:
+            tiers.setdefault(t.tier, []).append(t.kernel)
+        cells = " · ".join(f"`{tier}` {', '.join(kernels)}" for tier, kernels in tiers.items())
+        out.append(f"| {_SHORT.get(row.rule, row.name)} {row.min_version}+ | {cells} |")
     return "\n".join(out)
+
+
+_SHORT = {"rhel": "RHEL", "sles": "SLES", "oracle-rhck": "Oracle Linux RHCK", "oracle-uek": "Oracle Linux UEK"}
 
 
 def kernels_table() -> str:
