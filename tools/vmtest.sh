@@ -17,6 +17,8 @@
 #   VMTEST_TIMEOUT seconds per guest (default 1500)
 #   VMTEST_TCG     single | multi: qemu's TCG threading for every guest (default:
 #                  run.sh's, single for amd64 and multi for arm64; see its --tcg)
+#   VMTEST_SUMMARY the summary file (default build/vmtest/summary.txt); concurrent
+#                  runs give each its own, and run.sh's VM_GUEST_LOCK
 # Exit status: 0 if every kernel's run passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -87,6 +89,7 @@ for k in "${kernels[@]}"; do
   echo "$line"
   summary+=("$line")
 done
-printf '%s\n' "${summary[@]}" > "$out/summary.txt"
-echo "vmtest: logs in $out/, summary in $out/summary.txt"
+summary_file=${VMTEST_SUMMARY:-$out/summary.txt}
+printf '%s\n' "${summary[@]}" > "$summary_file"
+echo "vmtest: logs in $out/, summary in $summary_file"
 exit "$failed"
