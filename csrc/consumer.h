@@ -139,8 +139,12 @@ struct es_consumer {
 	uint32_t ctx_misses[ES_MAX_CTX_MISSES];
 };
 
+/* heap.c */
+void es_release_heap(void);
+
 /* log.c */
 void es_route_libbpf_log(void);
+void es_log_debug(int on);
 
 /* ring.c */
 struct ring_buffer *es_ring_new(struct es_consumer *c, int map_fd);

@@ -11,10 +11,22 @@
 
 #include "consumer.h"
 
+/* libbpf's debug messages (thousands per object load: every relocation)
+ * reach Python only when its logger wants them: each costs a call into
+ * Python with the GIL */
+static int es_debug;
+
+void es_log_debug(int on)
+{
+	es_debug = on;
+}
+
 static int es_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char msg[1024];
 
+	if (level == LIBBPF_DEBUG && !es_debug)
+		return 0;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	_es_log((int)level, msg);
 	return 0;

@@ -18,7 +18,17 @@ except ImportError as exc:  # pragma: no cover - depends on the build
         f"ebpfsensor's compiled extension is missing ({exc}); build it with `make ext` or install a wheel"
     ) from exc
 
-__all__ = ["capture_libbpf_log", "check_ptr", "check_ret", "ffi", "lib", "map_items", "next_key", "strerror"]
+__all__ = [
+    "capture_libbpf_log",
+    "check_ptr",
+    "check_ret",
+    "ffi",
+    "lib",
+    "map_items",
+    "next_key",
+    "release_heap",
+    "strerror",
+]
 
 log = logging.getLogger("ebpfsensor.libbpf")
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
@@ -41,18 +51,28 @@ def _es_log(level: int, msg: Any) -> None:
 
 
 lib.es_route_libbpf_log()
+lib.es_log_debug(int(log.isEnabledFor(logging.DEBUG)))
 
 
 class capture_libbpf_log:
-    """Collect libbpf's messages on this thread while the block runs."""
+    """Collect libbpf's messages on this thread while the block runs (its
+    debug messages only while the logger is at DEBUG: the loader reads the
+    warnings)."""
 
     def __enter__(self) -> list[str]:
+        lib.es_log_debug(int(log.isEnabledFor(logging.DEBUG)))
         self.lines: list[str] = []
         _capture.lines = self.lines
         return self.lines
 
     def __exit__(self, *exc: object) -> None:
         _capture.lines = None
+
+
+def release_heap() -> None:
+    """Give the C heap's free pages back to the system (what loading freed:
+    the kernel BTF libbpf parsed for each object)."""
+    lib.es_release_heap()
 
 
 def strerror(err: int) -> str:

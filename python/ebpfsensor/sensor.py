@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from . import _logfile
+from ._ffi import release_heap
 from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
 from .events import BPF_KINDS, KINDS, Event, event_class
@@ -141,6 +142,7 @@ class Sensor:
                 # EbpfSource keeps its ring private; the context is wired to it here
                 ring = self._ebpf.ring if self._ebpf is not None else None
                 self._context = SensorContext(self.config, supplementary, ring)
+            release_heap()
         except BaseException:
             self.close()
             raise

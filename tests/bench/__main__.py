@@ -433,7 +433,9 @@ def main() -> int:
         f = results["footprint"]
         print(
             f"footprint: load+attach {f['load_attach_s'] * 1000:.0f} ms,"
-            f" RSS {f['rss_kib'] / 1024:.1f} MiB (+{f['rss_added_kib'] / 1024:.1f} MiB),"
+            f" RSS added {f['rss_added_kib'] / 1024:.1f} MiB besides the rings"
+            f" ({f['ring_bytes'] / 2**20:.0f} MiB of kernel memory mapped twice: VmRSS"
+            f" {f['rss_kib'] / 1024:.1f} MiB counts {f['ring_mapped_kib'] / 1024:.0f} MiB for them),"
             f" {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory"
         )
     took = ", ".join(f"{name} {t:.0f} s" for name, t in seconds.items())

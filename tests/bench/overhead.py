@@ -274,13 +274,25 @@ def report(results: dict[str, Any]) -> None:
 
 
 def footprint() -> dict[str, Any]:
-    def rss_kib() -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+    """Load+attach time and memory. The rings are kernel memory mapped into
+    the consumer, each twice in a row (a record that wraps reads as one):
+    VmRSS counts them twice, so they are reported apart, once, and the
+    process's own memory is VmRSS without those mappings."""
 
-    before = rss_kib()
+    def rss_kib() -> tuple[int, int]:
+        """(VmRSS, the part of it in BPF map mappings), KiB."""
+        total = maps = 0
+        in_map = False
+        for line in Path("/proc/self/smaps").read_text().splitlines():
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                in_map = line.rstrip().endswith("anon_inode:bpf-map")
+            elif head and head[0] == "Rss:":
+                total += int(head[1])
+                maps += int(head[1]) if in_map else 0
+        return total, maps
+
+    before, _ = rss_kib()
     t = time.perf_counter()
     s = ebpfsensor.Sensor().start()
     load_s = time.perf_counter() - t
@@ -297,10 +309,14 @@ def footprint() -> dict[str, Any]:
             subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True, text=True, check=True).stdout
         )
         kernel = sum(m.get("bytes_memlock", 0) for m in maps if m["id"] in ids)
+        total, mapped = rss_kib()
+        cfg = s.config
         return {
             "load_attach_s": load_s,
-            "rss_added_kib": rss_kib() - before,
-            "rss_kib": rss_kib(),
+            "rss_added_kib": total - mapped - before,
+            "rss_kib": total,
+            "ring_mapped_kib": mapped,
+            "ring_bytes": cfg.lifecycle_ring_bytes + cfg.activity_ring_bytes,
             "map_memory_bytes": kernel,
             "maps": len(ids),
         }

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from ebpfsensor.sources.ebpf import objects
@@ -59,3 +61,24 @@ def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None
                 walked[prog] = int(loaded.program_info(prog).verified_insns)
         assert walked
         assert {p: n for p, n in walked.items() if n > MAX_VERIFIED_INSNS} == {}
+
+
+def test_libbpf_debug_messages_reach_python_only_when_wanted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # thousands per load (every CO-RE relocation), each a call into Python
+    logger = logging.getLogger("ebpfsensor.libbpf")
+    seen: list[tuple[int, str]] = []
+    monkeypatch.setattr(logger, "log", lambda level, fmt, text: seen.append((level, text)))
+    obj = BpfObject.packaged("process")
+    before = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        with obj.load(hooks={"exec"}, attach=False):
+            pass
+        assert not [t for lvl, t in seen if lvl == logging.DEBUG]
+        logger.setLevel(logging.DEBUG)
+        with obj.load(hooks={"exec"}, attach=False):
+            pass
+    finally:
+        logger.setLevel(before)
+    debug = [t for lvl, t in seen if lvl == logging.DEBUG]
+    assert any("CO-RE relocating" in t for t in debug), debug[:20]
