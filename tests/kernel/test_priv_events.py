@@ -14,6 +14,7 @@ import pytest
 from _sysevents import Header, check_header, collect, in_child, nr, proc_caps
 
 from ebpfsensor.events import BpfCall, CredChange, Kill, MemfdCreate, ModuleLoad, Mount, Ptrace, Setsid, Umount
+from ebpfsensor.host import features
 
 pytestmark = pytest.mark.bpf
 
@@ -336,6 +337,12 @@ def test_module_load(sensor: Any, tmp_path: Any) -> None:
             assert hooks[name].variant is None
             assert hooks[name].failures == [f"tp: tracepoint syscalls/sys_{end}_{call} does not exist on this kernel"]
         assert hooks["module_load"].variant is None
+        # known before any load (no btf_trace_module_load in the kernel's
+        # BTF, no tracefs event): no reload of the object for it
+        assert all("does not exist on this kernel" in f for f in hooks["module_load"].failures)
+        btf = os.path.exists("/sys/kernel/btf/vmlinux")
+        assert features.raw_tracepoint_exists("module_load") is (False if btf else None)
+        assert features.raw_tracepoint_exists("sched_process_exec") is (True if btf else None)
         return
     for name in names:
         assert hooks[name].variant == "tp"

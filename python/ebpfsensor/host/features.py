@@ -186,8 +186,39 @@ def bpf_lsm_active() -> FeatureStatus:
 
 def clear_cache() -> None:
     """Forget every cached answer (after privileges or mounts changed)."""
-    for probe in (bpf_access, ring_buffer, perf_event_array, program_type, kprobes, bpf_lsm_active, task_iter):
+    for probe in (
+        bpf_access,
+        ring_buffer,
+        perf_event_array,
+        program_type,
+        kprobes,
+        bpf_lsm_active,
+        task_iter,
+        _kernel_btf_names,
+    ):
         probe.cache_clear()
+
+
+@functools.cache
+def _kernel_btf_names() -> bytes | None:
+    """The kernel's own BTF, searched for names (NUL on both sides of a name
+    in its string table); None without it."""
+    try:
+        with open(BTF_VMLINUX, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def raw_tracepoint_exists(name: str) -> bool | None:
+    """Whether the kernel has the tracepoint raw_tp and tp_btf programs would
+    attach to (its ``btf_trace_<name>`` type: every tracepoint has one, the
+    ones without a tracefs event too); None where the kernel has no BTF of
+    its own to tell."""
+    names = _kernel_btf_names()
+    if names is None:
+        return None
+    return f"\0btf_trace_{name}\0".encode() in names
 
 
 @functools.cache
@@ -199,8 +230,8 @@ def task_iter() -> FeatureStatus:
     out by loading it."""
     name, min_kernel = "BPF task iterator", "5.8"
     try:
-        with open(BTF_VMLINUX, "rb") as f:
-            btf = f.read()
+        with open(BTF_VMLINUX, "rb"):
+            pass
     except FileNotFoundError:
         return FeatureStatus(
             name,
@@ -213,7 +244,7 @@ def task_iter() -> FeatureStatus:
             name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {exc.strerror}", exc.errno or 0
         )
     # a name in BTF's string table: NUL on both sides
-    if b"\0bpf_iter__task\0" not in btf:
+    if b"\0bpf_iter__task\0" not in (_kernel_btf_names() or b""):
         return FeatureStatus(
             name, min_kernel, "not_supported", "this kernel has no BPF task iterator (no bpf_iter__task in its BTF)"
         )

@@ -380,9 +380,13 @@ class BpfObject:
 
 
 def _missing_tracepoint(section: str) -> str | None:
-    """Why a classic tracepoint program cannot attach here, or None when it
-    may (or when tracefs is not there to tell)."""
+    """Why a tracepoint program cannot attach here, or None when it may (or
+    when neither tracefs nor the kernel's BTF is there to tell)."""
     kind, _, name = section.partition("/")
+    if kind in ("raw_tp", "raw_tracepoint", "tp_btf") and name:
+        if features.raw_tracepoint_exists(name) is False:
+            return f"tracepoint {name} does not exist on this kernel (no btf_trace_{name} in its BTF)"
+        return None
     if kind not in ("tp", "tracepoint") or name.count("/") != 1:
         return None
     events = tracefs_events()
