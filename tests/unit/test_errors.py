@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import errno
+import random
 from pathlib import Path
 
 import pytest
 
 from ebpfsensor import Config, ConfigError, LibbpfError, PrivilegeError, VerifierError
 from ebpfsensor._ffi import make_error
+from ebpfsensor.sources.ebpf import objects
 from ebpfsensor.sources.ebpf.objects import BpfObject, packaged_object_path
 
 # the end of a real verifier log (this kernel, a path walk without a mask)
@@ -74,6 +76,31 @@ def test_corrupted_object(tmp_path: Path) -> None:
         assert info.value.errno == errno.ENOEXEC
         assert str(info.value).startswith("open process.bpf.o: not a valid BPF ELF object")
         assert "reinstall" in str(info.value)
+
+
+def test_any_damage_to_an_object_is_a_clear_error() -> None:
+    path = packaged_object_path("process")
+    if not path.exists():
+        pytest.skip("no compiled objects: run `make bpf` first")
+    data = path.read_bytes()
+    rng = random.Random(7)
+    refused = 0
+    for i in range(3000):
+        d = bytearray(data)
+        if i % 3 == 0:
+            d = d[: rng.randrange(len(d))]
+        else:
+            # the headers (section offsets and counts) or anywhere
+            span = 4096 if i % 3 == 1 else len(d)
+            for _ in range(rng.randrange(1, 30)):
+                d[rng.randrange(min(span, len(d)))] = rng.randrange(256)
+        objects._PARSED.clear()
+        try:
+            BpfObject(bytes(d), "process.bpf.o")
+        except LibbpfError as exc:
+            assert exc.errno == errno.ENOEXEC, exc
+            refused += 1
+    assert refused > 1000
 
 
 def test_object_parse_without_privileges() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import logging
 import os
 import re
@@ -56,6 +55,7 @@ _PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
 _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
+_EM_BPF, _SHT_SYMTAB = 247, 2
 # object bytes -> (programs, rodata): see BpfObject.__init__
 _PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]]]] = {}
 _PARSED_MAX = 16
@@ -181,13 +181,9 @@ class BpfObject:
         if parsed is not None:
             self.programs, self.rodata = list(parsed[0]), dict(parsed[1])
             return
-        # imported here: parsed once per process, and `import ebpfsensor`
-        # stays quick for what never opens an object
-        from elftools.common.exceptions import ELFError
-
         try:
             self._parse()
-        except (ELFError, ValueError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        except (ValueError, KeyError, IndexError, OverflowError, struct.error) as exc:
             raise LibbpfError(
                 errno.ENOEXEC,
                 f"not a valid BPF ELF object ({exc})",
@@ -234,23 +230,38 @@ class BpfObject:
         return cls(data, path.name)
 
     def _parse(self) -> None:
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
-
-        elf = ELFFile(io.BytesIO(self.data))
-        if elf["e_machine"] != "EM_BPF":
-            raise ValueError(f"machine is {elf['e_machine']}, not EM_BPF")
-        if elf.elfclass != 64:
-            raise ValueError(f"ELF class {elf.elfclass}, not 64")
-        names = [sec.name for sec in elf.iter_sections()]
-        symtab = elf.get_section_by_name(".symtab")
-        if not isinstance(symtab, SymbolTableSection):
+        # the ELF headers and the symbol table read with struct: pyelftools
+        # builds an object per section and symbol, which is slow where
+        # start-up matters (every object of a sensor, at each process start)
+        data = self.data
+        if data[:4] != b"\x7fELF":
+            raise ValueError("no ELF magic")
+        if data[4] != 2:
+            raise ValueError(f"ELF class {data[4]}, not 64")
+        end = "<" if data[5] == 1 else ">"
+        machine = struct.unpack_from(end + "H", data, 18)[0]
+        if machine != _EM_BPF:
+            raise ValueError(f"machine is {machine}, not EM_BPF ({_EM_BPF})")
+        (shoff,) = struct.unpack_from(end + "Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", data, 0x3A)
+        if shentsize != 64 or not shnum or shoff + 64 * shnum > len(data):
+            raise ValueError(f"section headers of {shentsize} bytes, {shnum} of them at {shoff}: not in the file")
+        # (sh_name, sh_type, sh_offset, sh_size, sh_link) of every section
+        headers = [
+            (h[0], h[1], h[4], h[5], h[6])
+            for h in (struct.unpack_from(end + "IIQQQQIIQQ", data, shoff + 64 * k) for k in range(shnum))
+        ]
+        shstr_off, shstr_size = headers[shstrndx][2:4]
+        shstr = data[shstr_off : shstr_off + shstr_size]
+        names = [shstr[h[0] : shstr.index(b"\0", h[0])].decode() for h in headers]
+        symtabs = [h for h in headers if h[1] == _SHT_SYMTAB]
+        if not symtabs:
             raise ValueError("no symbol table")
-        strtab = elf.get_section(symtab["sh_link"]).data()
-        # the symbols straight from the table (Elf64_Sym): pyelftools parses
-        # each symbol into objects, which is slow where start-up matters
-        fmt = "<IBBHQQ" if elf.little_endian else ">IBBHQQ"
-        for st_name, st_info, _other, shndx, value, size in struct.iter_unpack(fmt, symtab.data()):
+        _, _, sym_off, sym_size, link = symtabs[0]
+        str_off, str_size = headers[link][2:4]
+        strtab = data[str_off : str_off + str_size]
+        fmt = end + "IBBHQQ"  # Elf64_Sym
+        for st_name, st_info, _other, shndx, value, size in struct.iter_unpack(fmt, data[sym_off : sym_off + sym_size]):
             if shndx == 0 or shndx >= 0xFF00:  # undefined, absolute, common
                 continue
             kind, bind, sec = st_info & 0xF, st_info >> 4, names[shndx]
