@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* strict UTF-8 (no overlongs, no surrogates), as Python's decoder wants */
 static inline int es_utf8_ok(const uint8_t *s, size_t n)
@@ -16,7 +17,16 @@ static inline int es_utf8_ok(const uint8_t *s, size_t n)
 
 	while (i < n) {
 		uint8_t c = s[i];
+		uint64_t w;
 
+		/* paths and argv are mostly ASCII: eight bytes at a time */
+		if (i + 8 <= n) {
+			memcpy(&w, s + i, 8);
+			if (!(w & 0x8080808080808080ULL)) {
+				i += 8;
+				continue;
+			}
+		}
 		if (c < 0x80) {
 			i++;
 			continue;
