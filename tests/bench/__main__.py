@@ -283,7 +283,7 @@ def bench_delivery(cb: Any, large: bool, n: int, reps: int) -> dict[str, Any]:
 
 
 def prog_stats(sensor: ebpfsensor.Sensor, name: str) -> tuple[int, int]:
-    info = sensor._objects[0].program_info(name)
+    info = sustained.ebpf_source(sensor)._objects[0].program_info(name)
     return int(info.run_time_ns), int(info.run_cnt)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import ebpfsensor
 from ebpfsensor._ffi import ffi
 from ebpfsensor.events import FileOpen, ProcessExec
+from ebpfsensor.sources.ebpf.source import EbpfSource
 
 HIT_FRACTION = 0.95
 # producer threads for the search: half the CPUs, the consumer needs one.
@@ -39,13 +40,20 @@ LIFECYCLE = frozenset({"process_exec", "process_fork", "process_exit"})
 SHARED = ("activity_events", "lifecycle_events", "kind_stats", "kind_enabled")
 
 
+def ebpf_source(sensor: ebpfsensor.Sensor) -> EbpfSource:
+    """The sensor's eBPF source (its objects and its own counters)."""
+    if sensor._ebpf is None:
+        raise SystemExit("bench: the sensor runs no eBPF source")
+    return sensor._ebpf
+
+
 class _Flood:
     """The producer object loaded against a running sensor's maps."""
 
     def __init__(self, sensor: ebpfsensor.Sensor, producer_obj: Any, cb: Any) -> None:
         self.s = sensor
         self.cb = cb
-        shared = {name: sensor._objects[0].map_fd(name) for name in SHARED}
+        shared = {name: ebpf_source(sensor)._objects[0].map_fd(name) for name in SHARED}
         self.loaded = producer_obj.load(shared_maps=shared, hooks={"flood"}, attach=False)
         self.prog = self.loaded.program_fd("handle_flood_raw")
         self.record_bytes = 0
