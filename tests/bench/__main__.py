@@ -81,10 +81,12 @@ def build(args: list[str], out: Path, sources: list[Path]) -> Path:
     return out
 
 
-def producer() -> BpfObject:
+def producer(perf: bool = False) -> BpfObject:
+    """The bench's BPF object, built as the Makefile builds the sensor's:
+    bench.bpf.o, or with perf bench.perf.bpf.o (-DES_PERFBUF)."""
     arch = bpf_arch()
     src = ROOT / "tests" / "bench" / "bench.bpf.c"
-    out = OUT / "bench.bpf.o"
+    out = OUT / ("bench.perf.bpf.o" if perf else "bench.bpf.o")
     headers = list((ROOT / "bpf_src").glob("*.h"))
     build(
         [
@@ -102,6 +104,7 @@ def producer() -> BpfObject:
             str(ROOT / "vmlinux_headers" / arch),
             "-I",
             str(ROOT / "build" / "deps" / arch / "include"),
+            *(["-DES_PERFBUF"] if perf else []),
             "-c",
             str(src),
             "-o",
