@@ -20,7 +20,7 @@ arrays (``Config(transport="perf")``), measured in one run.
   C callback that counts), so a kernel with one transport still gets a ratio.
 - the sustained rate without loss of each transport (sustained.py with
   ``Sensor(transport=...)``), shorter than the sustained section's own
-  (2 s probes, held 8 s, 3 s above the rate; --quick 1 s, 3 s, 2 s).
+  (2 s probes, held 5 s, 3 s above the rate; --quick 1 s, 3 s, 2 s).
 
 Counters must reconcile: every record written delivered, per kind
 produced = delivered and nothing dropped during the fills; with perf event
@@ -218,7 +218,7 @@ def run(objs: dict[str, BpfObject], cb: Any, quick: bool, n: int, reps: int) -> 
     out: dict[str, Any] = {"available": have}
     out["fork"] = _delivery(usable, cb, False, n, reps)
     out["exec"] = _delivery(usable, cb, True, n, reps)
-    timings = (1.0, 3.0, 2.0) if quick else (2.0, 8.0, 3.0)
+    timings = (1.0, 3.0, 2.0) if quick else (2.0, 5.0, 3.0)
     out["sustained"] = {t: sustained.sustained_rate(quick, obj, cb, t, timings) for t, obj in usable.items()}
     if len(usable) == 2:
         s = out["sustained"]
