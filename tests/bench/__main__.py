@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """`make bench`: delivery throughput, the decode step (and network records' with
 addresses as bytes and as text), exec overhead, overhead on monitored
-workloads, the sustained rate without loss, the footprint, native JSON vs
+workloads, the sustained rate without loss, ring buffers vs perf event arrays
+(delivery and sustained rate per transport), the footprint, native JSON vs
 ECS vs OCSF with the exporters' delivery rates, and seeding the process
 table by task iterator vs /proc scan, as ratios measured in one run.
 
@@ -34,7 +35,7 @@ from ebpfsensor.events import Event, decode
 from ebpfsensor.sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ebpfsensor.sources.ebpf.ring import BatchDecoder, RingBuffer
 
-from . import addresses, cbench, context, overhead, schemas, seed, sustained
+from . import addresses, cbench, context, overhead, schemas, seed, sustained, transport
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "bench"
@@ -81,10 +82,12 @@ def build(args: list[str], out: Path, sources: list[Path]) -> Path:
     return out
 
 
-def producer() -> BpfObject:
+def producer(perf: bool = False) -> BpfObject:
+    """The bench's BPF object, built as the Makefile builds the sensor's:
+    bench.bpf.o, or with perf bench.perf.bpf.o (-DES_PERFBUF)."""
     arch = bpf_arch()
     src = ROOT / "tests" / "bench" / "bench.bpf.c"
-    out = OUT / "bench.bpf.o"
+    out = OUT / ("bench.perf.bpf.o" if perf else "bench.bpf.o")
     headers = list((ROOT / "bpf_src").glob("*.h"))
     build(
         [
@@ -102,6 +105,7 @@ def producer() -> BpfObject:
             str(ROOT / "vmlinux_headers" / arch),
             "-I",
             str(ROOT / "build" / "deps" / arch / "include"),
+            *(["-DES_PERFBUF"] if perf else []),
             "-c",
             str(src),
             "-o",
@@ -283,7 +287,7 @@ def bench_delivery(cb: Any, large: bool, n: int, reps: int) -> dict[str, Any]:
 
 
 def prog_stats(sensor: ebpfsensor.Sensor, name: str) -> tuple[int, int]:
-    info = sensor._objects[0].program_info(name)
+    info = sustained.ebpf_source(sensor)._objects[0].program_info(name)
     return int(info.run_time_ns), int(info.run_cnt)
 
 
@@ -328,7 +332,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=OUT / "results.json")
     parser.add_argument(
         "--only",
-        default="delivery,addresses,exec,overhead,sustained,footprint,schemas,context,seed",
+        default="delivery,addresses,exec,overhead,sustained,transport,footprint,schemas,context,seed",
         help="comma-separated sections to run",
     )
     args = parser.parse_args()
@@ -343,7 +347,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
         "python": platform.python_version(),
     }
-    cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "addresses", "sustained"} else None
+    cb = cbench.load(ROOT, OUT, bpf_arch()) if only & {"delivery", "addresses", "sustained", "transport"} else None
     sections: dict[str, Callable[[], None]] = {
         "delivery": lambda: results.update(
             delivery_small=bench_delivery(cb, False, n, reps), delivery_large=bench_delivery(cb, True, n, reps)
@@ -352,6 +356,9 @@ def main() -> int:
         "exec": lambda: results.update(exec=bench_exec(500 if args.quick else 2000, reps)),
         "overhead": lambda: results.update(overhead=overhead.overhead(reps, args.quick)),
         "sustained": lambda: results.update(sustained=sustained.sustained_rate(args.quick, producer(), cb)),
+        "transport": lambda: results.update(
+            transport=transport.run({"ring": producer(), "perf": producer(perf=True)}, cb, args.quick, n, reps)
+        ),
         "footprint": lambda: results.update(footprint=overhead.footprint()),
         "schemas": lambda: results.update(schemas=schemas.schemas(args.quick)),
         "context": lambda: results.update(context=context.run(producer(), args.quick, reps)),
@@ -429,6 +436,8 @@ def main() -> int:
             f" {a['children_exec_received']}/{a['children']} execs during the flood received"
         )
         print(f"  above the rate: {a['behaviour']}")
+    if "transport" in results:
+        transport.report(results["transport"])
     if "footprint" in results:
         f = results["footprint"]
         print(

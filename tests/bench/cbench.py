@@ -5,8 +5,16 @@ pieces the benchmarks compare against or drive, none of them shipped.
 - ``bc_drain``: the practical limit of delivery, a pure C consumer of a ring
   (libbpf ``ring_buffer__consume`` with a C callback that counts the records
   and reads one word per cache line), optionally copying the raw records out.
+- ``bc_perf_open`` / ``bc_perf_drain`` / ``bc_perf_close``: the same for a
+  perf event array, with the buffers opened as the sensor opens them
+  (``perf_buffer__new_raw``, a wakeup watermark) and the same callback on
+  each sample; lost-record reports are counted. The buffers must be open
+  before the records are written (a perf event array's slot is empty until
+  then), so opening and draining are apart.
 - ``bc_transcode``: feeds copied records to the shipped transcoder
   (``es_transcode``, by address) without a ring, to time the decode step alone.
+- ``bc_test_run``: one skb test run (a zeroed 64-byte packet) with a repeat
+  count, on the calling CPU unless the kernel moves the thread (callers pin).
 - ``bc_produce``: a paced producer. It runs a socket filter with
   ``BPF_PROG_TEST_RUN`` and ``repeat`` = records per call, so each call
   submits that many records at kernel speed, and sleeps between calls to
@@ -29,9 +37,12 @@ from cffi import FFI
 CDEF = """
 struct bc_drain {
     uint64_t records; uint64_t bytes; uint64_t sum; uint64_t ns;
-    uint8_t *copy; size_t cap; size_t len;
+    uint8_t *copy; size_t cap; size_t len; uint64_t lost;
 };
 int bc_drain(int map_fd, struct bc_drain *d);
+void *bc_perf_open(int map_fd, size_t pages, uint32_t wakeup_bytes, struct bc_drain *d);
+int bc_perf_drain(void *pb, struct bc_drain *d);
+void bc_perf_close(void *pb);
 size_t bc_transcode(uintptr_t fn, uintptr_t consumer, const uint8_t *buf, size_t len, size_t pos, uint64_t *ns);
 
 struct bc_produce {
@@ -41,6 +52,7 @@ struct bc_produce {
     int err;
 };
 int bc_produce(struct bc_produce *p);
+int bc_test_run(int prog_fd, uint32_t repeat);
 """
 
 SOURCE = r"""
@@ -48,6 +60,7 @@ SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <linux/perf_event.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 
@@ -55,6 +68,7 @@ struct bc_drain {
 	uint64_t records, bytes, sum, ns;
 	uint8_t *copy;
 	size_t cap, len;
+	uint64_t lost;
 };
 
 struct bc_produce {
@@ -126,6 +140,62 @@ int bc_drain(int map_fd, struct bc_drain *d)
 	return n;
 }
 
+struct bc_perf_sample {
+	struct perf_event_header header;
+	uint32_t size;
+	uint8_t data[];
+};
+
+struct bc_perf_lost {
+	struct perf_event_header header;
+	uint64_t id, lost;
+};
+
+/* a perf buffer's records: samples as bc_sample takes a ring's (the size
+ * includes the kernel's padding to 8 bytes), lost-record reports counted */
+static enum bpf_perf_event_ret bc_perf_event(void *ctx, int cpu, struct perf_event_header *ev)
+{
+	struct bc_drain *d = ctx;
+
+	(void)cpu;
+	if (ev->type == PERF_RECORD_LOST)
+		d->lost += ((struct bc_perf_lost *)ev)->lost;
+	else if (ev->type == PERF_RECORD_SAMPLE)
+		bc_sample(d, ((struct bc_perf_sample *)ev)->data, ((struct bc_perf_sample *)ev)->size);
+	return LIBBPF_PERF_EVENT_CONT;
+}
+
+/* one buffer of pages per CPU in the array's slots, opened as the sensor
+ * opens its own (csrc/perf.c); NULL with errno set on failure */
+void *bc_perf_open(int map_fd, size_t pages, uint32_t wakeup_bytes, struct bc_drain *d)
+{
+	struct perf_event_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.type = PERF_TYPE_SOFTWARE;
+	attr.config = PERF_COUNT_SW_BPF_OUTPUT;
+	attr.sample_type = PERF_SAMPLE_RAW;
+	attr.sample_period = 1;
+	attr.watermark = 1;
+	attr.wakeup_watermark = wakeup_bytes;
+	return perf_buffer__new_raw(map_fd, pages, &attr, bc_perf_event, d, NULL);
+}
+
+/* drain what every CPU buffer holds now; d->ns is the time in perf_buffer__consume */
+int bc_perf_drain(void *pb, struct bc_drain *d)
+{
+	uint64_t t = bc_ns();
+	int n = perf_buffer__consume(pb);
+
+	d->ns += bc_ns() - t;
+	return n;
+}
+
+void bc_perf_close(void *pb)
+{
+	perf_buffer__free(pb);
+}
+
 #define BC_BATCH_FULL -28 /* ES_BATCH_FULL in the extension */
 typedef int (*bc_transcode_fn)(void *c, const void *data, size_t size);
 
@@ -148,6 +218,15 @@ size_t bc_transcode(uintptr_t fn, uintptr_t consumer, const uint8_t *buf, size_t
 	}
 	*ns += bc_ns() - t;
 	return pos;
+}
+
+/* one test run of an skb program, repeat times; 0 or -errno */
+int bc_test_run(int prog_fd, uint32_t repeat)
+{
+	uint8_t pkt[64] = { 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt), .repeat = repeat);
+
+	return bpf_prog_test_run_opts(prog_fd, &opts) ? -errno : 0;
 }
 
 /* records at p->rate for p->seconds (or until p->stop): a call makes

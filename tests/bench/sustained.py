@@ -1,20 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Sustained rate without loss, and what happens above it.
+"""Sustained rate without loss, and what happens above it, for either
+transport (BPF ring buffers, or perf event arrays: ``Sensor(transport=...)``
+with the bench object built the same way, bench.perf.bpf.o).
 
 A sensor with the default ring sizes and only the process lifecycle kinds
 attached drains its rings the way an agent does (``Sensor.poll(None)`` in a
-loop). The bench's socket filter (handle_flood_raw in bench.bpf.c) shares
-the sensor's maps and submits file_open records into its activity ring,
+loop). The bench's tc classifier (handle_flood_raw in bench.bpf.c) shares
+the sensor's maps and submits file_open records into its activity ring (or
+the activity perf event array, into the buffer of the CPU it runs on),
 counted in the sensor's own kind_stats; a C thread (cbench.bc_produce)
 drives it with BPF_PROG_TEST_RUN at a paced rate, K records per call.
 
 A probe at a rate passes when the producer held the rate (at least
-HIT_FRACTION of it) and nothing was dropped. The rate is doubled until a
-probe fails, bisected between the last pass and the first failure, and the
-result is held for 30 s (5 s with --quick; stepped down 10% when that
-fails). Above it, at twice the rate, the counters must reconcile
-(attempted = produced + dropped, produced = delivered) and the lifecycle
-ring must lose nothing while processes are started during the flood.
+HIT_FRACTION of it) and nothing was dropped. The rate is halved until a
+probe passes (an emulated guest's consumer is slow), doubled until a probe
+fails, bisected between the last pass and the first failure, and the result
+is held for 30 s (5 s with --quick; stepped down 10% when that fails, at
+most CONFIRM_TRIES times). Above it, at twice the rate, the counters must
+reconcile (attempted = produced + dropped, produced = delivered; with perf
+event arrays the kernel's lost-record count equals dropped) and the
+lifecycle ring must lose nothing while processes are started during the
+flood.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ import time
 from typing import Any
 
 import ebpfsensor
-from ebpfsensor._ffi import ffi
+from ebpfsensor._ffi import check_ret, ffi
 from ebpfsensor.events import FileOpen, ProcessExec
+from ebpfsensor.sources.ebpf.source import EbpfSource
 
 HIT_FRACTION = 0.95
 # producer threads for the search: half the CPUs, the consumer needs one.
@@ -37,6 +44,19 @@ HIT_FRACTION = 0.95
 THREADS = max(1, (os.cpu_count() or 2) // 2)
 LIFECYCLE = frozenset({"process_exec", "process_fork", "process_exit"})
 SHARED = ("activity_events", "lifecycle_events", "kind_stats", "kind_enabled")
+# the search starts here, and gives up below the lowest rate
+START_RATE = 125_000.0
+LOWEST_RATE = 2_000.0
+# a rate that held in a probe but not for the hold is stepped down 10% at a
+# time, this many times at most (a loaded machine's consumer varies)
+CONFIRM_TRIES = 8
+
+
+def ebpf_source(sensor: ebpfsensor.Sensor) -> EbpfSource:
+    """The sensor's eBPF source (its objects and its own counters)."""
+    if sensor._ebpf is None:
+        raise SystemExit("bench: the sensor runs no eBPF source")
+    return sensor._ebpf
 
 
 class _Flood:
@@ -45,10 +65,11 @@ class _Flood:
     def __init__(self, sensor: ebpfsensor.Sensor, producer_obj: Any, cb: Any) -> None:
         self.s = sensor
         self.cb = cb
-        shared = {name: sensor._objects[0].map_fd(name) for name in SHARED}
+        shared = {name: ebpf_source(sensor)._objects[0].map_fd(name) for name in SHARED}
         self.loaded = producer_obj.load(shared_maps=shared, hooks={"flood"}, attach=False)
         self.prog = self.loaded.program_fd("handle_flood_raw")
         self.record_bytes = 0
+        self.perf = sensor.health().transport == "perf"
 
     def close(self) -> None:
         self.loaded.close()
@@ -59,6 +80,24 @@ class _Flood:
 
     def lifecycle_dropped(self) -> int:
         return sum(k.dropped for name, k in self.s.stats().kinds.items() if name in LIFECYCLE)
+
+    def perf_lost(self) -> list[int]:
+        """The kernel's lost-record counts, lifecycle and activity ([0, 0] for
+        rings): EbpfStats.perf_lost, which the sensor's own stats() leaves out."""
+        return list(ebpf_source(self.s).stats().perf_lost) or [0, 0]
+
+    def flush(self) -> int:
+        """One record on each CPU this process may run on: a perf buffer
+        reports the records it lost with the next record that fits, so after
+        this every loss is in perf_lost. Returns the records written."""
+        cpus = os.sched_getaffinity(0)
+        try:
+            for cpu in sorted(cpus):
+                os.sched_setaffinity(0, {cpu})
+                check_ret(self.cb.lib.bc_test_run(self.prog, 1), "test run", "handle_flood_raw")
+        finally:
+            os.sched_setaffinity(0, cpus)
+        return len(cpus)
 
     def run(self, rate: float, seconds: float, threads: int = 1, children: int = 0) -> dict[str, Any]:
         """Produce at rate for seconds while draining; then drain the rest."""
@@ -73,6 +112,7 @@ class _Flood:
             ps.append(p)
         produced0, dropped0, delivered0 = self.counters()
         life0 = self.lifecycle_dropped()
+        lost0 = self.perf_lost()
         workers = [threading.Thread(target=self.cb.lib.bc_produce, args=(p,)) for p in ps]
         pids: list[int] = []
         if children:
@@ -99,6 +139,16 @@ class _Flood:
                 elif type(e) is ProcessExec:
                     execs.add(e.pid)
 
+        def settle() -> None:
+            end = time.monotonic() + 10
+            while time.monotonic() < end:
+                batch = self.s.poll(0.05)
+                take(batch)
+                if not batch and self.counters()[0] - produced0 == opens:
+                    break
+
+        # this thread's CPU time is the consumer's (the producers are threads of this process too)
+        cpu0 = time.thread_time()
         for w in workers:
             w.start()
         try:
@@ -109,17 +159,18 @@ class _Flood:
                 p.stop = 1
             for w in workers:
                 w.join()
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            batch = self.s.poll(0.05)
-            take(batch)
-            if not batch and self.counters()[0] - produced0 == opens:
-                break
+        settle()
+        consumer_cpu = time.thread_time() - cpu0
+        flushed = 0
+        if self.perf:
+            flushed = self.flush()
+            settle()
         errors = [p.err for p in ps if p.err]
         if errors:
             raise SystemExit(f"bench: the flood producer's test run failed: errno {errors[0]}")
         produced1, dropped1, delivered1 = self.counters()
-        attempted = sum(int(p.records) for p in ps)
+        lost = [b - a for a, b in zip(lost0, self.perf_lost(), strict=True)]
+        attempted = sum(int(p.records) for p in ps) + flushed
         elapsed = max(float(p.elapsed) for p in ps)
         r = {
             "target_per_s": rate,
@@ -133,6 +184,10 @@ class _Flood:
             "delivered": delivered1 - delivered0,
             "received": opens,
             "lifecycle_dropped": self.lifecycle_dropped() - life0,
+            "perf_lost": lost[1],
+            "lifecycle_perf_lost": lost[0],
+            "consumer_cpu_s": consumer_cpu,
+            "consumer_cpu_s_per_m": consumer_cpu / max(1, opens) * 1e6,
         }
         if opens == 0:
             raise SystemExit(f"bench: the sensor delivered no flood record at {rate / 1e6:.3f} M/s")
@@ -140,6 +195,11 @@ class _Flood:
             raise SystemExit(
                 f"bench: the flood's counters do not reconcile: {attempted} attempted, {r['produced']} produced,"
                 f" {r['dropped']} dropped, {r['delivered']} delivered (stats), {opens} received"
+            )
+        if self.perf and (lost[1] != r["dropped"] or lost[0] != r["lifecycle_dropped"]):
+            raise SystemExit(
+                f"bench: the perf buffers' lost counts do not reconcile: activity {lost[1]} lost,"
+                f" {r['dropped']} dropped; lifecycle {lost[0]} lost, {r['lifecycle_dropped']} dropped"
             )
         if children:
             missing = [pid for pid in pids if pid not in execs]
@@ -162,13 +222,27 @@ def _judge(r: dict[str, Any]) -> bool:
     return passed
 
 
-def sustained_rate(quick: bool, producer_obj: Any, cb: Any) -> dict[str, Any]:
-    """The highest rate of file_open records delivered without a drop."""
-    trial = 2.0 if quick else 4.0
-    confirm_s = 5.0 if quick else 30.0
-    above_s = 3.0 if quick else 10.0
+def sustained_rate(
+    quick: bool,
+    producer_obj: Any,
+    cb: Any,
+    transport: str = "ring",
+    timings: tuple[float, float, float] | None = None,
+) -> dict[str, Any]:
+    """The highest rate of file_open records delivered without a drop.
+
+    Args:
+        quick: the --quick timings (2 s probes, held 5 s, 3 s above).
+        producer_obj: the bench object built for the transport (bench.bpf.o
+            or bench.perf.bpf.o).
+        cb: the cbench module.
+        transport: the sensor's Config.transport, "ring" or "perf".
+        timings: seconds of a probe, of the hold, and above the rate,
+            instead of quick's or the full run's (4, 30, 10).
+    """
+    trial, confirm_s, above_s = timings or ((2.0, 5.0, 3.0) if quick else (4.0, 30.0, 10.0))
     probes: list[dict[str, Any]] = []
-    with ebpfsensor.Sensor(kinds=LIFECYCLE, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=LIFECYCLE, log_file=None, transport=transport) as s:
         flood = _Flood(s, producer_obj, cb)
         try:
 
@@ -177,15 +251,21 @@ def sustained_rate(quick: bool, producer_obj: Any, cb: Any) -> dict[str, Any]:
                 probes.append(r)
                 return _judge(r)
 
-            rate, ok, bad = 125_000.0, 0.0, 0.0
-            if not probe(rate, trial):
-                raise SystemExit(f"bench: even {rate / 1e6:.3f} M records/s was not sustained: {probes[-1]}")
-            # double until a probe fails, then bisect between the last pass and the first failure
+            rate, bad = START_RATE, 0.0
+            # halve until a probe passes, double until one fails, then
+            # bisect between the last pass and the first failure
+            while not probe(rate, trial):
+                bad, rate = rate, rate / 2
+                if rate < LOWEST_RATE:
+                    raise SystemExit(f"bench: not even {2 * rate:.0f} records/s was sustained: {probes[-1]}")
+            ok = rate
             while not bad:
-                ok, rate = rate, rate * 2
+                rate *= 2
                 if rate > 256e6:
                     raise SystemExit("bench: no probe failed up to 256 M records/s; the flood is not reaching the ring")
-                if not probe(rate, trial):
+                if probe(rate, trial):
+                    ok = rate
+                else:
                     bad = rate
             for _ in range(4):
                 mid = (ok + bad) / 2
@@ -194,7 +274,7 @@ def sustained_rate(quick: bool, producer_obj: Any, cb: Any) -> dict[str, Any]:
                 else:
                     bad = mid
             confirmed = None
-            for _ in range(4):
+            for _ in range(CONFIRM_TRIES):
                 c = flood.run(ok, confirm_s, threads=THREADS)
                 if _judge(c):
                     confirmed = c
@@ -219,7 +299,11 @@ def sustained_rate(quick: bool, producer_obj: Any, cb: Any) -> dict[str, Any]:
         finally:
             flood.close()
     return {
-        "record": f"file_open ({flood.record_bytes} B) into the activity ring, default ring sizes",
+        "transport": transport,
+        "record": f"file_open ({flood.record_bytes} B) into the activity "
+        + ("ring" if transport == "ring" else "perf event array (one buffer per CPU)")
+        + ", default ring sizes",
+        "trial_seconds": trial,
         "max_rate_without_loss": ok,
         "confirm_seconds": confirm_s,
         "confirmed": confirmed,
