@@ -554,6 +554,7 @@ class Sensor:
         every loss is in ``dropped`` (ring full, lost netlink messages) or
         ``undecodable``."""
         kinds: dict[str, KindStats] = {}
+        perf_lost: list[int] = []
         delivered = dropped = undecodable = 0
         by_type: dict[type, Any] = {}
         for src in self._sources:
@@ -563,7 +564,7 @@ class Sensor:
             dropped += st.dropped
             undecodable += st.undecodable
             if isinstance(st, EbpfStats):
-                kinds = st.kinds
+                kinds, perf_lost = st.kinds, st.perf_lost
         return SensorStats(
             kinds,
             delivered,
@@ -575,6 +576,7 @@ class Sensor:
             by_type.get(AuditSourceStats),
             by_type.get(AuditProviderStats),
             processes=self._context.stats() if self._context is not None else None,
+            perf_lost=perf_lost,
         )
 
     def health(self) -> Health:

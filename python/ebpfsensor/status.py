@@ -159,7 +159,10 @@ class SensorStats(msgspec.Struct, frozen=True):
     ``kinds`` has the eBPF kinds' kernel counters; ``proc_connector`` and ``audit``
     the counters of the process connector and the audit login source when
     they run, ``audit_provider`` those of the audit provider; ``provider``
-    says which supplies the syscall events.
+    says which supplies the syscall events. ``perf_lost``: on the perf-buffer
+    tier, the records the kernel reported lost per array (lifecycle,
+    activity), each also in ``dropped`` under its kind; empty with ring
+    buffers.
     """
 
     kinds: dict[str, KindStats]
@@ -172,6 +175,7 @@ class SensorStats(msgspec.Struct, frozen=True):
     audit: AuditSourceStats | None = None
     audit_provider: AuditProviderStats | None = None
     processes: ProcessTableStats | None = None
+    perf_lost: list[int] = msgspec.field(default_factory=list)
 
 
 class KindHealth(msgspec.Struct, frozen=True):

@@ -106,8 +106,9 @@ def test_losses_counted_per_kind_and_reconciled() -> None:
             got = drain(s, target.pid)
             os.kill(target.pid, signal.SIGCONT)
             got += drain(s, target.pid)
-            stats = s.stats().kinds["kill"]
-            lost = s._ebpf.stats().perf_lost
+            sensor_stats = s.stats()
+            stats = sensor_stats.kinds["kill"]
+            lost = sensor_stats.perf_lost
     finally:
         os.sched_setaffinity(0, cpus)
         target.kill()
