@@ -18,6 +18,7 @@ from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit, ProcessFork
+from ebpfsensor.host import features
 
 pytestmark = pytest.mark.bpf
 
@@ -41,6 +42,18 @@ def proc_value(name: str) -> int:
 
 def ns_inode(name: str) -> int:
     return os.stat(f"/proc/self/ns/{name}").st_ino
+
+
+def test_lifecycle_from_ebpf(sensor: ebpfsensor.Sensor) -> None:
+    # on every kernel with BPF: where the verifier lacks global data or
+    # loops (4.19), through the process object built for it
+    health = sensor.health()
+    for kind in ("process_exec", "process_fork", "process_exit"):
+        assert health.kinds[kind].live and health.kinds[kind].source.startswith("ebpf:"), (kind, health.kinds[kind])
+    old = not (features.global_data().works and features.bounded_loops().works)
+    build = "v419" if old else "perf" if health.transport == "perf" else ""
+    hooks = sensor.hooks()
+    assert {hooks[h].object for h in ("exec", "fork", "exit")} == {".".join(filter(None, ("process", build, "bpf.o")))}
 
 
 def test_exec_every_field(sensor: ebpfsensor.Sensor, tmp_path: Path) -> None:
