@@ -38,7 +38,8 @@ class EbpfStats(msgspec.Struct, frozen=True):
     """The eBPF source's counters: per kind, and what the consumer could not
     decode; with perf event arrays, the records the kernel reported lost per
     array (lifecycle, activity), each also counted dropped under its kind by
-    the program that could not submit it."""
+    the program that could not submit it (from 5.4: before, the helper
+    does not tell the program, and ``dropped`` is the kernel's count)."""
 
     kinds: dict[str, KindStats]
     undecodable: int
@@ -50,7 +51,10 @@ class EbpfStats(msgspec.Struct, frozen=True):
 
     @property
     def dropped(self) -> int:
-        return sum(k.dropped for k in self.kinds.values())
+        # before 5.4 bpf_perf_event_output reports success for a record its
+        # buffer had no room for: the kernel's count of lost records is then
+        # the only one, and no kind can be told
+        return max(sum(k.dropped for k in self.kinds.values()), sum(self.perf_lost))
 
 
 class EbpfSource:
