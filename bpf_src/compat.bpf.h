@@ -43,11 +43,11 @@ static __always_inline __u64 task_boot_start(struct task_struct *task)
 #error "the v419 build is a perf-buffer build: define ES_PERFBUF too"
 #endif
 #define ES_UNROLL _Pragma("unroll")
-#define ES_CFG(name)                                                  \
-	({                                                            \
-		__u32 _zero = 0;                                      \
+#define ES_CFG(name)                                                             \
+	({                                                                       \
+		__u32 _zero = 0;                                                 \
 		struct es_settings *_s = bpf_map_lookup_elem(&settings, &_zero); \
-		_s ? _s->name : 0;                                    \
+		_s ? _s->name : 0;                                               \
 	})
 #else
 #define ES_UNROLL
