@@ -29,8 +29,13 @@ BPF_HDR := $(wildcard bpf_src/*.h)
 # kernels without BPF ring buffers (-DES_PERFBUF: perf event arrays; see
 # bpf_src/maps.bpf.h and docs/kernels.md)
 PERF_NAMES := process file net priv
+# and a third time for verifiers before 5.3 (-DES_PERFBUF -DES_V419: no
+# global data, no loops, 4096 instructions a program; named, as cilium/tetragon
+# names its objects, after the oldest kernel they are for; see compat.bpf.h)
+V419_NAMES := process
 BPF_OBJ := $(patsubst bpf_src/%.bpf.c,$(OBJDIR)/%.bpf.o,$(BPF_SRC)) \
-	$(patsubst %,$(OBJDIR)/%.perf.bpf.o,$(PERF_NAMES))
+	$(patsubst %,$(OBJDIR)/%.perf.bpf.o,$(PERF_NAMES)) \
+	$(patsubst %,$(OBJDIR)/%.v419.bpf.o,$(V419_NAMES))
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
 	-Ibpf_src -Ivmlinux_headers/$(BPF_ARCH) -I$(DEPS)/include
 PYPATH := PYTHONPATH=$(CURDIR)/python
@@ -81,6 +86,11 @@ $(BUILD)/bpf/$(BPF_ARCH)/%.perf.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY
 	$(Q)mkdir -p $(@D)
 	@echo "  CLANG   $< (perf buffers)"
 	$(Q)$(CLANG) $(BPF_CFLAGS) -DES_PERFBUF -c $< -o $@
+
+$(BUILD)/bpf/$(BPF_ARCH)/%.v419.bpf.o: bpf_src/%.bpf.c $(BPF_HDR) | $(DEPS_READY)
+	$(Q)mkdir -p $(@D)
+	@echo "  CLANG   $< (perf buffers, 4.19's verifier)"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -DES_PERFBUF -DES_V419 -c $< -o $@
 
 # stripped of DWARF; .BTF and .BTF.ext stay, CO-RE needs them
 $(OBJDIR)/%.bpf.o: $(BUILD)/bpf/$(BPF_ARCH)/%.bpf.o

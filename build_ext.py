@@ -114,6 +114,8 @@ struct bpf_prog_info { uint64_t run_time_ns; uint64_t run_cnt; uint32_t id; uint
 int bpf_prog_get_info_by_fd(int prog_fd, struct bpf_prog_info *info, uint32_t *info_len);
 int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size,
                    uint32_t max_entries, const void *opts);
+int bpf_prog_load(int prog_type, const char *prog_name, const char *license, const void *insns, size_t insn_cnt,
+                  void *opts);
 
 int libbpf_num_possible_cpus(void);
 int libbpf_strerror(int err, char *buf, size_t size);
@@ -130,6 +132,7 @@ int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_PROG_TYPE_SOCKET_FILTER 1
 #define BPF_PROG_TYPE_TRACING 26
 #define BPF_PROG_TYPE_RAW_TRACEPOINT 17
 #define BPF_PROG_TYPE_TRACEPOINT 5

@@ -28,6 +28,32 @@ static __always_inline __u64 task_boot_start(struct task_struct *task)
 	return BPF_CORE_READ((struct task_struct___v54 *)leader, real_start_time);
 }
 
+/*
+ * The v419 build (-DES_V419, with ES_PERFBUF) is for verifiers before 5.3,
+ * which refuse any back-edge, have no global data (5.2) and take 4096
+ * instructions a program: loops marked ES_UNROLL are unrolled there (and
+ * only there: elsewhere a loop costs fewer instructions than its copies),
+ * and a load-time setting (ES_CFG) is a member of the one-entry settings
+ * map (maps.bpf.h) that the loader fills between load and attach, where
+ * the other builds read a const volatile global the loader writes into
+ * .rodata before load.
+ */
+#ifdef ES_V419
+#ifndef ES_PERFBUF
+#error "the v419 build is a perf-buffer build: define ES_PERFBUF too"
+#endif
+#define ES_UNROLL _Pragma("unroll")
+#define ES_CFG(name)                                                             \
+	({                                                                       \
+		__u32 _zero = 0;                                                 \
+		struct es_settings *_s = bpf_map_lookup_elem(&settings, &_zero); \
+		_s ? _s->name : 0;                                               \
+	})
+#else
+#define ES_UNROLL
+#define ES_CFG(name) (name)
+#endif
+
 #ifdef ES_PERFBUF
 #define ES_FUNC static __noinline
 #define ES_CTX_PARAM void *ctx,

@@ -11,13 +11,30 @@
 #include "compat.bpf.h"
 
 /*
- * Set by the loader before load. A ring is drained by a consumer that polls
- * at a bounded interval, so records are submitted without waking it; only
- * when this much data waits is a wakeup forced, to keep a burst from filling
- * the ring between two polls.
+ * Load-time settings, read through ES_CFG (compat.bpf.h). A ring is drained
+ * by a consumer that polls at a bounded interval, so records are submitted
+ * without waking it; only when cfg_wakeup_bytes wait is a wakeup forced, to
+ * keep a burst from filling the ring between two polls. cfg_report_threads:
+ * thread forks and exits are reported too.
  */
+#ifdef ES_V419
+/* no global data: the loader writes this map's one entry before attach */
+struct es_settings {
+	__u64 cfg_wakeup_bytes;
+	__u8 cfg_report_threads;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct es_settings);
+} settings SEC(".maps");
+#else
 const volatile __u64 cfg_wakeup_bytes = 256 * 1024;
 const volatile __u8 cfg_report_threads = 0;
+#endif
 
 /*
  * Two transports, one source: the objects are built twice (see the
@@ -119,7 +136,7 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 {
 	__u64 waiting = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-	__u64 every = cfg_wakeup_bytes ?: 1;
+	__u64 every = ES_CFG(cfg_wakeup_bytes) ?: 1;
 
 	if (waiting / every != (waiting + size) / every)
 		return BPF_RB_FORCE_WAKEUP;

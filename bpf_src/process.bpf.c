@@ -246,7 +246,7 @@ static __always_inline int handle_fork(void *ctx, struct task_struct *parent, st
 	if (!(flags & FORK_CLONE_THREAD))
 		exclusion_fork(bpf_get_current_pid_tgid() >> 32, child_pid);
 	/* a new thread is not a new process */
-	if ((flags & FORK_CLONE_THREAD) && !cfg_report_threads) {
+	if ((flags & FORK_CLONE_THREAD) && !ES_CFG(cfg_report_threads)) {
 		stat_inc(EVENT_FORK, STAT_FILTERED);
 		return 0;
 	}
@@ -295,7 +295,7 @@ static __always_inline int handle_exit(void *ctx, struct task_struct *task)
 
 	/* signal->live drops to zero when the last thread exits */
 	is_thread = BPF_CORE_READ(task, signal, live.counter) != 0;
-	if (is_thread && !cfg_report_threads) {
+	if (is_thread && !ES_CFG(cfg_report_threads)) {
 		exclusion_exit(is_thread);
 		stat_inc(EVENT_EXIT, STAT_FILTERED);
 		return 0;

@@ -95,6 +95,15 @@ struct {
 /* slots per path_walk() and path_copy() call */
 #define PATH_STEP 8
 
+/* a slot's index, bounded where it is used: 4.19's verifier keeps no
+ * bounds of a scalar spilled to the stack, so the mask goes on the
+ * register each access takes (ES_MASK) */
+#ifdef ES_V419
+#define SLOT(n) ES_MASK(n, MAX_PATH_DEPTH - 1)
+#else
+#define SLOT(n) ((n) & (MAX_PATH_DEPTH - 1))
+#endif
+
 /*
  * PATH_STEP slots of the walk, from slot first: leafwards-up, one name per
  * dentry, two reads per component, the mount's root only when crossing.
@@ -106,7 +115,7 @@ struct {
  */
 ES_FUNC int path_walk(__u32 first)
 {
-	__u32 zero = 0, done, i, k;
+	__u32 zero = 0, done, k;
 	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
 	struct dentry *dentry, *mnt_root;
 	struct mount *mnt, *mnt_parent;
@@ -118,12 +127,12 @@ ES_FUNC int path_walk(__u32 first)
 	mnt_parent = (struct mount *)parts->mnt_parent;
 	mnt_root = (struct dentry *)parts->mnt_root;
 	done = parts->done;
+	ES_UNROLL
 	for (k = 0; k < PATH_STEP; k++) {
 		struct dentry *parent;
 		struct qstr name;
 
-		i = (first + k) & (MAX_PATH_DEPTH - 1);
-		parts->len[i] = 0;
+		parts->len[SLOT(first + k)] = 0;
 		if (done)
 			continue;
 		parent = BPF_CORE_READ(dentry, d_parent);
@@ -131,16 +140,16 @@ ES_FUNC int path_walk(__u32 first)
 			/* a pseudo file (memfd, anonymous inode) or a detached tree:
 			 * its own name is all there is */
 			if (dentry != mnt_root) {
-				parts->len[i] = BPF_CORE_READ(dentry, d_name.len);
-				parts->name[i] = BPF_CORE_READ(dentry, d_name.name);
+				parts->len[SLOT(first + k)] = BPF_CORE_READ(dentry, d_name.len);
+				parts->name[SLOT(first + k)] = BPF_CORE_READ(dentry, d_name.name);
 				done = 1;
-				parts->used = i + 1;
+				parts->used = SLOT(first + k) + 1;
 				continue;
 			}
 			/* the root of the task's mount namespace */
 			if (mnt == mnt_parent) {
 				done = 1;
-				parts->used = i;
+				parts->used = SLOT(first + k);
 				continue;
 			}
 			/* cross to the mount point in the parent mount */
@@ -151,8 +160,8 @@ ES_FUNC int path_walk(__u32 first)
 			continue;
 		}
 		bpf_core_read(&name, sizeof(name), &dentry->d_name);
-		parts->len[i] = name.len;
-		parts->name[i] = name.name;
+		parts->len[SLOT(first + k)] = name.len;
+		parts->name[SLOT(first + k)] = name.name;
 		dentry = parent;
 	}
 	parts->dentry = (__u64)dentry;
@@ -178,14 +187,15 @@ ES_FUNC int path_copy(__u32 first)
 		return 0;
 	used = parts->used;
 	pos = parts->pos;
+	ES_UNROLL
 	for (k = 0; k < PATH_STEP; k++) {
 		__u32 len, size;
 
 		j = first + k;
 		if (j >= used)
 			break;
-		i = (used - 1 - j) & (MAX_PATH_DEPTH - 1);
-		len = parts->len[i] & NAME_MASK;
+		i = used - 1 - j;
+		len = parts->len[SLOT(i)] & NAME_MASK;
 		size = len + ((len + NAME_MASK) >> 8);
 		if (pos + size > PATH_LEN - 1) {
 			parts->done = 0;
@@ -195,7 +205,7 @@ ES_FUNC int path_copy(__u32 first)
 		/* keep the compiler from dropping the masks the verifier needs */
 		asm volatile("" : "+r"(pos));
 		out->buf[pos & PATH_MASK] = '/';
-		bpf_probe_read_kernel(&out->buf[(pos + 1) & PATH_MASK], len, parts->name[i]);
+		bpf_probe_read_kernel(&out->buf[(pos + 1) & PATH_MASK], len, parts->name[SLOT(i)]);
 		pos += size;
 	}
 	parts->pos = pos;
@@ -233,6 +243,7 @@ ES_FUNC int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 	parts->mnt_root = (__u64)BPF_CORE_READ(vfsmnt, mnt_root);
 	/* leaving a loop early ends a path through it: the verifier's work
 	 * stays linear in the depth */
+	ES_UNROLL
 	for (i = 0; i < MAX_PATH_DEPTH; i += PATH_STEP) {
 		if (parts->done)
 			break;
@@ -240,6 +251,7 @@ ES_FUNC int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 	}
 	/* only the slots the walk used: a helper call per unused slot cost
 	 * more than the rest of the walk */
+	ES_UNROLL
 	for (i = 0; i < MAX_PATH_DEPTH; i += PATH_STEP) {
 		if (i >= parts->used)
 			break;

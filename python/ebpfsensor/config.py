@@ -26,6 +26,8 @@ _HASHES = ("sha256", "sha1", "md5")
 
 #: Config.transport's choices
 TRANSPORTS = ("auto", "ring", "perf")
+#: Config.v419_objects's choices
+V419_OBJECTS = ("auto", "always", "never")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,6 +57,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             where the kernel has them, 5.8, else perf event arrays), "ring"
             or "perf" (the objects built for kernels without ring buffers;
             per CPU buffers of the ring sizes divided among the CPUs).
+        v419_objects: on the perf transport, whether objects that have a
+            build for verifiers before 5.3 (``process.v419.bpf.o``: no
+            global data, no loops, 4096 instructions a program) load it:
+            "auto" where the kernel's verifier refuses global data (5.2) or
+            bounded loops (5.3), both probed; "always" (with
+            ``transport="perf"``) or "never".
         hook_variants: the hook variants allowed (``lsm``, ``fentry``, ``btf``,
             ``raw``, ``tp``, ``kprobe``); None for all, best first.
         exclusions: rules installed at start (see ebpfsensor.exclusions).
@@ -126,6 +134,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     btf_path: str | None = None
     btf_dir: str = DEFAULT_BTF_DIR
     transport: str = "auto"
+    v419_objects: str = "auto"
     hook_variants: frozenset[str] | None = None
     exclusions: tuple[Exclusion, ...] = ()
     exclude_self: bool = True
@@ -187,6 +196,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise ConfigError(f"provider: {self.provider!r} is not one of {', '.join(choices)}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(TRANSPORTS)}")
+        if self.v419_objects not in V419_OBJECTS:
+            raise ConfigError(f"v419_objects: {self.v419_objects!r} is not one of {', '.join(V419_OBJECTS)}")
+        if self.v419_objects == "always" and self.transport != "perf":
+            raise ConfigError('v419_objects: "always" needs transport="perf" (the v419 builds use perf event arrays)')
         if self.hook_variants is not None:
             bad = sorted(set(self.hook_variants) - set(VARIANT_ORDER))
             if bad or not self.hook_variants:

@@ -225,11 +225,14 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HookInfo(msgspec.Struct, frozen=True):
-    """Which variant of a hook runs, or why none does."""
+    """Which variant of a hook runs, or why none does, and the object file
+    its programs come from (``process.v419.bpf.o``: the build for verifiers
+    before 5.3)."""
 
     hook: str
     variant: str | None
     failures: list[str]
+    object: str = ""
 
 
 class HashStats(msgspec.Struct, frozen=True):

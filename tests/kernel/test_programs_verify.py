@@ -37,9 +37,14 @@ _MISSING_HOOK = (
 # program at each load, so one far above the heaviest (the file exit
 # programs) makes a sensor slow to start, above all under emulation
 MAX_VERIFIED_INSNS = 30_000
+# the v419 build has no global functions: its path walk is verified at each
+# of its 24 call sites (173k for exec on 6.18's verifier). It is loaded only
+# where the verifier lacks global data or loops, and 4.19's budget of 131072
+# takes it (docs/kernels.md)
+MAX_VERIFIED_INSNS_V419 = 200_000
 
 
-@pytest.mark.parametrize("name", ["process", "file", "net", "priv", "diag", "iter"])
+@pytest.mark.parametrize("name", ["process", "process.v419", "file", "net", "priv", "diag", "iter"])
 def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # try the tracepoints tracefs says are missing too
     monkeypatch.setattr(objects, "_missing_tracepoint", lambda section: None)
@@ -60,7 +65,8 @@ def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None
                 prog = f"handle_{hook}_{status.variant}"
                 walked[prog] = int(loaded.program_info(prog).verified_insns)
         assert walked
-        assert {p: n for p, n in walked.items() if n > MAX_VERIFIED_INSNS} == {}
+        limit = MAX_VERIFIED_INSNS_V419 if name.endswith(".v419") else MAX_VERIFIED_INSNS
+        assert {p: n for p, n in walked.items() if n > limit} == {}
 
 
 def test_libbpf_debug_messages_reach_python_only_when_wanted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,9 +109,23 @@ def test_object_parse_without_privileges() -> None:
         pytest.skip("no compiled objects: run `make bpf` first")
     obj = BpfObject.open(path)
     assert [p.variant for p in obj.hooks["exec"]] == ["btf", "raw", "tp"]
-    assert {"cfg_wakeup_bytes", "cfg_report_threads"} <= set(obj.rodata)
+    assert {"cfg_wakeup_bytes", "cfg_report_threads"} <= set(obj.settings)
     with pytest.raises(ConfigError, match="no load-time setting 'cfg_nope'"):
         obj.check_config({"cfg_nope": 1})
+    with pytest.raises(ConfigError, match="does not fit"):
+        obj.check_config({"cfg_report_threads": 256})
+
+
+def test_v419_settings_from_the_map_value() -> None:
+    # no global data in the v419 build: the settings are the members of the
+    # settings map's value, laid out as the object's BTF says
+    path = packaged_object_path("process.v419")
+    if not path.exists():
+        pytest.skip("no compiled objects: run `make bpf` first")
+    obj = BpfObject.open(path)
+    assert obj.settings_map == "settings"
+    assert obj.settings == {"cfg_wakeup_bytes": (0, 8), "cfg_report_threads": (8, 1)}
+    assert BpfObject.open(packaged_object_path("process.perf")).settings_map is None
     with pytest.raises(ConfigError, match="does not fit"):
         obj.check_config({"cfg_report_threads": 256})
 

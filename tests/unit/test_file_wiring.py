@@ -69,7 +69,7 @@ def test_file_hooks_exist_in_the_object() -> None:
             ("fentry", f"fentry/security_path_{name}"),
             ("kprobe", f"kprobe/security_path_{name}"),
         ]
-    assert "cfg_file_dedup_ns" in obj.rodata
+    assert "cfg_file_dedup_ns" in obj.settings
 
 
 @pytest.mark.parametrize("value", [-1, 3_600_001])

@@ -23,7 +23,7 @@ def cmd_hooks(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.encode(hooks) + b"\n")
         return 0
     for hook, info in sorted(hooks.items()):
-        print(f"{hook:12} {info.variant or '-':8} {'; '.join(info.failures)}")
+        print(f"{hook:12} {info.variant or '-':8} {info.object:20} {'; '.join(info.failures)}")
     return 0
 
 

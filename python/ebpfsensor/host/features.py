@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import struct
 from typing import Literal
 
 import msgspec
@@ -30,9 +31,11 @@ from .paths import BTF_VMLINUX, KPROBE_PMU, LSM_LIST
 __all__ = [
     "PROGRAM_TYPES",
     "FeatureStatus",
+    "bounded_loops",
     "bpf_access",
     "bpf_lsm_active",
     "clear_cache",
+    "global_data",
     "kernel_btf",
     "kprobes",
     "perf_event_array",
@@ -184,6 +187,52 @@ def bpf_lsm_active() -> FeatureStatus:
     return FeatureStatus(name, min_kernel, "works")
 
 
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """One struct bpf_insn (the registers' nibbles in little-endian order)."""
+    return struct.pack("<BBhi", code, dst | src << 4, off, imm)
+
+
+_EXIT = _insn(0x95)
+
+
+def _verifier_takes(name: str, min_kernel: str, insns: bytes) -> FeatureStatus:
+    """Whether the verifier accepts a socket filter of these instructions:
+    EINVAL is its refusal, anything else means the probe could not tell."""
+    fd = lib.bpf_prog_load(lib.BPF_PROG_TYPE_SOCKET_FILTER, ffi.NULL, b"GPL", insns, len(insns) // 8, ffi.NULL)
+    if fd >= 0:
+        os.close(fd)
+        return FeatureStatus(name, min_kernel, "works")
+    if -fd == errno.EINVAL:
+        return FeatureStatus(name, min_kernel, "not_supported", f"{name} is not supported by this kernel's verifier")
+    if not bpf_access().works:
+        return FeatureStatus(name, min_kernel, "probe_failed", bpf_access().detail, bpf_access().errno)
+    return FeatureStatus(name, min_kernel, "probe_failed", f"probing {name} failed: {os.strerror(-fd)}", -fd)
+
+
+@functools.cache
+def bounded_loops() -> FeatureStatus:
+    """The verifier follows a loop that ends (5.3); before, any back-edge is
+    refused. r0 counts to 4."""
+    loop = _insn(0xB7, 0, imm=0) + _insn(0x07, 0, imm=1) + _insn(0xA5, 0, off=-2, imm=4) + _EXIT
+    return _verifier_takes("bounded loops", "5.3", loop)
+
+
+@functools.cache
+def global_data() -> FeatureStatus:
+    """A program reads a map's value by its address (BPF_PSEUDO_MAP_VALUE,
+    5.2): what libbpf makes of global variables (.rodata, .data, .bss)."""
+    name, min_kernel = "BPF global data", "5.2"
+    fd = lib.bpf_map_create(lib.BPF_MAP_TYPE_ARRAY, ffi.NULL, 4, 4, 1, ffi.NULL)
+    if fd < 0:
+        return FeatureStatus(name, min_kernel, "probe_failed", f"probing {name} failed: {os.strerror(-fd)}", -fd)
+    try:
+        # r1 = &value (ld_imm64, src BPF_PSEUDO_MAP_VALUE, offset 0); r0 = *(u32 *)r1
+        load = _insn(0x18, 1, 2, imm=fd) + _insn(0) + _insn(0x61, 0, 1) + _EXIT
+        return _verifier_takes(name, min_kernel, load)
+    finally:
+        os.close(fd)
+
+
 def clear_cache() -> None:
     """Forget every cached answer (after privileges or mounts changed)."""
     for probe in (
@@ -195,6 +244,8 @@ def clear_cache() -> None:
         bpf_lsm_active,
         task_iter,
         _kernel_btf_names,
+        bounded_loops,
+        global_data,
     ):
         probe.cache_clear()
 

@@ -56,8 +56,11 @@ _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
 _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
 _EM_BPF, _SHT_SYMTAB = 247, 2
-# object bytes -> (programs, rodata): see BpfObject.__init__
-_PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]]]] = {}
+#: the map holding an object's load-time settings where it has no global
+#: data (the v419 builds: bpf_src/compat.bpf.h), and the struct of its value
+SETTINGS_MAP, SETTINGS_STRUCT = "settings", "es_settings"
+# object bytes -> (programs, settings, settings map): see BpfObject.__init__
+_PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]], str | None]] = {}
 _PARSED_MAX = 16
 #: Next to the packaged objects: ``<sha256>  <name>.bpf.o`` per line
 #: (sha256sum's format), written by ``make bpf`` when the objects are built.
@@ -148,12 +151,14 @@ class HookStatus:
         variant: the variant attached, or None.
         failures: one line per variant that was tried and failed.
         error: the last failure as an exception, for callers that want details.
+        object: the object file the hook's programs come from.
     """
 
     hook: str
     variant: str | None = None
     failures: list[str] = field(default_factory=list)
     error: LibbpfError | None = None
+    object: str = ""
 
     @property
     def attached(self) -> bool:
@@ -167,6 +172,13 @@ class BpfObject:
         data: the ELF bytes.
         name: a short name for messages (``process.bpf.o``).
 
+    Attributes:
+        settings: load-time settings, name -> (offset, size) in ``.rodata``
+            (``const volatile`` globals) or, where ``settings_map`` names a
+            map, in that map's one value.
+        settings_map: the map holding the settings (objects built without
+            global data), or None.
+
     Raises:
         LibbpfError: (ENOEXEC) the bytes are not a BPF ELF object.
     """
@@ -175,11 +187,12 @@ class BpfObject:
         self.name = name
         self.data = bytes(data)
         self.programs: list[ProgramSpec] = []
-        self.rodata: dict[str, tuple[int, int]] = {}
+        self.settings: dict[str, tuple[int, int]] = {}
+        self.settings_map: str | None = None
         # a sensor's every start opens the same objects: parse each once
         parsed = _PARSED.get(self.data)
         if parsed is not None:
-            self.programs, self.rodata = list(parsed[0]), dict(parsed[1])
+            self.programs, self.settings, self.settings_map = list(parsed[0]), dict(parsed[1]), parsed[2]
             return
         try:
             self._parse()
@@ -193,7 +206,7 @@ class BpfObject:
             ) from None
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[self.data] = (tuple(self.programs), dict(self.rodata))
+        _PARSED[self.data] = (tuple(self.programs), dict(self.settings), self.settings_map)
 
     @classmethod
     def open(cls, path: str | Path) -> BpfObject:
@@ -266,15 +279,30 @@ class BpfObject:
                 continue
             kind, bind, sec = st_info & 0xF, st_info >> 4, names[shndx]
             program = kind == _STT_FUNC and bind == _STB_GLOBAL and sec != ".text"
-            if not program and not (kind == _STT_OBJECT and sec == ".rodata"):
+            if not program and not (kind == _STT_OBJECT and sec in (".rodata", ".maps")):
                 continue
             sym = strtab[st_name : strtab.index(b"\0", st_name)].decode()
-            if not program:
-                self.rodata[sym] = (value, size)
+            if sec == ".maps":
+                if sym == SETTINGS_MAP:
+                    self.settings_map = sym
+            elif not program:
+                self.settings[sym] = (value, size)
             elif m := _PROG_NAME.match(sym):
                 self.programs.append(ProgramSpec(sym, sec, m["hook"], m["variant"]))
         if not self.programs:
             raise ValueError("no handle_<hook>_<variant> programs")
+        if self.settings_map is not None:
+            # no global data: the settings are the members of the map's
+            # value, as the object's BTF lays them out
+            from ..._btf import Btf
+
+            btf = [h for name, h in zip(names, headers, strict=True) if name == ".BTF"]
+            if not btf:
+                raise ValueError("no .BTF section (built without -g?)")
+            found = Btf(data[btf[0][2] : btf[0][2] + btf[0][3]]).struct(SETTINGS_STRUCT)
+            if found is None:
+                raise ValueError(f"map {SETTINGS_MAP} without struct {SETTINGS_STRUCT} in .BTF")
+            self.settings = {m.name: (m.offset, m.size) for m in found[1] if not m.name.startswith("_pad")}
 
     @property
     def hooks(self) -> dict[str, list[ProgramSpec]]:
@@ -287,10 +315,10 @@ class BpfObject:
     def check_config(self, config: Mapping[str, int]) -> None:
         """Raise ConfigError for a setting the object does not have or that does not fit."""
         for key, value in config.items():
-            if key not in self.rodata:
-                known = ", ".join(sorted(self.rodata)) or "none"
+            if key not in self.settings:
+                known = ", ".join(sorted(self.settings)) or "none"
                 raise ConfigError(f"{self.name}: no load-time setting {key!r}; known: {known}")
-            size = self.rodata[key][1]
+            size = self.settings[key][1]
             if not 0 <= int(value) < 1 << (8 * size):
                 raise ConfigError(f"{self.name}: {key}={value} does not fit in {size} bytes")
 
@@ -332,7 +360,7 @@ class BpfObject:
         config = dict(config or {})
         self.check_config(config)
         wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
-        status = {h: HookStatus(h) for h in wanted}
+        status = {h: HookStatus(h, object=self.name) for h in wanted}
         # a classic tracepoint the kernel does not have is known without a
         # load: skipping it saves a reload of the whole object, and the
         # detach of every link attached before the failure
@@ -537,7 +565,7 @@ class _Attempt:
                 check_ret(lib.bpf_map__reuse_fd(m, self.shared_maps[mname]), "reuse map", mname)
             elif mname in self.map_sizes:
                 check_ret(lib.bpf_map__set_max_entries(m, self.map_sizes[mname]), "size map", mname)
-            elif mname.endswith(".rodata") and self.config:
+            elif mname.endswith(".rodata") and self.config and o.settings_map is None:
                 self._write_rodata(m)
             m = lib.bpf_object__next_map(self.ptr, m)
 
@@ -546,6 +574,9 @@ class _Attempt:
         if rc < 0:
             return [self._load_failure(rc, lines, wanted)]
         self.loaded = True
+        if o.settings_map is not None:
+            # before the first attach: no program runs on the zeroed value
+            self._write_settings_map()
         if self.prepare is not None:
             self.prepare(lambda name: int(check_ret(lib.bpf_map__fd(self.maps[name]), "map fd", name)))
         failures = []
@@ -563,9 +594,21 @@ class _Attempt:
         ptr = lib.bpf_map__initial_value(m, size)
         if ptr == ffi.NULL:
             raise LibbpfError(errno.EINVAL, "no initial value", "configure", self.obj.name)
-        data = ffi.buffer(ptr, size[0])
+        self._fill(ffi.buffer(ptr, size[0]))
+
+    def _write_settings_map(self) -> None:
+        name = str(self.obj.settings_map)
+        m = self.maps[name]
+        value = ffi.new("char[]", lib.bpf_map__value_size(m))
+        self._fill(ffi.buffer(value))
+        key = ffi.new("uint32_t *", 0)
+        fd = check_ret(lib.bpf_map__fd(m), "map fd", name)
+        check_ret(lib.bpf_map_update_elem(fd, key, value, 0), "configure", f"{self.obj.name}:{name}")
+
+    def _fill(self, data: Any) -> None:
+        """Write the settings of config into their places in data."""
         for key, value in self.config.items():
-            off, width = self.obj.rodata[key]
+            off, width = self.obj.settings[key]
             data[off : off + width] = int(value).to_bytes(width, sys.byteorder)
 
     def _load_failure(

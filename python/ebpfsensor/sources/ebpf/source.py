@@ -21,7 +21,7 @@ from ...host.mounts import ensure_tracefs
 from ...status import HookInfo, KindHealth, KindStats, SkippedExclusion
 from .exclusion_maps import ExclusionTable
 from .hooks import EXCLUSION_MAPS, KIND_HOOKS, SHARED_MAPS, hooks_for
-from .objects import BpfObject, HookStatus, LoadedObject, detach_all
+from .objects import BpfObject, HookStatus, LoadedObject, detach_all, packaged_object_path
 from .ring import RingBuffer
 
 __all__ = ["EbpfSource", "EbpfStats"]
@@ -38,7 +38,8 @@ class EbpfStats(msgspec.Struct, frozen=True):
     """The eBPF source's counters: per kind, and what the consumer could not
     decode; with perf event arrays, the records the kernel reported lost per
     array (lifecycle, activity), each also counted dropped under its kind by
-    the program that could not submit it."""
+    the program that could not submit it (from 5.4: before, the helper
+    does not tell the program, and ``dropped`` is the kernel's count)."""
 
     kinds: dict[str, KindStats]
     undecodable: int
@@ -50,7 +51,10 @@ class EbpfStats(msgspec.Struct, frozen=True):
 
     @property
     def dropped(self) -> int:
-        return sum(k.dropped for k in self.kinds.values())
+        # before 5.4 bpf_perf_event_output reports success for a record its
+        # buffer had no room for: the kernel's count of lost records is then
+        # the only one, and no kind can be told
+        return max(sum(k.dropped for k in self.kinds.values()), sum(self.perf_lost))
 
 
 class EbpfSource:
@@ -96,16 +100,21 @@ class EbpfSource:
             raise make_error(access.errno, "create", "a BPF map")
         self.transport = _transport(cfg.transport)
         suffix = ".perf" if self.transport == "perf" else ""
+        old = self.transport == "perf" and _old_verifier(cfg.v419_objects)
         ensure_tracefs()
         shared: dict[str, int] = {}
         for obj_name, hooks in hooks_for(self.kinds).items():
-            obj = BpfObject.packaged(obj_name + suffix)
+            build = obj_name + suffix
+            if old and packaged_object_path(obj_name + ".v419").exists():
+                build = obj_name + ".v419"
+            obj = BpfObject.packaged(build)
             refused = _refused_whole(obj, btf.libbpf_path) if self.transport == "perf" else None
             if refused:
                 # every program of the object fails alike: one verifier pass
                 # said so, where loading it would retry each hook in turn
                 log.warning("%s: not loaded on this kernel: %s", obj.name, refused)
-                self._hooks.update({h: HookStatus(h, None, [refused]) for h in hooks if h in obj.hooks})
+                down = {h: HookStatus(h, None, [refused], object=obj.name) for h in hooks if h in obj.hooks}
+                self._hooks.update(down)
                 continue
             settings = {
                 "cfg_wakeup_bytes": cfg.wakeup_bytes,
@@ -113,7 +122,7 @@ class EbpfSource:
                 "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
             }
             loaded = obj.load(
-                config={k: v for k, v in settings.items() if k in obj.rodata},
+                config={k: v for k, v in settings.items() if k in obj.settings},
                 shared_maps=shared,
                 map_sizes={
                     # a perf event array has a slot per CPU: libbpf sizes it
@@ -243,7 +252,7 @@ class EbpfSource:
 
     def hooks(self) -> dict[str, HookInfo]:
         """For each hook, the variant attached or why none is."""
-        return {h: HookInfo(s.hook, s.variant, list(s.failures)) for h, s in self._hooks.items()}
+        return {h: HookInfo(s.hook, s.variant, list(s.failures), s.object) for h, s in self._hooks.items()}
 
     def kernel_stats(self) -> dict[int, tuple[int, ...]]:
         """Per record type, the kernel's counters (:data:`STAT_FIELDS` in
@@ -297,6 +306,19 @@ def _transport(wanted: str) -> str:
             raise make_error(perf.errno, "probe", "BPF perf event array")
         raise NotSupportedError(perf.name, perf.min_kernel, perf.detail)
     return "perf"
+
+
+def _old_verifier(choice: str) -> bool:
+    """Whether objects with a v419 build load it (Config.v419_objects): the
+    other builds need global data and bounded loops of the verifier."""
+    if choice != "auto":
+        return choice == "always"
+    missing = [f for f in (features.global_data(), features.bounded_loops()) if f.known is False]
+    if missing:
+        log.info(
+            "the v419 builds: this kernel's verifier lacks %s", ", ".join(f"{f.name} ({f.min_kernel})" for f in missing)
+        )
+    return bool(missing)
 
 
 def perf_pages(ring_bytes: int) -> int:
