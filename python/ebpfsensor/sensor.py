@@ -209,8 +209,12 @@ class Sensor:
         wanted = missing & AuditProvider.available_kinds
         if not wanted:
             return
+        # the sensor's own process too (Config.exclude_self), as eBPF leaves it out
         audit = AuditProvider(
-            wanted, exclusions=cfg.exclusions, rate_limit=cfg.audit_rate_limit, backlog_limit=cfg.audit_backlog_limit
+            wanted,
+            exclusions=cfg.active_exclusions,
+            rate_limit=cfg.audit_rate_limit,
+            backlog_limit=cfg.audit_backlog_limit,
         )
         try:
             audit.start()
