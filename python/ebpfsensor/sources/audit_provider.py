@@ -1298,6 +1298,9 @@ class AuditProvider:
         if st is not None and st.enabled == 0:
             return KindHealth(False, self.name, "kernel audit was disabled (enabled=0) while the provider runs")
         parts = [f"as audit {'daemon' if self._receiver else 'multicast reader'}"]
+        if self._receiver and ExcludeSelf() not in self.exclusions:
+            # audit_filter_syscall() skips the registered daemon's thread group
+            parts.append("this process's own calls unseen (the kernel never audits its audit daemon)")
         if kind in _LIMITS:
             parts.append(_LIMITS[kind])
         if self._note:
