@@ -37,6 +37,9 @@ def bpf_ids(pid: int | str = "self") -> dict[str, set[int]]:
 
 
 def alive(kind: str, ids: set[int]) -> set[int]:
+    if not ids:
+        # nothing to look for: before 5.8 (no BPF link ids) bpftool cannot even list links
+        return set()
     out = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True, check=True).stdout
     return ids & {item["id"] for item in json.loads(out or "[]")}
 
