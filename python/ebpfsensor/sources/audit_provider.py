@@ -367,6 +367,10 @@ _LIMITS: dict[str, str] = {
 }
 
 
+#: kinds whose socket fields are read from a duplicate of the caller's socket
+_LIVE_SOCKET = frozenset(("net_connect", "net_accept", "net_bind", "net_listen"))
+
+
 class AuditLockedError(EbpfSensorError):
     """Kernel audit is locked (``enabled=2``): rules cannot be added or removed
     until a reboot, so the audit provider does not run."""
@@ -777,6 +781,21 @@ def _peer_fd(pid: int, fd: int) -> int | None:
     finally:
         os.close(pidfd)
     return dup if dup >= 0 else None
+
+
+@functools.cache
+def _fd_copies() -> bool:
+    """Whether another process's fd can be duplicated here: pidfd_open is
+    Linux 5.3, pidfd_getfd 5.6 (ENOSYS before; EBADF for an fd not open)."""
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+    except OSError:
+        return False
+    try:
+        _peer_fd(os.getpid(), -1)
+        return ctypes.get_errno() != errno.ENOSYS
+    finally:
+        os.close(pidfd)
 
 
 def _socket_of(pid: int, fd: int) -> tuple[int, int, int, Any] | None:
@@ -1301,7 +1320,9 @@ class AuditProvider:
         if self._receiver and ExcludeSelf() not in self.exclusions:
             # audit_filter_syscall() skips the registered daemon's thread group
             parts.append("this process's own calls unseen (the kernel never audits its audit daemon)")
-        if kind in _LIMITS:
+        if kind in _LIVE_SOCKET and not _fd_copies():
+            parts.append("socket type and local address not read (pidfd_getfd, Linux 5.6, is missing)")
+        elif kind in _LIMITS:
             parts.append(_LIMITS[kind])
         if self._note:
             parts.append(self._note)
