@@ -220,6 +220,10 @@ class Sensor:
             audit.start()
         except (EbpfSensorError, OSError) as exc:
             log.warning("kinds eBPF cannot serve here stay unavailable; the audit provider cannot run: %s", exc)
+            # health names both causes: eBPF's refusal and audit's
+            for kind in wanted:
+                why = self._ebpf.kind_health(kind).reason
+                self._unavailable[kind] = f"{why}; the audit provider beside eBPF cannot run: {exc}"
             return
         self._sources.append(audit)
         log.warning(
