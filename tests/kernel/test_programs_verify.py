@@ -31,6 +31,8 @@ _MISSING_HOOK = (
     # before sleepable programs could use a per-CPU array (Debian 11's 5.10):
     # the plain iterator seeds, argv from /proc
     "Sleepable programs can only use array and hash maps",
+    # tp_btf without the kernel's own BTF (5.4 on an external file): the raw variant runs
+    "tp_btf programs need the kernel's own BTF",
 )
 
 
@@ -57,8 +59,9 @@ def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None
     with resolve_btf() as btf:
         refused = _refused_whole(obj, btf.libbpf_path) if perf else None
         if refused:
-            # 5.4's budget: the file programs' calls verified inline at every site
-            assert name == "file" and "too large" in refused, refused
+            # 5.4's budget: the file programs' calls verified inline at every
+            # site (the log outgrows its buffer: ENOSPC)
+            assert name == "file" and "the kernel's verifier refuses" in refused, refused
             return
         loaded = obj.load(btf_path=btf.libbpf_path)
     with loaded:
