@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import ebpfsensor
+from ebpfsensor.host.audit import AUDIT_NOT_EQUAL, AUDIT_PID, list_rules
+from ebpfsensor.sources.audit_provider import KEY, AuditProvider
 
 pytestmark = pytest.mark.bpf
 
@@ -102,6 +104,14 @@ def test_sigkill_leaves_nothing() -> None:
     assert wait_gone("prog", held["prog"]) == set()
     assert wait_gone("map", held["map"]) == set()
     assert wait_gone("link", held["link"]) == set()
+    # the audit provider beside eBPF (the perf tier's file kinds) cannot undo
+    # its audit rules when killed: the next provider to start removes them
+    left = [r for r in list_rules() if r.key == KEY]
+    if left:
+        assert any((AUDIT_PID, AUDIT_NOT_EQUAL, child.pid) in r.fields for r in left)
+        with AuditProvider({"file_open"}) as p:
+            assert [r for r in list_rules() if r.key == KEY] == p.rules()
+    assert not [r for r in list_rules() if r.key == KEY]
 
 
 UNPRIVILEGED = """
