@@ -466,7 +466,9 @@ class Sensor:
         Raises:
             ConfigError: an invalid rule (nothing changes).
         """
-        return self._table().add(rule)
+        rule_id = self._table().add(rule)
+        self._rules_beside()
+        return rule_id
 
     def remove_exclusion(self, rule_id: int) -> None:
         """Remove a rule installed by exclude() or configuration.
@@ -475,6 +477,14 @@ class Sensor:
             KeyError: no rule with that id.
         """
         self._table().remove(rule_id)
+        self._rules_beside()
+
+    def _rules_beside(self) -> None:
+        """The kernel's rules, in the audit provider beside eBPF too (the
+        kinds eBPF cannot serve here), which applies them in user space."""
+        audit = next((src for src in self._sources if isinstance(src, AuditProvider)), None)
+        if audit is not None and self._ebpf is not None and self._ebpf.exclusions is not None:
+            audit.set_exclusions(status.rule for status in self._ebpf.exclusions.list())
 
     def exclusions(self) -> list[RuleStatus]:
         """The installed rules with their hit counts per kind."""
@@ -536,6 +546,7 @@ class Sensor:
             ConfigError: an invalid rule, or more than MAX_RULES rules.
         """
         self._table().apply(msgspec.structs.replace(self.config, exclusions=tuple(rules)).active_exclusions)
+        self._rules_beside()
 
     # --- state -------------------------------------------------------------------
 
