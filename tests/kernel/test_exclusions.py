@@ -55,7 +55,13 @@ def events_of(sensor: ebpfsensor.Sensor, pid: int, settle: float = 0.4) -> list[
     wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == marker)
     end = time.monotonic() + settle
 
+    own_comm = Path("/proc/self/comm").read_text().strip()
+
     def of_pid(e: object) -> bool:
+        # not the fork's own calls before it execs, still this process's
+        # image (Python's child lists /proc/self/fd where close_range, 5.9, is missing)
+        if getattr(e, "pid", 0) == pid and getattr(e, "comm", "") == own_comm and not isinstance(e, ProcessExec):
+            return False
         return getattr(e, "pid", 0) == pid or getattr(e, "child_pid", 0) == pid
 
     # drained with the marker's exit, ahead of it: kept by wait_for
