@@ -313,7 +313,7 @@ def test_file_kinds_from_a_child(sensor: ebpfsensor.Sensor, d: Path) -> None:
     if audit:
         for kind in FILE_KINDS:
             health = sensor.health().kinds[kind]
-            assert health.live and health.reason.startswith("as audit daemon"), (kind, health)
+            assert health.live and health.reason.startswith("as audit "), (kind, health)
     with Clock() as clock:
         child = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", CHILD, str(d)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
