@@ -54,6 +54,26 @@ static __always_inline __u64 task_boot_start(struct task_struct *task)
 #define ES_CFG(name) (name)
 #endif
 
+/* before 5.5 a cgroup's id packed the kernfs generation above its inode
+ * number; user space knows the cgroup by the inode number (events and the
+ * exclusion rules alike) */
+union kernfs_node_id___v54 {
+	struct {
+		u32 ino;
+		u32 generation;
+	};
+	u64 id;
+};
+
+static __always_inline __u64 current_cgroup_id(void)
+{
+	__u64 id = bpf_get_current_cgroup_id();
+
+	if (bpf_core_type_exists(union kernfs_node_id___v54))
+		return (__u32)id;
+	return id;
+}
+
 #ifdef ES_PERFBUF
 #define ES_FUNC static __noinline
 #define ES_CTX_PARAM void *ctx,

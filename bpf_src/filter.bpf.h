@@ -97,7 +97,7 @@ static __always_inline int current_excluded(void)
 		return v->rule;
 	mask = excl_active_mask();
 	if (mask & EXCL_ACTIVE_CGROUP) {
-		__u64 cgroup = bpf_get_current_cgroup_id();
+		__u64 cgroup = current_cgroup_id();
 
 		v = bpf_map_lookup_elem(&excl_cgroup, &cgroup);
 		if (v)

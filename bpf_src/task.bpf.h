@@ -33,25 +33,6 @@ struct {
 	__type(value, struct path_parts);
 } path_parts SEC(".maps");
 
-/* before 5.5 a cgroup's id packed the kernfs generation above its inode
- * number; user space knows the cgroup by the inode number */
-union kernfs_node_id___v54 {
-	struct {
-		u32 ino;
-		u32 generation;
-	};
-	u64 id;
-};
-
-static __always_inline __u64 current_cgroup_id(void)
-{
-	__u64 id = bpf_get_current_cgroup_id();
-
-	if (bpf_core_type_exists(union kernfs_node_id___v54))
-		return (__u32)id;
-	return id;
-}
-
 /* memfd_create names its file "memfd:<name>" */
 static __always_inline int is_memfd(struct dentry *dentry)
 {

@@ -30,8 +30,10 @@ import msgspec
 
 from ._ffi import check_ret, ffi, lib, map_items
 from ._text import fsdecode
-from .errors import ConfigError, EbpfSensorError
+from .errors import ConfigError, EbpfSensorError, NotSupportedError
 from .exclusions import ExcludeExecutable
+from .host import features
+from .host.btf import resolve as resolve_btf
 from .host.mounts import ensure_tracefs
 from .host.paths import PACKAGE_DIR
 from .host.syscalls import syscall_name, syscall_number
@@ -352,6 +354,8 @@ class Diagnostic:
 
     Raises (from start):
         PrivilegeError: not allowed to load BPF programs.
+        NotSupportedError: no BPF ring buffer (the object shares the
+            sensor's maps, its rings among them), or no BTF found.
         EbpfSensorError: no variant of the syscall hook attaches.
     """
 
@@ -386,8 +390,19 @@ class Diagnostic:
         return self
 
     def _start(self) -> None:
+        # the object carries the sensor's rings (task.bpf.h): a kernel
+        # without them refuses the maps, said here rather than as EINVAL
+        ring = features.ring_buffer()
+        if ring.outcome == "not_supported":
+            raise NotSupportedError(ring.name, ring.min_kernel, ring.detail)
         if self.variants is None or "tp" in self.variants:
             ensure_tracefs()
+        # the BTF the sensor would use: the kernel's, or a file where it searches
+        # lifetime: held open until the load returns; libbpf reads the checked file
+        with resolve_btf(self.btf_path) as btf:
+            self._load(btf.libbpf_path)
+
+    def _load(self, btf_path: str | None) -> None:
         self._obj = BpfObject.packaged("diag").load(
             # the object shares task.bpf.h, rings included, with the sensor:
             # one page each, nothing is ever written to them here
@@ -398,7 +413,7 @@ class Diagnostic:
                 "diag_initiator_syscalls": self.max_initiators,
                 "diag_paths": self.max_paths,
             },
-            btf_path=self.btf_path,
+            btf_path=btf_path,
             variants=self.variants,
             # the monitored set is in place before the first syscall is seen
             prepare=lambda map_fd: self._fill_monitored(map_fd("diag_monitored")),

@@ -218,13 +218,21 @@ class Sensor:
         wanted = missing & AuditProvider.available_kinds
         if not wanted:
             return
+        # the sensor's own process too (Config.exclude_self), as eBPF leaves it out
         audit = AuditProvider(
-            wanted, exclusions=cfg.exclusions, rate_limit=cfg.audit_rate_limit, backlog_limit=cfg.audit_backlog_limit
+            wanted,
+            exclusions=cfg.active_exclusions,
+            rate_limit=cfg.audit_rate_limit,
+            backlog_limit=cfg.audit_backlog_limit,
         )
         try:
             audit.start()
         except (EbpfSensorError, OSError) as exc:
             log.warning("kinds eBPF cannot serve here stay unavailable; the audit provider cannot run: %s", exc)
+            # health names both causes: eBPF's refusal and audit's
+            for kind in wanted:
+                why = self._ebpf.kind_health(kind).reason
+                self._unavailable[kind] = f"{why}; the audit provider beside eBPF cannot run: {exc}"
             return
         self._sources.append(audit)
         log.warning(
@@ -467,7 +475,9 @@ class Sensor:
         Raises:
             ConfigError: an invalid rule (nothing changes).
         """
-        return self._table().add(rule)
+        rule_id = self._table().add(rule)
+        self._rules_beside()
+        return rule_id
 
     def remove_exclusion(self, rule_id: int) -> None:
         """Remove a rule installed by exclude() or configuration.
@@ -476,6 +486,14 @@ class Sensor:
             KeyError: no rule with that id.
         """
         self._table().remove(rule_id)
+        self._rules_beside()
+
+    def _rules_beside(self) -> None:
+        """The kernel's rules, in the audit provider beside eBPF too (the
+        kinds eBPF cannot serve here), which applies them in user space."""
+        audit = next((src for src in self._sources if isinstance(src, AuditProvider)), None)
+        if audit is not None and self._ebpf is not None and self._ebpf.exclusions is not None:
+            audit.set_exclusions(status.rule for status in self._ebpf.exclusions.list())
 
     def exclusions(self) -> list[RuleStatus]:
         """The installed rules with their hit counts per kind."""
@@ -537,6 +555,7 @@ class Sensor:
             ConfigError: an invalid rule, or more than MAX_RULES rules.
         """
         self._table().apply(msgspec.structs.replace(self.config, exclusions=tuple(rules)).active_exclusions)
+        self._rules_beside()
 
     # --- state -------------------------------------------------------------------
 

@@ -51,6 +51,11 @@ def wait_for(
     pytest.fail(f"timed out after {timeout}s waiting for {count} matching event(s); got {found}")
 
 
+def backlog(sensor: ebpfsensor.Sensor) -> list[Any]:
+    """The events wait_for() drained from the sensor without taking them."""
+    return list(_backlog.get(sensor, ()))
+
+
 # "hook=variant" for every attached hook of the first module sensor, for
 # pytest_terminal_summary: tools/vmtest.sh reports which variants a kernel got
 # without starting (and closing: seconds under qemu) a sensor of its own

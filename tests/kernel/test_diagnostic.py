@@ -19,9 +19,10 @@ import pytest
 from tests.kernel.conftest import our_programs
 from tests.kernel.test_resources import bpf_ids, wait_gone
 
-from ebpfsensor import EbpfSensorError
+from ebpfsensor import EbpfSensorError, NotSupportedError
 from ebpfsensor.cli import main
 from ebpfsensor.diagnostic import Diagnostic, EbpfStatistics, InitiatorCount
+from ebpfsensor.host import features
 from ebpfsensor.host.syscalls import syscall_number
 from ebpfsensor.sources.ebpf.objects import bpf_arch
 
@@ -391,6 +392,20 @@ def test_nothing_stays_loaded() -> None:
     assert wait_gone("map", maps) == set()
     assert bpf_ids() == before
     assert not any("handle_diag_" in line for line in our_programs())
+
+
+def test_where_it_runs_and_where_it_cannot() -> None:
+    """The diagnostic runs wherever the kernel takes its object: BTF found
+    as the sensor finds it (the kernel's, or a file in the BTF directory),
+    BPF ring buffers (5.8); without them it is refused, saying so."""
+    before = bpf_ids()
+    if features.ring_buffer().works:
+        with Diagnostic() as d:
+            assert d.hook is not None and d.hook.attached
+    else:
+        with pytest.raises(NotSupportedError, match=r"BPF ring buffer .*5\.8"):
+            Diagnostic().start()
+    assert wait_gone("prog", bpf_ids()["prog"] - before["prog"]) == set()
 
 
 def test_error_during_start_leaves_nothing() -> None:

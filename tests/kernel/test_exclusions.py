@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.kernel.conftest import wait_for
+from tests.kernel.conftest import backlog, wait_for
 
 import ebpfsensor
 from ebpfsensor import (
@@ -54,10 +54,21 @@ def events_of(sensor: ebpfsensor.Sensor, pid: int, settle: float = 0.4) -> list[
     marker = run([TRUE, "marker"])
     wait_for(sensor, lambda e: isinstance(e, ProcessExit) and e.pid == marker)
     end = time.monotonic() + settle
-    found = []
+
+    own_comm = Path("/proc/self/comm").read_text().strip()
+
+    def of_pid(e: object) -> bool:
+        # not the fork's own calls before it execs, still this process's
+        # image (Python's child lists /proc/self/fd where close_range, 5.9, is missing)
+        if getattr(e, "pid", 0) == pid and getattr(e, "comm", "") == own_comm and not isinstance(e, ProcessExec):
+            return False
+        return getattr(e, "pid", 0) == pid or getattr(e, "child_pid", 0) == pid
+
+    # drained with the marker's exit, ahead of it: kept by wait_for
+    found = [e for e in backlog(sensor) if of_pid(e)]
     while time.monotonic() < end:
         # a loss marker (a busy machine) has no pid
-        found += [e for e in sensor.poll(0.05) if getattr(e, "pid", 0) == pid or getattr(e, "child_pid", 0) == pid]
+        found += [e for e in sensor.poll(0.05) if of_pid(e)]
     return found
 
 

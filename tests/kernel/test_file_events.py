@@ -151,6 +151,42 @@ class Clock:
         self.after = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+FILE_KINDS = ("file_open", "file_create", "file_unlink", "dir_create", "file_rename")
+FILE_KINDS += ("file_chmod", "file_chown", "file_link", "file_symlink")
+
+#: audit's timestamps: the kernel's coarse wall clock (a tick), in milliseconds
+COARSE_NS = 12_000_000
+
+
+def from_audit(sensor: ebpfsensor.Sensor) -> bool:
+    """Whether the sensor takes its file kinds from the audit provider beside
+    eBPF (5.4 and 4.19: the verifier refuses the file object): all or none
+    of them, and then every file hook says why it is not attached."""
+    health = sensor.health()
+    sources = {health.kinds[k].source for k in FILE_KINDS}
+    if sources != {"audit"}:
+        assert all(s.startswith("ebpf:") for s in sources), sources
+        return False
+    if health.ebpf:
+        hooks = sensor.hooks()
+        exits = [h for h in hooks if h.startswith("file_") and h.endswith("_exit")]
+        assert exits and all(hooks[h].variant is None and hooks[h].failures for h in exits), hooks
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _in_process(request: pytest.FixtureRequest, sensor: ebpfsensor.Sensor) -> None:
+    """Most tests here make their calls in the sensor's own process. Where
+    the file kinds come from audit, the sensor is the audit daemon, whose
+    calls the kernel never audits: those tests cannot see an event there
+    (skipped with the reason; EBPFSENSOR_REQUIRE_BPF=1 makes that a
+    failure), test_file_kinds_from_a_child covers that tier."""
+    if request.node.get_closest_marker("any_source") is None and from_audit(sensor):
+        reason = sensor.health().kinds["file_open"].reason
+        assert "own calls unseen" in reason, reason
+        pytest.skip(f"file kinds from audit here, which never sees the sensor's own calls ({reason})")
+
+
 def check_header(ev: Any, clock: Clock, nr: set[int], result: int, pid: int | None = None) -> None:
     """The process header and syscall fields every file event carries."""
     me = pid is None
@@ -239,6 +275,144 @@ def cwd(d: Path) -> Iterator[Path]:
         yield d
     finally:
         os.chdir(old)
+
+
+# --- every kind from a child, on either tier ------------------------------------------
+
+CHILD = r"""
+import json, os, sys
+os.chdir(sys.argv[1])
+fd = os.open("new.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+os.close(fd)
+fd2 = os.open("new.txt", os.O_RDONLY)
+os.close(fd2)
+try:
+    os.open("missing", os.O_RDONLY)
+except FileNotFoundError:
+    pass
+os.mkdir("dir", 0o750)
+os.chmod("new.txt", 0o600)
+os.chown("new.txt", 1234, 5678)
+os.link("new.txt", "hard")
+os.symlink("new.txt", "soft")
+os.rename("hard", "moved")
+os.unlink("moved")
+os.rmdir("dir")
+print(json.dumps({"create": fd, "open": fd2}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.any_source
+def test_file_kinds_from_a_child(sensor: ebpfsensor.Sensor, d: Path) -> None:
+    """One call of each kind by a child, field by field, from whichever
+    source this kernel gives: eBPF, or the audit provider beside it (5.4,
+    4.19), whose events lack what audit does not record (a thread id, the
+    kernel's resolution of a path) instead of inventing it."""
+    audit = from_audit(sensor)
+    if audit:
+        for kind in FILE_KINDS:
+            health = sensor.health().kinds[kind]
+            assert health.live and health.reason.startswith("as audit "), (kind, health)
+    with Clock() as clock:
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", CHILD, str(d)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdin is not None and child.stdout is not None
+        fds = json.loads(child.stdout.readline())
+    # the child lives until its events are checked: audit reads its cgroup from /proc
+    try:
+        pid = child.pid
+        backlog = Backlog.of(sensor)
+        since = clock.before - (COARSE_NS if audit else 0)
+
+        def get(cls: type, **fields: Any) -> Any:
+            (ev,) = backlog.wait(
+                lambda e: type(e) is cls and e.pid == pid and all(getattr(e, k) == v for k, v in fields.items())
+            )
+            assert ev.tid == pid and ev.ppid == os.getpid() and (ev.uid, ev.gid) == (os.getuid(), os.getgid())
+            assert ev.comm == os.path.basename(sys.executable)[:15] and ev.cgroup_id == _cgroup_id()
+            assert abs(ev.start_time_ns - _start_time_ns(pid)) <= 2 * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+            assert since <= ev.ts_ns <= time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+            assert ev.errno == (-ev.result if ev.result < 0 else 0)
+            assert not any(getattr(ev, f) for f in type(ev).__struct_fields__ if f.endswith("_truncated"))
+            return ev
+
+        st = os.stat(d / "new.txt")
+        # the opened file's identity on both tiers; its path resolved by the kernel on eBPF only
+        made = get(FileCreate, arg_path="new.txt")
+        assert (made.result, made.created, made.path, made.ino, made.dev) == (
+            fds["create"],
+            True,
+            str(d / "new.txt"),
+            st.st_ino,
+            st.st_dev,
+        )
+        assert (made.flags, made.mode, made.dirfd) == (
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+            0o640,
+            AT_FDCWD,
+        )
+        assert made.syscall_nr in nrs("openat", "open")
+        opened = get(FileOpen, arg_path="new.txt")
+        assert (opened.result, opened.created, opened.ino, opened.flags) == (
+            fds["open"],
+            False,
+            st.st_ino,
+            os.O_RDONLY | os.O_CLOEXEC,
+        )
+        for ev in (made, opened):
+            assert (ev.resolved, ev.path_source) == ((False, ARG) if audit else (True, KERNEL))
+        failed = get(FileOpen, arg_path="missing")
+        assert (failed.result, failed.path, failed.resolved, failed.ino, failed.path_source) == (
+            -errno.ENOENT,
+            str(d / "missing"),
+            False,
+            0,
+            ARG,
+        )
+        mk = get(DirCreate, arg_path="dir")
+        assert (mk.result, mk.mode, mk.path) == (0, 0o750, str(d / "dir"))
+        ch = get(FileChmod, arg_path="new.txt")
+        assert (ch.result, ch.mode, ch.path) == (0, 0o600, str(d / "new.txt"))
+        co = get(FileChown, arg_path="new.txt")
+        assert (co.result, co.new_uid, co.new_gid, co.path) == (0, 1234, 5678, str(d / "new.txt"))
+        ln = get(FileLink, arg_path="new.txt")
+        assert (ln.result, ln.path, ln.new_path, ln.new_arg_path) == (0, str(d / "new.txt"), str(d / "hard"), "hard")
+        sl = get(FileSymlink, arg_path="soft")
+        assert (sl.result, sl.target, sl.path) == (0, "new.txt", str(d / "soft"))
+        mv = get(FileRename, arg_path="hard")
+        assert (mv.result, mv.path, mv.new_path, mv.flags) == (0, str(d / "hard"), str(d / "moved"), 0)
+        # audit sees a replaced file in its PATH records; eBPF through rename_target
+        assert mv.replaced == (False if audit else replaced(sensor, False))
+        rm = get(FileUnlink, arg_path="moved")
+        assert (rm.result, rm.path, rm.is_dir) == (0, str(d / "moved"), False)
+        rd = get(FileUnlink, arg_path="dir")
+        assert (rd.result, rd.path, rd.is_dir) == (0, str(d / "dir"), True)
+        if audit:
+            # paths as passed, joined to the cwd: audit records no resolution
+            for ev in (mk, ch, co, ln, sl, mv, rm, rd):
+                assert ev.path_source == ARG, ev
+    finally:
+        child.stdin.close()
+        child.stdout.close()
+        assert child.wait(10) == 0
+
+
+@pytest.mark.any_source
+def test_a_second_sensor_says_where_its_file_events_are(sensor: ebpfsensor.Sensor) -> None:
+    """eBPF serves any number of sensors; the audit provider one per machine
+    (kernel audit has one receiver): a second sensor there says why it has
+    no file events, naming both causes."""
+    audit = from_audit(sensor)
+    with ebpfsensor.Sensor(kinds={"file_open"}, exclude_self=False, log_file=None) as second:
+        health = second.health().kinds["file_open"]
+        if not audit:
+            assert health.live and health.source.startswith("ebpf:"), health
+            return
+        assert not health.live, health
+        assert "the audit provider beside eBPF cannot run" in health.reason and "is locked" in health.reason
+        assert second.hooks()["file_openat_exit"].failures[0] in health.reason
 
 
 # --- FileOpen -------------------------------------------------------------------

@@ -54,17 +54,6 @@ def _activity(tmp: str) -> dict[str, Any]:
     assert true.wait() == 0
     done["true"] = true.pid
     path = os.path.join(tmp, "f")
-    with open(path, "w") as f:  # file_create (one event: it creates the file)
-        f.write("x")
-    with open(path) as f:  # file_open
-        f.read()
-    os.chmod(path, 0o640)
-    os.chown(path, os.getuid(), os.getgid())
-    os.link(path, path + ".hard")
-    os.symlink("f", path + ".sym")
-    os.rename(path + ".hard", path + ".moved")
-    os.mkdir(path + ".d")
-    os.unlink(path + ".moved")
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
@@ -89,6 +78,20 @@ def _activity(tmp: str) -> dict[str, Any]:
     os.mkdir(target)
 
     def child() -> dict[str, Any]:
+        # the file kinds from the child: where they come from the audit
+        # provider (5.4, 4.19) the sensor's process is the audit daemon,
+        # whose own calls the kernel never audits
+        with open(path, "w") as f:  # file_create (one event: it creates the file)
+            f.write("x")
+        with open(path) as f:  # file_open
+            f.read()
+        os.chmod(path, 0o640)
+        os.chown(path, os.getuid(), os.getgid())
+        os.link(path, path + ".hard")
+        os.symlink("f", path + ".sym")
+        os.rename(path + ".hard", path + ".moved")
+        os.mkdir(path + ".d")
+        os.unlink(path + ".moved")
         os.setsid()
         assert _libc.ptrace(0, 0, None, None) == 0  # PTRACE_TRACEME
         assert _libc.unshare(CLONE_NEWNS) == 0
@@ -168,7 +171,8 @@ def test_every_kind_from_real_activity(sensor: Any, tmp_path: Any, audit_on: boo
         assert validate_ecs(ecs) == [], (e.kind, ecs)
         assert validate_ocsf(ocsf) == [], (e.kind, ocsf)
     assert set(KINDS) >= {e.kind for e in events}
-    _check_fields(events, done, tmp)
+    # audit's timestamps are milliseconds: two calls in one may tie
+    _check_fields(events, done, tmp, coarse=health["file_open"].source == "audit")
 
 
 def _pick(events: list[Any], kind: str, **match: Any) -> Any:
@@ -177,7 +181,7 @@ def _pick(events: list[Any], kind: str, **match: Any) -> Any:
     return found[0]
 
 
-def _check_fields(events: list[Any], done: dict[str, Any], tmp: str) -> None:
+def _check_fields(events: list[Any], done: dict[str, Any], tmp: str, coarse: bool) -> None:
     exe = _pick(events, "process_exec", pid=done["true"])
     e, o = flat(schema.ecs(exe)), flat(schema.ocsf(exe))
     assert (e["process.executable"], e["process.args"], e["process.pid"]) == (TRUE, [TRUE, "schema-test"], exe.pid)
@@ -190,10 +194,10 @@ def _check_fields(events: list[Any], done: dict[str, Any], tmp: str) -> None:
     opened = _pick(events, "file_open", path=os.path.join(tmp, "f"))
     e, o = flat(schema.ecs(opened)), flat(schema.ocsf(opened))
     assert e["file.path"] == o["file.path"] == opened.path and opened.path.startswith(tmp)
-    assert e["process.pid"] == o["actor.process.pid"] == os.getpid()
+    assert e["process.pid"] == o["actor.process.pid"] == done["child"]["pid"]
     assert (o["class_uid"], o["activity_id"], e["event.type"]) == (1001, 14, ["access"])
     created = _pick(events, "file_create", path=os.path.join(tmp, "f"))
-    assert created.created and created.ts_ns < opened.ts_ns
+    assert created.created and (created.ts_ns <= opened.ts_ns if coarse else created.ts_ns < opened.ts_ns)
 
     renamed = _pick(events, "file_rename")
     e, o = flat(schema.ecs(renamed)), flat(schema.ocsf(renamed))

@@ -993,6 +993,27 @@ def test_exclusions_applied_to_recorded_events(tmp_path: Path) -> None:
     assert p.stats().kinds["file_rename"].excluded == 1
 
 
+def test_exclusions_changed_while_running_match_the_executable_by_identity(tmp_path: Path) -> None:
+    """Rules given while the provider runs (a sensor's exclude() beside
+    eBPF) apply from then on; an executable is its file, under any name."""
+    exe = tmp_path / "tool"
+    exe.write_bytes(b"x")
+    os.link(exe, tmp_path / "other-name")
+
+    def records(serial: int) -> list[tuple[int, str]]:
+        named = [
+            (t, x.replace('exe="/root/.pyenv/versions/3.11.7/bin/python3.11"', f'exe="{exe}"')) for t, x in OPEN_CREATE
+        ]
+        return [(t, x.replace(":2509)", f":{serial})")) for t, x in named]
+
+    p = AuditProvider(arches=X86)
+    assert [type(e) for e in replay(records(1), p)] == [FileCreate]
+    p.set_exclusions([ExcludeExecutable(str(tmp_path / "other-name"))])
+    assert replay(records(2), p) == [] and p.stats().excluded == 1
+    p.set_exclusions([])
+    assert [type(e) for e in replay(records(3), p)] == [FileCreate]
+
+
 def test_the_providers_own_process_is_excluded_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     # the recorded events are of pid 99000001: the provider's, as far as this test goes
     monkeypatch.setattr(ap, "own_kernel_pid", lambda: 99000001)

@@ -367,6 +367,10 @@ _LIMITS: dict[str, str] = {
 }
 
 
+#: kinds whose socket fields are read from a duplicate of the caller's socket
+_LIVE_SOCKET = frozenset(("net_connect", "net_accept", "net_bind", "net_listen"))
+
+
 class AuditLockedError(EbpfSensorError):
     """Kernel audit is locked (``enabled=2``): rules cannot be added or removed
     until a reboot, so the audit provider does not run."""
@@ -779,6 +783,21 @@ def _peer_fd(pid: int, fd: int) -> int | None:
     return dup if dup >= 0 else None
 
 
+@functools.cache
+def _fd_copies() -> bool:
+    """Whether another process's fd can be duplicated here: pidfd_open is
+    Linux 5.3, pidfd_getfd 5.6 (ENOSYS before; EBADF for an fd not open)."""
+    try:
+        pidfd = os.pidfd_open(os.getpid())
+    except OSError:
+        return False
+    try:
+        _peer_fd(os.getpid(), -1)
+        return ctypes.get_errno() != errno.ENOSYS
+    finally:
+        os.close(pidfd)
+
+
 def _socket_of(pid: int, fd: int) -> tuple[int, int, int, Any] | None:
     """family, type, protocol and local address of a process's socket."""
     dup = _peer_fd(pid, fd)
@@ -810,6 +829,9 @@ class _Exclusions:
         self.uids: set[int] = set()
         self.comms: dict[str, bool] = {}
         self.exes: dict[str, bool] = {}
+        #: the excluded executables' files, (st_dev, st_ino): a hard link or a
+        #: renamed file is the same executable, as eBPF matches it
+        self.files: dict[tuple[int, int], bool] = {}
         self.pids: dict[int, tuple[int, bool]] = {}
         self.cgroups: set[int] = set()
         self.prefixes: list[str] = []
@@ -821,6 +843,12 @@ class _Exclusions:
             elif isinstance(rule, ExcludeExecutable):
                 path = os.path.realpath(rule.path)
                 self.exes[path] = self.exes.get(path, False) or rule.descendants
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                self.files[key] = self.files.get(key, False) or rule.descendants
             elif isinstance(rule, (ExcludePid, ExcludeSelf)):
                 pid = rule.pid if isinstance(rule, ExcludePid) else own_kernel_pid()
                 started = _stat_fields(pid)
@@ -836,10 +864,25 @@ class _Exclusions:
         if self.descendants:
             self._seed()
 
+    @staticmethod
+    def _file(exe: str) -> tuple[int, int] | None:
+        """The (st_dev, st_ino) of an executable path now (a path can be
+        given to another file at any time: not cached)."""
+        try:
+            st = os.stat(exe)
+        except (OSError, ValueError):
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _excluded_exe(self, exe: str) -> bool:
+        return exe in self.exes or (bool(self.files) and bool(exe) and self._file(exe) in self.files)
+
     def _matches_root(self, pid: int, comm: str, exe: str) -> bool:
         if self.comms.get(comm):
             return True
         if self.exes.get(exe):
+            return True
+        if self.files and exe and self.files.get(self._file(exe) or (0, 0)):
             return True
         entry = self.pids.get(pid)
         return entry is not None and entry[1]
@@ -869,7 +912,7 @@ class _Exclusions:
 
     def process(self, pid: int, ppid: int, uid: int, comm: str, exe: str, info: _Proc) -> bool:
         """Whether events of this process are excluded (noting new descendants)."""
-        if uid in self.uids or comm in self.comms or exe in self.exes:
+        if uid in self.uids or comm in self.comms or self._excluded_exe(exe):
             if self.descendants and self._matches_root(pid, comm, exe):
                 self.roots[pid] = info.start_time_ns
             return True
@@ -1288,6 +1331,25 @@ class AuditProvider:
             raise ValueError("the audit provider is not started; call start()")
         return self._sock.fileno()
 
+    def set_exclusions(self, rules: Iterable[Exclusion]) -> None:
+        """Apply these rules from now on, in user space (the audit rules in
+        the kernel stay those of start): a sensor's rules changed while it
+        runs.
+
+        A rule that no longer resolves (its cgroup removed) is left out, logged.
+        """
+        kept = []
+        for rule in rules:
+            try:
+                if not isinstance(rule, ExcludeSelf):
+                    resolve(rule)
+            except ConfigError as exc:
+                log.warning("audit provider: exclusion %s left out: %s", rule, exc)
+                continue
+            kept.append(rule)
+        self._excl = _Exclusions(kept)
+        self.exclusions = tuple(kept)
+
     def kind_health(self, kind: str) -> KindHealth:
         """Live while the provider runs and audit is enabled; what audit lacks for the kind."""
         if kind not in self.kinds:
@@ -1298,7 +1360,12 @@ class AuditProvider:
         if st is not None and st.enabled == 0:
             return KindHealth(False, self.name, "kernel audit was disabled (enabled=0) while the provider runs")
         parts = [f"as audit {'daemon' if self._receiver else 'multicast reader'}"]
-        if kind in _LIMITS:
+        if self._receiver and ExcludeSelf() not in self.exclusions:
+            # audit_filter_syscall() skips the registered daemon's thread group
+            parts.append("this process's own calls unseen (the kernel never audits its audit daemon)")
+        if kind in _LIVE_SOCKET and not _fd_copies():
+            parts.append("socket type and local address not read (pidfd_getfd, Linux 5.6, is missing)")
+        elif kind in _LIMITS:
             parts.append(_LIMITS[kind])
         if self._note:
             parts.append(self._note)
