@@ -519,6 +519,8 @@ struct kind_stats {
 	__u64 deduplicated; /* suppressed as a repeat within the dedup window */
 	__u64 unmatched;    /* sys_exit without stashed arguments: the call was in
 			     * flight at start, or its stash entry evicted */
+	__u64 unwatched;    /* read-only opens not reported by the open policy
+			     * (cfg_read_opens_all off): not a watched file */
 };
 
 /*
@@ -556,6 +558,17 @@ struct excl_value {
 };
 
 struct exe_key {
+	__u64 dev; /* the kernel's s_dev: major << 20 | minor */
+	__u64 ino;
+};
+
+/*
+ * A watched file (file.bpf.c watched_files): read-only opens of it are
+ * reported, by identity, whatever name or mount it is opened through.
+ */
+#define WATCHED_MAX 4096
+
+struct watched_key {
 	__u64 dev; /* the kernel's s_dev: major << 20 | minor */
 	__u64 ino;
 };

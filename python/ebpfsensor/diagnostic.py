@@ -31,7 +31,7 @@ import msgspec
 from ._ffi import check_ret, ffi, lib, map_items
 from ._text import fsdecode
 from .errors import ConfigError, EbpfSensorError
-from .exclusions import ExcludeExecutable
+from .exclusions import ExcludeExecutable, user_dev
 from .host.mounts import ensure_tracefs
 from .host.paths import PACKAGE_DIR
 from .host.syscalls import syscall_name, syscall_number
@@ -324,11 +324,6 @@ def _decode_path(buf: Any, length: int | None = None) -> str:
     raw = bytes(ffi.buffer(buf))
     raw = raw[:length] if length is not None else raw.split(b"\0", 1)[0]
     return fsdecode(raw)
-
-
-def user_dev(kernel_dev: int) -> int:
-    """A kernel dev_t (``major << 20 | minor``) as ``os.stat`` reports it."""
-    return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
 
 
 class Diagnostic:

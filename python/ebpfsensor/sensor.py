@@ -472,6 +472,12 @@ class Sensor:
         """The installed rules with their hit counts per kind."""
         return self._table().list()
 
+    def watched_files(self) -> dict[str, tuple[int, int]]:
+        """The files whose read-only opens are reported, as last looked up
+        (every second while the sensor polls): path -> (st_dev, inode).
+        Empty unless eBPF collects ``file_open`` with ``read_opens="watched"``."""
+        return self._ebpf.watched_files() if self._ebpf is not None else {}
+
     def exclude_top_initiator(
         self,
         stats: EbpfStatistics | None = None,
