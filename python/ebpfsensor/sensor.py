@@ -210,7 +210,12 @@ class Sensor:
         if not wanted:
             return
         audit = AuditProvider(
-            wanted, exclusions=cfg.exclusions, rate_limit=cfg.audit_rate_limit, backlog_limit=cfg.audit_backlog_limit
+            wanted,
+            exclusions=cfg.exclusions,
+            rate_limit=cfg.audit_rate_limit,
+            backlog_limit=cfg.audit_backlog_limit,
+            read_opens=cfg.read_opens,
+            watched_files=cfg.watched_files,
         )
         try:
             audit.start()
@@ -233,6 +238,8 @@ class Sensor:
             exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
+            read_opens=cfg.read_opens,
+            watched_files=cfg.watched_files,
         )
         try:
             audit.start()
@@ -517,7 +524,7 @@ class Sensor:
         if stats is None:
             from .diagnostic import ebpf_statistics
 
-            stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path)
+            stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path, read_opens=self.config.read_opens)
         rule_id = table.add(stats.top_initiator_exclusion(descendants=descendants, force=force))
         return next(status for status in table.list() if status.id == rule_id)
 
