@@ -590,9 +590,12 @@ struct comm_key {
  * and which argument names the file the call acts on (-1: none) */
 struct diag_syscall_spec {
 	__u8 monitored;
-	__s8 path_arg; /* a user path string */
-	__s8 dfd_arg;  /* the directory fd a relative path_arg is resolved against */
-	__s8 fd_arg;   /* an fd whose file is the object (fchmod, ftruncate) */
+	__s8 path_arg;	/* a user path string */
+	__s8 dfd_arg;	/* the directory fd a relative path_arg is resolved against */
+	__s8 fd_arg;	/* an fd whose file is the object (fchmod, ftruncate) */
+	__s8 flags_arg; /* an open's O_* flags (or, with flags_how, its struct open_how) */
+	__u8 flags_how; /* flags_arg points to a struct open_how (openat2) */
+	__u8 _pad0[2];
 };
 
 /* an executable's identity: mm->exe_file->f_inode */
@@ -640,6 +643,8 @@ struct diag_counters {
 	__u64 paths_full;	    /* of which the path did not fit in the map */
 	__u64 paths_unreadable;	    /* of which the path could not be read */
 	__u64 paths_truncated;	    /* of which the path was longer than DIAG_PATH_LEN - 1 */
+	__u64 read_only_opens;	    /* monitored read-only opens, not attributed (the
+				     * sensor's open policy reports few of them) */
 };
 
 /*
