@@ -49,7 +49,7 @@ class AuditKindStats(msgspec.Struct, frozen=True):
         delivered: events returned.
         filtered: events suppressed on purpose, as the eBPF path suppresses
             them (failed execs, signals to the caller's own process, ptrace
-            reads).
+            reads, read-only opens the open policy does not report).
         excluded: events dropped by an exclusion rule in user space (those
             excluded by the audit rules in the kernel are not counted).
     """

@@ -680,8 +680,9 @@ def datagram(rtype: int, text: str) -> bytes:
 
 
 def replay(records: list[tuple[int, str]], provider: AuditProvider | None = None, **kw: Any) -> list[Any]:
-    """The events a provider (not started) makes of recorded records."""
-    p = provider or AuditProvider(arches=X86, **kw)
+    """The events a provider (not started) makes of recorded records; every
+    open reported unless read_opens says otherwise."""
+    p = provider or AuditProvider(arches=X86, **{"read_opens": "all", **kw})
     out: list[Any] = []
     for rtype, text in records:
         out += p.feed(datagram(rtype, text))
@@ -870,6 +871,17 @@ def test_failed_open_relative_to_a_directory_fd() -> None:
     assert (e.result, e.errno, e.dirfd, e.path, e.arg_path) == (-2, 2, 3, "nonexist", "nonexist")
     assert (e.ino, e.dev, e.created) == (0, 0, False)
     assert not [x for x in replay(OPEN_FAILED_DIRFD) if isinstance(x, FileCreate)]
+
+
+def test_open_policy_in_user_space() -> None:
+    """Under the default open policy a read-only open that failed other
+    than by a refusal, or opened a file not watched, is counted as
+    filtered; with the file watched (its device and inode) it is reported."""
+    p = AuditProvider(arches=X86)
+    assert not [e for e in replay(OPEN_FAILED_DIRFD, p) if isinstance(e, FileOpen)]
+    assert p.stats().kinds["file_open"].filtered == 1
+    (e,) = [e for e in replay(OPEN_FAILED_DIRFD) if isinstance(e, FileOpen)]
+    assert e.result == -2
 
 
 def test_rename_replacing_a_file_and_into_a_directory() -> None:
