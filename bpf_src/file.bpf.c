@@ -318,13 +318,46 @@ static __always_inline struct file_scratch *scratch(void)
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
+	/* struct fdtable's first two members, as every kernel lays them out:
+	 * one read instead of two on every open's exit */
+	struct {
+		unsigned int max_fds;
+		struct file **fd;
+	} h = {};
 	struct file *f = NULL;
 
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || !fdt)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
+	    bpf_core_field_offset(struct fdtable, fd) == offsetof(typeof(h), fd)) {
+		bpf_probe_read_kernel(&h, sizeof(h), fdt);
+	} else {
+		h.max_fds = BPF_CORE_READ(fdt, max_fds);
+		h.fd = BPF_CORE_READ(fdt, fd);
+	}
+	if ((unsigned int)fd >= h.max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &h.fd[fd]);
+	return f;
+}
+
+/*
+ * The current task's file at fd, the cheap way where the kernel has
+ * bpf_get_current_task_btf() (5.11): its pointers are then loaded directly
+ * (fault-safe loads, not a helper call each); a kernel without it keeps
+ * only the other branch (the helper's existence is a relocated constant).
+ */
+static __always_inline struct file *current_fd_file(int fd)
+{
+	struct fdtable *fdt;
+	struct file *f = NULL;
+
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return fd_file((struct task_struct *)bpf_get_current_task(), fd);
+	fdt = bpf_get_current_task_btf()->files->fdt;
+	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
 	return f;
 }
 
@@ -1031,7 +1064,6 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file_open_event *e;
 	struct file *file = NULL;
 	struct inode *inode;
@@ -1044,7 +1076,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->flags = c->flags;
 	e->mode = c->mode;
 	if (ret >= 0)
-		file = fd_file(task, ret);
+		file = current_fd_file(ret);
 	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
@@ -1620,10 +1652,11 @@ static __always_inline int read_open_report(ES_CTX_PARAM __u64 id, long nr, long
 /* the opened file of a successful open is watched (its inode's s_dev, i_ino) */
 static __always_inline int is_watched(struct file *file)
 {
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	struct watched_key key;
 
-	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	return bpf_map_lookup_elem(&watched_files, &key) != NULL;
 }
 
@@ -1640,7 +1673,7 @@ static __always_inline int read_open_exit(ES_CTX_PARAM __u64 id, long nr, long r
 
 	r->tid = 0;
 	if (ret >= 0) {
-		file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
+		file = current_fd_file(ret);
 		/* closed by another thread before this exit: lost, counted */
 		if (!file) {
 			stat_inc(EVENT_FILE_OPEN, STAT_UNMATCHED);
