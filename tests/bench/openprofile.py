@@ -32,8 +32,8 @@ from typing import Any
 
 import ebpfsensor
 from ebpfsensor import ExcludePathPrefix, ExcludePid
-from ebpfsensor._ffi import check_ret, lib
-from ebpfsensor.diagnostic_overhead import LoopProcess
+from ebpfsensor._ffi import check_ret, ffi, lib
+from ebpfsensor.diagnostic_overhead import AttachFloor, LoopProcess, floor_targets
 
 PROGRAMS = ("file_openat_enter", "file_openat_exit")
 
@@ -53,6 +53,30 @@ def _per_run(sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int) -> d
     while sensor.poll(0.05):
         pass
     return out
+
+
+def _floor_per_run(floor: AttachFloor, loop: LoopProcess, op: str, n: int) -> float:
+    """ns per run of the floor's classic tracepoint program (return 0): what
+    the run-time statistics themselves add to a program run."""
+
+    def totals() -> tuple[int, int]:
+        t = c = 0
+        for obj in floor._objects:
+            prog = lib.bpf_object__next_program(obj, ffi.NULL)
+            while prog != ffi.NULL:
+                fd = lib.bpf_program__fd(prog)
+                if fd >= 0 and ffi.string(lib.bpf_program__name(prog)) == b"handle_floor_tp":
+                    info = ffi.new("struct bpf_prog_info *")
+                    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+                    check_ret(lib.bpf_prog_get_info_by_fd(fd, info, size), "program info", "floor")
+                    t, c = t + info.run_time_ns, c + info.run_cnt
+                prog = lib.bpf_object__next_program(obj, prog)
+        return t, c
+
+    t0, c0 = totals()
+    loop.run(op, max_ops=n)
+    t1, c1 = totals()
+    return (t1 - t0) / (c1 - c0) if c1 > c0 else 0.0
 
 
 def main() -> None:
@@ -77,10 +101,15 @@ def main() -> None:
                 "write, process excluded": ("open_write", {"exclusions": (ExcludePid(loop.pid),)}),
             }
             loop.run("open", max_ops=args.ops // 10)
+            with ebpfsensor.Sensor(log_file=None) as s:
+                targets = floor_targets(s.hooks())
+            floor_runs = []
             for _ in range(args.reps):
                 for name, (op, cfg) in configs.items():
                     with ebpfsensor.Sensor(log_file=None, **cfg) as s:
                         results.setdefault(name, []).append(_per_run(s, loop, op, args.ops))
+                with AttachFloor(targets) as floor:
+                    floor_runs.append(_floor_per_run(floor, loop, "open", args.ops))
     finally:
         os.close(stats_fd)
     print(f"ns per program run, median of {args.reps} x {args.ops} openat+close (CPU 0)")
@@ -89,6 +118,8 @@ def main() -> None:
         enter = statistics.median(r["file_openat_enter"] for r in runs)
         exit_ = statistics.median(r["file_openat_exit"] for r in runs)
         print(f"  {name:34} {enter:10.0f} {exit_:10.0f} {enter + exit_:10.0f}")
+    floor = statistics.median(floor_runs)
+    print(f"  {'attach floor (return 0)':34} {floor:10.0f} {floor:10.0f} {2 * floor:10.0f}")
 
 
 if __name__ == "__main__":
