@@ -200,7 +200,12 @@ class EbpfSource:
         """Wait up to timeout seconds for a wakeup, then drain one batch."""
         ring = self._open_ring()
         if self._watched_fd >= 0 and time.monotonic() - self._watched_at >= watched.REFRESH_S:
-            self.refresh_watched()
+            try:
+                self.refresh_watched()
+            except EbpfSensorError as exc:
+                # the identities already in the map stay watched; the next
+                # refresh tries again, and the consumer goes on
+                log.warning("watched files not refreshed: %s", exc)
         return ring.poll(int(timeout * 1000))
 
     def stats(self) -> EbpfStats:
