@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -882,6 +883,17 @@ def test_open_policy_in_user_space() -> None:
     assert p.stats().kinds["file_open"].filtered == 1
     (e,) = [e for e in replay(OPEN_FAILED_DIRFD) if isinstance(e, FileOpen)]
     assert e.result == -2
+    # a read-only open of an existing file (the creation's records, made O_RDONLY)
+    read = [
+        (t, x.replace("a2=80041", "a2=80000").replace("nametype=CREATE", "nametype=NORMAL")) for t, x in OPEN_CREATE
+    ]
+    p = AuditProvider(arches=X86)
+    p._watched, p._watched_at = frozenset(), time.monotonic()
+    assert replay(read, p) == [] and p.stats().kinds["file_open"].filtered == 1
+    p = AuditProvider(arches=X86)
+    p._watched, p._watched_at = frozenset({(os.makedev(0xFE, 0), 2149624)}), time.monotonic()
+    (e,) = replay(read, p)
+    assert type(e) is FileOpen and (e.dev, e.ino, e.flags) == (os.makedev(0xFE, 0), 2149624, 0o2000000)
 
 
 def test_rename_replacing_a_file_and_into_a_directory() -> None:
