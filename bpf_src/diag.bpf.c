@@ -16,6 +16,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define AT_FDCWD -100
 #define DIAG_PATH_MASK (DIAG_PATH_LEN - 1)
 #define EEXIST 17
+#define O_ACCMODE 03
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define O_PATH 010000000
+
+/*
+ * The sensor's open policy (Config.read_opens): with it (0, "watched"), a
+ * read-only open is counted apart and not attributed to its executable or
+ * file, since the sensor reports only those of watched files; 1 ("all")
+ * attributes every open.
+ */
+const volatile __u8 cfg_read_opens_all = 0;
 
 const struct diag_syscall_spec *anchor_diag_syscall_spec __attribute__((unused));
 const struct diag_counters *anchor_diag_counters __attribute__((unused));
@@ -338,10 +350,30 @@ unreadable:
 	c->paths_unreadable++;
 }
 
+/* an open without write intent, as file.bpf.c's write_intent() decides */
+static __always_inline int read_only_open(const struct diag_syscall_spec *spec, const struct diag_args *args)
+{
+	__u64 flags = 0;
+	int arg = spec->flags_arg;
+
+	if (cfg_read_opens_all || arg < 0)
+		return 0;
+	if (spec->flags_how)
+		bpf_probe_read_user(&flags, sizeof(flags), (const void *)arg_at(args, arg));
+	else
+		flags = arg_at(args, arg);
+	return (flags & O_PATH) || !(flags & (O_ACCMODE | O_CREAT | O_TRUNC));
+}
+
 static __always_inline int count_monitored(long id, const struct diag_syscall_spec *spec,
 					   const struct diag_args *args, struct diag_counters *c)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	if (read_only_open(spec, args)) {
+		c->read_only_opens++;
+		return 0;
+	}
 
 	count_initiator(task, (__u32)id, c);
 	count_path(task, spec, args, c);

@@ -519,6 +519,8 @@ struct kind_stats {
 	__u64 deduplicated; /* suppressed as a repeat within the dedup window */
 	__u64 unmatched;    /* sys_exit without stashed arguments: the call was in
 			     * flight at start, or its stash entry evicted */
+	__u64 unwatched;    /* read-only opens not reported by the open policy
+			     * (cfg_read_opens_all off): not a watched file */
 };
 
 /*
@@ -560,6 +562,17 @@ struct exe_key {
 	__u64 ino;
 };
 
+/*
+ * A watched file (file.bpf.c watched_files): read-only opens of it are
+ * reported, by identity, whatever name or mount it is opened through.
+ */
+#define WATCHED_MAX 4096
+
+struct watched_key {
+	__u64 dev; /* the kernel's s_dev: major << 20 | minor */
+	__u64 ino;
+};
+
 struct comm_key {
 	char comm[TASK_COMM_LEN];
 };
@@ -577,9 +590,12 @@ struct comm_key {
  * and which argument names the file the call acts on (-1: none) */
 struct diag_syscall_spec {
 	__u8 monitored;
-	__s8 path_arg; /* a user path string */
-	__s8 dfd_arg;  /* the directory fd a relative path_arg is resolved against */
-	__s8 fd_arg;   /* an fd whose file is the object (fchmod, ftruncate) */
+	__s8 path_arg;	/* a user path string */
+	__s8 dfd_arg;	/* the directory fd a relative path_arg is resolved against */
+	__s8 fd_arg;	/* an fd whose file is the object (fchmod, ftruncate) */
+	__s8 flags_arg; /* an open's O_* flags (or, with flags_how, its struct open_how) */
+	__u8 flags_how; /* flags_arg points to a struct open_how (openat2) */
+	__u8 _pad0[2];
 };
 
 /* an executable's identity: mm->exe_file->f_inode */
@@ -627,6 +643,8 @@ struct diag_counters {
 	__u64 paths_full;	    /* of which the path did not fit in the map */
 	__u64 paths_unreadable;	    /* of which the path could not be read */
 	__u64 paths_truncated;	    /* of which the path was longer than DIAG_PATH_LEN - 1 */
+	__u64 read_only_opens;	    /* monitored read-only opens, not attributed (the
+				     * sensor's open policy reports few of them) */
 };
 
 /*

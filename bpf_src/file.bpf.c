@@ -46,11 +46,23 @@ const struct file_symlink_event *anchor_file_symlink_event __attribute__((unused
 /* per-process open dedup window in ns; 0 reports every open */
 const volatile __u64 cfg_file_dedup_ns = 0;
 
+/*
+ * Config.read_opens: 1 ("all") reports every open; 0 ("watched") reports an
+ * open with write intent, and a read-only one only when the file it opened
+ * is watched (watched_files, by identity) or the kernel refused it; other
+ * read-only opens are counted (unwatched), decided before any path work.
+ */
+const volatile __u8 cfg_read_opens_all = 0;
+
+#define O_ACCMODE 03
 #define O_WRONLY 01
 #define O_RDWR 02
 #define O_CREAT 0100
 #define O_TRUNC 01000
 #define O_APPEND 02000
+#define O_PATH 010000000
+#define EPERM 1
+#define EACCES 13
 #define AT_SYMLINK_NOFOLLOW 0x100
 #define AT_REMOVEDIR 0x200
 /* include/linux/fs.h: 1 << 20 since 4.19 introduced it; the kernel tests
@@ -145,7 +157,6 @@ struct arg_copy {
 struct file_call {
 	__u64 path;	/* user pointer: the file, the old name, a symlink's target */
 	__u64 new_path; /* user pointer: the new name (rename, link, symlink) */
-	__u64 how;	/* openat2: user pointer to struct open_how */
 	__u32 flags;
 	__u32 mode;
 	__u32 uid;
@@ -202,6 +213,44 @@ struct {
 	__type(key, struct kpath_key);
 	__type(value, struct kpath);
 } file_kpaths SEC(".maps");
+
+/*
+ * The watched files, by the kernel's identity of the inode (its
+ * superblock's s_dev, i_ino): a read-only open of one is reported whatever
+ * name, hard link or bind mount it goes through. Filled by user space.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WATCHED_MAX);
+	__type(key, struct watched_key);
+	__type(value, __u32);
+} watched_files SEC(".maps");
+
+/*
+ * A read-only open's arguments from its sys_enter to its sys_exit, in a
+ * slot per thread id (modulo READ_SLOTS) of a plain array: no hash update,
+ * no stash entry. A slot another thread took meanwhile (a colliding id) only
+ * costs the record its arg_path: the decision at sys_exit is the file's
+ * identity, read from the returned fd.
+ */
+#define READ_SLOTS 16384
+
+struct read_open {
+	__u64 path; /* user pointer */
+	__u32 tid;  /* the thread whose open this is; 0: none */
+	__u32 nr;
+	__u32 flags;
+	__u32 mode;
+	__s32 dirfd;
+	__u32 _pad0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, READ_SLOTS);
+	__type(key, __u32);
+	__type(value, struct read_open);
+} read_opens SEC(".maps");
 
 /* last reported open of (process, file, access class) */
 struct dedup_key {
@@ -269,13 +318,46 @@ static __always_inline struct file_scratch *scratch(void)
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
+	/* struct fdtable's first two members, as every kernel lays them out:
+	 * one read instead of two on every open's exit */
+	struct {
+		unsigned int max_fds;
+		struct file **fd;
+	} h = {};
 	struct file *f = NULL;
 
-	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd < 0 || !fdt)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (bpf_core_field_offset(struct fdtable, max_fds) == 0 &&
+	    bpf_core_field_offset(struct fdtable, fd) == offsetof(typeof(h), fd)) {
+		bpf_probe_read_kernel(&h, sizeof(h), fdt);
+	} else {
+		h.max_fds = BPF_CORE_READ(fdt, max_fds);
+		h.fd = BPF_CORE_READ(fdt, fd);
+	}
+	if ((unsigned int)fd >= h.max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &h.fd[fd]);
+	return f;
+}
+
+/*
+ * The current task's file at fd, the cheap way where the kernel has
+ * bpf_get_current_task_btf() (5.11): its pointers are then loaded directly
+ * (fault-safe loads, not a helper call each); a kernel without it keeps
+ * only the other branch (the helper's existence is a relocated constant).
+ */
+static __always_inline struct file *current_fd_file(int fd)
+{
+	struct fdtable *fdt;
+	struct file *f = NULL;
+
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return fd_file((struct task_struct *)bpf_get_current_task(), fd);
+	fdt = bpf_get_current_task_btf()->files->fdt;
+	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
 	return f;
 }
 
@@ -982,7 +1064,6 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file_open_event *e;
 	struct file *file = NULL;
 	struct inode *inode;
@@ -994,19 +1075,8 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e = (struct file_open_event *)s->buf;
 	e->flags = c->flags;
 	e->mode = c->mode;
-	if (c->how) {
-		/* the uapi layout, not vmlinux.h's: no relocation against a
-		 * type that kernels before openat2 (5.6) do not have */
-		struct {
-			__u64 flags, mode, resolve;
-		} how = {};
-
-		bpf_probe_read_user(&how, sizeof(how), (const void *)c->how);
-		e->flags = how.flags;
-		e->mode = how.mode;
-	}
 	if (ret >= 0)
-		file = fd_file(task, ret);
+		file = current_fd_file(ret);
 	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
@@ -1336,6 +1406,20 @@ static __always_inline int op_enabled(__u32 op)
 	return 0;
 }
 
+/* openat2's flags and mode, read at sys_enter as the kernel copies them
+ * (the uapi layout, not vmlinux.h's: no relocation against a type that
+ * kernels before openat2, 5.6, do not have) */
+static __always_inline __u32 openat2_how(__u64 uptr, __u32 *mode)
+{
+	struct {
+		__u64 flags, mode, resolve;
+	} how = {};
+
+	bpf_probe_read_user(&how, sizeof(how), (const void *)uptr);
+	*mode = how.mode;
+	return how.flags;
+}
+
 static __always_inline void normalise(struct file_call *c, long nr, const __u64 *a)
 {
 	c->dirfd = FILE_AT_FDCWD;
@@ -1360,7 +1444,7 @@ static __always_inline void normalise(struct file_call *c, long nr, const __u64 
 	case NR_openat2:
 		c->dirfd = a[0];
 		c->path = a[1];
-		c->how = a[2];
+		c->flags = openat2_how(a[2], &c->mode);
 		break;
 	case NR_unlink:
 		c->path = a[0];
@@ -1439,12 +1523,74 @@ static __always_inline void normalise(struct file_call *c, long nr, const __u64 
 	}
 }
 
+/*
+ * An open with write intent: it may write (O_WRONLY, O_RDWR, and so
+ * O_APPEND with either), create (O_CREAT, O_TMPFILE, which needs write
+ * access) or truncate (O_TRUNC, even with O_RDONLY). An O_PATH open grants
+ * no access to the contents and the kernel ignores those flags with it: it
+ * is decided as a read-only open.
+ */
+static __always_inline int write_intent(__u32 flags)
+{
+	return !(flags & O_PATH) && (flags & (O_ACCMODE | O_CREAT | O_TRUNC));
+}
+
+/*
+ * At an open's sys_enter under the "watched" policy: true for a read-only
+ * open, whose arguments go to its thread's slot and nothing is stashed; an
+ * open with write intent goes on to the stash. Every open clears the slot
+ * first, so no earlier call's slot is taken for this one.
+ */
+static __always_inline int read_open_enter(long nr, const __u64 *a)
+{
+	__u32 tid = bpf_get_current_pid_tgid();
+	__u32 key = tid & (READ_SLOTS - 1), flags, mode = 0;
+	struct read_open *r = bpf_map_lookup_elem(&read_opens, &key);
+
+	if (!r)
+		return 0;
+	r->tid = 0;
+	switch (nr) {
+	case NR_openat:
+		flags = a[2];
+		break;
+	case NR_openat2:
+		flags = openat2_how(a[2], &mode);
+		break;
+	case NR_open:
+		flags = a[1];
+		break;
+	default: /* creat */
+		return 0;
+	}
+	if (write_intent(flags))
+		return 0;
+	/* with FileOpen off a read-only open has nothing to report */
+	if (!kind_on(EVENT_FILE_OPEN))
+		return 1;
+	r->nr = nr;
+	r->flags = flags;
+	if (nr == NR_open) {
+		r->path = a[0];
+		r->dirfd = FILE_AT_FDCWD;
+		r->mode = a[2];
+	} else {
+		r->path = a[1];
+		r->dirfd = a[0];
+		r->mode = nr == NR_openat ? a[3] : mode;
+	}
+	r->tid = tid;
+	return 1;
+}
+
 static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 {
 	struct file_scratch *s;
 	struct file_call *c;
 	__u64 id;
 
+	if (op == FOP_OPEN && !cfg_read_opens_all && read_open_enter(nr, args))
+		return 0;
 	/* excluded processes stop here, before anything is stashed */
 	if (!op_enabled(op) || excluded_for(op_event(op)))
 		return 0;
@@ -1468,17 +1614,113 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	return 0;
 }
 
+/*
+ * A read-only open reported (its file is watched, or it was refused): its
+ * arguments go through the stash as any open's, then emit_open() builds the
+ * record. path 0 (no slot: the arguments are not known) gives an empty
+ * arg_path; the path is the opened file's.
+ */
+static __always_inline int read_open_report(ES_CTX_PARAM __u64 id, long nr, long ret, __u64 path, __s32 dirfd,
+					    __u32 flags, __u32 mode)
+{
+	struct file_scratch *s = scratch();
+	struct file_call *c;
+
+	if (!s)
+		return 0;
+	c = &s->call;
+	__builtin_memset(c, 0, offsetof(struct file_call, arg));
+	c->nr = nr;
+	c->op = FOP_OPEN;
+	c->path = path;
+	c->dirfd = dirfd;
+	c->new_dirfd = FILE_AT_FDCWD;
+	c->flags = flags;
+	c->mode = mode;
+	/* not read at sys_enter: a failed open's string is unchecked */
+	c->arg[0].len = ARG_UNREAD;
+	c->arg[1].len = ARG_UNREAD;
+	if (bpf_map_update_elem(&file_calls, &id, c, BPF_ANY)) {
+		stat_inc(EVENT_FILE_OPEN, STAT_UNMATCHED);
+		return 0;
+	}
+	emit_open(ES_CTX ret);
+	bpf_map_delete_elem(&file_calls, &id);
+	return 0;
+}
+
+/* the opened file of a successful open is watched (its inode's s_dev, i_ino) */
+static __always_inline int is_watched(struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct watched_key key;
+
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	return bpf_map_lookup_elem(&watched_files, &key) != NULL;
+}
+
+/*
+ * At a read-only open's sys_exit (its slot found): the file it opened, from
+ * the returned fd, is looked up by identity; not watched, it is counted and
+ * nothing else is done. A failed one opened no file: reported when the
+ * kernel refused it (EACCES, EPERM: an attempt on a file the caller may
+ * not open), else counted. Exclusions apply to what is reported.
+ */
+static __always_inline int read_open_exit(ES_CTX_PARAM __u64 id, long nr, long ret, struct read_open *r)
+{
+	struct file *file;
+
+	r->tid = 0;
+	if (ret >= 0) {
+		file = current_fd_file(ret);
+		/* closed by another thread before this exit: lost, counted */
+		if (!file) {
+			stat_inc(EVENT_FILE_OPEN, STAT_UNMATCHED);
+			return 0;
+		}
+		if (!is_watched(file))
+			goto unwatched;
+	} else if (ret != -EACCES && ret != -EPERM) {
+		goto unwatched;
+	}
+	if (excluded_for(EVENT_FILE_OPEN))
+		return 0;
+	return read_open_report(ES_CTX id, nr, ret, r->path, r->dirfd, r->flags, r->mode);
+unwatched:
+	stat_inc(EVENT_FILE_OPEN, STAT_UNWATCHED);
+	return 0;
+}
+
 static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
+	__u32 key = (__u32)id & (READ_SLOTS - 1);
+	struct read_open *r;
+	struct file_call *c;
+	struct file *file;
 
+	if (op == FOP_OPEN && !cfg_read_opens_all) {
+		r = bpf_map_lookup_elem(&read_opens, &key);
+		if (r && r->tid == (__u32)id && r->nr == nr)
+			return read_open_exit(ES_CTX id, nr, ret, r);
+	}
+	c = bpf_map_lookup_elem(&file_calls, &id);
 	/* nothing stashed: the kind is off, the process excluded, the sensor
 	 * started mid-call, or the entry was evicted (counted: the call is lost);
 	 * another call's arguments: its exit program did not run */
 	if (!c) {
-		if (op_enabled(op) && current_excluded() < 0)
-			stat_inc(op_event(op), STAT_UNMATCHED);
+		if (!op_enabled(op) || current_excluded() >= 0)
+			return 0;
+		/* an open whose slot another thread took: a watched file is
+		 * reported all the same, known by the file it opened */
+		if (op == FOP_OPEN && !cfg_read_opens_all && ret >= 0 && kind_on(EVENT_FILE_OPEN)) {
+			file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
+			if (file && is_watched(file))
+				return read_open_report(ES_CTX id, nr, ret, 0, FILE_AT_FDCWD,
+							BPF_CORE_READ(file, f_flags), 0);
+		}
+		stat_inc(op_event(op), STAT_UNMATCHED);
 		return 0;
 	}
 	if (c->nr != nr)

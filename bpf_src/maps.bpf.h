@@ -92,7 +92,15 @@ static __always_inline int kind_on(__u32 type)
 	return on && *on;
 }
 
-enum stat_field { STAT_PRODUCED, STAT_DROPPED, STAT_TRUNCATED, STAT_FILTERED, STAT_DEDUPLICATED, STAT_UNMATCHED };
+enum stat_field {
+	STAT_PRODUCED,
+	STAT_DROPPED,
+	STAT_TRUNCATED,
+	STAT_FILTERED,
+	STAT_DEDUPLICATED,
+	STAT_UNMATCHED,
+	STAT_UNWATCHED,
+};
 
 static __always_inline void stat_inc(__u32 type, enum stat_field field)
 {
@@ -118,6 +126,9 @@ static __always_inline void stat_inc(__u32 type, enum stat_field field)
 		break;
 	case STAT_UNMATCHED:
 		s->unmatched++;
+		break;
+	case STAT_UNWATCHED:
+		s->unwatched++;
 		break;
 	}
 }

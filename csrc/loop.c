@@ -73,7 +73,7 @@ int es_loop_run(struct es_loop *l)
 	if (l->op == ES_LOOP_EXEC) {
 		if (!l->exe)
 			return -EINVAL;
-	} else if (l->op == ES_LOOP_OPEN || l->op == ES_LOOP_RENAME) {
+	} else if (l->op == ES_LOOP_OPEN || l->op == ES_LOOP_OPEN_WRITE || l->op == ES_LOOP_RENAME) {
 		if ((size_t)snprintf(a, sizeof(a), "%s/a", l->dir) >= sizeof(a) ||
 		    (size_t)snprintf(b, sizeof(b), "%s/b", l->dir) >= sizeof(b))
 			return -ENAMETOOLONG;
@@ -89,8 +89,8 @@ int es_loop_run(struct es_loop *l)
 	c0 = cpu_ns();
 	t0 = now_ns();
 	for (i = 0; !l->max_ops || i < l->max_ops;) {
-		if (l->op == ES_LOOP_OPEN) {
-			fd = openat(AT_FDCWD, a, O_RDONLY);
+		if (l->op == ES_LOOP_OPEN || l->op == ES_LOOP_OPEN_WRITE) {
+			fd = openat(AT_FDCWD, a, l->op == ES_LOOP_OPEN ? O_RDONLY : O_WRONLY);
 			if (fd < 0) {
 				l->err = errno;
 				break;

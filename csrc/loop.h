@@ -11,10 +11,12 @@
 
 /* cdef-begin */
 /* the operations: openat(O_RDONLY)+close of one file; rename of one file back
- * and forth between two names; fork, exec of a program, wait for it */
+ * and forth between two names; fork, exec of a program, wait for it;
+ * openat(O_WRONLY)+close of one file (an open with write intent) */
 #define ES_LOOP_OPEN 1
 #define ES_LOOP_RENAME 2
 #define ES_LOOP_EXEC 3
+#define ES_LOOP_OPEN_WRITE 4
 
 struct es_loop {
 	int32_t op;	  /* ES_LOOP_* */

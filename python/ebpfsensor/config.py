@@ -11,6 +11,7 @@ from .events._kinds import MARKER_KINDS
 from .exclusions import ExcludeSelf, Exclusion
 from .host.btf import DEFAULT_BTF_DIR
 from .sources import PROVIDERS, VARIANT_ORDER
+from .watched import check_patterns
 
 __all__ = ["Config"]
 
@@ -28,6 +29,8 @@ _HASHES = ("sha256", "sha1", "md5")
 TRANSPORTS = ("auto", "ring", "perf")
 #: Config.v419_objects's choices
 V419_OBJECTS = ("auto", "always", "never")
+#: Config.read_opens's choices
+READ_OPENS = ("watched", "all")
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -88,6 +91,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             same file with the same access again within this many ms is
             counted (``KindStats.deduplicated``), not reported; failed
             opens are always reported. 0 (default) reports every open.
+        read_opens: which read-only opens are reported: "watched" (the
+            default) reports an open with write intent (O_WRONLY, O_RDWR,
+            O_CREAT, O_TRUNC) always, and a read-only one only when the file
+            it opened is watched (``ebpfsensor.watched.DEFAULT_WATCHED``
+            and ``watched_files``, matched by identity) or the kernel
+            refused it (EACCES, EPERM); other read-only opens are counted
+            (``KindStats.unwatched``), not reported. "all" reports every
+            open.
+        watched_files: files watched besides the defaults: absolute paths
+            or glob patterns (``/srv/app/secrets/*``); a path that does not
+            exist yet is watched once it does (looked up again every
+            second).
         stash_entries: how many threads may be inside monitored file and
             network syscalls at once before the oldest calls' arguments
             are evicted (those calls are then counted as
@@ -142,6 +157,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     fail_closed: bool = False
     log_file: str | None = "/var/log/ebpfsensor/ebpfsensor.log"
     file_dedup_ms: int = 0
+    read_opens: str = "watched"
+    watched_files: tuple[str, ...] = ()
     stash_entries: int = 16384
     process_context: bool = True
     process_table_entries: int = 131072
@@ -177,6 +194,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             )
         if not 0 <= self.file_dedup_ms <= 3_600_000:
             raise ConfigError(f"file_dedup_ms: {self.file_dedup_ms} is outside 0..3600000 (0 turns dedup off)")
+        if self.read_opens not in READ_OPENS:
+            raise ConfigError(
+                f"read_opens: {self.read_opens!r} is not one of {', '.join(READ_OPENS)} "
+                "(watched: read-only opens of watched files only; all: every open)"
+            )
+        check_patterns(self.watched_files)
         if not 64 <= self.stash_entries <= 1 << 20:
             raise ConfigError(f"stash_entries: {self.stash_entries} is outside 64..{1 << 20}")
         if not 0 <= self.audit_rate_limit <= 10_000_000:

@@ -31,7 +31,7 @@ import msgspec
 from ._ffi import check_ret, ffi, lib, map_items
 from ._text import fsdecode
 from .errors import ConfigError, EbpfSensorError, NotSupportedError
-from .exclusions import ExcludeExecutable
+from .exclusions import ExcludeExecutable, user_dev
 from .host import features
 from .host.btf import resolve as resolve_btf
 from .host.mounts import ensure_tracefs
@@ -56,6 +56,10 @@ _NONE = (-1, -1, -1)
 _PATH0 = (0, -1, -1)  # a path in the first argument
 _AT1 = (1, 0, -1)  # dirfd, path
 _FD0 = (-1, -1, 0)  # an fd in the first argument
+
+#: the opens' flags: (argument, 1 when it points to a struct open_how);
+#: creat always has write intent
+_OPEN_FLAGS = {"open": (1, 0), "openat": (2, 0), "openat2": (2, 1)}
 
 #: The syscalls an endpoint agent monitors (file, network, process, privilege,
 #: integrity), with the argument that names the file each acts on. Names an
@@ -200,6 +204,10 @@ class DiagnosticCounters(msgspec.Struct, frozen=True):
         paths_full: of those, the ones whose path did not fit (16384 paths).
         paths_unreadable: of those, the ones whose name or fd could not be read.
         paths_truncated: of those, the ones whose path exceeded 255 bytes.
+        read_only_opens: monitored opens without write intent, counted here
+            only and not attributed to an executable or a file, as the
+            sensor's open policy (``read_opens="watched"``) reports only
+            those of watched files; 0 with ``read_opens="all"``.
     """
 
     syscalls: int = 0
@@ -213,6 +221,7 @@ class DiagnosticCounters(msgspec.Struct, frozen=True):
     paths_full: int = 0
     paths_unreadable: int = 0
     paths_truncated: int = 0
+    read_only_opens: int = 0
 
 
 class EbpfStatistics(msgspec.Struct, frozen=True):
@@ -328,11 +337,6 @@ def _decode_path(buf: Any, length: int | None = None) -> str:
     return fsdecode(raw)
 
 
-def user_dev(kernel_dev: int) -> int:
-    """A kernel dev_t (``major << 20 | minor``) as ``os.stat`` reports it."""
-    return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
-
-
 class Diagnostic:
     """A diagnostic window: load and attach on start, detach and read on stop.
 
@@ -346,8 +350,12 @@ class Diagnostic:
             Each entry takes about 300 bytes of kernel memory.
 
     Every monitored syscall is accounted for: ``monitored`` = the initiator
-    counts + ``initiators_full`` + ``initiators_no_exe``, and ``paths`` =
-    the path counts + ``paths_full`` + ``paths_unreadable``.
+    counts + ``initiators_full`` + ``initiators_no_exe`` +
+    ``read_only_opens``, and ``paths`` = the path counts + ``paths_full`` +
+    ``paths_unreadable``. With ``read_opens="watched"`` (the sensor's
+    default open policy) read-only opens are counted in ``read_only_opens``
+    only, as the sensor counts rather than reports them; "all" attributes
+    them as any monitored syscall.
 
     A context manager; :meth:`close` (or leaving the block) unloads
     everything, whether or not :meth:`stop` was called.
@@ -366,9 +374,13 @@ class Diagnostic:
         variants: set[str] | frozenset[str] | None = None,
         max_initiators: int = lib.DIAG_MAX_INITIATORS,
         max_paths: int = lib.DIAG_MAX_PATHS,
+        read_opens: str = "watched",
     ) -> None:
         if max_initiators < 1 or max_paths < 1:
             raise ValueError("max_initiators and max_paths must be at least 1")
+        if read_opens not in ("watched", "all"):
+            raise ValueError(f"read_opens: {read_opens!r} is not one of watched, all")
+        self.read_opens = read_opens
         self.btf_path = btf_path
         self.variants = variants
         self.max_initiators = max_initiators
@@ -413,6 +425,7 @@ class Diagnostic:
                 "diag_initiator_syscalls": self.max_initiators,
                 "diag_paths": self.max_paths,
             },
+            config={"cfg_read_opens_all": int(self.read_opens == "all")},
             btf_path=btf_path,
             variants=self.variants,
             # the monitored set is in place before the first syscall is seen
@@ -433,6 +446,7 @@ class Diagnostic:
             key[0] = nr
             spec.monitored = 1
             spec.path_arg, spec.dfd_arg, spec.fd_arg = path_arg, dfd_arg, fd_arg
+            spec.flags_arg, spec.flags_how = _OPEN_FLAGS.get(name, (-1, 0))
             check_ret(lib.bpf_map_update_elem(fd, key, spec, 0), "fill", "diag_monitored")
 
     def stop(self, top: int = 10) -> EbpfStatistics:
@@ -542,6 +556,7 @@ def ebpf_statistics(
     *,
     btf_path: str | None = None,
     variants: set[str] | frozenset[str] | None = None,
+    read_opens: str = "watched",
 ) -> EbpfStatistics:
     """Count syscalls, initiators and file paths for duration seconds.
 
@@ -550,6 +565,8 @@ def ebpf_statistics(
         top: entries per list (0: all).
         btf_path: kernel BTF file, for kernels without /sys/kernel/btf/vmlinux.
         variants: the hook variants allowed (``raw``, ``tp``).
+        read_opens: the sensor's open policy: "watched" leaves read-only
+            opens out of the lists (counted apart), "all" attributes them.
 
     Returns:
         The counts, the largest first, with what could not be counted.
@@ -558,7 +575,7 @@ def ebpf_statistics(
         PrivilegeError: not allowed to load BPF programs.
         EbpfSensorError: no variant of the syscall hook attaches.
     """
-    with Diagnostic(btf_path=btf_path, variants=variants) as d:
+    with Diagnostic(btf_path=btf_path, variants=variants, read_opens=read_opens) as d:
         time.sleep(max(0.0, duration))
         return d.stop(top)
 
@@ -594,6 +611,7 @@ def format_text(stats: EbpfStatistics) -> str:
         "paths unreadable": c.paths_unreadable,
         "syscall ids out of range": c.syscalls_out_of_range,
         "32-bit syscalls, not counted per id": c.syscalls_compat,
+        "read-only opens, not attributed (the open policy reports watched files only)": c.read_only_opens,
     }
     lines += [f"({what}: {n})" for what, n in lost.items() if n]
     return "\n".join(lines) + "\n"

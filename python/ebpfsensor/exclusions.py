@@ -155,9 +155,20 @@ class RuleStatus(msgspec.Struct, frozen=True):
     total: int
 
 
+# The two encodings of a device number meet here, and only here. The kernel
+# keeps s_dev as its internal dev_t (MKDEV: major << 20 | minor), which BPF
+# programs read and key their maps by; stat() reports st_dev in the user
+# encoding (new_encode_dev: minor's low byte, major, minor's upper bits).
+
+
 def kernel_dev(st_dev: int) -> int:
     """A user-space dev_t as the kernel's s_dev (major << 20 | minor)."""
     return (os.major(st_dev) << 20) | os.minor(st_dev)
+
+
+def user_dev(kernel_dev: int) -> int:
+    """A kernel dev_t (``major << 20 | minor``) as ``os.stat`` reports it."""
+    return os.makedev(kernel_dev >> 20, kernel_dev & 0xFFFFF)
 
 
 def own_kernel_pid() -> int:

@@ -224,6 +224,8 @@ class Sensor:
             exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
+            read_opens=cfg.read_opens,
+            watched_files=cfg.watched_files,
         )
         try:
             audit.start()
@@ -250,6 +252,8 @@ class Sensor:
             exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
+            read_opens=cfg.read_opens,
+            watched_files=cfg.watched_files,
         )
         try:
             audit.start()
@@ -499,6 +503,12 @@ class Sensor:
         """The installed rules with their hit counts per kind."""
         return self._table().list()
 
+    def watched_files(self) -> dict[str, tuple[int, int]]:
+        """The files whose read-only opens are reported, as last looked up
+        (every second while the sensor polls): path -> (st_dev, inode).
+        Empty unless eBPF collects ``file_open`` with ``read_opens="watched"``."""
+        return self._ebpf.watched_files() if self._ebpf is not None else {}
+
     def exclude_top_initiator(
         self,
         stats: EbpfStatistics | None = None,
@@ -538,7 +548,7 @@ class Sensor:
         if stats is None:
             from .diagnostic import ebpf_statistics
 
-            stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path)
+            stats = ebpf_statistics(duration, top=1, btf_path=self.config.btf_path, read_opens=self.config.read_opens)
         rule_id = table.add(stats.top_initiator_exclusion(descendants=descendants, force=force))
         return next(status for status in table.list() if status.id == rule_id)
 

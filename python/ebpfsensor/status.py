@@ -49,7 +49,7 @@ class AuditKindStats(msgspec.Struct, frozen=True):
         delivered: events returned.
         filtered: events suppressed on purpose, as the eBPF path suppresses
             them (failed execs, signals to the caller's own process, ptrace
-            reads).
+            reads, read-only opens the open policy does not report).
         excluded: events dropped by an exclusion rule in user space (those
             excluded by the audit rules in the kernel are not counted).
     """
@@ -140,7 +140,9 @@ class KindStats(msgspec.Struct, frozen=True):
     syscalls ended without the arguments stashed at their start: they were
     in flight when the sensor started, or their stash entry was evicted
     (more threads inside monitored syscalls at once than the stash holds);
-    their events are lost.
+    their events are lost. ``unwatched`` read-only opens were counted,
+    not reported, by the open policy (``Config.read_opens``): the file they
+    opened is not watched (``file_open`` only).
     """
 
     produced: int
@@ -151,6 +153,7 @@ class KindStats(msgspec.Struct, frozen=True):
     filtered: int
     deduplicated: int = 0
     unmatched: int = 0
+    unwatched: int = 0
 
 
 class SensorStats(msgspec.Struct, frozen=True):

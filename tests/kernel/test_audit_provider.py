@@ -121,7 +121,8 @@ def events_field_by_field(tmp_path: Path, listener: socket.socket) -> None:
     listener.listen(1)
     port = listener.getsockname()[1]
     seen: list[Any] = []
-    with ebpfsensor.Sensor(provider="audit", log_file=None) as s:
+    # every open reported: the activity's opens are read-only ones too
+    with ebpfsensor.Sensor(provider="audit", log_file=None, read_opens="all") as s:
         h = s.health()
         assert (h.supplementary_events_subsystem, h.ebpf) == ("audit", False)
         assert "chosen by configuration" in h.reason

@@ -55,9 +55,10 @@ def initiator(stats: EbpfStatistics, path: str) -> InitiatorCount:
 def assert_reconciles(stats: EbpfStatistics) -> None:
     """Every monitored syscall is counted somewhere (needs top=0)."""
     c = stats.counters
-    assert c.monitored == sum(i.count for i in stats.top_initiators) + c.initiators_full + c.initiators_no_exe
+    alone = c.initiators_no_exe + c.read_only_opens
+    assert c.monitored == sum(i.count for i in stats.top_initiators) + c.initiators_full + alone
     per_id = sum(s.count for i in stats.top_initiators for s in i.syscalls)
-    assert c.monitored == per_id + c.initiator_syscalls_full + c.initiators_no_exe
+    assert c.monitored == per_id + c.initiator_syscalls_full + alone
     assert c.paths == sum(p.count for p in stats.top_file_paths) + c.paths_full + c.paths_unreadable
     assert c.syscalls == sum(s.count for s in stats.top_syscalls) + c.syscalls_out_of_range + c.syscalls_compat
 
@@ -82,7 +83,7 @@ def test_own_rename_loop_is_counted_exactly(tmp_path: Path) -> None:
     work.mkdir()
     (work / "a").touch()
     env = dict(os.environ, PYTHONHOME=f"{sys.base_prefix}:{sys.base_exec_prefix}")
-    with Diagnostic() as d:
+    with Diagnostic(read_opens="all") as d:
         subprocess.run([str(exe), "-I", "-c", LOOP, str(n), str(work)], check=True, env=env, timeout=120)
         stats = d.stop(top=0)
     assert_reconciles(stats)
@@ -108,7 +109,7 @@ def test_long_paths_are_truncated_and_flagged(tmp_path: Path) -> None:
     (deep / "a").touch()
     exe = private_python(tmp_path)
     env = dict(os.environ, PYTHONHOME=f"{sys.base_prefix}:{sys.base_exec_prefix}")
-    with Diagnostic() as d:
+    with Diagnostic(read_opens="all") as d:
         subprocess.run([str(exe), "-I", "-c", LOOP, "4", str(deep)], check=True, env=env, timeout=120)
         stats = d.stop(top=0)
     full = f"{deep}/a".encode()
@@ -153,7 +154,7 @@ def test_c_rename_loop_tops_both_lists(tmp_path: Path) -> None:
         work = tmp_path / f"work{attempt}"
         work.mkdir()
         (work / "a").touch()
-        with Diagnostic() as d:
+        with Diagnostic(read_opens="all") as d:
             subprocess.run([str(exe), str(n)], cwd=work, check=True, timeout=120)
             stats = d.stop(top=5)
         me = initiator(stats, str(exe))
@@ -251,7 +252,7 @@ def test_32bit_syscalls_are_counted_apart(tmp_path: Path) -> None:
     else:
         aarch32_rename_loop(exe, n)
     (tmp_path / "a").touch()
-    with Diagnostic() as d:
+    with Diagnostic(read_opens="all") as d:
         subprocess.run([str(exe), str(n)], cwd=tmp_path, check=True, timeout=120)
         stats = d.stop(top=0)
     assert (tmp_path / "a").exists()  # an even number of renames ran
@@ -300,7 +301,7 @@ def test_stress_ng_rename_tops_the_lists(tmp_path: Path) -> None:
     for attempt in range(5):
         tmp = tmp_path / str(attempt)
         tmp.mkdir()
-        with Diagnostic() as d:
+        with Diagnostic(read_opens="all") as d:
             bogo, version = stress_ng(ops, tmp)
             stats = d.stop(top=0)
         assert bogo == ops
@@ -348,7 +349,7 @@ def test_paths_from_dirfd_and_fd(tmp_path: Path) -> None:
     cwd = os.getcwd()
     try:
         os.chdir("/")
-        with Diagnostic() as diag:
+        with Diagnostic(read_opens="all") as diag:
             for _ in range(10):
                 os.chmod("x", 0o600, dir_fd=dfd)  # fchmodat(dfd, "x")
                 os.fchmod(fd, 0o644)  # fchmod(fd): the fd's file
@@ -366,6 +367,25 @@ def test_paths_from_dirfd_and_fd(tmp_path: Path) -> None:
     assert min(counts["fchmodat"], counts["fchmod"], counts["ftruncate"]) >= 10
 
 
+def test_read_only_opens_follow_the_open_policy(tmp_path: Path) -> None:
+    """By default (the sensor's open policy) read-only opens are counted
+    apart, not attributed; opens with write intent are, as with "all"."""
+    f = tmp_path / "f"
+    f.touch()
+    for policy in ("watched", "all"):
+        with Diagnostic(read_opens=policy) as diag:
+            for _ in range(50):
+                os.close(os.open(f, os.O_RDONLY))
+                os.close(os.open(f, os.O_WRONLY))
+            stats = diag.stop(top=0)
+        assert_reconciles(stats)
+        paths = {p.path: p.count for p in stats.top_file_paths}
+        if policy == "watched":
+            assert paths[str(f)] == 50 and stats.counters.read_only_opens >= 50
+        else:
+            assert paths[str(f)] == 100 and stats.counters.read_only_opens == 0
+
+
 def test_full_maps_are_counted(tmp_path: Path) -> None:
     names = [tmp_path / f"f{i}" for i in range(100)]
     for p in names:
@@ -381,7 +401,7 @@ def test_full_maps_are_counted(tmp_path: Path) -> None:
 
 def test_nothing_stays_loaded() -> None:
     before = bpf_ids()
-    d = Diagnostic().start()
+    d = Diagnostic(read_opens="all").start()
     held = bpf_ids()
     progs, maps = held["prog"] - before["prog"], held["map"] - before["map"]
     assert progs and maps
@@ -417,7 +437,7 @@ def test_error_during_start_leaves_nothing() -> None:
 
 def test_stop_needs_start() -> None:
     with pytest.raises(EbpfSensorError, match="not started"):
-        Diagnostic().stop()
+        Diagnostic(read_opens="all").stop()
 
 
 @pytest.mark.parametrize("variant", ["raw", "tp"])

@@ -36,6 +36,15 @@ def as_nobody(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[
     return subprocess.run(cmd, check=True, timeout=30, **kwargs)  # type: ignore[call-overload, no-any-return]
 
 
+@pytest.fixture(scope="module")
+def sensor() -> Iterator[ebpfsensor.Sensor]:
+    """Every kind on, this process's events reported, and every open
+    reported (``read_opens="all"``): the rewrites here are aimed at the
+    failed read-only opens the default policy counts rather than reports."""
+    with ebpfsensor.Sensor(exclude_self=False, read_opens="all") as s:
+        yield s
+
+
 @pytest.fixture
 def public_dir() -> Iterator[Path]:
     """A directory the unprivileged child may enter and write (pytest's
@@ -159,7 +168,8 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
     fifo = public_dir / "fifo"
     os.mkfifo(fifo, 0o666)
     cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
-    with ebpfsensor.Sensor(kinds={"file_open"}, stash_entries=stash, log_file=None) as sensor:
+    # the readers' opens are read-only: with every open reported they use the stash
+    with ebpfsensor.Sensor(kinds={"file_open"}, stash_entries=stash, log_file=None, read_opens="all") as sensor:
         before = sensor.stats().kinds["file_open"]
         attacker = subprocess.Popen(
             [*cmd, str(public_dir / "readers"), str(fifo), str(readers)], stdout=subprocess.PIPE
@@ -463,7 +473,9 @@ def test_a_path_rewritten_under_an_excluded_prefix_is_not_hidden(public_dir: Pat
     excluded = public_dir / "excluded"
     excluded.mkdir(mode=0o777)
     rule = ebpfsensor.ExcludePathPrefix(str(excluded))
-    with ebpfsensor.Sensor(kinds={"file_open"}, exclusions=(rule,), exclude_self=False, log_file=None) as s:
+    with ebpfsensor.Sensor(
+        kinds={"file_open"}, exclusions=(rule,), exclude_self=False, log_file=None, read_opens="all"
+    ) as s:
         child = swap_while_blocked(fifo_of_length(public_dir, 200), excluded / "decoy")
         (e,) = wait_for(s, lambda e: isinstance(e, FileOpen) and e.tid == child["tid"] and mine(e, child))
         assert (e.path, e.path_source) == (str(excluded / "decoy"), PathSource.SYSCALL_ARG_UNCHECKED)

@@ -261,6 +261,16 @@ def one(sensor: ebpfsensor.Sensor, cls: type, pid: int | None = None, since: int
     return Backlog.of(sensor).wait(mine(cls, pid, since, **fields))[0]
 
 
+@pytest.fixture(scope="module")
+def sensor() -> Iterator[ebpfsensor.Sensor]:
+    """Every kind on, this process's events reported, and every open
+    reported (``read_opens="all"``): these tests prove each open's fields,
+    whatever file it opens; the open policy has its own tests
+    (test_read_open_policy.py)."""
+    with ebpfsensor.Sensor(exclude_self=False, read_opens="all") as s:
+        yield s
+
+
 @pytest.fixture
 def d(tmp_path: Path) -> Path:
     """A test directory by its real path (tmp_path may cross a symlink)."""
@@ -735,7 +745,7 @@ def test_create_is_an_open_when_file_create_is_off(d: Path) -> None:
     created the file; nothing is counted for the kind that is off."""
     new = d / "made.txt"
     (d / "marker").touch()
-    with ebpfsensor.Sensor(kinds={"file_open"}, exclude_self=False, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds={"file_open"}, exclude_self=False, log_file=None, read_opens="all") as s:
         with Clock() as clock:
             fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
@@ -1254,7 +1264,9 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
     never silently, and paths are the caller's strings."""
     kinds = set(PATH_HOOKS.values())
     refusal = {**_RENAME_TARGET_REFUSAL, "kprobe": ("has no kprobes", "security_path_")}[variant]
-    with ebpfsensor.Sensor(kinds=kinds, hook_variants={variant, "tp"}, exclude_self=False, log_file=None) as s:
+    with ebpfsensor.Sensor(
+        kinds=kinds, hook_variants={variant, "tp"}, exclude_self=False, log_file=None, read_opens="all"
+    ) as s:
         hooks, health = s.hooks(), s.health().kinds
         # a trampoline that cannot take a struct by value (security_path_chown's
         # kuid_t on 5.10) leaves its hook out, saying why
@@ -1289,7 +1301,7 @@ def test_path_hook_variant(d: Path, variant: str) -> None:
 def test_open_dedup_window(d: Path) -> None:
     f = d / "noisy.txt"
     f.write_text("x")
-    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000, exclude_self=False) as s:
+    with ebpfsensor.Sensor(kinds={"file_open"}, file_dedup_ms=60_000, exclude_self=False, read_opens="all") as s:
         with Clock() as clock:
             for _ in range(5):
                 os.close(os.open(f, os.O_RDONLY))
@@ -1349,7 +1361,7 @@ def _loaded_programs() -> set[int]:
 
 def test_kinds_are_independent(d: Path) -> None:
     before = _my_programs()
-    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}, exclude_self=False) as s:
+    with ebpfsensor.Sensor(kinds={"file_create", "file_unlink"}, exclude_self=False, read_opens="all") as s:
         hooks = {h for h, info in s.hooks().items() if info.variant}
         # the lifecycle hooks are always attached (they keep exclusion state)
         assert {"exec", "fork", "exit"} <= hooks

@@ -99,8 +99,11 @@ def early(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess
 
 @pytest.fixture(scope="module")
 def sensor(early: Any) -> Iterator[ebpfsensor.Sensor]:
-    """Started after `early`; the hash size budget is 8 MiB."""
-    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, hash_max_file_bytes=8 << 20, exclude_self=False) as s:
+    """Started after `early`; the hash size budget is 8 MiB. The tests'
+    activity is read-only opens: every open is reported."""
+    with ebpfsensor.Sensor(
+        kinds=KINDS, log_file=None, hash_max_file_bytes=8 << 20, exclude_self=False, read_opens="all"
+    ) as s:
         yield s
 
 
@@ -396,7 +399,9 @@ def _quiet(sensor: ebpfsensor.Sensor, seconds: float = 1.2) -> None:
 def test_a_ring_overflow_marks_the_processes_alive_then(tmp_path: Path) -> None:
     burst = "import os\nfor _ in range(20000):\n    os.close(os.open('/dev/null', os.O_RDONLY))\n"
     kinds = {*KINDS, "loss"}
-    with ebpfsensor.Sensor(kinds=kinds, log_file=None, activity_ring_bytes=4096, wakeup_bytes=4096) as s:
+    with ebpfsensor.Sensor(
+        kinds=kinds, log_file=None, activity_ring_bytes=4096, wakeup_bytes=4096, read_opens="all"
+    ) as s:
         _quiet(s)
         dead = subprocess.Popen(["true"])
         dead.wait()
@@ -445,7 +450,7 @@ def test_a_ring_overflow_marks_the_processes_alive_then(tmp_path: Path) -> None:
 
 def test_many_short_lived_processes_stay_within_the_limit() -> None:
     limit = 64
-    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, process_table_entries=limit) as s:
+    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, process_table_entries=limit, read_opens="all") as s:
         start = len(s.processes)
         pids = []
         exits: set[int] = set()

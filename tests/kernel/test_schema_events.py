@@ -122,6 +122,16 @@ def _send_user_login() -> None:
 
 
 @pytest.fixture(scope="module")
+def sensor() -> Iterator[Any]:
+    """Every kind on, this process's events reported, and every open (the
+    activity's opens are read-only ones too)."""
+    import ebpfsensor
+
+    with ebpfsensor.Sensor(exclude_self=False, read_opens="all") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
 def audit_on() -> Iterator[bool]:
     """Kernel audit on while the module runs (as it was afterwards); False
     where it cannot be used."""

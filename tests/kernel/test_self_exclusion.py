@@ -83,7 +83,7 @@ def opens_from_audit(sensor: ebpfsensor.Sensor) -> bool:
 def test_own_events_are_left_out_and_counted(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_text("x")
-    with ebpfsensor.Sensor(kinds=KINDS, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, watched_files=(str(target),)) as s:
         audit = opens_from_audit(s)
         if audit:
             # the provider's rules carry "pid != this process"
@@ -117,7 +117,7 @@ def test_own_events_are_left_out_and_counted(tmp_path: Path) -> None:
 def test_own_events_are_reported_with_the_option_off(tmp_path: Path) -> None:
     target = tmp_path / "target"
     target.write_text("x")
-    with ebpfsensor.Sensor(kinds=KINDS, exclude_self=False, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=KINDS, exclude_self=False, log_file=None, watched_files=(str(target),)) as s:
         assert s.exclusions() == [] and s.health().exclusions == []
         tid = threading.get_native_id()
         port = own_activity(target)
@@ -141,7 +141,7 @@ def test_children_are_reported_however_they_start(public_dir: Path) -> None:
     target = public_dir / "target"
     target.write_text("x")
     target.chmod(0o644)
-    with ebpfsensor.Sensor(kinds=KINDS, log_file=None) as s:
+    with ebpfsensor.Sensor(kinds=KINDS, log_file=None, watched_files=(str(target),)) as s:
         pid = os.fork()
         if pid == 0:  # no pytest machinery: the syscall, then out
             try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -680,8 +681,9 @@ def datagram(rtype: int, text: str) -> bytes:
 
 
 def replay(records: list[tuple[int, str]], provider: AuditProvider | None = None, **kw: Any) -> list[Any]:
-    """The events a provider (not started) makes of recorded records."""
-    p = provider or AuditProvider(arches=X86, **kw)
+    """The events a provider (not started) makes of recorded records; every
+    open reported unless read_opens says otherwise."""
+    p = provider or AuditProvider(arches=X86, **{"read_opens": "all", **kw})
     out: list[Any] = []
     for rtype, text in records:
         out += p.feed(datagram(rtype, text))
@@ -870,6 +872,28 @@ def test_failed_open_relative_to_a_directory_fd() -> None:
     assert (e.result, e.errno, e.dirfd, e.path, e.arg_path) == (-2, 2, 3, "nonexist", "nonexist")
     assert (e.ino, e.dev, e.created) == (0, 0, False)
     assert not [x for x in replay(OPEN_FAILED_DIRFD) if isinstance(x, FileCreate)]
+
+
+def test_open_policy_in_user_space() -> None:
+    """Under the default open policy a read-only open that failed other
+    than by a refusal, or opened a file not watched, is counted as
+    filtered; with the file watched (its device and inode) it is reported."""
+    p = AuditProvider(arches=X86)
+    assert not [e for e in replay(OPEN_FAILED_DIRFD, p) if isinstance(e, FileOpen)]
+    assert p.stats().kinds["file_open"].filtered == 1
+    (e,) = [e for e in replay(OPEN_FAILED_DIRFD) if isinstance(e, FileOpen)]
+    assert e.result == -2
+    # a read-only open of an existing file (the creation's records, made O_RDONLY)
+    read = [
+        (t, x.replace("a2=80041", "a2=80000").replace("nametype=CREATE", "nametype=NORMAL")) for t, x in OPEN_CREATE
+    ]
+    p = AuditProvider(arches=X86)
+    p._watched, p._watched_at = frozenset(), time.monotonic()
+    assert replay(read, p) == [] and p.stats().kinds["file_open"].filtered == 1
+    p = AuditProvider(arches=X86)
+    p._watched, p._watched_at = frozenset({(os.makedev(0xFE, 0), 2149624)}), time.monotonic()
+    (e,) = replay(read, p)
+    assert type(e) is FileOpen and (e.dev, e.ino, e.flags) == (os.makedev(0xFE, 0), 2149624, 0o2000000)
 
 
 def test_rename_replacing_a_file_and_into_a_directory() -> None:

@@ -41,7 +41,10 @@ def _print_health(h: Any) -> None:
     for kind, k in h.kinds.items():
         print(f"  {kind:16} {'live' if k.live else 'off':5} {k.source:16} {k.reason}")
     st = h.counters
-    print(f"counters: delivered {st.delivered}, dropped {st.dropped}, undecodable {st.undecodable}")
+    opens = st.kinds.get("file_open")
+    # the open policy's accounting: read-only opens of files not watched
+    counted = f", read-only opens counted, not reported {opens.unwatched}" if opens and opens.unwatched else ""
+    print(f"counters: delivered {st.delivered}, dropped {st.dropped}, undecodable {st.undecodable}{counted}")
     rules = [f"{_rule_text(r.rule)} ({r.total} hits)" for r in h.exclusions]
     print(f"exclusions: {'; '.join(rules) or '-'}")
     print(f"log file: {h.log_file or '-'}")

@@ -130,6 +130,16 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     add: it does not move a failed open to another kind), or a FileCreate
     when FileCreate alone is collected.
 
+    Which opens are reported is the open policy's (``Config.read_opens``):
+    by default every open with write intent (O_WRONLY, O_RDWR, O_CREAT,
+    O_TRUNC), and a read-only one (O_PATH included) when the file it opened
+    is watched (matched by device and inode, whatever name it was opened
+    by) or when the kernel refused it (EACCES, EPERM); the other read-only
+    opens are counted (``KindStats.unwatched``). A watched open reported
+    without its arguments (another thread's open took its slot) has an
+    empty ``arg_path`` and ``dirfd`` -100. ``read_opens="all"`` reports
+    every open.
+
     Attributes:
         result: the new fd, or -errno.
     """

@@ -11,8 +11,14 @@ the initial user, PID and network namespaces.
 (:data:`KIND_SYSCALLS`): one rule per architecture (x86_64, plus i386 for
 32-bit programs on x86_64; aarch64), and separate ones for ``kill``/``tkill``
 /``tgkill`` (signal 0 left out in the kernel) and ``bpf`` (map element
-access left out). Every open is audited, read or write, succeeded or failed,
-because the eBPF path reports every open. The rules are appended after the
+access left out). Every open is audited, read or write, succeeded or failed;
+the open policy (``Config.read_opens``) is applied in user space, as the
+eBPF path applies it in the kernel: under "watched" a read-only open is
+delivered only when the file it opened (the PATH record's device and inode)
+is one of the watched files (:mod:`ebpfsensor.watched`, looked up again
+every second) or the kernel refused it (EACCES, EPERM), else it is counted
+as filtered. Audit still records every open: the policy does not lower
+its cost in the kernel. The rules are appended after the
 administrator's, whose rules are never touched; they are removed at close,
 on an error in start, and, after a crash, by the next start (found by their
 key with AUDIT_LIST_RULES). Audit locked in immutable mode (``enabled=2``,
@@ -159,6 +165,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from .. import watched
 from .._ffi import lib
 from .._text import fsdecode
 from ..errors import ConfigError, DecodeError, EbpfSensorError, NotSupportedError, PrivilegeError
@@ -200,6 +207,7 @@ from ..exclusions import (
     Exclusion,
     own_kernel_pid,
     resolve,
+    user_dev,
 )
 from ..host import audit as ha
 from ..host.audit import AuditRule, AuditStatus, audit_status
@@ -337,6 +345,10 @@ _SO_RCVBUFFORCE = 33
 _NR_PIDFD_GETFD = 438
 
 _O_CREAT = 0o100
+# an open with write intent, as file.bpf.c's write_intent(): O_ACCMODE,
+# O_CREAT, O_TRUNC, unless O_PATH (which makes the kernel ignore them)
+_WRITE_INTENT = 0o3 | 0o100 | 0o1000
+_O_PATH = 0o10000000
 _CREAT_FLAGS = 0o100 | 0o1 | 0o1000  # O_CREAT | O_WRONLY | O_TRUNC
 _AT_SYMLINK_NOFOLLOW = 0x100
 _AT_REMOVEDIR = 0x200
@@ -1074,6 +1086,8 @@ class AuditProvider:
         rcvbuf_bytes: int = RCVBUF_BYTES,
         read_status: Callable[[], AuditStatus] = audit_status,
         arches: list[tuple[int, str]] | None = None,
+        read_opens: str = "watched",
+        watched_files: Iterable[str] = (),
     ) -> None:
         if kinds is not None:
             unknown = sorted(set(kinds) - self.available_kinds)
@@ -1093,6 +1107,10 @@ class AuditProvider:
                 resolve(rule)
         self.rate_limit = rate_limit
         self.backlog_limit = backlog_limit
+        self.read_opens = read_opens
+        self.watched_patterns = tuple(watched_files)
+        self._watched: frozenset[tuple[int, int]] = frozenset()
+        self._watched_at = -watched.REFRESH_S
         self.rcvbuf_bytes = rcvbuf_bytes
         self._read_status = read_status
         self._state = _State(state_path)
@@ -1691,6 +1709,16 @@ class AuditProvider:
                 self._counts[kind][0] += 1
                 out.append(event)
 
+    def watched_ids(self) -> frozenset[tuple[int, int]]:
+        """The watched files' (st_dev, inode), looked up again every
+        :data:`ebpfsensor.watched.REFRESH_S` seconds."""
+        now = time.monotonic()
+        if now - self._watched_at >= watched.REFRESH_S:
+            self._watched_at = now
+            ids = watched.resolve(self.watched_patterns)
+            self._watched = frozenset((user_dev(dev), ino) for dev, ino in ids)
+        return self._watched
+
     # paths ----------------------------------------------------------------------------------------
 
     def _abs(self, ev: _Syscall, name: str | None, dirfd: int = AT_FDCWD) -> str:
@@ -1820,6 +1848,12 @@ def _build_open(p: AuditProvider, ev: _Syscall, header: dict[str, Any], kinds: t
     item = _item(ev)
     name = item.name if item else None
     ok = ev.result >= 0
+    if p.read_opens == "watched" and (flags & _O_PATH or not flags & _WRITE_INTENT):
+        # a read-only open: reported for a watched file, or a refusal
+        if ok and (item is None or (item.dev, item.ino) not in p.watched_ids()):
+            return [("file_open", None)] if "file_open" in kinds else []
+        if not ok and -ev.result not in (errno.EACCES, errno.EPERM):
+            return [("file_open", None)] if "file_open" in kinds else []
     created = ok and item is not None and item.nametype == "CREATE"
     fields = {
         "ino": item.ino if ok and item else 0,

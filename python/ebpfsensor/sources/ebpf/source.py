@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 import msgspec
 
+from ... import watched
 from ..._ffi import check_ret, ffi, lib, make_error
 from ...config import Config
 from ...errors import ConfigError, EbpfSensorError, NotSupportedError, VerifierError
 from ...events import EVENT_CLASSES, KINDS, Event
 from ...events._kinds import kind_of
+from ...exclusions import user_dev
 from ...host import features
 from ...host.btf import ResolvedBtf
 from ...host.btf import resolve as resolve_btf
@@ -31,7 +34,7 @@ log = logging.getLogger("ebpfsensor")
 #: the per-thread argument stashes (LRU hashes), sized by Config.stash_entries
 STASHES = ("file_calls", "net_args", "priv_args")
 #: the kernel counters of each kind (struct kind_stats), in order
-STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "unmatched")
+STAT_FIELDS = ("produced", "dropped", "truncated", "filtered", "deduplicated", "unmatched", "unwatched")
 
 
 class EbpfStats(msgspec.Struct, frozen=True):
@@ -80,6 +83,10 @@ class EbpfSource:
         self._hooks: dict[str, HookStatus] = {}
         self._ring: RingBuffer | None = None
         self._stats_fd = -1
+        self._watched_fd = -1
+        #: the watched files in the kernel's map: (kernel dev, inode) -> path
+        self._watched: dict[tuple[int, int], str] = {}
+        self._watched_at = 0.0
         self._btf: ResolvedBtf | None = None
         self.exclusions: ExclusionTable | None = None
         self.skipped_exclusions: list[SkippedExclusion] = []
@@ -120,6 +127,7 @@ class EbpfSource:
                 "cfg_wakeup_bytes": cfg.wakeup_bytes,
                 "cfg_report_threads": int(cfg.report_threads),
                 "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
+                "cfg_read_opens_all": int(cfg.read_opens == "all"),
             }
             loaded = obj.load(
                 config={k: v for k, v in settings.items() if k in obj.settings},
@@ -140,6 +148,8 @@ class EbpfSource:
             )
             self._objects.append(loaded)
             self._hooks.update(loaded.hooks)
+            if obj_name == "file" and cfg.read_opens == "watched":
+                self._watched_fd = loaded.map_fd("watched_files")
             for name in SHARED_MAPS:
                 if name not in shared:
                     shared[name] = loaded.map_fd(name)
@@ -157,6 +167,7 @@ class EbpfSource:
                 # file or cgroup is gone) must not leave the host unwatched
                 self.skipped_exclusions.append(SkippedExclusion(rule, str(exc)))
                 log.warning("exclusion skipped: %s", exc)
+        self.refresh_watched()
         # no record is made before the rules are in: nothing they exclude
         # (the sensor's own start-up, with exclude_self) is reported
         self._enable_kinds(shared["kind_enabled"])
@@ -196,7 +207,15 @@ class EbpfSource:
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """Wait up to timeout seconds for a wakeup, then drain one batch."""
-        return self._open_ring().poll(int(timeout * 1000))
+        ring = self._open_ring()
+        if self._watched_fd >= 0 and time.monotonic() - self._watched_at >= watched.REFRESH_S:
+            try:
+                self.refresh_watched()
+            except EbpfSensorError as exc:
+                # the identities already in the map stay watched; the next
+                # refresh tries again, and the consumer goes on
+                log.warning("watched files not refreshed: %s", exc)
+        return ring.poll(int(timeout * 1000))
 
     def stats(self) -> EbpfStats:
         """Per kind: produced = delivered + pending; every loss is in dropped or undecodable."""
@@ -207,7 +226,9 @@ class EbpfSource:
             delivered_c = ring.delivered()
             for cls in EVENT_CLASSES:
                 t = int(cls.event_type)
-                produced, dropped, truncated, filtered, deduplicated, unmatched = kernel.get(t, (0,) * len(STAT_FIELDS))
+                produced, dropped, truncated, filtered, deduplicated, unmatched, unwatched = kernel.get(
+                    t, (0,) * len(STAT_FIELDS)
+                )
                 delivered = delivered_c.get(t, 0)
                 kinds[kind_of(cls)] = KindStats(
                     produced,
@@ -218,6 +239,7 @@ class EbpfSource:
                     filtered,
                     deduplicated,
                     unmatched,
+                    unwatched,
                 )
         if ring is None:
             return EbpfStats(kinds, 0)
@@ -247,8 +269,36 @@ class EbpfSource:
         self.exclusions = None
         self._hooks = {}
         self._stats_fd = -1
+        self._watched_fd = -1
 
     # --- beyond the interface ------------------------------------------------------------
+
+    def refresh_watched(self) -> None:
+        """Look the watched files up again (:mod:`ebpfsensor.watched`) and
+        make the kernel's map hold exactly their identities now; a no-op
+        unless read-only opens are decided by it (``read_opens="watched"``
+        and ``file_open`` collected)."""
+        if self._watched_fd < 0:
+            return
+        self._watched_at = time.monotonic()
+        now = watched.resolve(self._cfg.watched_files)
+        if now == self._watched:
+            return
+        fd = self._watched_fd
+        key = ffi.new("struct watched_key *")
+        one = ffi.new("uint32_t *", 1)
+        for dev, ino in now.keys() - self._watched.keys():
+            key.dev, key.ino = dev, ino
+            check_ret(lib.bpf_map_update_elem(fd, key, one, 0), "watch", now[(dev, ino)])
+        for dev, ino in self._watched.keys() - now.keys():
+            key.dev, key.ino = dev, ino
+            lib.bpf_map_delete_elem(fd, key)
+        self._watched = now
+
+    def watched_files(self) -> dict[str, tuple[int, int]]:
+        """The files watched now: path -> (st_dev as stat() gives it, inode);
+        empty when read-only opens are not decided by identity."""
+        return {path: (user_dev(dev), ino) for (dev, ino), path in sorted(self._watched.items(), key=lambda i: i[1])}
 
     def hooks(self) -> dict[str, HookInfo]:
         """For each hook, the variant attached or why none is."""

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Where an openat's nanoseconds go in the sensor's programs.
+
+    sudo PYTHONPATH=python python3 -m tests.bench.openprofile [--ops N] [--reps R]
+
+The kernel's BPF run-time statistics (``kernel.bpf_stats_enabled``, turned on
+for the run through BPF_ENABLE_STATS) give each program's run time and run
+count. The loops of ``diagnostic overhead`` (openat+close, pinned to one
+CPU) run under sensor configurations that stop the same open at successive
+points, so that differences between them split the sys_exit program's cost:
+
+- read-only, not watched (the default policy): the decision alone (slot,
+  file from the fd, one lookup by identity, a counter);
+- write, deduplicated (``file_dedup_ms``): the stash lookup and the file
+  and inode reads up to the dedup check, nothing built;
+- write, excluded by a path prefix rule: the record built (task context,
+  the path walk, the caller's string), matched against the rule, not sent;
+- write, reported: the same, sent to the ring;
+- write, process excluded: both programs return at the exclusion lookup.
+
+Each program's run time is per run, the median of R repetitions; the
+enter program's (the stash) is given too. Every kind on, as a deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from typing import Any
+
+import ebpfsensor
+from ebpfsensor import ExcludePathPrefix, ExcludePid
+from ebpfsensor._ffi import check_ret, ffi, lib
+from ebpfsensor.diagnostic_overhead import AttachFloor, LoopProcess, floor_targets
+
+PROGRAMS = ("file_openat_enter", "file_openat_exit")
+
+
+def _per_run(sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int) -> dict[str, float]:
+    src: Any = sensor._ebpf  # the programs of this sensor, not another's
+    obj = next(o for o in src._objects if "file_openat_exit" in o.hooks)
+    names = {h: f"handle_{h}_{obj.hooks[h].variant}" for h in PROGRAMS}
+    before = {h: obj.program_info(p) for h, p in names.items()}
+    b = {h: (i.run_time_ns, i.run_cnt) for h, i in before.items()}
+    loop.run(op, max_ops=n, during=lambda: sensor.poll(0.01) and None)
+    out = {}
+    for h, p in names.items():
+        i = obj.program_info(p)
+        runs = i.run_cnt - b[h][1]
+        out[h] = (i.run_time_ns - b[h][0]) / runs if runs else 0.0
+    while sensor.poll(0.05):
+        pass
+    return out
+
+
+def _floor_per_run(floor: AttachFloor, loop: LoopProcess, op: str, n: int) -> float:
+    """ns per run of the floor's classic tracepoint program (return 0): what
+    the run-time statistics themselves add to a program run."""
+
+    def totals() -> tuple[int, int]:
+        t = c = 0
+        for obj in floor._objects:
+            prog = lib.bpf_object__next_program(obj, ffi.NULL)
+            while prog != ffi.NULL:
+                fd = lib.bpf_program__fd(prog)
+                if fd >= 0 and ffi.string(lib.bpf_program__name(prog)) == b"handle_floor_tp":
+                    info = ffi.new("struct bpf_prog_info *")
+                    size = ffi.new("uint32_t *", ffi.sizeof("struct bpf_prog_info"))
+                    check_ret(lib.bpf_prog_get_info_by_fd(fd, info, size), "program info", "floor")
+                    t, c = t + info.run_time_ns, c + info.run_cnt
+                prog = lib.bpf_object__next_program(obj, prog)
+        return t, c
+
+    t0, c0 = totals()
+    loop.run(op, max_ops=n)
+    t1, c1 = totals()
+    return (t1 - t0) / (c1 - c0) if c1 > c0 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ops", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    stats_fd = check_ret(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="ebpfsensor-openprofile-") as work,
+            LoopProcess(cpu=0, workdir=work) as loop,
+        ):
+            work = os.path.realpath(work)
+            configs: dict[str, tuple[str, dict[str, Any]]] = {
+                "read-only, not watched": ("open", {}),
+                "read-only, read_opens=all": ("open", {"read_opens": "all"}),
+                "write, deduplicated": ("open_write", {"file_dedup_ms": 3_600_000}),
+                "write, excluded by path prefix": ("open_write", {"exclusions": (ExcludePathPrefix(work),)}),
+                "write, reported": ("open_write", {}),
+                "write, process excluded": ("open_write", {"exclusions": (ExcludePid(loop.pid),)}),
+            }
+            loop.run("open", max_ops=args.ops // 10)
+            with ebpfsensor.Sensor(log_file=None) as s:
+                targets = floor_targets(s.hooks())
+            floor_runs = []
+            for _ in range(args.reps):
+                for name, (op, cfg) in configs.items():
+                    with ebpfsensor.Sensor(log_file=None, **cfg) as s:
+                        results.setdefault(name, []).append(_per_run(s, loop, op, args.ops))
+                with AttachFloor(targets) as floor:
+                    floor_runs.append(_floor_per_run(floor, loop, "open", args.ops))
+    finally:
+        os.close(stats_fd)
+    print(f"ns per program run, median of {args.reps} x {args.ops} openat+close (CPU 0)")
+    print(f"  {'configuration':34} {'sys_enter':>10} {'sys_exit':>10} {'both':>10}")
+    for name, runs in results.items():
+        enter = statistics.median(r["file_openat_enter"] for r in runs)
+        exit_ = statistics.median(r["file_openat_exit"] for r in runs)
+        print(f"  {name:34} {enter:10.0f} {exit_:10.0f} {enter + exit_:10.0f}")
+    floor = statistics.median(floor_runs)
+    print(f"  {'attach floor (return 0)':34} {floor:10.0f} {floor:10.0f} {2 * floor:10.0f}")
+
+
+if __name__ == "__main__":
+    main()
