@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import msgspec
 
@@ -110,6 +111,7 @@ class EbpfSource:
         old = self.transport == "perf" and _old_verifier(cfg.v419_objects)
         ensure_tracefs()
         shared: dict[str, int] = {}
+        plan: list[tuple[str, BpfObject, set[str]]] = []
         for obj_name, hooks in hooks_for(self.kinds).items():
             build = obj_name + suffix
             if old and packaged_object_path(obj_name + ".v419").exists():
@@ -123,36 +125,22 @@ class EbpfSource:
                 down = {h: HookStatus(h, None, [refused], object=obj.name) for h in hooks if h in obj.hooks}
                 self._hooks.update(down)
                 continue
-            settings = {
-                "cfg_wakeup_bytes": cfg.wakeup_bytes,
-                "cfg_report_threads": int(cfg.report_threads),
-                "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
-                "cfg_read_opens_all": int(cfg.read_opens == "all"),
-            }
-            loaded = obj.load(
-                config={k: v for k, v in settings.items() if k in obj.settings},
-                shared_maps=shared,
-                map_sizes={
-                    # a perf event array has a slot per CPU: libbpf sizes it
-                    **(
-                        {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
-                        if self.transport == "ring"
-                        else {}
-                    ),
-                    **dict.fromkeys(STASHES, cfg.stash_entries),
-                },
-                hooks=hooks,
-                btf_path=btf.libbpf_path,
-                variants=cfg.hook_variants,
-                prepare=self._open_perf if self.transport == "perf" and "activity_events" not in shared else None,
-            )
-            self._objects.append(loaded)
-            self._hooks.update(loaded.hooks)
-            if obj_name == "file" and cfg.read_opens == "watched":
-                self._watched_fd = loaded.map_fd("watched_files")
-            for name in SHARED_MAPS:
-                if name not in shared:
-                    shared[name] = loaded.map_fd(name)
+            plan.append((obj_name, obj, hooks))
+        if plan:
+            # the first object creates the maps every object shares (each
+            # has all of them); the others reuse them, loaded side by side:
+            # libbpf's relocations and the verifier run without the GIL
+            self._add_loaded(plan[0][0], self._load(plan[0][1], plan[0][2], shared), shared)
+            rest = plan[1:]
+            with ThreadPoolExecutor(max_workers=max(1, min(len(rest), os.cpu_count() or 1))) as pool:
+                futures = [pool.submit(self._load, obj, hooks, dict(shared)) for _, obj, hooks in rest]
+                wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            for (obj_name, _, _), f in zip(rest, futures, strict=True):
+                if f.exception() is None:
+                    self._add_loaded(obj_name, f.result(), shared)
+            if errors:
+                raise errors[0]  # type: ignore[misc]
         btf.close()
         if not any(h.attached for h in self._hooks.values()):
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
@@ -175,6 +163,44 @@ class EbpfSource:
         if self.transport == "ring":
             fds = [shared["lifecycle_events"], shared["activity_events"]]
             self._ring = RingBuffer(fds, batch_bytes=cfg.batch_bytes)
+
+    def _load(self, obj: BpfObject, hooks: set[str], shared: dict[str, int]) -> LoadedObject:
+        """Load and attach one object's hooks, reusing the shared maps given."""
+        cfg = self._cfg
+        assert cfg is not None and self._btf is not None
+        settings = {
+            "cfg_wakeup_bytes": cfg.wakeup_bytes,
+            "cfg_report_threads": int(cfg.report_threads),
+            "cfg_file_dedup_ns": cfg.file_dedup_ms * 1_000_000,
+            "cfg_read_opens_all": int(cfg.read_opens == "all"),
+        }
+        return obj.load(
+            config={k: v for k, v in settings.items() if k in obj.settings},
+            shared_maps=shared,
+            map_sizes={
+                # a perf event array has a slot per CPU: libbpf sizes it
+                **(
+                    {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
+                    if self.transport == "ring"
+                    else {}
+                ),
+                **dict.fromkeys(STASHES, cfg.stash_entries),
+            },
+            hooks=hooks,
+            btf_path=self._btf.libbpf_path,
+            variants=cfg.hook_variants,
+            prepare=self._open_perf if self.transport == "perf" and "activity_events" not in shared else None,
+        )
+
+    def _add_loaded(self, obj_name: str, loaded: LoadedObject, shared: dict[str, int]) -> None:
+        assert self._cfg is not None
+        self._objects.append(loaded)
+        self._hooks.update(loaded.hooks)
+        if obj_name == "file" and self._cfg.read_opens == "watched":
+            self._watched_fd = loaded.map_fd("watched_files")
+        for name in SHARED_MAPS:
+            if name not in shared:
+                shared[name] = loaded.map_fd(name)
 
     def _open_perf(self, map_fd: Callable[[str], int]) -> None:
         """Open the perf buffers before any program is attached: a perf
