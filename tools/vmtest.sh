@@ -46,7 +46,9 @@ fi
 k54_tests=(
   # every file of the tier (but the overhead command's, host only) but three,
   # of which the tests named below run
-  $(ls tests/kernel/test_*.py | grep -vE '/test_(file_events|diagnostic|diagnostic_overhead|process_seed)\.py$')
+  # (test_read_open_policy: eBPF's open policy, whose file object 5.4's
+  # verifier refuses; the audit provider's policy is test_audit_provider's)
+  $(ls tests/kernel/test_*.py | grep -vE '/test_(file_events|diagnostic|diagnostic_overhead|process_seed|read_open_policy)\.py$')
   # in-process file tests: the sensor is then the audit daemon, whose own
   # calls the kernel never audits; its two tests that hold on either source
   # (every file kind from a child, field by field) run
