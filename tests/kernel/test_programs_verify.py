@@ -103,11 +103,11 @@ def test_libbpf_debug_messages_reach_python_only_when_wanted(monkeypatch: pytest
     try:
         with resolve_btf() as btf:
             logger.setLevel(logging.INFO)
-            with obj.load(hooks={"exec"}, attach=False, btf_path=btf.libbpf_path):
+            with obj.load(hooks={"exec"}, variants={"raw"}, attach=False, btf_path=btf.libbpf_path):
                 pass
             assert not [t for lvl, t in seen if lvl == logging.DEBUG]
             logger.setLevel(logging.DEBUG)
-            with obj.load(hooks={"exec"}, attach=False, btf_path=btf.libbpf_path):
+            with obj.load(hooks={"exec"}, variants={"raw"}, attach=False, btf_path=btf.libbpf_path):
                 pass
     finally:
         logger.setLevel(before)
