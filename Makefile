@@ -154,11 +154,11 @@ format:
 	$(Q)$(CLANG_FORMAT) --style=file -i $(CSRC)
 
 # the events reference, from the event Structs' docstrings, and the support
-# matrix's tiers in the README and docs/kernels.md (unit tests fail when stale)
+# matrix's tiers in docs/kernels.md (unit tests fail when stale)
 docs: $(EXT)
 	@echo "  GEN     docs/events.md"
 	$(Q)$(PYPATH) $(PYTHON) tools/gen-events-doc.py
-	@echo "  GEN     README.md docs/kernels.md (support tiers)"
+	@echo "  GEN     docs/kernels.md (support tiers)"
 	$(Q)$(PYPATH) $(PYTHON) tools/gen-support-doc.py
 
 vmlinux:

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Write the support matrix's tiers (python/ebpfsensor/data/support.json) into
-the README (a line per distribution) and docs/kernels.md (a row per kernel
-line, with why and where it was measured), between their marker comments.
+docs/kernels.md (a row per kernel line, with why and where it was measured),
+between its marker comments.
 
     PYTHONPATH=python python3 tools/gen-support-doc.py [--check]
 
-A unit test (tests/unit/test_support.py) fails when either is stale; `make
+A unit test (tests/unit/test_support.py) fails when it is stale; `make
 docs` runs this.
 """
 
@@ -19,23 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- support-tiers:begin (tools/gen-support-doc.py from data/support.json; run `make docs`) -->"
 END = "<!-- support-tiers:end -->"
-
-
-def readme_table() -> str:
-    """A line per distribution: its kernels by tier."""
-    from ebpfsensor.host.support import load_support_data
-
-    out = ["| distribution | tier: kernels |", "| --- | --- |"]
-    for row in load_support_data().distributions:
-        tiers: dict[str, list[str]] = {}
-        for t in row.tiers:
-            tiers.setdefault(t.tier, []).append(t.kernel)
-        cells = " · ".join(f"`{tier}` {', '.join(kernels)}" for tier, kernels in tiers.items())
-        out.append(f"| {_SHORT.get(row.rule, row.name)} {row.min_version}+ | {cells} |")
-    return "\n".join(out)
-
-
-_SHORT = {"rhel": "RHEL", "sles": "SLES", "oracle-rhck": "Oracle Linux RHCK", "oracle-uek": "Oracle Linux UEK"}
 
 
 def kernels_table() -> str:
@@ -69,13 +52,13 @@ def splice(text: str, table: str, name: str) -> str:
 def generate() -> dict[Path, str]:
     """Each file's whole new text."""
     out = {}
-    for path, table in ((ROOT / "README.md", readme_table()), (ROOT / "docs" / "kernels.md", kernels_table())):
+    for path, table in ((ROOT / "docs" / "kernels.md", kernels_table()),):
         out[path] = splice(path.read_text(), table, path.name)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write support.json's tiers into README.md and docs/kernels.md.")
+    parser = argparse.ArgumentParser(description="Write support.json's tiers into docs/kernels.md.")
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale instead of writing it")
     args = parser.parse_args(argv)
     try:

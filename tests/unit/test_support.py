@@ -320,7 +320,7 @@ def test_every_row_says_which_tier_runs_and_why() -> None:
         msgspec.json.decode(json.dumps(raw), type=SupportData)
 
 
-def test_readme_and_kernels_doc_show_the_packaged_tiers() -> None:
+def test_kernels_doc_shows_the_packaged_tiers() -> None:
     spec = importlib.util.spec_from_file_location("gen_support_doc", ROOT / "tools" / "gen-support-doc.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
