@@ -324,7 +324,12 @@ class EbpfSource:
     def watched_files(self) -> dict[str, tuple[int, int]]:
         """The files watched now: path -> (st_dev as stat() gives it, inode);
         empty when read-only opens are not decided by identity."""
-        return {path: (user_dev(dev), ino) for (dev, ino), path in sorted(self._watched.items(), key=lambda i: i[1])}
+        out: dict[str, tuple[int, int]] = {}
+        # a file entered under two devices (the superblock's beside stat()'s)
+        # is listed under the first, stat()'s: watched.resolve enters it first
+        for (dev, ino), path in self._watched.items():
+            out.setdefault(path, (user_dev(dev), ino))
+        return dict(sorted(out.items()))
 
     def hooks(self) -> dict[str, HookInfo]:
         """For each hook, the variant attached or why none is."""
