@@ -127,16 +127,24 @@ class EbpfSource:
                 continue
             plan.append((obj_name, obj, hooks))
         if plan:
-            # the first object creates the maps every object shares (each
-            # has all of them); the others reuse them, loaded side by side:
-            # libbpf's relocations and the verifier run without the GIL
-            self._add_loaded(plan[0][0], self._load(plan[0][1], plan[0][2], shared), shared)
-            rest = plan[1:]
-            with ThreadPoolExecutor(max_workers=max(1, min(len(rest), os.cpu_count() or 1))) as pool:
-                futures = [pool.submit(self._load, obj, hooks, dict(shared)) for _, obj, hooks in rest]
-                wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            for (obj_name, _, _), f in zip(rest, futures, strict=True):
+            # the maps every object shares (each has all of them) made
+            # first, from the first object's definitions; then every object
+            # loads side by side, reusing them: libbpf's relocations and the
+            # verifier run without the GIL
+            maps = plan[0][1].create_maps(SHARED_MAPS, map_sizes=self._map_sizes(), btf_path=btf.libbpf_path)
+            self._objects.append(maps)
+            shared.update({name: maps.map_fd(name) for name in SHARED_MAPS})
+            if self.transport == "perf":
+                # before any program is attached (see _open_perf)
+                self._open_perf(lambda name: shared[name])
+            # the largest first: the last to finish sets the time
+            order = sorted(plan, key=lambda p: -len(p[1].data))
+            with ThreadPoolExecutor(max_workers=max(1, min(len(plan), os.cpu_count() or 1))) as pool:
+                futures = {id(obj): pool.submit(self._load, obj, hooks, dict(shared)) for _, obj, hooks in order}
+                wait(futures.values())
+            done = [(obj_name, futures[id(obj)]) for obj_name, obj, _ in plan]
+            errors = [f.exception() for _, f in done if f.exception() is not None]
+            for obj_name, f in done:
                 if f.exception() is None:
                     self._add_loaded(obj_name, f.result(), shared)
             if errors:
@@ -177,20 +185,24 @@ class EbpfSource:
         return obj.load(
             config={k: v for k, v in settings.items() if k in obj.settings},
             shared_maps=shared,
-            map_sizes={
-                # a perf event array has a slot per CPU: libbpf sizes it
-                **(
-                    {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
-                    if self.transport == "ring"
-                    else {}
-                ),
-                **dict.fromkeys(STASHES, cfg.stash_entries),
-            },
+            map_sizes=self._map_sizes(),
             hooks=hooks,
             btf_path=self._btf.libbpf_path,
             variants=cfg.hook_variants,
-            prepare=self._open_perf if self.transport == "perf" and "activity_events" not in shared else None,
         )
+
+    def _map_sizes(self) -> dict[str, int]:
+        """map name -> max_entries set by the configuration."""
+        cfg = self._cfg
+        return {
+            # a perf event array has a slot per CPU: libbpf sizes it
+            **(
+                {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
+                if self.transport == "ring"
+                else {}
+            ),
+            **dict.fromkeys(STASHES, cfg.stash_entries),
+        }
 
     def _add_loaded(self, obj_name: str, loaded: LoadedObject, shared: dict[str, int]) -> None:
         assert self._cfg is not None
@@ -206,7 +218,7 @@ class EbpfSource:
         """Open the perf buffers before any program is attached: a perf
         event array's slot holds nothing until the consumer's buffer for that
         CPU is in it, and a record written before then is lost (a ring
-        buffer keeps it). Called again if the loader retries the object."""
+        buffer keeps it)."""
         cfg = self._cfg
         if self._ring is not None:
             self._ring.close()
