@@ -422,7 +422,6 @@ class BpfObject:
                 return LoadedObject(attempt, status)
             attempt.close()
 
-
     def create_maps(
         self,
         names: Iterable[str],
