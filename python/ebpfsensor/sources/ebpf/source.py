@@ -167,18 +167,17 @@ class EbpfSource:
             iterator = pool.submit(self._load_task_iter) if _seeds_by_task_iter(self._cfg) else None
             try:
                 maps = plan[0][1].create_maps(SHARED_MAPS, map_sizes=self._map_sizes(), btf_path=self._btf_path())
-            except BaseException:
+                self._objects.append(maps)
+                shared.update({name: maps.map_fd(name) for name in SHARED_MAPS})
+                if self.transport == "perf":
+                    # before any program is attached (see _open_perf)
+                    self._open_perf(lambda name: shared[name])
+                order = sorted(range(len(plan)), key=lambda i: -len(plan[i][1].data))
+                futures = {i: pool.submit(self._load, plan[i][1], plan[i][2], dict(shared)) for i in order}
+                wait(futures.values())
+            finally:
+                # held from here on, released by close() if no seed takes it
                 self._task_iter = _result(iterator)
-                raise
-            self._objects.append(maps)
-            shared.update({name: maps.map_fd(name) for name in SHARED_MAPS})
-            if self.transport == "perf":
-                # before any program is attached (see _open_perf)
-                self._open_perf(lambda name: shared[name])
-            order = sorted(range(len(plan)), key=lambda i: -len(plan[i][1].data))
-            futures = {i: pool.submit(self._load, plan[i][1], plan[i][2], dict(shared)) for i in order}
-            wait(futures.values())
-        self._task_iter = _result(iterator)
         errors = [f.exception() for f in futures.values() if f.exception() is not None]
         # in plan order, whatever order they finished in
         for i, (obj_name, _, _) in enumerate(plan):
