@@ -101,6 +101,7 @@ uint32_t bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, uint32_t max_entries);
 uint32_t bpf_map__value_size(const struct bpf_map *map);
 int bpf_map__reuse_fd(struct bpf_map *map, int fd);
+int bpf_map__set_autocreate(struct bpf_map *map, bool autocreate);
 void *bpf_map__initial_value(const struct bpf_map *map, size_t *psize);
 
 int bpf_map_lookup_elem(int fd, const void *key, void *value);

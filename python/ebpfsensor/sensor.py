@@ -141,7 +141,8 @@ class Sensor:
                 supplementary = [s for s in self._sources if not isinstance(s, AuditLoginSource)]
                 # EbpfSource keeps its ring private; the context is wired to it here
                 ring = self._ebpf.ring if self._ebpf is not None else None
-                self._context = SensorContext(self.config, supplementary, ring)
+                task_iter = self._ebpf.take_task_iter() if self._ebpf is not None else None
+                self._context = SensorContext(self.config, supplementary, ring, task_iter)
             release_heap()
         except BaseException:
             self.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import struct
 from typing import Literal
 
@@ -244,6 +245,7 @@ def clear_cache() -> None:
         bpf_lsm_active,
         task_iter,
         _kernel_btf_names,
+        _kernel_tracepoints,
         bounded_loops,
         global_data,
     ):
@@ -266,10 +268,21 @@ def raw_tracepoint_exists(name: str) -> bool | None:
     attach to (its ``btf_trace_<name>`` type: every tracepoint has one, the
     ones without a tracefs event too); None where the kernel has no BTF of
     its own to tell."""
+    names = _kernel_tracepoints()
+    if names is None:
+        return None
+    return name.encode() in names
+
+
+@functools.cache
+def _kernel_tracepoints() -> frozenset[bytes] | None:
+    """The names of the kernel's ``btf_trace_<name>`` types; None without
+    its BTF. One pass over the string table: a search of the whole BTF for
+    each hook of each object costs a millisecond a hook at every start."""
     names = _kernel_btf_names()
     if names is None:
         return None
-    return f"\0btf_trace_{name}\0".encode() in names
+    return frozenset(re.findall(rb"\0btf_trace_([^\0]+)(?=\0)", names))
 
 
 @functools.cache

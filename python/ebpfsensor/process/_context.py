@@ -20,6 +20,7 @@ from ._table import ProcessTable
 if TYPE_CHECKING:
     from ..config import Config
     from ..sources import Source
+    from ..sources.ebpf.objects import LoadedObject
     from ..sources.ebpf.ring import RingBuffer
     from ..status import ProcessContextHealth, ProcessTableStats
 
@@ -49,31 +50,47 @@ class SensorContext:
             whole).
         ring: the eBPF source's ring, which then looks events up in C;
             None when eBPF does not run.
+        task_iter: the task iterator the eBPF source loaded for the seed
+            (see ``EbpfSource.take_task_iter``), owned from here on.
     """
 
-    def __init__(self, config: Config, sources: Sequence[Source], ring: RingBuffer | None) -> None:
-        hasher = None
-        if config.hash_algorithms:
-            hasher = Hasher(
-                config.hash_algorithms,
-                max_file_bytes=config.hash_max_file_bytes,
-                files_per_s=config.hash_files_per_s,
-                bytes_per_s=config.hash_bytes_per_s,
-                cache_entries=config.hash_cache_entries,
+    def __init__(
+        self,
+        config: Config,
+        sources: Sequence[Source],
+        ring: RingBuffer | None,
+        task_iter: LoadedObject | None = None,
+    ) -> None:
+        try:
+            hasher = None
+            if config.hash_algorithms:
+                hasher = Hasher(
+                    config.hash_algorithms,
+                    max_file_bytes=config.hash_max_file_bytes,
+                    files_per_s=config.hash_files_per_s,
+                    bytes_per_s=config.hash_bytes_per_s,
+                    cache_entries=config.hash_cache_entries,
+                )
+            self.table = ProcessTable(
+                limit=config.process_table_entries,
+                grace_ns=config.process_grace_ms * 1_000_000,
+                max_depth=config.process_ancestry_depth,
+                hasher=hasher,
             )
-        self.table = ProcessTable(
-            limit=config.process_table_entries,
-            grace_ns=config.process_grace_ms * 1_000_000,
-            max_depth=config.process_ancestry_depth,
-            hasher=hasher,
-        )
-        self.source = sources[0].name if sources else "none"
-        self._ring = ring
-        if ring is not None:
-            self.table.bind(ring.set_context(self.table, learn=ProcessTable.LEARN_FROM))
+            self.source = sources[0].name if sources else "none"
+            self._ring = ring
+            if ring is not None:
+                self.table.bind(ring.set_context(self.table, learn=ProcessTable.LEARN_FROM))
+        except BaseException:
+            # the seed owns the task iterator from here on
+            if task_iter is not None:
+                task_iter.close()
+            raise
         # after the sources are attached: a process started since is in the
         # snapshot, its events, or both, which the table merges
-        self.seeding = seed(self.table, ebpf=ring is not None, provider=self.source, btf_path=config.btf_path)
+        self.seeding = seed(
+            self.table, ebpf=ring is not None, provider=self.source, btf_path=config.btf_path, task_iter=task_iter
+        )
         self.monitors: list[LossMonitor] = []
         self.monitors = [LossMonitor(src.name, _counters(src), self.table) for src in sources]
         self._markers = config.loss_markers

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import EbpfSensorError
 from ..host import features
 from . import _procfs
 from ._table import ProcessTable
+
+if TYPE_CHECKING:
+    from ..sources.ebpf.objects import LoadedObject
 
 __all__ = ["USE_TASK_ITER", "Seeding", "seed"]
 
@@ -81,7 +84,14 @@ def _why_not(ebpf: bool, provider: str) -> str:
     return "" if status.works else f"{status.name} ({status.min_kernel}) unavailable: {status.detail}"
 
 
-def seed(table: ProcessTable, *, ebpf: bool, provider: str = "ebpf", btf_path: str | None = None) -> Seeding:
+def seed(
+    table: ProcessTable,
+    *,
+    ebpf: bool,
+    provider: str = "ebpf",
+    btf_path: str | None = None,
+    task_iter: LoadedObject | None = None,
+) -> Seeding:
     """Seed table with the processes running now; sets ``table.seeded``.
 
     Args:
@@ -90,16 +100,20 @@ def seed(table: ProcessTable, *, ebpf: bool, provider: str = "ebpf", btf_path: s
         provider: the source of the process events, for the reason given
             when eBPF does not run.
         btf_path: ``Config.btf_path``.
+        task_iter: the task iterator loaded already (the eBPF source loads
+            it beside its objects), which this then owns and closes.
     """
     t0 = time.perf_counter()
     reason = _why_not(ebpf, provider)
+    if reason and task_iter is not None:
+        task_iter.close()
     if not reason:
         # imported here: it loads the extension's BPF machinery, which the
         # process connector's fallback has no use for
         from ._taskiter import read_records, snapshots
 
         try:
-            got = read_records(btf_path)
+            got = read_records(btf_path, task_iter)
             snaps, argv_from_proc = snapshots(got.data)
         except (EbpfSensorError, OSError, ValueError) as exc:
             reason = f"the task iterator failed: {exc}"

@@ -23,10 +23,10 @@ from typing import Any
 from .._ffi import ffi, make_error
 from .._text import fsdecode
 from ..host.containers import CgroupResolver
-from ..sources.ebpf.objects import BpfObject, bpf_arch
+from ..sources.ebpf.objects import BpfObject, LoadedObject, bpf_arch
 from ._procfs import ProcSnapshot, read_process, ticks_of
 
-__all__ = ["RECORD", "TaskIterRead", "read_records", "snapshots"]
+__all__ = ["RECORD", "TaskIterRead", "load_iterator", "read_records", "snapshots"]
 
 #: bpf(2)'s number per architecture (the kernel's BPF arch names)
 _NR_BPF = {"x86": 321, "arm64": 280}
@@ -92,14 +92,29 @@ def _bpf(cmd: int, attr: bytes, what: str) -> int:
     return fd
 
 
-def read_records(btf_path: str | None = None) -> TaskIterRead:
+def load_iterator(btf_path: str | None = None) -> LoadedObject:
+    """The iterator's object, loaded (not attached): what read_records runs.
+
+    Raises:
+        LibbpfError: the object could not be loaded at all.
+    """
+    return BpfObject.packaged("iter").load(hooks=["task"], btf_path=btf_path, attach=False)
+
+
+def read_records(btf_path: str | None = None, loaded: LoadedObject | None = None) -> TaskIterRead:
     """Run the task iterator once and read all it writes.
+
+    Args:
+        btf_path: as for BpfObject.load.
+        loaded: the iterator already loaded (load_iterator), which this
+            then owns and closes; None to load it here.
 
     Raises:
         LibbpfError: no variant loads, or linking, opening or reading the
             iterator failed (PrivilegeError for want of privileges).
     """
-    loaded = BpfObject.packaged("iter").load(hooks=["task"], btf_path=btf_path, attach=False)
+    if loaded is None:
+        loaded = load_iterator(btf_path)
     link = it = -1
     try:
         status = loaded.hooks["task"]

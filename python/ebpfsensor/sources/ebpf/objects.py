@@ -54,6 +54,11 @@ _VARIANTS = VARIANT_ORDER + ITER_VARIANTS
 _PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(_VARIANTS) + r")$")
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
+# the verifier's log buffers, one a program, left unwritten: libbpf asks for
+# a log only when a program failed to load (then retried, and only that
+# program's buffer is written), so zeroing a MiB for each of a sensor's
+# hundred-odd programs would fault in and clear memory that is never read
+_new_log_buf = ffi.new_allocator(should_clear_after_alloc=False)
 _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
 _EM_BPF, _SHT_SYMTAB = 247, 2
 #: the map holding an object's load-time settings where it has no global
@@ -417,6 +422,64 @@ class BpfObject:
                 return LoadedObject(attempt, status)
             attempt.close()
 
+    def create_maps(
+        self,
+        names: Iterable[str],
+        *,
+        map_sizes: Mapping[str, int] | None = None,
+        btf_path: str | None = None,
+    ) -> LoadedObject:
+        """Create some of the object's maps and no program: the maps that
+        several objects share, made before any of them loads, so that all of
+        them load side by side and reuse these (``load(shared_maps=...)``).
+        libbpf creates them as a load would (types, sizes, flags, BTF).
+
+        Args:
+            names: the maps to create; the object's others are left out.
+            map_sizes: map name -> max_entries, as for :meth:`load`.
+            btf_path: as for :meth:`load`.
+
+        Returns:
+            An object with no hooks whose ``map_fd`` gives the maps; closing
+            it closes them (those reused elsewhere live on there).
+
+        Raises:
+            PrivilegeError: the caller may not create BPF maps.
+            LibbpfError: a map could not be created, or the object has no
+                map of one of the names (ENOENT).
+        """
+        wanted = frozenset(names)
+        attempt = _Attempt(self, {}, {}, {}, map_sizes or {}, btf_path, attach=False, only_maps=wanted)
+        # no program loads: without .BTF.ext (the programs' CO-RE
+        # relocations, line and function info) libbpf neither reads and
+        # parses the kernel's BTF nor relocates the subprograms, two thirds
+        # of the cost; the maps come from .maps and .BTF, left as they are
+        attempt.data = _without_btf_ext(self.data)
+        try:
+            attempt.run()
+            missing = sorted(wanted - attempt.maps.keys())
+            if missing:
+                raise LibbpfError(errno.ENOENT, f"no map {', '.join(missing)}", "create maps", self.name)
+        except BaseException:
+            attempt.close()
+            raise
+        return LoadedObject(attempt, {})
+
+
+def _without_btf_ext(data: bytes) -> bytes:
+    """The object with its .BTF.ext section renamed ``BTF.ext``, a name
+    libbpf skips; the bytes are those of a parsed (and checked) object."""
+    end = "<" if data[5] == 1 else ">"
+    (shoff,) = struct.unpack_from(end + "Q", data, 0x28)
+    shnum, shstrndx = struct.unpack_from(end + "HH", data, 0x3C)
+    (shstr_off,) = struct.unpack_from(end + "Q", data, shoff + 64 * shstrndx + 24)
+    out = bytearray(data)
+    for k in range(shnum):
+        (name,) = struct.unpack_from(end + "I", data, shoff + 64 * k)
+        if data[shstr_off + name : shstr_off + name + 9] == b".BTF.ext\0":
+            struct.pack_into(end + "I", out, shoff + 64 * k, name + 1)
+    return bytes(out)
+
 
 def _missing_tracepoint(section: str) -> str | None:
     """Why a tracepoint program cannot attach here, or None when it may (or
@@ -506,8 +569,13 @@ class _Attempt:
         btf_path: str | None,
         attach: bool = True,
         prepare: Callable[[Callable[[str], int]], None] | None = None,
+        only_maps: frozenset[str] | None = None,
     ) -> None:
         self.obj = obj
+        #: the ELF handed to libbpf
+        self.data = obj.data
+        #: the maps to create (None: all); the others are not created
+        self.only_maps = only_maps
         self.attach = attach
         self.prepare = prepare
         self.selected = selected
@@ -531,7 +599,7 @@ class _Attempt:
         failed to load, or of each that failed to attach (``loaded`` tells
         which: the attached links stay until close())."""
         o = self.obj
-        data = ffi.from_buffer(o.data)
+        data = ffi.from_buffer(self.data)
         opts = ffi.new("struct bpf_object_open_opts *")
         opts.sz = ffi.sizeof("struct bpf_object_open_opts")
         # "process" for process.bpf.o and process.perf.bpf.o alike: libbpf
@@ -543,7 +611,7 @@ class _Attempt:
             btf = ffi.new("char[]", self.btf_path.encode())
             opts.btf_custom_path = btf
             self._keep.append(btf)
-        self.ptr = check_ptr(lib.bpf_object__open_mem(data, len(o.data), opts), "open", o.name)
+        self.ptr = check_ptr(lib.bpf_object__open_mem(data, len(data), opts), "open", o.name)
 
         wanted = {p.name: p for p in self.selected.values()}
         prog = lib.bpf_object__next_program(self.ptr, ffi.NULL)
@@ -552,7 +620,8 @@ class _Attempt:
             self.programs[pname] = prog
             lib.bpf_program__set_autoload(prog, pname in wanted)
             if pname in wanted:
-                buf = ffi.new("char[]", _LOG_BUF_BYTES)
+                buf = _new_log_buf("char[]", _LOG_BUF_BYTES)
+                buf[0] = b"\0"  # empty: _load_failure tells the failed program by its log
                 self.log_bufs[pname] = buf
                 check_ret(lib.bpf_program__set_log_buf(prog, buf, _LOG_BUF_BYTES), "set log buffer", pname)
             prog = lib.bpf_object__next_program(self.ptr, prog)
@@ -561,7 +630,9 @@ class _Attempt:
         while m != ffi.NULL:
             mname = ffi.string(lib.bpf_map__name(m)).decode()
             self.maps[mname] = m
-            if mname in self.shared_maps:
+            if self.only_maps is not None and mname not in self.only_maps:
+                check_ret(lib.bpf_map__set_autocreate(m, False), "leave out map", mname)
+            elif mname in self.shared_maps:
                 check_ret(lib.bpf_map__reuse_fd(m, self.shared_maps[mname]), "reuse map", mname)
             elif mname in self.map_sizes:
                 check_ret(lib.bpf_map__set_max_entries(m, self.map_sizes[mname]), "size map", mname)
@@ -574,7 +645,7 @@ class _Attempt:
         if rc < 0:
             return [self._load_failure(rc, lines, wanted)]
         self.loaded = True
-        if o.settings_map is not None:
+        if o.settings_map is not None and self.only_maps is None:
             # before the first attach: no program runs on the zeroed value
             self._write_settings_map()
         if self.prepare is not None:

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import msgspec
 
@@ -91,6 +91,7 @@ class EbpfSource:
         self._btf: ResolvedBtf | None = None
         self.exclusions: ExclusionTable | None = None
         self.skipped_exclusions: list[SkippedExclusion] = []
+        self._task_iter: LoadedObject | None = None
         try:
             self._start(config)
         except BaseException:
@@ -127,20 +128,7 @@ class EbpfSource:
                 continue
             plan.append((obj_name, obj, hooks))
         if plan:
-            # the first object creates the maps every object shares (each
-            # has all of them); the others reuse them, loaded side by side:
-            # libbpf's relocations and the verifier run without the GIL
-            self._add_loaded(plan[0][0], self._load(plan[0][1], plan[0][2], shared), shared)
-            rest = plan[1:]
-            with ThreadPoolExecutor(max_workers=max(1, min(len(rest), os.cpu_count() or 1))) as pool:
-                futures = [pool.submit(self._load, obj, hooks, dict(shared)) for _, obj, hooks in rest]
-                wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            for (obj_name, _, _), f in zip(rest, futures, strict=True):
-                if f.exception() is None:
-                    self._add_loaded(obj_name, f.result(), shared)
-            if errors:
-                raise errors[0]  # type: ignore[misc]
+            self._load_all(plan, shared)
         btf.close()
         if not any(h.attached for h in self._hooks.values()):
             reasons = "; ".join(f"{h.hook}: {' / '.join(h.failures)}" for h in self._hooks.values())
@@ -164,6 +152,64 @@ class EbpfSource:
             fds = [shared["lifecycle_events"], shared["activity_events"]]
             self._ring = RingBuffer(fds, batch_bytes=cfg.batch_bytes)
 
+    def _load_all(self, plan: list[tuple[str, BpfObject, set[str]]], shared: dict[str, int]) -> None:
+        """Load and attach the objects of plan side by side; fills shared
+        with the fds of :data:`SHARED_MAPS`.
+
+        The maps every object shares (each declares all of them) are made
+        first, from the first object's definitions; then every object loads
+        at once, reusing them (libbpf's relocations and the verifier run
+        without the GIL), the largest first: the last to finish sets the
+        time. The task iterator that seeds the process table loads meanwhile
+        (see :meth:`take_task_iter`).
+        """
+        with ThreadPoolExecutor(max_workers=max(1, min(len(plan), os.cpu_count() or 1))) as pool:
+            iterator = pool.submit(self._load_task_iter) if _seeds_by_task_iter(self._cfg) else None
+            try:
+                maps = plan[0][1].create_maps(SHARED_MAPS, map_sizes=self._map_sizes(), btf_path=self._btf_path())
+                self._objects.append(maps)
+                shared.update({name: maps.map_fd(name) for name in SHARED_MAPS})
+                if self.transport == "perf":
+                    # before any program is attached (see _open_perf)
+                    self._open_perf(lambda name: shared[name])
+                order = sorted(range(len(plan)), key=lambda i: -len(plan[i][1].data))
+                futures = {i: pool.submit(self._load, plan[i][1], plan[i][2], dict(shared)) for i in order}
+                wait(futures.values())
+            finally:
+                # held from here on, released by close() if no seed takes it
+                self._task_iter = _result(iterator)
+        errors = [f.exception() for f in futures.values() if f.exception() is not None]
+        # in plan order, whatever order they finished in
+        for i, (obj_name, _, _) in enumerate(plan):
+            if futures[i].exception() is None:
+                self._add_loaded(obj_name, futures[i].result(), shared)
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    def _load_task_iter(self) -> LoadedObject | None:
+        """The task iterator loaded for the seed, or None when that failed:
+        the seed then loads it itself, and reports why it cannot."""
+        from ...process._taskiter import load_iterator
+
+        try:
+            return load_iterator(self._cfg.btf_path)
+        except Exception as exc:
+            log.debug("task iterator not loaded beside the objects: %s", exc)
+            return None
+
+    def take_task_iter(self) -> LoadedObject | None:
+        """The task iterator (iter.bpf.o, loaded, not attached), loaded
+        beside the objects for the seed of the process table, which then
+        owns it (and closes it after its one run); None when it was not
+        loaded (no process context, no task iterator here, or its load
+        failed)."""
+        loaded, self._task_iter = self._task_iter, None
+        return loaded
+
+    def _btf_path(self) -> str | None:
+        assert self._btf is not None
+        return self._btf.libbpf_path
+
     def _load(self, obj: BpfObject, hooks: set[str], shared: dict[str, int]) -> LoadedObject:
         """Load and attach one object's hooks, reusing the shared maps given."""
         cfg = self._cfg
@@ -177,20 +223,24 @@ class EbpfSource:
         return obj.load(
             config={k: v for k, v in settings.items() if k in obj.settings},
             shared_maps=shared,
-            map_sizes={
-                # a perf event array has a slot per CPU: libbpf sizes it
-                **(
-                    {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
-                    if self.transport == "ring"
-                    else {}
-                ),
-                **dict.fromkeys(STASHES, cfg.stash_entries),
-            },
+            map_sizes=self._map_sizes(),
             hooks=hooks,
             btf_path=self._btf.libbpf_path,
             variants=cfg.hook_variants,
-            prepare=self._open_perf if self.transport == "perf" and "activity_events" not in shared else None,
         )
+
+    def _map_sizes(self) -> dict[str, int]:
+        """map name -> max_entries set by the configuration."""
+        cfg = self._cfg
+        return {
+            # a perf event array has a slot per CPU: libbpf sizes it
+            **(
+                {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
+                if self.transport == "ring"
+                else {}
+            ),
+            **dict.fromkeys(STASHES, cfg.stash_entries),
+        }
 
     def _add_loaded(self, obj_name: str, loaded: LoadedObject, shared: dict[str, int]) -> None:
         assert self._cfg is not None
@@ -206,7 +256,7 @@ class EbpfSource:
         """Open the perf buffers before any program is attached: a perf
         event array's slot holds nothing until the consumer's buffer for that
         CPU is in it, and a record written before then is lost (a ring
-        buffer keeps it). Called again if the loader retries the object."""
+        buffer keeps it)."""
         cfg = self._cfg
         if self._ring is not None:
             self._ring.close()
@@ -288,6 +338,9 @@ class EbpfSource:
             self._ring = None
         if self._btf is not None:
             self._btf.close()
+        if self._task_iter is not None:
+            self._task_iter.close()
+            self._task_iter = None
         detach_all(self._objects)
         for obj in reversed(self._objects):
             obj.close()
@@ -364,6 +417,19 @@ class EbpfSource:
         if self._ring is None:
             raise EbpfSensorError("the eBPF source is closed")
         return self._ring
+
+
+def _result(future: Future[LoadedObject | None] | None) -> LoadedObject | None:
+    """What a finished load gave (None for none)."""
+    return None if future is None else future.result()
+
+
+def _seeds_by_task_iter(cfg: Config) -> bool:
+    """Whether the process table's seed will run the task iterator (see
+    ebpfsensor.process._seed)."""
+    from ...process import _seed
+
+    return cfg.process_context and _seed.USE_TASK_ITER and features.task_iter().works
 
 
 def _transport(wanted: str) -> str:
