@@ -48,7 +48,25 @@ struct path_parts {
 	__u32 _pad;
 	/* where the walk stands between two path_walk() calls */
 	__u64 dentry, mnt, mnt_parent, mnt_root;
+	__u64 number; /* see WALK_READ() */
 };
+
+/*
+ * KREAD() of a pointer field in the walk, as a number: a direct load's
+ * pointer is typed to the verifier, and a register that holds a number on
+ * one path and a typed pointer on another keeps the verifier's states of
+ * the walk from matching (it walked the loops several times over); stored
+ * in a map value and loaded back it is a number again.
+ */
+#define WALK_READ(parts, type, p, ...)                                                 \
+	({                                                                             \
+		__u64 _v = (__u64)KREAD(type, p, __VA_ARGS__);                         \
+		if (PATH_DIRECT) {                                                     \
+			*(volatile __u64 *)&(parts)->number = _v;                      \
+			_v = *(volatile __u64 *)&(parts)->number;                      \
+		}                                                                      \
+		_v;                                                                    \
+	})
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -140,7 +158,7 @@ ES_FUNC int path_walk(__u32 first)
 		parts->len[SLOT(first + k)] = 0;
 		if (done)
 			continue;
-		parent = KREAD(struct dentry, dentry, d_parent);
+		parent = (struct dentry *)WALK_READ(parts, struct dentry, dentry, d_parent);
 		if (dentry == mnt_root || dentry == parent) {
 			/* a pseudo file (memfd, anonymous inode) or a detached tree:
 			 * its own name is all there is */
@@ -158,10 +176,10 @@ ES_FUNC int path_walk(__u32 first)
 				continue;
 			}
 			/* cross to the mount point in the parent mount */
-			dentry = KREAD(struct mount, mnt, mnt_mountpoint);
+			dentry = (struct dentry *)WALK_READ(parts, struct mount, mnt, mnt_mountpoint);
 			mnt = mnt_parent;
-			mnt_parent = KREAD(struct mount, mnt, mnt_parent);
-			mnt_root = KREAD(struct mount, mnt, mnt.mnt_root);
+			mnt_parent = (struct mount *)WALK_READ(parts, struct mount, mnt, mnt_parent);
+			mnt_root = (struct dentry *)WALK_READ(parts, struct mount, mnt, mnt.mnt_root);
 			continue;
 		}
 		if (PATH_DIRECT) {
