@@ -22,7 +22,7 @@ const struct exit_event *anchor_exit_event __attribute__((unused));
 struct exec_buf {
 	struct exec_event ev;
 	char tail[4 * PATH_LEN + ARGV_LEN];
-	__u64 number; /* see path_number(); never output */
+	__u64 number; /* see as_number(); never output */
 };
 
 /*
@@ -31,24 +31,15 @@ struct exec_buf {
  * load, the task pointer being trusted BTF (the verifier makes every load
  * through it, and through the pointers loaded from it, fault-safe); a
  * bpf_probe_read_kernel() call each where the task is a number (raw_tp, tp,
- * and every variant of the perf builds).
+ * and every variant of the perf builds, whose tp_btf program passes
+ * EXEC_BTF 0).
  */
-#ifdef ES_PERFBUF
-#define TREAD(btf, src, ...) BPF_CORE_READ(src, __VA_ARGS__)
-#else
 #define TREAD(btf, src, ...) ((btf) ? ___arrow(src, __VA_ARGS__) : BPF_CORE_READ(src, __VA_ARGS__))
+#ifdef ES_PERFBUF
+#define EXEC_BTF 0
+#else
+#define EXEC_BTF 1
 #endif
-
-/* a struct path as the number the path walk's global functions take: a
- * pointer from a direct load is a typed pointer to the verifier, which
- * their arguments refuse; stored in a map value and loaded back it is not */
-static __always_inline const struct path *path_number(struct exec_buf *b, const struct path *p, int btf)
-{
-	if (!btf)
-		return p;
-	*(volatile __u64 *)&b->number = (__u64)p;
-	return (const struct path *)*(volatile __u64 *)&b->number;
-}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -57,12 +48,31 @@ struct {
 	__type(value, struct exec_buf);
 } exec_scratch SEC(".maps");
 
-static __always_inline __u32 task_pid_ns(struct task_struct *task, int btf)
+/* a kernel pointer as a number: a direct load's pointer is a typed pointer
+ * to the verifier, which takes no variable index into it and which the
+ * path walk's global functions refuse as an argument; stored in a map
+ * value and loaded back it is a number */
+static __always_inline __u64 as_number(struct exec_buf *b, const void *p, int btf)
+{
+	if (!btf)
+		return (__u64)p;
+	*(volatile __u64 *)&b->number = (__u64)p;
+	return *(volatile __u64 *)&b->number;
+}
+
+static __always_inline __u32 task_pid_ns(struct exec_buf *b, struct task_struct *task, int btf)
 {
 	struct pid *pid = TREAD(btf, task, thread_pid);
 	unsigned int level = TREAD(btf, pid, level);
 	struct upid upid = {};
+	__u64 at;
 
+	/* the entry's address, a number, cast where the kernel can (task.bpf.h) */
+	if (btf && PATH_DIRECT) {
+		at = as_number(b, pid, btf) + bpf_core_field_offset(struct pid, numbers) +
+		     (level & 31) * bpf_core_type_size(struct upid);
+		return KREAD(struct upid, at, ns, ns.inum);
+	}
 	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 31]);
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
@@ -125,7 +135,7 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 		e->loginuid = TREAD(btf, task, loginuid.val);
 		e->sessionid = TREAD(btf, task, sessionid);
 	}
-	e->pid_ns = task_pid_ns(task, btf);
+	e->pid_ns = task_pid_ns(b, task, btf);
 	e->mnt_ns = TREAD(btf, task, nsproxy, mnt_ns, ns.inum);
 	e->net_ns = TREAD(btf, task, nsproxy, net_ns, ns.inum);
 
@@ -134,7 +144,14 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	if (tty)
 		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), &tty->name);
 	parent = TREAD(btf, task, real_parent);
-	bpf_probe_read_kernel_str(e->parent_comm, sizeof(e->parent_comm), &parent->comm);
+	if (btf) {
+		/* the whole array, NUL-padded by the kernel: two loads */
+		__u64 comm[2] = { ((const __u64 *)parent->comm)[0], ((const __u64 *)parent->comm)[1] };
+
+		__builtin_memcpy(e->parent_comm, comm, sizeof(comm));
+	} else {
+		bpf_probe_read_kernel_str(e->parent_comm, sizeof(e->parent_comm), &parent->comm);
+	}
 
 	mm = TREAD(btf, task, mm);
 	file = TREAD(btf, mm, exe_file);
@@ -142,20 +159,20 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	e->exe_deleted = TREAD(btf, file, f_inode, __i_nlink) == 0;
 	e->exe_memfd = is_memfd(TREAD(btf, file, f_path.dentry));
 	e->_pad0[0] = e->_pad0[1] = 0;
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], path_number(b, &file->f_path, btf),
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &file->f_path, btf),
 				 &e->exe_truncated)
 		   : 0;
 	e->exe_len = len;
 	pos += len;
 
 	fs = TREAD(btf, task, fs);
-	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], path_number(b, &fs->pwd, btf), &e->cwd_truncated);
+	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &fs->pwd, btf), &e->cwd_truncated);
 	e->cwd_len = len;
 	pos += len;
 
 	/* kernel threads and exiting parents have no mm */
 	file = TREAD(btf, parent, mm, exe_file);
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], path_number(b, &file->f_path, btf),
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &file->f_path, btf),
 				 &e->parent_exe_truncated)
 		   : 0;
 	e->parent_exe_len = len;
@@ -199,7 +216,7 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(ctx, p, old_pid, 1);
+	return handle_exec(ctx, p, old_pid, EXEC_BTF);
 }
 
 SEC("raw_tp/sched_process_exec")
