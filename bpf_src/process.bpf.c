@@ -145,7 +145,7 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), &tty->name);
 	parent = TREAD(btf, task, real_parent);
 	if (btf) {
-		/* the whole array, NUL-padded by the kernel: two loads */
+		/* the whole array in two loads (the consumer reads up to its NUL) */
 		__u64 comm[2] = { ((const __u64 *)parent->comm)[0], ((const __u64 *)parent->comm)[1] };
 
 		__builtin_memcpy(e->parent_comm, comm, sizeof(comm));
@@ -159,21 +159,22 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	e->exe_deleted = TREAD(btf, file, f_inode, __i_nlink) == 0;
 	e->exe_memfd = is_memfd(TREAD(btf, file, f_path.dentry));
 	e->_pad0[0] = e->_pad0[1] = 0;
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &file->f_path, btf),
-				 &e->exe_truncated)
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)],
+				 (const struct path *)as_number(b, &file->f_path, btf), &e->exe_truncated)
 		   : 0;
 	e->exe_len = len;
 	pos += len;
 
 	fs = TREAD(btf, task, fs);
-	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &fs->pwd, btf), &e->cwd_truncated);
+	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &fs->pwd, btf),
+			  &e->cwd_truncated);
 	e->cwd_len = len;
 	pos += len;
 
 	/* kernel threads and exiting parents have no mm */
 	file = TREAD(btf, parent, mm, exe_file);
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &file->f_path, btf),
-				 &e->parent_exe_truncated)
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)],
+				 (const struct path *)as_number(b, &file->f_path, btf), &e->parent_exe_truncated)
 		   : 0;
 	e->parent_exe_len = len;
 	pos += len;
