@@ -14,13 +14,32 @@ const struct exit_event *anchor_exit_event __attribute__((unused));
 
 #define EXEC_POS_MASK (4 * PATH_LEN - 1) /* three paths fit below it */
 #define ARGV_MASK (ARGV_LEN - 1)
+/* the largest record: the event and its whole tail */
+#define EXEC_MAX (sizeof(struct exec_event) + 4 * PATH_LEN + ARGV_LEN)
 
 /* an exec record is too large for the BPF stack: built here, then copied
  * into the ring with its real size */
 struct exec_buf {
 	struct exec_event ev;
 	char tail[4 * PATH_LEN + ARGV_LEN];
+	__u64 number; /* see as_number(); never output */
 };
+
+/*
+ * A field (a chain, as BPF_CORE_READ() takes) of a kernel object reached
+ * from the hook's task: in the tp_btf program (btf a constant 1) a direct
+ * load, the task pointer being trusted BTF (the verifier makes every load
+ * through it, and through the pointers loaded from it, fault-safe); a
+ * bpf_probe_read_kernel() call each where the task is a number (raw_tp, tp,
+ * and every variant of the perf builds, whose tp_btf program passes
+ * EXEC_BTF 0).
+ */
+#define TREAD(btf, src, ...) ((btf) ? ___arrow(src, __VA_ARGS__) : BPF_CORE_READ(src, __VA_ARGS__))
+#ifdef ES_PERFBUF
+#define EXEC_BTF 0
+#else
+#define EXEC_BTF 1
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -29,12 +48,31 @@ struct {
 	__type(value, struct exec_buf);
 } exec_scratch SEC(".maps");
 
-static __always_inline __u32 task_pid_ns(struct task_struct *task)
+/* a kernel pointer as a number: a direct load's pointer is a typed pointer
+ * to the verifier, which takes no variable index into it and which the
+ * path walk's global functions refuse as an argument; stored in a map
+ * value and loaded back it is a number */
+static __always_inline __u64 as_number(struct exec_buf *b, const void *p, int btf)
 {
-	struct pid *pid = BPF_CORE_READ(task, thread_pid);
-	unsigned int level = BPF_CORE_READ(pid, level);
-	struct upid upid = {};
+	if (!btf)
+		return (__u64)p;
+	*(volatile __u64 *)&b->number = (__u64)p;
+	return *(volatile __u64 *)&b->number;
+}
 
+static __always_inline __u32 task_pid_ns(struct exec_buf *b, struct task_struct *task, int btf)
+{
+	struct pid *pid = TREAD(btf, task, thread_pid);
+	unsigned int level = TREAD(btf, pid, level);
+	struct upid upid = {};
+	__u64 at;
+
+	/* the entry's address, a number, cast where the kernel can (task.bpf.h) */
+	if (btf && PATH_DIRECT) {
+		at = as_number(b, pid, btf) + bpf_core_field_offset(struct pid, numbers) +
+		     (level & 31) * bpf_core_type_size(struct upid);
+		return KREAD(struct upid, at, ns, ns.inum);
+	}
 	bpf_core_read(&upid, sizeof(upid), &pid->numbers[level & 31]);
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
@@ -59,7 +97,7 @@ struct {
 #define lifecycle_reserve(type, size) es_reserve(&lifecycle_events, lifecycle_record, type, size)
 #define lifecycle_submit(ctx, e, type, size) es_submit(ctx, &lifecycle_events, e, type, size)
 
-static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u32 old_tid)
+static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u32 old_tid, const int btf)
 {
 	__u32 zero = 0, pos = 0, len, total;
 	__u64 size;
@@ -82,58 +120,68 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	fill_task_ctx(&e->task, task);
 	e->old_tid = old_tid;
 
-	cred = BPF_CORE_READ(task, cred);
-	e->euid = BPF_CORE_READ(cred, euid.val);
-	e->egid = BPF_CORE_READ(cred, egid.val);
-	e->suid = BPF_CORE_READ(cred, suid.val);
-	e->sgid = BPF_CORE_READ(cred, sgid.val);
-	e->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	e->fsgid = BPF_CORE_READ(cred, fsgid.val);
-	e->user_ns = BPF_CORE_READ(cred, user_ns, ns.inum);
+	cred = TREAD(btf, task, cred);
+	e->euid = TREAD(btf, cred, euid.val);
+	e->egid = TREAD(btf, cred, egid.val);
+	e->suid = TREAD(btf, cred, suid.val);
+	e->sgid = TREAD(btf, cred, sgid.val);
+	e->fsuid = TREAD(btf, cred, fsuid.val);
+	e->fsgid = TREAD(btf, cred, fsgid.val);
+	e->user_ns = TREAD(btf, cred, user_ns, ns.inum);
 	/* login uid and session exist only with CONFIG_AUDIT(SYSCALL) */
 	e->loginuid = (__u32)-1;
 	e->sessionid = (__u32)-1;
 	if (bpf_core_field_exists(task->loginuid)) {
-		e->loginuid = BPF_CORE_READ(task, loginuid.val);
-		e->sessionid = BPF_CORE_READ(task, sessionid);
+		e->loginuid = TREAD(btf, task, loginuid.val);
+		e->sessionid = TREAD(btf, task, sessionid);
 	}
-	e->pid_ns = task_pid_ns(task);
-	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	e->net_ns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	e->pid_ns = task_pid_ns(b, task, btf);
+	e->mnt_ns = TREAD(btf, task, nsproxy, mnt_ns, ns.inum);
+	e->net_ns = TREAD(btf, task, nsproxy, net_ns, ns.inum);
 
 	e->tty[0] = '\0';
-	tty = BPF_CORE_READ(task, signal, tty);
+	tty = TREAD(btf, task, signal, tty);
 	if (tty)
 		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), &tty->name);
-	parent = BPF_CORE_READ(task, real_parent);
-	bpf_probe_read_kernel_str(e->parent_comm, sizeof(e->parent_comm), &parent->comm);
+	parent = TREAD(btf, task, real_parent);
+	if (btf) {
+		/* the whole array in two loads (the consumer reads up to its NUL) */
+		__u64 comm[2] = { ((const __u64 *)parent->comm)[0], ((const __u64 *)parent->comm)[1] };
 
-	mm = BPF_CORE_READ(task, mm);
-	file = BPF_CORE_READ(mm, exe_file);
+		__builtin_memcpy(e->parent_comm, comm, sizeof(comm));
+	} else {
+		bpf_probe_read_kernel_str(e->parent_comm, sizeof(e->parent_comm), &parent->comm);
+	}
+
+	mm = TREAD(btf, task, mm);
+	file = TREAD(btf, mm, exe_file);
 	/* fileless execution: a memfd, or a file deleted before exec */
-	e->exe_deleted = BPF_CORE_READ(file, f_inode, __i_nlink) == 0;
-	e->exe_memfd = is_memfd(BPF_CORE_READ(file, f_path.dentry));
+	e->exe_deleted = TREAD(btf, file, f_inode, __i_nlink) == 0;
+	e->exe_memfd = is_memfd(TREAD(btf, file, f_path.dentry));
 	e->_pad0[0] = e->_pad0[1] = 0;
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &file->f_path, &e->exe_truncated) : 0;
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)],
+				 (const struct path *)as_number(b, &file->f_path, btf), &e->exe_truncated)
+		   : 0;
 	e->exe_len = len;
 	pos += len;
 
-	fs = BPF_CORE_READ(task, fs);
-	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &fs->pwd, &e->cwd_truncated);
+	fs = TREAD(btf, task, fs);
+	len = append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], (const struct path *)as_number(b, &fs->pwd, btf),
+			  &e->cwd_truncated);
 	e->cwd_len = len;
 	pos += len;
 
 	/* kernel threads and exiting parents have no mm */
-	file = BPF_CORE_READ(parent, mm, exe_file);
-	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)], &file->f_path,
-				 &e->parent_exe_truncated)
+	file = TREAD(btf, parent, mm, exe_file);
+	len = file ? append_path(&b->tail[ES_MASK(pos, EXEC_POS_MASK)],
+				 (const struct path *)as_number(b, &file->f_path, btf), &e->parent_exe_truncated)
 		   : 0;
 	e->parent_exe_len = len;
 	pos += len;
 
 	/* the new image's arguments, as the kernel copied them to its stack */
-	arg_start = BPF_CORE_READ(mm, arg_start);
-	arg_end = BPF_CORE_READ(mm, arg_end);
+	arg_start = TREAD(btf, mm, arg_start);
+	arg_end = TREAD(btf, mm, arg_end);
 	len = arg_end > arg_start ? arg_end - arg_start : 0;
 	e->argv_truncated = 0;
 	if (len > ARGV_MASK) {
@@ -152,13 +200,13 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	 * that bounds where a part may start: the size must not wrap with it;
 	 * 64-bit, so that the verifier sees the clamp on the register passed on */
 	size = sizeof(*e) + (__u64)pos;
-	if (size > sizeof(*b))
-		size = sizeof(*b);
+	if (size > EXEC_MAX)
+		size = EXEC_MAX;
 	total = size;
 	e->hdr.size = total;
 	if (e->argv_truncated || e->exe_truncated || e->cwd_truncated || e->parent_exe_truncated)
 		stat_inc(EVENT_EXEC, STAT_TRUNCATED);
-	if (es_output(ctx, &lifecycle_events, b, ES_CLAMP(size, sizeof(*b)))) {
+	if (es_output(ctx, &lifecycle_events, b, ES_CLAMP(size, EXEC_MAX))) {
 		stat_inc(EVENT_EXEC, STAT_DROPPED);
 		return 0;
 	}
@@ -169,19 +217,19 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec_btf, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(ctx, p, old_pid);
+	return handle_exec(ctx, p, old_pid, EXEC_BTF);
 }
 
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(handle_exec_raw, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return handle_exec(ctx, p, old_pid);
+	return handle_exec(ctx, p, old_pid, 0);
 }
 
 SEC("tp/sched/sched_process_exec")
 int handle_exec_tp(struct trace_event_raw_sched_process_exec *ctx)
 {
-	return handle_exec(ctx, (struct task_struct *)bpf_get_current_task(), ctx->old_pid);
+	return handle_exec(ctx, (struct task_struct *)bpf_get_current_task(), ctx->old_pid, 0);
 }
 
 /*

@@ -10,6 +10,30 @@
 #define PATH_MASK (PATH_LEN - 1) /* PATH_LEN is a power of two */
 
 /*
+ * Whether the path walk loads the kernel's dentries and mounts directly:
+ * bpf_rdonly_cast() (6.2; libbpf's bpf_core_cast()) gives a number the
+ * kernel type the verifier needs to make each load through it a fault-safe
+ * load, where BPF_CORE_READ() costs a bpf_probe_read_kernel() call each.
+ * Chosen by a CO-RE constant, the verifier's own list of the kfuncs it
+ * treats specially, which names it exactly where it exists (bpf_ksym_exists()
+ * would name the kfunc in an ld_imm64, which 6.2 and 6.3 refuse): on an
+ * older kernel only the helper branch is left, the unresolved call in the
+ * dead one poisoned by libbpf. The perf builds (5.4, 4.19) keep the helper
+ * walk alone.
+ */
+#ifdef ES_PERFBUF
+#define PATH_DIRECT 0
+#else
+#define PATH_DIRECT bpf_core_enum_value_exists(enum special_kfunc_type, KF_bpf_rdonly_cast)
+#endif
+
+/* a field (a chain, as BPF_CORE_READ() takes) of the kernel object of the
+ * given type at address p, a number: loaded directly where PATH_DIRECT */
+#define KREAD(type, p, ...)                                                   \
+	(PATH_DIRECT ? ___arrow(bpf_core_cast((void *)(p), type), __VA_ARGS__) \
+		     : BPF_CORE_READ((type *)(p), __VA_ARGS__))
+
+/*
  * A path is resolved in two passes so the verifier sees two simple loops:
  * the first walks dentries and mounts leafwards-up, noting each name; the
  * second copies the names root-first. A zero length marks a mount crossing.
@@ -24,7 +48,25 @@ struct path_parts {
 	__u32 _pad;
 	/* where the walk stands between two path_walk() calls */
 	__u64 dentry, mnt, mnt_parent, mnt_root;
+	__u64 number; /* see WALK_READ() */
 };
+
+/*
+ * KREAD() of a pointer field in the walk, as a number: a direct load's
+ * pointer is typed to the verifier, and a register that holds a number on
+ * one path and a typed pointer on another keeps the verifier's states of
+ * the walk from matching (it walked the loops several times over); stored
+ * in a map value and loaded back it is a number again.
+ */
+#define WALK_READ(parts, type, p, ...)                                                 \
+	({                                                                             \
+		__u64 _v = (__u64)KREAD(type, p, __VA_ARGS__);                         \
+		if (PATH_DIRECT) {                                                     \
+			*(volatile __u64 *)&(parts)->number = _v;                      \
+			_v = *(volatile __u64 *)&(parts)->number;                      \
+		}                                                                      \
+		_v;                                                                    \
+	})
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -38,7 +80,7 @@ static __always_inline int is_memfd(struct dentry *dentry)
 {
 	char name[6] = {};
 
-	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	bpf_probe_read_kernel(name, sizeof(name), KREAD(struct dentry, dentry, d_name.name));
 	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
 	       name[5] == ':';
 }
@@ -116,13 +158,13 @@ ES_FUNC int path_walk(__u32 first)
 		parts->len[SLOT(first + k)] = 0;
 		if (done)
 			continue;
-		parent = BPF_CORE_READ(dentry, d_parent);
+		parent = (struct dentry *)WALK_READ(parts, struct dentry, dentry, d_parent);
 		if (dentry == mnt_root || dentry == parent) {
 			/* a pseudo file (memfd, anonymous inode) or a detached tree:
 			 * its own name is all there is */
 			if (dentry != mnt_root) {
-				parts->len[SLOT(first + k)] = BPF_CORE_READ(dentry, d_name.len);
-				parts->name[SLOT(first + k)] = BPF_CORE_READ(dentry, d_name.name);
+				parts->len[SLOT(first + k)] = KREAD(struct dentry, dentry, d_name.len);
+				parts->name[SLOT(first + k)] = KREAD(struct dentry, dentry, d_name.name);
 				done = 1;
 				parts->used = SLOT(first + k) + 1;
 				continue;
@@ -134,13 +176,18 @@ ES_FUNC int path_walk(__u32 first)
 				continue;
 			}
 			/* cross to the mount point in the parent mount */
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+			dentry = (struct dentry *)WALK_READ(parts, struct mount, mnt, mnt_mountpoint);
 			mnt = mnt_parent;
-			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-			mnt_root = BPF_CORE_READ(&mnt->mnt, mnt_root);
+			mnt_parent = (struct mount *)WALK_READ(parts, struct mount, mnt, mnt_parent);
+			mnt_root = (struct dentry *)WALK_READ(parts, struct mount, mnt, mnt.mnt_root);
 			continue;
 		}
-		bpf_core_read(&name, sizeof(name), &dentry->d_name);
+		if (PATH_DIRECT) {
+			name.len = KREAD(struct dentry, dentry, d_name.len);
+			name.name = KREAD(struct dentry, dentry, d_name.name);
+		} else {
+			bpf_core_read(&name, sizeof(name), &dentry->d_name);
+		}
 		parts->len[SLOT(first + k)] = name.len;
 		parts->name[SLOT(first + k)] = name.name;
 		dentry = parent;
@@ -194,34 +241,26 @@ ES_FUNC int path_copy(__u32 first)
 }
 
 /*
- * Resolve a dentry in a mount (the parts of a struct path) from the
- * kernel's own dentry and mount chain, up to the root of the task's mount
- * namespace, into the per-CPU path_buf, in two passes: path_walk() notes
- * the names leafwards-up, path_copy() writes them root-first. Returns the
- * length (no terminating NUL), with PATH_TRUNCATED set when the path is
- * deeper than MAX_PATH_DEPTH or longer than PATH_LEN - 1.
- *
- * A global function: the verifier checks it once per program, not at every
- * call site.
+ * The walk of path_resolve_at() from parts->dentry in parts->mnt (a struct
+ * vfsmount there, on entry). Read back as numbers: stored from direct loads
+ * they are typed pointers to the verifier, which a global function's
+ * arguments refuse; a map value keeps no type.
  */
-ES_FUNC int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
+static __always_inline int path_run(struct path_parts *parts, struct path_buf *out)
 {
-	__u32 zero = 0, pos, i;
-	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
-	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
-	struct dentry *dentry = (struct dentry *)dentry_ptr;
-	struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_ptr;
-	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	__u64 dentry = *(volatile __u64 *)&parts->dentry;
+	__u64 vfsmnt = *(volatile __u64 *)&parts->mnt;
+	struct mount *mnt = container_of((struct vfsmount *)vfsmnt, struct mount, mnt);
+	__u32 pos, i;
 
-	if (!parts || !out || !dentry || !vfsmnt)
+	if (!dentry || !vfsmnt)
 		return 0;
 	parts->used = MAX_PATH_DEPTH;
 	parts->done = 0;
 	parts->pos = 0;
-	parts->dentry = (__u64)dentry;
 	parts->mnt = (__u64)mnt;
-	parts->mnt_parent = (__u64)BPF_CORE_READ(mnt, mnt_parent);
-	parts->mnt_root = (__u64)BPF_CORE_READ(vfsmnt, mnt_root);
+	parts->mnt_parent = (__u64)KREAD(struct mount, mnt, mnt_parent);
+	parts->mnt_root = (__u64)KREAD(struct vfsmount, vfsmnt, mnt_root);
 	/* leaving a loop early ends a path through it: the verifier's work
 	 * stays linear in the depth */
 	ES_UNROLL
@@ -247,12 +286,42 @@ ES_FUNC int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
 	return pos | (parts->done ? 0 : PATH_TRUNCATED);
 }
 
+/*
+ * Resolve a dentry in a mount (the parts of a struct path) from the
+ * kernel's own dentry and mount chain, up to the root of the task's mount
+ * namespace, into the per-CPU path_buf, in two passes: path_walk() notes
+ * the names leafwards-up, path_copy() writes them root-first. Returns the
+ * length (no terminating NUL), with PATH_TRUNCATED set when the path is
+ * deeper than MAX_PATH_DEPTH or longer than PATH_LEN - 1.
+ *
+ * A global function: the verifier checks it once per program, not at every
+ * call site. (Unused in some perf-build objects, where it is static.)
+ */
+ES_FUNC __attribute__((unused)) int path_resolve_at(__u64 dentry_ptr, __u64 vfsmnt_ptr)
+{
+	__u32 zero = 0;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
+
+	if (!parts || !out)
+		return 0;
+	parts->dentry = dentry_ptr;
+	parts->mnt = vfsmnt_ptr;
+	return path_run(parts, out);
+}
+
 /* path_resolve_at() of a struct path */
 ES_FUNC int path_resolve(__u64 path_ptr)
 {
-	const struct path *path = (const struct path *)path_ptr;
+	__u32 zero = 0;
+	struct path_parts *parts = bpf_map_lookup_elem(&path_parts, &zero);
+	struct path_buf *out = bpf_map_lookup_elem(&path_buf, &zero);
 
-	return path_resolve_at((__u64)BPF_CORE_READ(path, dentry), (__u64)BPF_CORE_READ(path, mnt));
+	if (!parts || !out || !path_ptr)
+		return 0;
+	parts->dentry = (__u64)KREAD(struct path, path_ptr, dentry);
+	parts->mnt = (__u64)KREAD(struct path, path_ptr, mnt);
+	return path_run(parts, out);
 }
 
 /*

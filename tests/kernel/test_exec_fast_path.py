@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The exec record of the tp_btf program, which loads through its task
+pointer and walks paths with direct loads (bpf_rdonly_cast) where the kernel
+allows, against the record of the v419 build, which reads every field with a
+helper call, for the same execs seen by both sensors at once: equal field by
+field (the timestamp aside), for plain, deep, fileless, terminal, mount-
+crossing and unprivileged execs."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from tests.kernel.conftest import wait_for
+from tests.kernel.test_process_events import FILELESS, TRUE
+
+import ebpfsensor
+from ebpfsensor import Config, ProcessExec
+
+pytestmark = pytest.mark.bpf
+
+LIFECYCLE = frozenset({"process_exec", "process_fork", "process_exit"})
+NOBODY = 65534
+
+
+@pytest.fixture(scope="module")
+def sensors() -> Iterator[tuple[ebpfsensor.Sensor, ebpfsensor.Sensor]]:
+    base = Config(kinds=LIFECYCLE, log_file=None, exclude_self=False)
+    with ebpfsensor.Sensor(base) as fast:
+        hook = fast.hooks()["exec"]
+        if (hook.object, hook.variant) != ("process.bpf.o", "btf"):
+            pytest.skip(f"the exec hook is {hook.variant} of {hook.object} here, not the tp_btf program")
+        slow_cfg = msgspec.structs.replace(base, transport="perf", v419_objects="always")
+        with ebpfsensor.Sensor(slow_cfg) as slow:
+            assert slow.hooks()["exec"].object == "process.v419.bpf.o"
+            yield fast, slow
+
+
+def both(sensors: tuple[ebpfsensor.Sensor, ebpfsensor.Sensor], pid: int, count: int = 1) -> list[tuple[Any, Any]]:
+    """The pid's exec records from each sensor, paired in order."""
+    fast, slow = (
+        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid, count=count, timeout=10) for s in sensors
+    )
+    return list(zip(fast, slow, strict=True))
+
+
+def same(fast: Any, slow: Any) -> dict[str, Any]:
+    """The record's fields, equal in both; the time each program ran, and
+    what each sensor's own process table adds (process, parent: hashes and
+    lookups that race the process's exit), left out."""
+    a, b = msgspec.structs.asdict(fast), msgspec.structs.asdict(slow)
+    for r in (a, b):
+        for name in ("ts_ns", "process", "parent"):
+            del r[name]
+    assert a == b
+    return a
+
+
+def test_plain_exec(sensors: Any, tmp_path: Path) -> None:
+    argv = [TRUE, "alpha", "two words", "", "ünï"]
+    p = subprocess.Popen(argv, cwd=tmp_path)
+    p.wait()
+    ((fast, slow),) = both(sensors, p.pid)
+    e = same(fast, slow)
+    assert (e["exe"], e["cwd"], e["argv"]) == (TRUE, os.path.realpath(tmp_path), argv)
+    assert e["parent_exe"] == os.path.realpath("/proc/self/exe")
+
+
+def test_deep_cwd_truncated(sensors: Any, tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*(f"d{i}" for i in range(70)))
+    deep.mkdir(parents=True)
+    p = subprocess.Popen([TRUE], cwd=deep)
+    p.wait()
+    ((fast, slow),) = both(sensors, p.pid)
+    e = same(fast, slow)
+    assert e["cwd_truncated"] and os.path.realpath(deep).endswith(e["cwd"])
+
+
+def test_mount_crossing(sensors: Any) -> None:
+    # /proc and /dev/shm are mounts of their own below the root's
+    for cwd in ("/proc", "/dev/shm", "/"):
+        p = subprocess.Popen([TRUE], cwd=cwd)
+        p.wait()
+        ((fast, slow),) = both(sensors, p.pid)
+        assert same(fast, slow)["cwd"] == cwd
+
+
+@pytest.mark.parametrize("how", ["memfd", "deleted"])
+def test_fileless(sensors: Any, how: str, tmp_path: Path) -> None:
+    p = subprocess.Popen([sys.executable, "-I", "-S", "-c", FILELESS, TRUE, how, str(tmp_path / "dropper")])
+    assert p.wait() == 0
+    pairs = both(sensors, p.pid, count=2)
+    records = [same(fast, slow) for fast, slow in pairs]
+    payload = next(e for e in records if e["argv"] == ["payload", how])
+    assert (payload["exe_memfd"], payload["exe_deleted"]) == ((True, True) if how == "memfd" else (False, True))
+
+
+def test_terminal(sensors: Any) -> None:
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(TRUE, [TRUE, "tty"])
+    try:
+        while True:
+            try:
+                if not os.read(fd, 1024):
+                    break
+            except OSError:
+                break
+        os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    ((fast, slow),) = both(sensors, pid)
+    assert same(fast, slow)["tty"].startswith("pts")
+
+
+def test_unprivileged(sensors: Any, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    p = subprocess.Popen(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", TRUE, "nobody"], cwd=tmp_path
+    )
+    p.wait()
+    pairs = both(sensors, p.pid, count=2)
+    records = [same(fast, slow) for fast, slow in pairs]
+    e = next(r for r in records if r["argv"] == [TRUE, "nobody"])
+    assert (e["euid"], e["egid"], e["fsuid"], e["fsgid"]) == (NOBODY,) * 4
+    assert e["parent_comm"] == Path("/proc/self/comm").read_text().strip()
