@@ -390,6 +390,47 @@ static __always_inline struct file *current_fd_file(int fd)
 	return f;
 }
 
+/*
+ * An inode's identity: its number into *ino, its superblock's s_dev
+ * returned. Where the kernel lays i_sb out 24 bytes before i_ino (the
+ * usual configurations: i_mapping and i_security between them), both come
+ * from one read; else from one read each.
+ */
+static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
+{
+	/* a local type: CO-RE relocates the kernel's, not this */
+	struct {
+		struct super_block *sb;
+		__u64 between[2];
+		__u64 ino;
+	} w = {};
+	struct super_block *sb;
+
+	if (bpf_core_field_offset(struct inode, i_ino) - bpf_core_field_offset(struct inode, i_sb) ==
+		    offsetof(typeof(w), ino) &&
+	    bpf_core_field_size(struct inode, i_ino) == sizeof(w.ino)) {
+		bpf_probe_read_kernel(&w, sizeof(w), &inode->i_sb);
+	} else {
+		w.sb = BPF_CORE_READ(inode, i_sb);
+		w.ino = BPF_CORE_READ(inode, i_ino);
+	}
+	*ino = w.ino;
+	/* through a plain pointer: the read's relocation is the kernel type's */
+	sb = w.sb;
+	return BPF_CORE_READ(sb, s_dev);
+}
+
+/* at sys_enter: where the call is built, its thread's slot (the stash
+ * itself), else the scratch (then stashed in file_calls) */
+static __always_inline struct file_call *enter_call(struct file_scratch *s)
+{
+	__u32 tid = bpf_get_current_pid_tgid();
+
+	if (tid < CALL_SLOTS)
+		return bpf_map_lookup_elem(&call_slots, &tid);
+	return &s->call;
+}
+
 /* at sys_exit: the call sys_exit works on, copied from its stash */
 static __always_inline struct file_call *current_call(void)
 {
@@ -584,7 +625,8 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 }
 
 /*
- * At sys_enter: the caller's string at uptr into the call being built,
+ * At sys_enter: the caller's string at uptr into the call being built
+ * (enter_call()),
  * which = 0 for path, 1 for new_path. A short string is kept whole, which
  * is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
@@ -595,12 +637,13 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 {
 	struct file_scratch *s = scratch();
+	struct file_call *c = s ? enter_call(s) : NULL;
 	struct arg_copy *a;
 	long n;
 
-	if (!s)
+	if (!s || !c)
 		return 0;
-	a = &s->call.arg[which & 1];
+	a = &c->arg[which & 1];
 	a->len = ARG_UNREAD;
 	if (!uptr)
 		return 0;
@@ -1152,8 +1195,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->dev = 0;
 	if (file) {
 		inode = BPF_CORE_READ(file, f_inode);
-		e->ino = BPF_CORE_READ(inode, i_ino);
-		e->dev = user_dev(BPF_CORE_READ(inode, i_sb, s_dev));
+		e->dev = user_dev(inode_id(inode, &e->ino));
 		if (want_open && !e->created && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
 			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
 			want_open = 0;
@@ -1656,9 +1698,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	if (!op_enabled(op) || excluded_for(op_event(op)))
 		return 0;
 	s = scratch();
-	if (!s)
+	c = s ? enter_call(s) : NULL;
+	if (!c)
 		return 0;
-	c = &s->call;
 	__builtin_memset(c, 0, offsetof(struct file_call, arg));
 	c->nr = nr;
 	c->op = op;
@@ -1671,15 +1713,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
 	c->tid = (__u32)id;
-	if (c->tid < CALL_SLOTS) {
-		struct file_call *slot = bpf_map_lookup_elem(&call_slots, &c->tid);
-
-		if (slot)
-			bpf_probe_read_kernel(slot, sizeof(*slot), c);
-		return 0;
-	}
 	/* a failed update is counted at sys_exit, which finds nothing */
-	bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
+	if (c->tid >= CALL_SLOTS)
+		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 	return 0;
 }
 
@@ -1719,8 +1755,7 @@ static __always_inline int is_watched(struct file *file)
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	struct watched_key key;
 
-	key.ino = BPF_CORE_READ(inode, i_ino);
-	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.dev = inode_id(inode, &key.ino);
 	return bpf_map_lookup_elem(&watched_files, &key) != NULL;
 }
 
