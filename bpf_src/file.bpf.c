@@ -312,6 +312,12 @@ struct file_scratch {
 	__u8 check[PATH_LEN];
 	__u32 check_len; /* its length */
 	__u32 check_cut; /* it filled check: it may go on */
+	/* the record's last base directory put_abs_path() resolved (a struct
+	 * path's address; 0: none yet), and where in buf, with what result:
+	 * a rename's or link's two names usually share one */
+	__u64 base;
+	__u32 base_off;
+	__u32 base_n;
 	/* built here at sys_enter, then stashed; at sys_exit, the stashed
 	 * call copied back here, where the record builders read it */
 	struct file_call call;
@@ -560,7 +566,15 @@ ES_FUNC int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 		base = (__u64)&fs->pwd;
 	else if ((f = fd_file(task, dirfd)))
 		base = (__u64)&f->f_path;
-	n = base ? put_path(off, base) : 0;
+	if (base && base == s->base) {
+		n = s->base_n;
+		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & PATH_MASK, &s->buf[s->base_off & FILE_OFF_MASK]);
+	} else {
+		n = base ? put_path(off, base) : 0;
+		s->base = base;
+		s->base_off = off;
+		s->base_n = n;
+	}
 	len = n & PATH_MASK;
 	trunc = n & PATH_TRUNCATED;
 	if (!c)
@@ -748,8 +762,12 @@ ES_FUNC int arg_source(__u32 which)
 
 static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 {
+	struct file_scratch *s = scratch();
 	struct file_head *h = rec;
 
+	/* no base directory resolved yet for this record */
+	if (s)
+		s->base = 0;
 	h->hdr.ts_ns = ES_NOW();
 	fill_current_task_ctx(&h->task);
 	h->task._pad0 = 0;
@@ -1830,7 +1848,13 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	s = scratch();
 	if (!s)
 		return 0;
-	bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
+	/* a call of one string: its second copy is not read */
+	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
+		bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
+	} else {
+		bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
+		s->call.arg[1].len = ARG_UNREAD;
+	}
 	unstash_call(id, c);
 	switch (op) {
 	case FOP_OPEN:
