@@ -14,9 +14,9 @@
  * compat syscalls do not fire them on x86 and arm64
  * (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
- * sys_enter stashes the arguments per thread (call_slots, file_calls); sys_exit, when
- * the result is known, reads the caller's strings (resident: the kernel
- * has just read them), resolves paths and emits. The record builders are
+ * sys_enter stashes the arguments per thread (call_slots, file_calls);
+ * sys_exit, when the result is known, reads the caller's strings
+ * (resident: the kernel has just read them), resolves paths and emits. The record builders are
  * global functions: verified once per program, not inlined into each.
  *
  * The kernel copies a path string early in the syscall (getname); what
@@ -192,10 +192,11 @@ struct file_call {
 
 /*
  * For the other threads, an LRU hash keyed by thread: one entry per
- * thread, and no user can fill it for everyone else. Threads blocked inside file syscalls (on a FIFO, a
- * FUSE mount of their own) hold their entries; the oldest are evicted to
- * make room for new calls, so other processes' calls are still stashed,
- * and a call whose entry was evicted is counted (unmatched) at its exit.
+ * thread, and no user can fill it for everyone else. Threads blocked
+ * inside file syscalls (on a FIFO, a FUSE mount of their own) hold their
+ * entries; the oldest are evicted to make room for new calls, so other
+ * processes' calls are still stashed, and a call whose entry was evicted
+ * is counted (unmatched) at its exit.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -640,8 +641,7 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 
 /*
  * At sys_enter: the caller's string at uptr into the call being built
- * (enter_call()),
- * which = 0 for path, 1 for new_path. A short string is kept whole, which
+ * (enter_call()), which = 0 for path, 1 for new_path. A short string is kept whole, which
  * is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
  * path comes from the file it opened when it succeeds). A string sys_enter
