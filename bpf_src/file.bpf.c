@@ -640,9 +640,40 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 }
 
 /*
+ * At sys_enter, for a string longer than ARG_WHOLE: its length and keyed
+ * hash into the call being built (enter_call()), which = 0 for path, 1 for
+ * new_path. The call is looked up after the hash: the verifier then walks
+ * the hash's loop once, not once for each map the call may be in.
+ */
+ES_FUNC int arg_hash(__u32 which, __u64 uptr)
+{
+	struct file_scratch *s = scratch();
+	struct file_call *c;
+	__u32 len, seed;
+	__u64 hash;
+	long n;
+
+	if (!s)
+		return 0;
+	n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
+	if (n <= 0)
+		return 0;
+	len = (n - 1) & PATH_MASK;
+	seed = bpf_get_prandom_u32();
+	hash = str_hash(len, seed);
+	c = enter_call(s);
+	if (!c)
+		return 0;
+	c->arg[which & 1].len = len;
+	c->arg[which & 1].seed = seed;
+	c->arg[which & 1].hash = hash;
+	return 0;
+}
+
+/*
  * At sys_enter: the caller's string at uptr into the call being built
- * (enter_call()), which = 0 for path, 1 for new_path. A short string is kept whole, which
- * is both its check and its copy: one read. A longer one also gets its
+ * (enter_call()), which = 0 for path, 1 for new_path. A short string is
+ * kept whole, which is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
  * path comes from the file it opened when it succeeds). A string sys_enter
  * cannot read (not resident: the kernel will fault its page in), or a long
@@ -670,13 +701,7 @@ ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 	}
 	if (short_only)
 		return 0;
-	n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
-	if (n <= 0)
-		return 0;
-	a->len = (n - 1) & PATH_MASK;
-	a->seed = bpf_get_prandom_u32();
-	a->hash = str_hash(a->len, a->seed);
-	return 0;
+	return arg_hash(which, uptr);
 }
 
 /* with arg_source()'s PATH_SOURCE_*: check holds the string the record is
