@@ -14,9 +14,9 @@
  * compat syscalls do not fire them on x86 and arm64
  * (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
- * sys_enter stashes the arguments per thread (file_calls); sys_exit, when
- * the result is known, reads the caller's strings (resident: the kernel
- * has just read them), resolves paths and emits. The record builders are
+ * sys_enter stashes the arguments per thread (call_slots, file_calls);
+ * sys_exit, when the result is known, reads the caller's strings
+ * (resident: the kernel has just read them), resolves paths and emits. The record builders are
  * global functions: verified once per program, not inlined into each.
  *
  * The kernel copies a path string early in the syscall (getname); what
@@ -145,6 +145,10 @@ enum file_op {
 /* the length of a string sys_enter could not read */
 #define ARG_UNREAD 0xffffffff
 
+/* strings of at most ARG_WHOLE bytes are kept whole at sys_enter; a read of
+ * ARG_COPY_LEN bytes cannot tell a longer string from one byte longer */
+#define ARG_WHOLE (ARG_COPY_LEN - 2)
+
 /* a caller's string as sys_enter read it */
 struct arg_copy {
 	__u64 hash; /* longer than ARG_WHOLE: keyed by seed, the whole string */
@@ -167,15 +171,32 @@ struct file_call {
 	__u32 op;
 	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
 	__u32 kpaths;	   /* bit which: a path_* hook resolved path (0) or new_path (1) */
+	__u32 tid;	   /* in call_slots: the thread whose call this is; 0: none */
+	__u32 _pad0;
 	struct arg_copy arg[2]; /* of path and new_path */
 };
 
 /*
- * An LRU hash keyed by thread: one entry per thread, and no user can fill
- * it for everyone else. Threads blocked inside file syscalls (on a FIFO, a
- * FUSE mount of their own) hold their entries; the oldest are evicted to
- * make room for new calls, so other processes' calls are still stashed,
- * and a call whose entry was evicted is counted (unmatched) at its exit.
+ * A call's arguments from its sys_enter to its sys_exit: in the slot of
+ * its thread id in a plain array when the id is below CALL_SLOTS (no hash
+ * update, lookup or delete), else in file_calls. The slot's index is the
+ * thread id itself, not a part of it: no two live threads share a slot,
+ * and a slot is written only by its own thread's programs, so no other
+ * thread, however many it starts or blocks, can take it, overwrite it or
+ * mix its arguments into it. CALL_SLOTS is the kernel's default pid_max:
+ * on a system that raised pid_max, threads with higher ids use the hash.
+ * A slot left by a call whose exit program did not run (the sensor started
+ * between the two) is its thread's own, and is taken by its next call.
+ */
+#define CALL_SLOTS 32768
+
+/*
+ * For the other threads, an LRU hash keyed by thread: one entry per
+ * thread, and no user can fill it for everyone else. Threads blocked
+ * inside file syscalls (on a FIFO, a FUSE mount of their own) hold their
+ * entries; the oldest are evicted to make room for new calls, so other
+ * processes' calls are still stashed, and a call whose entry was evicted
+ * is counted (unmatched) at its exit.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -183,6 +204,13 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct file_call);
 } file_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CALL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct file_call);
+} call_slots SEC(".maps");
 
 /*
  * Paths the kernel resolved, recorded by the path_* hooks (BPF LSM, fentry
@@ -285,7 +313,15 @@ struct file_scratch {
 	__u8 check[PATH_LEN];
 	__u32 check_len; /* its length */
 	__u32 check_cut; /* it filled check: it may go on */
-	struct file_call call; /* built here at sys_enter, then stashed */
+	/* the record's last base directory put_abs_path() resolved (a struct
+	 * path's address; 0: none yet), and where in buf, with what result:
+	 * a rename's or link's two names usually share one */
+	__u64 base;
+	__u32 base_off;
+	__u32 base_n;
+	/* built here at sys_enter, then stashed; at sys_exit, the stashed
+	 * call copied back here, where the record builders read it */
+	struct file_call call;
 };
 
 struct {
@@ -361,17 +397,85 @@ static __always_inline struct file *current_fd_file(int fd)
 	return f;
 }
 
+/*
+ * An inode's identity: its number into *ino, its superblock's s_dev
+ * returned. Where the kernel lays i_sb out 24 bytes before i_ino (the
+ * usual configurations: i_mapping and i_security between them), both come
+ * from one read; else from one read each.
+ */
+static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
+{
+	/* a local type: CO-RE relocates the kernel's, not this */
+	struct {
+		struct super_block *sb;
+		__u64 between[2];
+		__u64 ino;
+	} w = {};
+	struct super_block *sb;
+
+	if (bpf_core_field_offset(struct inode, i_ino) - bpf_core_field_offset(struct inode, i_sb) ==
+		    offsetof(typeof(w), ino) &&
+	    bpf_core_field_size(struct inode, i_ino) == sizeof(w.ino)) {
+		bpf_probe_read_kernel(&w, sizeof(w), &inode->i_sb);
+	} else {
+		w.sb = BPF_CORE_READ(inode, i_sb);
+		w.ino = BPF_CORE_READ(inode, i_ino);
+	}
+	*ino = w.ino;
+	/* through a plain pointer: the read's relocation is the kernel type's */
+	sb = w.sb;
+	return BPF_CORE_READ(sb, s_dev);
+}
+
+/* at sys_enter: where the call is built, its thread's slot (the stash
+ * itself), else the scratch (then stashed in file_calls) */
+static __always_inline struct file_call *enter_call(struct file_scratch *s)
+{
+	__u32 tid = bpf_get_current_pid_tgid();
+
+	if (tid < CALL_SLOTS)
+		return bpf_map_lookup_elem(&call_slots, &tid);
+	return &s->call;
+}
+
+/* at sys_exit: the call sys_exit works on, copied from its stash */
 static __always_inline struct file_call *current_call(void)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	struct file_scratch *s = scratch();
 
+	return s ? &s->call : NULL;
+}
+
+/* the current thread's stashed call, in its slot or in file_calls; NULL
+ * when none is */
+static __always_inline struct file_call *stashed_call(__u64 id)
+{
+	__u32 tid = (__u32)id;
+	struct file_call *c;
+
+	if (tid < CALL_SLOTS) {
+		c = bpf_map_lookup_elem(&call_slots, &tid);
+		return c && c->tid == tid ? c : NULL;
+	}
 	return bpf_map_lookup_elem(&file_calls, &id);
 }
 
+/* the stashed call of the thread id done with: its slot freed, or its
+ * entry deleted */
+static __always_inline void unstash_call(__u64 id, struct file_call *c)
+{
+	if ((__u32)id < CALL_SLOTS)
+		c->tid = 0;
+	else
+		bpf_map_delete_elem(&file_calls, &id);
+}
+
 /* where put_user_str() and put_abs_path() take the caller's string from:
- * its memory, or check (see arg_source()) */
+ * its memory, check (see arg_source()), or the call's sys_enter copy of its
+ * path when that is whole (put_user_str() only) */
 #define FROM_USER 0
 #define FROM_CHECK 1
+#define FROM_COPY 2
 
 /*
  * The caller's string into buf at off, at most max bytes with the NUL,
@@ -391,6 +495,13 @@ ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 	/* an identity on [1, PATH_LEN] that the verifier can see */
 	asm volatile("" : "+r"(max));
 	max = ((max - 1) & PATH_MASK) + 1;
+	if (from == FROM_COPY) {
+		n = s->call.arg[0].len;
+		if (n > ARG_WHOLE || n >= max)
+			return PATH_TRUNCATED;
+		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & 127, s->call.arg[0].head);
+		return n;
+	}
 	if (from == FROM_CHECK) {
 		n = bpf_probe_read_kernel_str(&s->buf[off & FILE_OFF_MASK], max, s->check);
 		if (n <= 0)
@@ -456,7 +567,15 @@ ES_FUNC int put_abs_path(__u32 off, __s32 dirfd, __u64 uptr, __u32 from)
 		base = (__u64)&fs->pwd;
 	else if ((f = fd_file(task, dirfd)))
 		base = (__u64)&f->f_path;
-	n = base ? put_path(off, base) : 0;
+	if (base && base == s->base) {
+		n = s->base_n;
+		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & PATH_MASK, &s->buf[s->base_off & FILE_OFF_MASK]);
+	} else {
+		n = base ? put_path(off, base) : 0;
+		s->base = base;
+		s->base_off = off;
+		s->base_n = n;
+	}
 	len = n & PATH_MASK;
 	trunc = n & PATH_TRUNCATED;
 	if (!c)
@@ -520,14 +639,41 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 	return h;
 }
 
-/* strings of at most ARG_WHOLE bytes are kept whole at sys_enter; a read of
- * ARG_COPY_LEN bytes cannot tell a longer string from one byte longer */
-#define ARG_WHOLE (ARG_COPY_LEN - 2)
+/*
+ * At sys_enter, for a string longer than ARG_WHOLE: its length and keyed
+ * hash into the call being built (enter_call()), which = 0 for path, 1 for
+ * new_path. The call is looked up after the hash: the verifier then walks
+ * the hash's loop once, not once for each map the call may be in.
+ */
+ES_FUNC int arg_hash(__u32 which, __u64 uptr)
+{
+	struct file_scratch *s = scratch();
+	struct file_call *c;
+	__u32 len, seed;
+	__u64 hash;
+	long n;
+
+	if (!s)
+		return 0;
+	n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
+	if (n <= 0)
+		return 0;
+	len = (n - 1) & PATH_MASK;
+	seed = bpf_get_prandom_u32();
+	hash = str_hash(len, seed);
+	c = enter_call(s);
+	if (!c)
+		return 0;
+	c->arg[which & 1].len = len;
+	c->arg[which & 1].seed = seed;
+	c->arg[which & 1].hash = hash;
+	return 0;
+}
 
 /*
- * At sys_enter: the caller's string at uptr into the call being built,
- * which = 0 for path, 1 for new_path. A short string is kept whole, which
- * is both its check and its copy: one read. A longer one also gets its
+ * At sys_enter: the caller's string at uptr into the call being built
+ * (enter_call()), which = 0 for path, 1 for new_path. A short string is
+ * kept whole, which is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
  * path comes from the file it opened when it succeeds). A string sys_enter
  * cannot read (not resident: the kernel will fault its page in), or a long
@@ -536,12 +682,13 @@ static __always_inline __u64 str_hash(__u32 len, __u32 seed)
 ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 {
 	struct file_scratch *s = scratch();
+	struct file_call *c = s ? enter_call(s) : NULL;
 	struct arg_copy *a;
 	long n;
 
-	if (!s)
+	if (!s || !c)
 		return 0;
-	a = &s->call.arg[which & 1];
+	a = &c->arg[which & 1];
 	a->len = ARG_UNREAD;
 	if (!uptr)
 		return 0;
@@ -554,13 +701,7 @@ ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
 	}
 	if (short_only)
 		return 0;
-	n = bpf_probe_read_user_str(s->check, PATH_LEN, (const void *)uptr);
-	if (n <= 0)
-		return 0;
-	a->len = (n - 1) & PATH_MASK;
-	a->seed = bpf_get_prandom_u32();
-	a->hash = str_hash(a->len, a->seed);
-	return 0;
+	return arg_hash(which, uptr);
 }
 
 /* with arg_source()'s PATH_SOURCE_*: check holds the string the record is
@@ -637,15 +778,23 @@ ES_FUNC int arg_source(__u32 which)
 	return (len ? PATH_SOURCE_ARG : PATH_SOURCE_KERNEL) | SRC_CHECK;
 }
 
+/* with PATH_SOURCE_KERNEL at a successful open: the record's arg_path is the
+ * call's sys_enter copy of its path */
+#define SRC_COPY 0x200
+
 /* the from argument of put_user_str() and put_abs_path() */
-#define FROM(src) (((src) & SRC_CHECK) ? FROM_CHECK : FROM_USER)
+#define FROM(src) (((src) & SRC_CHECK) ? FROM_CHECK : ((src) & SRC_COPY) ? FROM_COPY : FROM_USER)
 
 static __always_inline void fill_head(void *rec, long ret, __u32 nr)
 {
+	struct file_scratch *s = scratch();
 	struct file_head *h = rec;
 
+	/* no base directory resolved yet for this record */
+	if (s)
+		s->base = 0;
 	h->hdr.ts_ns = ES_NOW();
-	fill_task_ctx(&h->task, (struct task_struct *)bpf_get_current_task());
+	fill_current_task_ctx(&h->task);
 	h->task._pad0 = 0;
 	h->sys.result = ret;
 	h->sys.syscall_nr = nr;
@@ -837,7 +986,7 @@ static __always_inline void submit(ES_CTX_PARAM struct file_scratch *s, __u32 ty
 ES_FUNC int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
-	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_call *c = stashed_call(key.id);
 	struct file_scratch *s = scratch();
 	struct path_buf *p;
 	struct kpath *k;
@@ -862,7 +1011,7 @@ ES_FUNC int kpath_put(__u32 op, __u32 which, __u64 dentry, __u64 vfsmnt)
 ES_FUNC int kpath_put_str(__u64 str)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = 0 };
-	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_call *c = stashed_call(key.id);
 	struct file_scratch *s = scratch();
 	struct kpath *k;
 	long n;
@@ -984,7 +1133,7 @@ PATH_HOOK(symlink, CALL_SYMLINK)
 ES_FUNC __u32 put_kpath(__u32 off, __u32 which)
 {
 	struct kpath_key key = { .id = bpf_get_current_pid_tgid(), .which = which & 1 };
-	struct file_call *c = bpf_map_lookup_elem(&file_calls, &key.id);
+	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
 	struct kpath *k;
 	__u32 n;
@@ -1089,8 +1238,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->dev = 0;
 	if (file) {
 		inode = BPF_CORE_READ(file, f_inode);
-		e->ino = BPF_CORE_READ(inode, i_ino);
-		e->dev = user_dev(BPF_CORE_READ(inode, i_sb, s_dev));
+		e->dev = user_dev(inode_id(inode, &e->ino));
 		if (want_open && !e->created && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
 			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
 			want_open = 0;
@@ -1104,8 +1252,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	if (!file) {
 		src = arg_source(0);
 	} else if (c->arg[0].len <= ARG_WHOLE) {
-		check_from_copy(s, &c->arg[0]);
-		src = PATH_SOURCE_KERNEL | SRC_CHECK;
+		src = PATH_SOURCE_KERNEL | SRC_COPY;
 	} else {
 		src = PATH_SOURCE_KERNEL;
 	}
@@ -1213,8 +1360,7 @@ ES_FUNC int emit_mkdir(ES_CTX_PARAM long ret)
 
 static __always_inline int rename_target(struct dentry *new_dentry)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct file_call *c = bpf_map_lookup_elem(&file_calls, &id);
+	struct file_call *c = stashed_call(bpf_get_current_pid_tgid());
 
 	if (!c || c->op != FOP_RENAME)
 		return 0;
@@ -1595,9 +1741,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	if (!op_enabled(op) || excluded_for(op_event(op)))
 		return 0;
 	s = scratch();
-	if (!s)
+	c = s ? enter_call(s) : NULL;
+	if (!c)
 		return 0;
-	c = &s->call;
 	__builtin_memset(c, 0, offsetof(struct file_call, arg));
 	c->nr = nr;
 	c->op = op;
@@ -1609,19 +1755,21 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	else
 		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
+	c->tid = (__u32)id;
 	/* a failed update is counted at sys_exit, which finds nothing */
-	bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
+	if (c->tid >= CALL_SLOTS)
+		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 	return 0;
 }
 
 /*
  * A read-only open reported (its file is watched, or it was refused): its
- * arguments go through the stash as any open's, then emit_open() builds the
- * record. path 0 (no slot: the arguments are not known) gives an empty
+ * arguments go where sys_exit puts a stashed call's, then emit_open() builds
+ * the record. path 0 (no slot: the arguments are not known) gives an empty
  * arg_path; the path is the opened file's.
  */
-static __always_inline int read_open_report(ES_CTX_PARAM __u64 id, long nr, long ret, __u64 path, __s32 dirfd,
-					    __u32 flags, __u32 mode)
+static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u64 path, __s32 dirfd, __u32 flags,
+					    __u32 mode)
 {
 	struct file_scratch *s = scratch();
 	struct file_call *c;
@@ -1640,12 +1788,7 @@ static __always_inline int read_open_report(ES_CTX_PARAM __u64 id, long nr, long
 	/* not read at sys_enter: a failed open's string is unchecked */
 	c->arg[0].len = ARG_UNREAD;
 	c->arg[1].len = ARG_UNREAD;
-	if (bpf_map_update_elem(&file_calls, &id, c, BPF_ANY)) {
-		stat_inc(EVENT_FILE_OPEN, STAT_UNMATCHED);
-		return 0;
-	}
 	emit_open(ES_CTX ret);
-	bpf_map_delete_elem(&file_calls, &id);
 	return 0;
 }
 
@@ -1655,8 +1798,7 @@ static __always_inline int is_watched(struct file *file)
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	struct watched_key key;
 
-	key.ino = BPF_CORE_READ(inode, i_ino);
-	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.dev = inode_id(inode, &key.ino);
 	return bpf_map_lookup_elem(&watched_files, &key) != NULL;
 }
 
@@ -1686,7 +1828,7 @@ static __always_inline int read_open_exit(ES_CTX_PARAM __u64 id, long nr, long r
 	}
 	if (excluded_for(EVENT_FILE_OPEN))
 		return 0;
-	return read_open_report(ES_CTX id, nr, ret, r->path, r->dirfd, r->flags, r->mode);
+	return read_open_report(ES_CTX nr, ret, r->path, r->dirfd, r->flags, r->mode);
 unwatched:
 	stat_inc(EVENT_FILE_OPEN, STAT_UNWATCHED);
 	return 0;
@@ -1696,6 +1838,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 key = (__u32)id & (READ_SLOTS - 1);
+	struct file_scratch *s;
 	struct read_open *r;
 	struct file_call *c;
 	struct file *file;
@@ -1705,7 +1848,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		if (r && r->tid == (__u32)id && r->nr == nr)
 			return read_open_exit(ES_CTX id, nr, ret, r);
 	}
-	c = bpf_map_lookup_elem(&file_calls, &id);
+	c = stashed_call(id);
 	/* nothing stashed: the kind is off, the process excluded, the sensor
 	 * started mid-call, or the entry was evicted (counted: the call is lost);
 	 * another call's arguments: its exit program did not run */
@@ -1717,7 +1860,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		if (op == FOP_OPEN && !cfg_read_opens_all && ret >= 0 && kind_on(EVENT_FILE_OPEN)) {
 			file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
 			if (file && is_watched(file))
-				return read_open_report(ES_CTX id, nr, ret, 0, FILE_AT_FDCWD,
+				return read_open_report(ES_CTX nr, ret, 0, FILE_AT_FDCWD,
 							BPF_CORE_READ(file, f_flags), 0);
 		}
 		stat_inc(op_event(op), STAT_UNMATCHED);
@@ -1725,6 +1868,19 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	}
 	if (c->nr != nr)
 		return 0;
+	/* the record builders read the call from the scratch: one copy, then
+	 * no lookup of the stash in each of them */
+	s = scratch();
+	if (!s)
+		return 0;
+	/* a call of one string: its second copy is not read */
+	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
+		bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
+	} else {
+		bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
+		s->call.arg[1].len = ARG_UNREAD;
+	}
+	unstash_call(id, c);
 	switch (op) {
 	case FOP_OPEN:
 		emit_open(ES_CTX ret);
@@ -1754,7 +1910,6 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		emit_symlink(ES_CTX ret);
 		break;
 	}
-	bpf_map_delete_elem(&file_calls, &id);
 	return 0;
 }
 

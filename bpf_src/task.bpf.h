@@ -101,6 +101,36 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 }
 
+/*
+ * fill_task_ctx() of the current task, the cheap way where the kernel has
+ * bpf_get_current_task_btf() (5.11): the parent's and the leader's fields
+ * are then loaded directly (fault-safe loads, not a helper call each); a
+ * kernel without it keeps only the other branch (the helper's existence is
+ * a relocated constant, as in file.bpf.c's current_fd_file()).
+ */
+static __always_inline void fill_current_task_ctx(struct task_ctx *c)
+{
+	struct task_struct *task;
+	__u64 id, ugid;
+
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		fill_task_ctx(c, (struct task_struct *)bpf_get_current_task());
+		return;
+	}
+	task = bpf_get_current_task_btf();
+	id = bpf_get_current_pid_tgid();
+	ugid = bpf_get_current_uid_gid();
+	c->pid = id >> 32;
+	c->tid = (__u32)id;
+	c->ppid = task->real_parent->tgid;
+	c->uid = (__u32)ugid;
+	c->gid = ugid >> 32;
+	c->cgroup_id = current_cgroup_id();
+	/* 5.11 has start_boottime (5.5) */
+	c->start_time_ns = task->group_leader->start_boottime;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+}
+
 /* one resolved path: filled by path_resolve(), copied into a record */
 struct path_buf {
 	char buf[PATH_LEN + NAME_MASK + 1];

@@ -16,7 +16,9 @@ points, so that differences between them split the sys_exit program's cost:
 - write, excluded by a path prefix rule: the record built (task context,
   the path walk, the caller's string), matched against the rule, not sent;
 - write, reported: the same, sent to the ring;
-- write, process excluded: both programs return at the exclusion lookup.
+- write, process excluded: both programs return at the exclusion lookup;
+- rename, reported: rename's own pair of programs (sys_enter_rename,
+  sys_exit_rename), two strings checked and two paths built.
 
 Each program's run time is per run, the median of R repetitions; the
 enter program's (the stash) is given too. Every kind on, as a deployment.
@@ -35,24 +37,27 @@ from ebpfsensor import ExcludePathPrefix, ExcludePid
 from ebpfsensor._ffi import check_ret, ffi, lib
 from ebpfsensor.diagnostic_overhead import AttachFloor, LoopProcess, floor_targets
 
-PROGRAMS = ("file_openat_enter", "file_openat_exit")
+OPEN_PROGRAMS = ("file_openat_enter", "file_openat_exit")
+RENAME_PROGRAMS = ("file_rename_enter", "file_rename_exit")
 
 
-def _per_run(sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int) -> dict[str, float]:
+def _per_run(
+    sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int, programs: tuple[str, str]
+) -> tuple[float, float]:
+    """ns per run of the (sys_enter, sys_exit) programs named by hook."""
     src: Any = sensor._ebpf  # the programs of this sensor, not another's
-    obj = next(o for o in src._objects if "file_openat_exit" in o.hooks)
-    names = {h: f"handle_{h}_{obj.hooks[h].variant}" for h in PROGRAMS}
-    before = {h: obj.program_info(p) for h, p in names.items()}
-    b = {h: (i.run_time_ns, i.run_cnt) for h, i in before.items()}
+    obj = next(o for o in src._objects if programs[1] in o.hooks)
+    names = [f"handle_{h}_{obj.hooks[h].variant}" for h in programs]
+    before = [obj.program_info(p) for p in names]
     loop.run(op, max_ops=n, during=lambda: sensor.poll(0.01) and None)
-    out = {}
-    for h, p in names.items():
+    per_run = []
+    for p, b in zip(names, before, strict=True):
         i = obj.program_info(p)
-        runs = i.run_cnt - b[h][1]
-        out[h] = (i.run_time_ns - b[h][0]) / runs if runs else 0.0
+        runs = i.run_cnt - b.run_cnt
+        per_run.append((i.run_time_ns - b.run_time_ns) / runs if runs else 0.0)
     while sensor.poll(0.05):
         pass
-    return out
+    return per_run[0], per_run[1]
 
 
 def _floor_per_run(floor: AttachFloor, loop: LoopProcess, op: str, n: int) -> float:
@@ -85,38 +90,43 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     stats_fd = check_ret(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
-    results: dict[str, list[dict[str, float]]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     try:
         with (
             tempfile.TemporaryDirectory(prefix="ebpfsensor-openprofile-") as work,
             LoopProcess(cpu=0, workdir=work) as loop,
         ):
             work = os.path.realpath(work)
-            configs: dict[str, tuple[str, dict[str, Any]]] = {
-                "read-only, not watched": ("open", {}),
-                "read-only, read_opens=all": ("open", {"read_opens": "all"}),
-                "write, deduplicated": ("open_write", {"file_dedup_ms": 3_600_000}),
-                "write, excluded by path prefix": ("open_write", {"exclusions": (ExcludePathPrefix(work),)}),
-                "write, reported": ("open_write", {}),
-                "write, process excluded": ("open_write", {"exclusions": (ExcludePid(loop.pid),)}),
+            configs: dict[str, tuple[str, dict[str, Any], tuple[str, str]]] = {
+                "read-only, not watched": ("open", {}, OPEN_PROGRAMS),
+                "read-only, read_opens=all": ("open", {"read_opens": "all"}, OPEN_PROGRAMS),
+                "write, deduplicated": ("open_write", {"file_dedup_ms": 3_600_000}, OPEN_PROGRAMS),
+                "write, excluded by path prefix": (
+                    "open_write",
+                    {"exclusions": (ExcludePathPrefix(work),)},
+                    OPEN_PROGRAMS,
+                ),
+                "write, reported": ("open_write", {}, OPEN_PROGRAMS),
+                "write, process excluded": ("open_write", {"exclusions": (ExcludePid(loop.pid),)}, OPEN_PROGRAMS),
+                "rename, reported": ("rename", {}, RENAME_PROGRAMS),
             }
             loop.run("open", max_ops=args.ops // 10)
             with ebpfsensor.Sensor(log_file=None) as s:
                 targets = floor_targets(s.hooks())
             floor_runs = []
             for _ in range(args.reps):
-                for name, (op, cfg) in configs.items():
+                for name, (op, cfg, programs) in configs.items():
                     with ebpfsensor.Sensor(log_file=None, **cfg) as s:
-                        results.setdefault(name, []).append(_per_run(s, loop, op, args.ops))
+                        results.setdefault(name, []).append(_per_run(s, loop, op, args.ops, programs))
                 with AttachFloor(targets) as floor:
                     floor_runs.append(_floor_per_run(floor, loop, "open", args.ops))
     finally:
         os.close(stats_fd)
-    print(f"ns per program run, median of {args.reps} x {args.ops} openat+close (CPU 0)")
+    print(f"ns per program run, median of {args.reps} x {args.ops} openat+close or rename (CPU 0)")
     print(f"  {'configuration':34} {'sys_enter':>10} {'sys_exit':>10} {'both':>10}")
     for name, runs in results.items():
-        enter = statistics.median(r["file_openat_enter"] for r in runs)
-        exit_ = statistics.median(r["file_openat_exit"] for r in runs)
+        enter = statistics.median(r[0] for r in runs)
+        exit_ = statistics.median(r[1] for r in runs)
         print(f"  {name:34} {enter:10.0f} {exit_:10.0f} {enter + exit_:10.0f}")
     floor = statistics.median(floor_runs)
     print(f"  {'attach floor (return 0)':34} {floor:10.0f} {floor:10.0f} {2 * floor:10.0f}")

@@ -151,13 +151,20 @@ def blocked_in_open(pid: int) -> int:
     return count
 
 
+# a thread whose id is below this stashes its file calls in the slot of
+# its id (file.bpf.c, CALL_SLOTS); the others in the LRU hash
+CALL_SLOTS = 32768
+
+
 def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_dir: Path, tmp_path: Path) -> None:
     """More threads than the stash has entries, each blocked in open() on a
     FIFO, held every entry of the plain hash the arguments were stashed in:
-    every other process's file syscalls were then dropped. Now the oldest
-    entries are evicted: another process's open is still reported, and every
-    one of the attacker's opens is either reported or counted as unmatched
-    (its arguments were evicted before it returned). The stash is made small
+    every other process's file syscalls were then dropped. Now a thread
+    whose id is below CALL_SLOTS holds only the slot of its own id, and the
+    other threads' calls go to an LRU hash whose oldest entries are evicted:
+    another process's open is still reported, and every one of the
+    attacker's opens is reported (its own slot) or counted as unmatched
+    (its hash entry evicted before it returned). The hash is made small
     here so that the attack is quick under emulation too; the mechanism is
     the same at the default size."""
     stash = 256
@@ -184,6 +191,7 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
             while blocked_in_open(attacker.pid) < started and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert blocked_in_open(attacker.pid) > stash
+            tids = [int(t) for t in os.listdir(f"/proc/{attacker.pid}/task") if int(t) != attacker.pid]
             # another process's open while every attacker thread holds its call
             victim = tmp_path / "victim"
             victim.write_text("x")
@@ -198,6 +206,18 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
             attacker.wait(timeout=120)
             if attacker.stdout is not None:
                 attacker.stdout.close()
+        hashed = sum(t >= CALL_SLOTS for t in tids)
+        # every thread with a slot has its open reported, with its own thread id
+        slotted = {t for t in tids if t < CALL_SLOTS}
+        if slotted:
+            got = wait_for(
+                sensor,
+                lambda e: isinstance(e, FileOpen) and e.pid == attacker.pid and e.tid in slotted,
+                timeout=60,
+                count=len(slotted),
+            )
+            assert {e.tid for e in got} == slotted
+            assert all(e.path == str(fifo) for e in got)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             sensor.poll(0.1)
@@ -206,7 +226,161 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
                 break
         # every open of the attacker's is accounted for: reported or counted lost
         assert (after.produced - before.produced) + (after.unmatched - before.unmatched) >= started
-        assert after.unmatched - before.unmatched > 0
+        if hashed > stash:
+            assert after.unmatched - before.unmatched > 0
+
+
+COLLIDER_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *fifo, *mine;
+static int target, loops;
+
+/* a thread whose id equals the target's modulo 16384 (and so modulo every
+ * smaller power of two) blocks in a write open of the FIFO, then opens its
+ * own file loops times; any other thread ends at once */
+static void *thread(void *arg)
+{
+	int tid = syscall(SYS_gettid), fd;
+
+	(void)arg;
+	if (tid == target || tid % 16384 != target % 16384)
+		return NULL;
+	printf("%d\n", tid);
+	fflush(stdout);
+	fd = open(fifo, O_WRONLY); /* blocks until a reader opens the FIFO */
+	if (fd >= 0)
+		close(fd);
+	for (int i = 0; i < loops; i++) {
+		fd = open(mine, O_WRONLY | O_CREAT, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	return arg;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t t;
+	void *hit = NULL;
+
+	if (argc != 5)
+		return 2;
+	target = atoi(argv[1]);
+	fifo = argv[2];
+	mine = argv[3];
+	loops = atoi(argv[4]);
+	for (int i = 0; i < 400000 && !hit; i++) {
+		if (pthread_create(&t, NULL, thread, &t) != 0)
+			return 1;
+		pthread_join(t, &hit);
+	}
+	return hit ? 0 : 1;
+}
+"""
+
+VICTIM_OPENS_C = r"""
+import os, sys
+
+path = sys.argv[1]
+print(os.getpid(), flush=True)
+for line in sys.stdin:
+    for _ in range(int(line)):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+    print("done", flush=True)
+"""
+
+
+def test_a_thread_with_a_colliding_id_cannot_take_or_falsify_another_threads_call(
+    public_dir: Path, tmp_path: Path
+) -> None:
+    """A call's arguments wait for its exit in the slot of its thread id:
+    an unprivileged attacker that makes a thread whose id equals a victim's
+    modulo the slot count of a folded index (16384 here) cannot take the
+    victim's slot, make its open vanish or give it the attacker's
+    arguments, neither while blocked in a write open (its arguments held
+    all the while) nor while both open files as fast as they can. Every
+    open of both is reported, each with its own path and thread."""
+    loops = 2000
+    src = public_dir / "collider.c"
+    src.write_text(COLLIDER_C)
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(public_dir / "collider"), str(src)], check=True)
+    fifo = public_dir / "fifo"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)  # the attacker opens it for writing
+    theirs = public_dir / "attacker-file"
+    ours = tmp_path / "victim-file"
+    cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None) as sensor:
+        victim = subprocess.Popen(
+            [*SYSTEM_PYTHON, VICTIM_OPENS_C, str(ours)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        attacker = None
+        try:
+            assert victim.stdin is not None and victim.stdout is not None
+            vpid = int(victim.stdout.readline())
+            attacker = subprocess.Popen(
+                [*cmd, str(public_dir / "collider"), str(vpid), str(fifo), str(theirs), str(loops)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert attacker.stdout is not None
+            line = attacker.stdout.readline()
+            assert line, f"no thread id colliding with {vpid} (exit {attacker.wait(timeout=60)})"
+            atid = int(line)
+            assert atid % 16384 == vpid % 16384 and atid != vpid
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with open(f"/proc/{attacker.pid}/task/{atid}/syscall") as f:
+                    if f.read().split()[0] in ("2", "257", "56"):
+                        break
+                time.sleep(0.05)
+            # the victim opens while the colliding thread holds its call
+            victim.stdin.write("1\n")
+            victim.stdin.flush()
+            assert victim.stdout.readline() == "done\n"
+            # a reader releases the attacker's open; then both open at once
+            rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            victim.stdin.write(f"{loops}\n")
+            victim.stdin.flush()
+            assert victim.stdout.readline() == "done\n"
+            assert attacker.wait(timeout=120) == 0
+            os.close(rfd)
+            got_victim = wait_for(
+                sensor, lambda e: isinstance(e, FileOpen) and e.pid == vpid, timeout=30, count=1 + loops
+            )
+            got_attacker = wait_for(
+                sensor,
+                lambda e: isinstance(e, FileOpen) and e.pid == attacker.pid and e.uid == NOBODY,
+                timeout=30,
+                count=1 + loops,
+            )
+        finally:
+            if victim.stdin is not None:
+                victim.stdin.close()
+            victim.wait(timeout=30)
+            if victim.stdout is not None:
+                victim.stdout.close()
+            if attacker is not None:
+                attacker.kill()
+                attacker.wait(timeout=30)
+                if attacker.stdout is not None:
+                    attacker.stdout.close()
+    assert all(
+        (e.tid, e.path, e.arg_path, e.flags & 0o3, e.uid, e.result >= 0) == (vpid, str(ours), str(ours), 1, 0, True)
+        for e in got_victim
+    ), [e for e in got_victim if e.path != str(ours)][:3]
+    assert got_attacker[0].path == str(fifo) and got_attacker[0].arg_path == str(fifo)
+    assert all(
+        (e.tid, e.path, e.arg_path, e.flags & 0o3, e.uid) == (atid, str(theirs), str(theirs), 1, NOBODY)
+        for e in got_attacker[1:]
+    )
 
 
 # the system interpreter, which an unprivileged user can run (pyenv's, under
