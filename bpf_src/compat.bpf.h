@@ -88,6 +88,31 @@ static __always_inline __u64 current_cgroup_id(void)
 #endif
 
 /*
+ * Loads through BTF-typed kernel pointers (bpf_get_current_task_btf(),
+ * 5.11; the path walk's bpf_rdonly_cast(), task.bpf.h) need the kernel's
+ * own BTF: the verifier types them by it, and libbpf resolves a kfunc
+ * against it even when it relocates against an external file. The ring
+ * builds load only where the kernel has its own BTF (the loader picks the
+ * perf builds elsewhere); the perf builds, which also serve kernels
+ * without it, keep one helper call a read.
+ */
+#ifdef ES_PERFBUF
+#define ES_TASK_BTF 0
+#else
+#define ES_TASK_BTF bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)
+
+/*
+ * Set by the loader (objects.py): 1 when libbpf relocates against the
+ * kernel's own BTF. A kfunc's type-id argument (bpf_core_cast(), the path
+ * walk's) is relocated against the BTF libbpf was given, and the verifier
+ * reads it as an id of the kernel's: with an external file (Config.btf_path,
+ * a minimized one) the ids differ, and the walk keeps the helper reads. A
+ * frozen read-only value: the verifier drops the branch it rules out.
+ */
+const volatile __u8 cfg_kernel_btf = 0;
+#endif
+
+/*
  * x with the verifier's bound [0, max] (max a constant) on the very register
  * used next: older verifiers (5.4) track no bounds through 32-bit moves or
  * through a spill to the stack, so a clamp clang placed earlier may reach

@@ -381,14 +381,14 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
  * The current task's file at fd, the cheap way where the kernel has
  * bpf_get_current_task_btf() (5.11): its pointers are then loaded directly
  * (fault-safe loads, not a helper call each); a kernel without it keeps
- * only the other branch (the helper's existence is a relocated constant).
+ * only the other branch (ES_TASK_BTF, compat.bpf.h).
  */
 static __always_inline struct file *current_fd_file(int fd)
 {
 	struct fdtable *fdt;
 	struct file *f = NULL;
 
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+	if (!ES_TASK_BTF)
 		return fd_file((struct task_struct *)bpf_get_current_task(), fd);
 	fdt = bpf_get_current_task_btf()->files->fdt;
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)

@@ -24,7 +24,7 @@
 #ifdef ES_PERFBUF
 #define PATH_DIRECT 0
 #else
-#define PATH_DIRECT bpf_core_enum_value_exists(enum special_kfunc_type, KF_bpf_rdonly_cast)
+#define PATH_DIRECT (cfg_kernel_btf && bpf_core_enum_value_exists(enum special_kfunc_type, KF_bpf_rdonly_cast))
 #endif
 
 /* a field (a chain, as BPF_CORE_READ() takes) of the kernel object of the
@@ -105,15 +105,15 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
  * fill_task_ctx() of the current task, the cheap way where the kernel has
  * bpf_get_current_task_btf() (5.11): the parent's and the leader's fields
  * are then loaded directly (fault-safe loads, not a helper call each); a
- * kernel without it keeps only the other branch (the helper's existence is
- * a relocated constant, as in file.bpf.c's current_fd_file()).
+ * kernel without it, or a perf build, keeps only the other branch
+ * (ES_TASK_BTF, compat.bpf.h).
  */
 static __always_inline void fill_current_task_ctx(struct task_ctx *c)
 {
 	struct task_struct *task;
 	__u64 id, ugid;
 
-	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+	if (!ES_TASK_BTF) {
 		fill_task_ctx(c, (struct task_struct *)bpf_get_current_task());
 		return;
 	}

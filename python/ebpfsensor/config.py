@@ -57,7 +57,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             directories here must be root's and not writable by group or
             others. The whole search: docs/kernels.md, "External BTF".
         transport: how records leave the kernel: "auto" (BPF ring buffers
-            where the kernel has them, 5.8, else perf event arrays), "ring"
+            where the kernel has them, 5.8, and its own BTF, else perf event
+            arrays), "ring"
             or "perf" (the objects built for kernels without ring buffers;
             per CPU buffers of the ring sizes divided among the CPUs).
         v419_objects: on the perf transport, whether objects that have a

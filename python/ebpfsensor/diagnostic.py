@@ -363,7 +363,9 @@ class Diagnostic:
     Raises (from start):
         PrivilegeError: not allowed to load BPF programs.
         NotSupportedError: no BPF ring buffer (the object shares the
-            sensor's maps, its rings among them), or no BTF found.
+            sensor's maps, its rings among them), no BTF of the kernel's
+            own (an external file does not serve this object), or no BTF
+            found.
         EbpfSensorError: no variant of the syscall hook attaches.
     """
 
@@ -407,6 +409,11 @@ class Diagnostic:
         ring = features.ring_buffer()
         if ring.outcome == "not_supported":
             raise NotSupportedError(ring.name, ring.min_kernel, ring.detail)
+        # a ring build: its path walk loads through BTF-typed pointers
+        # (compat.bpf.h, ES_TASK_BTF), which an external BTF file cannot type
+        own = features.own_btf()
+        if not own.works:
+            raise NotSupportedError("the diagnostic's object", detail=f"it needs {own.name}: {own.detail}")
         if self.variants is None or "tp" in self.variants:
             ensure_tracefs()
         # the BTF the sensor would use: the kernel's, or a file where it searches

@@ -9,6 +9,7 @@ second test proves by giving it a BTF that lacks the types.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -156,3 +157,78 @@ def test_btf_file_others_can_write_is_refused(minimized: Path) -> None:
         assert bpf_ids() == before
     finally:
         shutil.rmtree(shared)
+
+
+# run in a child whose mount namespace hides the kernel's own BTF (an empty
+# file over it), as on a kernel built without CONFIG_DEBUG_INFO_BTF: libbpf
+# and the sensor look there, the verifier keeps the kernel's BTF regardless
+_HIDDEN_CHILD = """
+import json, os, subprocess, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/python"]
+import ebpfsensor
+from ebpfsensor import EbpfSensorError, ProcessExec
+from ebpfsensor.diagnostic import Diagnostic
+from ebpfsensor.host import features
+from tests.kernel.conftest import wait_for
+
+btf, true = sys.argv[2], sys.argv[3]
+out = {"own_btf": features.own_btf().works, "ring": features.ring_buffer().works}
+try:
+    ebpfsensor.Sensor(kinds={"process_exec"}, btf_path=btf, transport="ring", fail_closed=True).start().close()
+    out["ring_refused"] = ""
+except EbpfSensorError as exc:
+    out["ring_refused"] = f"{type(exc).__name__}: {exc}"
+try:
+    Diagnostic(btf_path=btf).start().close()
+    out["diagnostic_refused"] = ""
+except EbpfSensorError as exc:
+    out["diagnostic_refused"] = f"{type(exc).__name__}: {exc}"
+with ebpfsensor.Sensor(kinds={"process_exec"}, btf_path=btf, fail_closed=True) as sensor:
+    out["transport"] = sensor.health().transport
+    out["objects"] = sorted({h.object for h in sensor.hooks().values() if h.variant})
+    argv = [true, "hidden", "btf"]
+    p = subprocess.Popen(argv, cwd="/")
+    p.wait()
+    (e,) = wait_for(sensor, lambda e: isinstance(e, ProcessExec) and e.pid == p.pid)
+    out["exec"] = [e.pid, e.ppid, e.exe, e.argv, e.cwd, e.parent_exe]
+    out["child"] = p.pid
+    out["self"] = os.getpid()
+    out["self_exe"] = os.path.realpath("/proc/self/exe")
+print(json.dumps(out))
+"""
+
+
+def test_without_the_kernels_own_btf_the_perf_objects_run(tmp_path: Path) -> None:
+    """A kernel with ring buffers but without BTF of its own: the ring builds
+    load through BTF-typed pointers and resolve a kfunc against that BTF,
+    which a file cannot stand in for. Given the file, the sensor picks the
+    perf builds and reports; "ring" and the diagnostic (a ring build) are
+    refused saying why, and nothing stays loaded."""
+    btf = tmp_path / "vmlinux.btf"
+    shutil.copy(kernel_btf(), btf)
+    os.chmod(btf, 0o644)
+    code = [sys.executable, "-c", _HIDDEN_CHILD, str(ROOT), str(btf), TRUE]
+    hide = os.path.exists(BTF_VMLINUX)
+    if hide:
+        empty = tmp_path / "empty"
+        empty.write_bytes(b"")
+        # the kernel's file hidden in the child's own mount namespace only
+        mount = f'mount --bind "$0" {BTF_VMLINUX} && exec "$@"'
+        code = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount, str(empty), *code]
+    before = bpf_ids()
+    run = subprocess.run(code, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["own_btf"] is False
+    assert out["transport"] == "perf"
+    assert out["objects"] and all(".perf" in o or ".v419" in o for o in out["objects"]), out["objects"]
+    assert out["exec"] == [out["child"], out["self"], TRUE, [TRUE, "hidden", "btf"], "/", out["self_exe"]]
+    assert out["diagnostic_refused"].startswith("NotSupportedError"), out["diagnostic_refused"]
+    if out["ring"]:
+        # ring buffers exist: refused only for the BTF, saying what to do
+        assert "the ring-buffer objects" in out["ring_refused"], out["ring_refused"]
+        assert "set Config.transport to 'auto' or 'perf'" in out["ring_refused"]
+        assert "the diagnostic's object" in out["diagnostic_refused"]
+    else:
+        assert "BPF ring buffer" in out["ring_refused"], out["ring_refused"]
+    assert wait_gone("prog", bpf_ids()["prog"] - before["prog"]) == set()

@@ -149,6 +149,18 @@ def kernel_btf(btf_path: str | None = None, btf_dir: str = btf.DEFAULT_BTF_DIR) 
     return FeatureStatus(f"external BTF ({found.path})", "", "works", found.reason)
 
 
+def own_btf() -> FeatureStatus:
+    """The kernel's own BTF (CONFIG_DEBUG_INFO_BTF, 5.4), readable at
+    /sys/kernel/btf/vmlinux. The ring-buffer builds of the objects need it
+    whatever file they are relocated against: their loads through
+    BTF-typed pointers are typed by it, and libbpf resolves their kfunc
+    against it. Not cached: it is one access check."""
+    name = f"the kernel's own BTF ({BTF_VMLINUX})"
+    if os.access(BTF_VMLINUX, os.R_OK) and os.path.getsize(BTF_VMLINUX) > 0:
+        return FeatureStatus(name, "5.4", "works")
+    return FeatureStatus(name, "5.4", "not_supported", "the kernel is built without CONFIG_DEBUG_INFO_BTF")
+
+
 @functools.cache
 def kprobes() -> FeatureStatus:
     """kprobes, through the kprobe PMU or legacy kprobe_events (what libbpf uses)."""

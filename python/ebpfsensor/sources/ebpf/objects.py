@@ -64,6 +64,9 @@ _EM_BPF, _SHT_SYMTAB = 247, 2
 #: the map holding an object's load-time settings where it has no global
 #: data (the v419 builds: bpf_src/compat.bpf.h), and the struct of its value
 SETTINGS_MAP, SETTINGS_STRUCT = "settings", "es_settings"
+#: the setting that tells the ring builds libbpf relocates against the
+#: kernel's own BTF (no btf_path): then their kfunc calls may name its types
+KERNEL_BTF_SETTING = "cfg_kernel_btf"
 # object bytes -> (programs, settings, settings map): see BpfObject.__init__
 _PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]], str | None]] = {}
 _PARSED_MAX = 16
@@ -363,6 +366,10 @@ class BpfObject:
             LibbpfError: the object could not be loaded at all.
         """
         config = dict(config or {})
+        if KERNEL_BTF_SETTING in self.settings:
+            # the kfunc type ids the objects pass are the kernel's only when
+            # libbpf relocates against the kernel's own BTF (compat.bpf.h)
+            config.setdefault(KERNEL_BTF_SETTING, int(btf_path is None))
         self.check_config(config)
         wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
         status = {h: HookStatus(h, object=self.name) for h in wanted}

@@ -446,7 +446,19 @@ def _transport(wanted: str) -> str:
             if ring.outcome == "probe_failed":
                 raise make_error(ring.errno, "probe", "BPF ring buffer")
             raise NotSupportedError(ring.name, ring.min_kernel, ring.detail)
-        return "ring"
+        own = features.own_btf()
+        if own.works:
+            return "ring"
+        # the ring builds load through BTF-typed pointers (compat.bpf.h,
+        # ES_TASK_BTF): only the perf builds relocate against an external
+        # file alone
+        if wanted == "ring":
+            raise NotSupportedError(
+                "the ring-buffer objects",
+                detail=f"they need {own.name}: {own.detail}; set Config.transport to 'auto' or 'perf', "
+                "whose objects load with an external BTF file alone",
+            )
+        log.info("perf event arrays, not ring buffers: %s is missing (%s)", own.name, own.detail)
     perf = features.perf_event_array()
     if not perf.works:
         if perf.outcome == "probe_failed":
