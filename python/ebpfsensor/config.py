@@ -175,6 +175,11 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     def __post_init__(self) -> None:
         if self.kinds is not None:
+            if isinstance(self.kinds, str):
+                raise ConfigError(f"kinds: a collection of kind names, not the string {self.kinds!r}")
+            if not isinstance(self.kinds, frozenset):
+                # a list or set given in code: kept as the frozenset the field is
+                msgspec.structs.force_setattr(self, "kinds", frozenset(self.kinds))
             unknown = sorted(set(self.kinds) - set(KINDS) - set(MARKER_KINDS))
             if unknown:
                 raise ConfigError(
