@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# What the sensor costs on the kernels of `make vmtest`, where it chooses
+# other hook variants than on the development host (BPF LSM for rename_target
+# and path_*, tp_btf for exec, fork and exit): `ebpfsensor diagnostic overhead
+# --json` in a guest of each kernel (tools/vm/run.sh), or on this machine for
+# "host"; the report kept per kernel and one Markdown table of the ratios,
+# each against the same run's "nothing" (emulated guests: compare ratios, not
+# nanoseconds across kernels).
+#
+# Usage: tools/vmbench.sh [KERNEL...]  (default: trixie-6.12-amd64 bookworm-6.1-amd64)
+#   KERNEL            any of tools/vmtest.sh's amd64 kernels, or host
+#   VMBENCH_DURATION  seconds of loops, over every mode and round (default 40)
+#   VMBENCH_KINDS     the sensor's kinds, comma-separated (default: all)
+#   VMBENCH_SMP       guest vCPUs (default 1, see below)
+#   VMBENCH_TIMEOUT   seconds per guest (default 1800)
+#   VMBENCH_TARGET    the verdict's bound for a reported openat+close, % (default 15)
+#   VMBENCH_OUT       where everything goes (default build/vmbench)
+# Writes OUT/KERNEL.json (the report), OUT/KERNEL.log (the guest's console)
+# and OUT/table.md (printed at the end, for docs/benchmarks.md).
+# Exit status: 0 if every kernel gave a report, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+kernels=("$@")
+[ ${#kernels[@]} -gt 0 ] || kernels=(trixie-6.12-amd64 bookworm-6.1-amd64)
+duration=${VMBENCH_DURATION:-40}
+timeout=${VMBENCH_TIMEOUT:-1800}
+# One vCPU: the command counts the CPU time of its loop process, and a
+# guest's CPU time is host time while its vCPU is scheduled. With two vCPUs
+# on one TCG thread (run.sh's default for amd64), the time qemu spends
+# running the other vCPU (the sensor's consumer draining the rings) is
+# charged to the loop as well, which inflates the sensor's mode only. With
+# one vCPU the consumer and the loop share it and each is charged its own.
+smp=${VMBENCH_SMP:-1}
+out=${VMBENCH_OUT:-build/vmbench}
+cmd=(python3 -m ebpfsensor diagnostic overhead --duration "$duration" --json)
+[ -z "${VMBENCH_KINDS:-}" ] || cmd+=(--kinds "$VMBENCH_KINDS")
+mkdir -p "$out"
+
+# the report is the command's one line of JSON, between two markers on the
+# guest's console (the guest's root is a throw-away overlay)
+# shellcheck disable=SC2016 # expanded by the guest's sh, the command as "$@"
+guest_sh='uname -r; echo "LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo ?)"; echo VMBENCH-JSON-BEGIN; "$@"; rc=$?; echo VMBENCH-JSON-END; exit $rc'
+
+failed=0
+args=()
+for k in "${kernels[@]}"; do
+  log=$out/$k.log json=$out/$k.json
+  rm -f "$json"
+  start=$(date +%s)
+  if [ "$k" = host ]; then
+    env PYTHONPATH="$PWD/python" sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
+  else
+    bash tools/vm/run.sh --kernel "$k" --smp "$smp" --timeout "$timeout" --env PYTHONPATH="$PWD/python" -- \
+      sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
+  fi
+  tr -d '\r' < "$log" | sed -n '/^VMBENCH-JSON-BEGIN$/,/^VMBENCH-JSON-END$/p' | sed '1d;$d' > "$json.tmp"
+  if [ "$rc" = 0 ] && python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$json.tmp" 2> /dev/null; then
+    mv "$json.tmp" "$json"
+    args+=("$k=$json")
+    echo "vmbench: $k: report in $json ($(( $(date +%s) - start )) s)"
+  else
+    rm -f "$json.tmp"
+    failed=1
+    echo "vmbench: $k: no report (exit $rc, $(( $(date +%s) - start )) s); the log's end:" >&2
+    tail -n 15 "$log" | tr -d '\r' | sed 's/^/  | /' >&2
+  fi
+done
+if [ ${#args[@]} -gt 0 ]; then
+  python3 tools/vmbench-table.py --target "${VMBENCH_TARGET:-15}" "${args[@]}" > "$out/table.md"
+  echo
+  cat "$out/table.md"
+  echo "vmbench: reports and logs in $out/, the table in $out/table.md"
+fi
+exit "$failed"
