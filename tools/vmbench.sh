@@ -14,11 +14,17 @@
 #   VMBENCH_DURATION  seconds of loops, over every mode and round (default 40)
 #   VMBENCH_KINDS     the sensor's kinds, comma-separated (default: all)
 #   VMBENCH_SMP       guest vCPUs (default 1, see below)
+#   VMBENCH_TCG       single | multi: run.sh's --tcg (default: run.sh's, single)
+#   VMBENCH_PROFILE   openat+close per configuration for tests/bench/openprofile.py
+#                     after the command, in the same guest: the open programs' own
+#                     run time (bpf_stats), which the consumer does not touch
+#                     (default 5000; 0: not run)
 #   VMBENCH_TIMEOUT   seconds per guest (default 1800)
 #   VMBENCH_TARGET    the verdict's bound for a reported openat+close, % (default 15)
 #   VMBENCH_OUT       where everything goes (default build/vmbench)
 # Writes OUT/KERNEL.json (the report), OUT/KERNEL.log (the guest's console)
-# and OUT/table.md (printed at the end, for docs/benchmarks.md).
+# and OUT/table.md (printed at the end, for docs/benchmarks.md), and with the
+# profile OUT/KERNEL.profile.txt.
 # Exit status: 0 if every kernel gave a report, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -34,15 +40,25 @@ timeout=${VMBENCH_TIMEOUT:-1800}
 # charged to the loop as well, which inflates the sensor's mode only. With
 # one vCPU the consumer and the loop share it and each is charged its own.
 smp=${VMBENCH_SMP:-1}
+tcg=()
+[ -z "${VMBENCH_TCG:-}" ] || tcg=(--tcg "$VMBENCH_TCG")
+profile=${VMBENCH_PROFILE:-5000}
+[[ $profile =~ ^[0-9]+$ ]] || { echo "vmbench: VMBENCH_PROFILE must be a number of operations, not '$profile'" >&2; exit 2; }
 out=${VMBENCH_OUT:-build/vmbench}
 cmd=(python3 -m ebpfsensor diagnostic overhead --duration "$duration" --json)
 [ -z "${VMBENCH_KINDS:-}" ] || cmd+=(--kinds "$VMBENCH_KINDS")
 mkdir -p "$out"
 
 # the report is the command's one line of JSON, between two markers on the
-# guest's console (the guest's root is a throw-away overlay)
+# guest's console (the guest's root is a throw-away overlay), and the
+# profile's table after it between two others
 # shellcheck disable=SC2016 # expanded by the guest's sh, the command as "$@"
-guest_sh='uname -r; echo "LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo ?)"; echo VMBENCH-JSON-BEGIN; "$@"; rc=$?; echo VMBENCH-JSON-END; exit $rc'
+guest_sh='uname -r; echo "LSM $(cat /sys/kernel/security/lsm 2>/dev/null || echo ?)"
+echo VMBENCH-JSON-BEGIN; "$@"; rc=$?; echo VMBENCH-JSON-END
+if [ "$rc" = 0 ] && [ "$VMBENCH_PROFILE" != 0 ]; then
+  echo VMBENCH-PROFILE-BEGIN; python3 -m tests.bench.openprofile --ops "$VMBENCH_PROFILE" --reps 3; rc=$?; echo VMBENCH-PROFILE-END
+fi
+exit $rc'
 
 failed=0
 args=()
@@ -51,12 +67,16 @@ for k in "${kernels[@]}"; do
   rm -f "$json"
   start=$(date +%s)
   if [ "$k" = host ]; then
-    env PYTHONPATH="$PWD/python" sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
+    env PYTHONPATH="$PWD/python" VMBENCH_PROFILE="$profile" sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
   else
-    bash tools/vm/run.sh --kernel "$k" --smp "$smp" --timeout "$timeout" --env PYTHONPATH="$PWD/python" -- \
-      sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
+    bash tools/vm/run.sh --kernel "$k" --smp "$smp" "${tcg[@]}" --timeout "$timeout" --env PYTHONPATH="$PWD/python" \
+      --env VMBENCH_PROFILE="$profile" -- sh -c "$guest_sh" sh "${cmd[@]}" > "$log" 2>&1 && rc=0 || rc=$?
   fi
   tr -d '\r' < "$log" | sed -n '/^VMBENCH-JSON-BEGIN$/,/^VMBENCH-JSON-END$/p' | sed '1d;$d' > "$json.tmp"
+  rm -f "$out/$k.profile.txt"
+  if [ "$profile" != 0 ]; then
+    tr -d '\r' < "$log" | sed -n '/^VMBENCH-PROFILE-BEGIN$/,/^VMBENCH-PROFILE-END$/p' | sed '1d;$d' > "$out/$k.profile.txt"
+  fi
   if [ "$rc" = 0 ] && python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$json.tmp" 2> /dev/null; then
     mv "$json.tmp" "$json"
     args+=("$k=$json")
@@ -72,6 +92,10 @@ if [ ${#args[@]} -gt 0 ]; then
   python3 tools/vmbench-table.py --target "${VMBENCH_TARGET:-15}" "${args[@]}" > "$out/table.md"
   echo
   cat "$out/table.md"
+  for a in "${args[@]}"; do
+    k=${a%%=*}
+    [ ! -s "$out/$k.profile.txt" ] || { echo; echo "$k, the open programs' run time (bpf_stats):"; cat "$out/$k.profile.txt"; }
+  done
   echo "vmbench: reports and logs in $out/, the table in $out/table.md"
 fi
 exit "$failed"
