@@ -11,7 +11,8 @@
 #
 # Usage: tools/vmbench.sh [KERNEL...]  (default: trixie-6.12-amd64 bookworm-6.1-amd64)
 #   KERNEL            any of tools/vmtest.sh's amd64 kernels, or host
-#   VMBENCH_DURATION  seconds of loops, over every mode and round (default 40)
+#   VMBENCH_DURATION  seconds of loops, over every mode and round (default 60: eleven
+#                     rounds, about 2.5 min a guest)
 #   VMBENCH_KINDS     the sensor's kinds, comma-separated (default: all)
 #   VMBENCH_SMP       guest vCPUs (default 1, see below)
 #   VMBENCH_TCG       single | multi: run.sh's --tcg (default: run.sh's, single)
@@ -31,7 +32,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(trixie-6.12-amd64 bookworm-6.1-amd64)
-duration=${VMBENCH_DURATION:-40}
+duration=${VMBENCH_DURATION:-60}
 timeout=${VMBENCH_TIMEOUT:-1800}
 # One vCPU: the command counts the CPU time of its loop process, and a
 # guest's CPU time is host time while its vCPU is scheduled. With two vCPUs
@@ -75,7 +76,9 @@ for k in "${kernels[@]}"; do
   tr -d '\r' < "$log" | sed -n '/^VMBENCH-JSON-BEGIN$/,/^VMBENCH-JSON-END$/p' | sed '1d;$d' > "$json.tmp"
   rm -f "$out/$k.profile.txt"
   if [ "$profile" != 0 ]; then
-    tr -d '\r' < "$log" | sed -n '/^VMBENCH-PROFILE-BEGIN$/,/^VMBENCH-PROFILE-END$/p' | sed '1d;$d' > "$out/$k.profile.txt"
+    # (the sensors' warnings on stderr share the console: the table's lines only)
+    tr -d '\r' < "$log" | sed -n '/^VMBENCH-PROFILE-BEGIN$/,/^VMBENCH-PROFILE-END$/p' |
+      grep -E '^(ns per program run|  )' > "$out/$k.profile.txt" || true
   fi
   if [ "$rc" = 0 ] && python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$json.tmp" 2> /dev/null; then
     mv "$json.tmp" "$json"
