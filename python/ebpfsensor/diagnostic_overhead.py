@@ -785,10 +785,15 @@ def _ns(v: float, us: bool, sign: bool = False) -> str:
 
 
 def variant_summary(hooks: Mapping[str, str | None], *, names: int = 4) -> str:
-    """The hooks by variant, most used first, none last: ``tp 98, btf 3
-    (exec, exit, fork), lsm 10 (path_chmod, path_chown, path_link,
-    path_mkdir, ...)``; the first ``names`` hooks of a variant are named
-    unless it has more than a dozen (the syscall tracepoints)."""
+    """The hooks by variant, most used first, none last: ``tp 102, lsm 10
+    (path_chmod, path_chown, path_link, path_mkdir, ...), btf 4 (exec,
+    exit, fork, module_load)``.
+
+    Args:
+        hooks: hook -> the variant attached, or None (:attr:`OverheadReport.hooks`).
+        names: how many hooks of a variant are named; a variant with more
+            than a dozen (the syscall tracepoints) is only counted.
+    """
     by: dict[str, list[str]] = {}
     for hook, variant in sorted(hooks.items()):
         by.setdefault(variant or "none", []).append(hook)
