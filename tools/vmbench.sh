@@ -12,7 +12,7 @@
 # Usage: tools/vmbench.sh [KERNEL...]  (default: trixie-6.12-amd64 bookworm-6.1-amd64)
 #   KERNEL            any of tools/vmtest.sh's amd64 kernels, or host
 #   VMBENCH_DURATION  seconds of loops, over every mode and round (default 60: eleven
-#                     rounds, about 2.5 min a guest)
+#                     rounds, about 2.5 min a guest, 4.5-5.5 with the profile)
 #   VMBENCH_KINDS     the sensor's kinds, comma-separated (default: all)
 #   VMBENCH_SMP       guest vCPUs (default 1, see below)
 #   VMBENCH_TCG       single | multi: run.sh's --tcg (default: run.sh's, single)
