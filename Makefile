@@ -52,7 +52,7 @@ PIP_PACKAGES := cffi msgspec pyelftools pytest nats-py rich
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format docs fuzz vmlinux sdist sdist-test wheel wheel-test vmtest clean check
+.PHONY: all bpf objects ext deps dev run test test-unit test-kernel bench lint format docs fuzz vmlinux sdist sdist-test wheel wheel-test vmtest vmbench clean check
 
 all: bpf ext
 
@@ -302,6 +302,12 @@ wheel-test: wheel
 # 1 if any fails
 vmtest: all
 	$(Q)bash tools/vmtest.sh $(VMTEST_KERNELS)
+
+# what the sensor costs in guests of trixie 6.12 and bookworm 6.1 amd64 (BPF
+# LSM and tp_btf hooks; `ebpfsensor diagnostic overhead` in each), or of
+# VMBENCH_KERNELS (host: this machine); reports and a table in build/vmbench/
+vmbench: all
+	$(Q)bash tools/vmbench.sh $(VMBENCH_KERNELS)
 
 clean:
 	$(Q)rm -rf $(BUILD)/bpf $(BUILD)/ext $(BUILD)/wheel $(BUILD)/sdist-test python/ebpfsensor/bpf $(EXT) dist

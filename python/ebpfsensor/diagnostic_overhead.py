@@ -70,6 +70,7 @@ __all__ = [
     "floor_targets",
     "format_text",
     "measure",
+    "variant_summary",
 ]
 
 #: operation -> (what it does, the C loop's number)
@@ -554,6 +555,9 @@ class OverheadReport(msgspec.Struct, frozen=True):
         floor: the hooks the floor attached to (those the sensor attached).
         operations: one per operation.
         consumer: the sensor's side, over every operation.
+        hooks: every hook the sensor tried -> the variant it attached
+            (``tp``, ``btf``, ``lsm``, ``fentry``, ``kprobe``, ...), or None
+            where none works on this kernel: which tier was measured.
     """
 
     machine: str
@@ -565,6 +569,7 @@ class OverheadReport(msgspec.Struct, frozen=True):
     floor: list[FloorTarget]
     operations: list[OperationOverhead]
     consumer: ConsumerLoad
+    hooks: dict[str, str | None]
 
 
 # --- the measurement -----------------------------------------------------------------
@@ -769,6 +774,7 @@ def measure(
         targets,
         operations,
         total.load(),
+        {h: info.variant for h, info in sorted((hooks or {}).items())},
     )
 
 
@@ -776,6 +782,28 @@ def _ns(v: float, us: bool, sign: bool = False) -> str:
     """ns, or µs for an operation that takes that long (one unit per row)."""
     plus = "+" if sign else ""
     return f"{v / 1000:{plus}.1f} µs" if us else f"{v:{plus}.0f} ns"
+
+
+def variant_summary(hooks: Mapping[str, str | None], *, names: int = 4) -> str:
+    """The hooks by variant, most used first, none last: ``tp 102, lsm 10
+    (path_chmod, path_chown, path_link, path_mkdir, ...), btf 4 (exec,
+    exit, fork, module_load)``.
+
+    Args:
+        hooks: hook -> the variant attached, or None (:attr:`OverheadReport.hooks`).
+        names: how many hooks of a variant are named; a variant with more
+            than a dozen (the syscall tracepoints) is only counted.
+    """
+    by: dict[str, list[str]] = {}
+    for hook, variant in sorted(hooks.items()):
+        by.setdefault(variant or "none", []).append(hook)
+    parts = []
+    for variant, hs in sorted(by.items(), key=lambda kv: (kv[0] == "none", -len(kv[1]), kv[0])):
+        shown = ""
+        if len(hs) <= 12:
+            shown = " (" + ", ".join(hs[:names]) + (", ..." if len(hs) > names else "") + ")"
+        parts.append(f"{variant} {len(hs)}{shown}")
+    return ", ".join(parts)
 
 
 def format_text(report: OverheadReport) -> str:
@@ -786,6 +814,7 @@ def format_text(report: OverheadReport) -> str:
         f" {report.rounds} rounds, {report.duration_s:g} s of loops ({report.elapsed_s:.0f} s in all)",
         f"sensor: {kinds}, default configuration; attach floor: programs that return at once on the"
         f" {len(report.floor)} hooks the sensor attached",
+        f"hooks by variant: {variant_summary(report.hooks)}",
         "",
         "CPU time per operation (the loop's process and its children, user + system):",
         f"{'':14} {'nothing':^20}  {'attach floor':^29}  {'sensor':^29}  {'floor':>6}  {'wall-clock ratio':>16}",

@@ -20,7 +20,14 @@ import pytest
 
 import ebpfsensor
 from ebpfsensor._ffi import check_ret, lib
-from ebpfsensor.diagnostic_overhead import MODES, OPERATIONS, AttachFloor, LoopProcess, floor_targets
+from ebpfsensor.diagnostic_overhead import (
+    MODES,
+    OPERATIONS,
+    AttachFloor,
+    LoopProcess,
+    floor_targets,
+    variant_summary,
+)
 from ebpfsensor.sources.ebpf.objects import BpfObject
 
 pytestmark = pytest.mark.bpf
@@ -123,10 +130,16 @@ def test_command_times_every_operation_and_leaves_nothing() -> None:
     total = report["consumer"]
     assert total["delivered"] == sum(o["consumer"]["delivered"] for o in ops.values())
 
-    # the floor sat on exactly the hooks a sensor attaches here
+    # the report names the variant of every hook a sensor tries here, and
+    # the floor sat on exactly the hooks it attaches, with their programs
     with ebpfsensor.Sensor(log_file=None) as s:
-        attached = {h for h, info in s.hooks().items() if info.variant}
-    assert {t["hook"] for t in report["floor"]} == attached
+        variants = {h: info.variant for h, info in s.hooks().items()}
+    assert report["hooks"] == variants
+    assert {t["hook"] for t in report["floor"]} == {h for h, v in variants.items() if v}
+    for t in report["floor"]:
+        variant = variants[t["hook"]]
+        assert variant is not None
+        assert t["section"] == _program_section(t["hook"], variant)
 
 
 def test_command_text_output() -> None:
@@ -140,6 +153,13 @@ def test_command_text_output() -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert "sensor: file_open," in lines[1]
+    # the hooks such a sensor attaches here, by variant (exec, fork and
+    # exit are always loaded)
+    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None) as s:
+        variants = {h: info.variant for h, info in s.hooks().items()}
+    assert lines[2] == f"hooks by variant: {variant_summary(variants)}"
+    for hook in ("exec", "fork", "exit", "file_openat_enter"):
+        assert hook in variants and variants[hook] is not None
     for label in ("openat(r)+close", "openat(w)+close", "rename", "fork+exec"):
         assert sum(line.startswith(label) for line in lines) == 2, label  # timing and consumer rows
 

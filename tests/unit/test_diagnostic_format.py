@@ -73,3 +73,16 @@ def test_kernel_dev_to_stat_dev() -> None:
     assert user_dev((259 << 20) | 70000) == os.makedev(259, 70000)
     st = os.stat("/")
     assert user_dev((os.major(st.st_dev) << 20) | os.minor(st.st_dev)) == st.st_dev
+
+
+def test_overhead_hooks_by_variant() -> None:
+    from ebpfsensor.diagnostic_overhead import variant_summary
+
+    hooks: dict[str, str | None] = {f"file_{n}_enter": "tp" for n in range(14)}
+    hooks |= {"exec": "btf", "fork": "btf", "exit": "btf", "rename_target": None}
+    hooks |= {f"path_{n}": "lsm" for n in ("chmod", "chown", "link", "mkdir", "mknod")}
+    assert variant_summary(hooks) == (
+        "tp 14, lsm 5 (path_chmod, path_chown, path_link, path_mkdir, ...), btf 3 (exec, exit, fork),"
+        " none 1 (rename_target)"
+    )
+    assert variant_summary({}) == ""

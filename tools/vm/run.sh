@@ -26,6 +26,7 @@ usage: $0 --kernel ID [options] -- COMMAND [ARG...]
                      kernels built from source, see below)
   --timeout SECONDS  kill the guest after this long (default 600; exit 124)
   --mem SIZE         guest memory (default 1G)
+  --smp N            vCPUs (default 2)
   --cpu MODEL        qemu -cpu (default max,-avx,-avx2; arm64: max,pauth-impdef=on)
   --tcg MODE         multi: one host thread per vCPU; single: both vCPUs on one host
                      thread (default: single for amd64 guests, multi for arm64; see below)
@@ -58,13 +59,14 @@ kernels_dirs() {
 	fi
 }
 
-kernel_id='' cpu='' tcg='' timeout=600 mem=1G root=/ initramfs_only=0 append='' p9cache=loose refresh=0 btf=1
+kernel_id='' cpu='' tcg='' timeout=600 mem=1G smp=2 root=/ initramfs_only=0 append='' p9cache=loose refresh=0 btf=1
 envs=()
 while (($#)); do
 	case $1 in
 	--kernel) kernel_id=${2:?}; shift 2 ;;
 	--timeout) timeout=${2:?}; shift 2 ;;
 	--mem) mem=${2:?}; shift 2 ;;
+	--smp) smp=${2:?}; shift 2 ;;
 	--cpu) cpu=${2:?}; shift 2 ;;
 	--tcg) tcg=${2:?}; shift 2 ;;
 	--root) root=${2:?}; shift 2 ;;
@@ -93,6 +95,7 @@ else
 	usage
 fi
 [[ $timeout =~ ^[0-9]+$ ]] || { log "bad --timeout '$timeout'"; usage; }
+[[ $smp =~ ^[1-9][0-9]*$ ]] || { log "bad --smp '$smp'"; usage; }
 [[ $p9cache == loose || $p9cache == mmap ]] || { log "bad --9p-cache '$p9cache'"; usage; }
 # Multi-threaded TCG (a host thread per vCPU) can go on running its stale
 # translation of kernel text another vCPU has just patched (qemu 7.2). On 5.10
@@ -578,7 +581,7 @@ cat "$initramfs" >>"$tmp/initrd"
 console_log=$tmp/console.log
 # The serial console goes to stdout, and qemu itself copies it to console_log.
 # shellcheck disable=SC2054 # commas belong to qemu's option syntax
-qargs=(-accel "tcg,thread=$tcg" -smp 2 -m "$mem" -nodefaults -nographic -no-reboot
+qargs=(-accel "tcg,thread=$tcg" -smp "$smp" -m "$mem" -nodefaults -nographic -no-reboot
 	-chardev "stdio,id=console,logfile=${console_log//,/,,}" -serial chardev:console
 	-kernel "$kimage" -initrd "$tmp/initrd")
 case $arch in
