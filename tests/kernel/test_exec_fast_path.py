@@ -44,9 +44,15 @@ def sensors() -> Iterator[tuple[ebpfsensor.Sensor, ebpfsensor.Sensor]]:
 
 
 def both(sensors: tuple[ebpfsensor.Sensor, ebpfsensor.Sensor], pid: int, count: int = 1) -> list[tuple[Any, Any]]:
-    """The pid's exec records from each sensor, paired in order."""
+    """The pid's exec records from each sensor, paired in the order they were
+    made: a perf buffer per CPU delivers a process's execs on two CPUs in
+    the order of its buffers, so each sensor's are put in time order."""
     fast, slow = (
-        wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid, count=count, timeout=10) for s in sensors
+        sorted(
+            wait_for(s, lambda e: isinstance(e, ProcessExec) and e.pid == pid, count=count, timeout=10),
+            key=lambda e: e.ts_ns,
+        )
+        for s in sensors
     )
     return list(zip(fast, slow, strict=True))
 
