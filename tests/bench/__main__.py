@@ -287,7 +287,9 @@ def bench_delivery(cb: Any, large: bool, n: int, reps: int) -> dict[str, Any]:
 
 
 def prog_stats(sensor: ebpfsensor.Sensor, name: str) -> tuple[int, int]:
-    info = sustained.ebpf_source(sensor)._objects[0].program_info(name)
+    # the object whose hook the program is (the first holds the shared maps only)
+    loaded = next(o for o in sustained.ebpf_source(sensor)._objects if o.hooks and name in o._a.programs)
+    info = loaded.program_info(name)
     return int(info.run_time_ns), int(info.run_cnt)
 
 
