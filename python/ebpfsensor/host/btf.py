@@ -629,6 +629,9 @@ def minimize(
 
     A minimized file serves the objects it was made for: make it again
     after an upgrade of the package (its objects may read more types).
+    Where bpftool cannot record the ring-buffer builds against the input
+    (a kernel older than their kfunc), the file serves the perf builds,
+    which are what a kernel without BTF of its own loads.
 
     Args:
         input_path: the kernel's full BTF (raw, or a vmlinux with .BTF).
@@ -680,6 +683,19 @@ def minimize(
             text=True,
             check=False,
         )
+        perf = [p for p in objs if ".perf." in p.name or ".v419." in p.name]
+        if run.returncode != 0 and objects is None and perf and len(perf) < len(objs):
+            # the ring builds name a kfunc and the verifier's kfunc list,
+            # which an older kernel's BTF lacks and bpftool cannot record;
+            # a kernel without BTF of its own loads the perf builds alone
+            # (sources/ebpf/source.py, _transport), which the file then serves
+            objs = perf
+            run = subprocess.run(
+                [tool, "gen", "min_core_btf", input_path, tmp, *map(str, objs)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         if run.returncode != 0:
             lines = [line for line in (run.stderr + run.stdout).splitlines() if line.strip()]
             raise EbpfSensorError(
