@@ -172,7 +172,9 @@ struct file_call {
 	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
 	__u32 kpaths;	   /* bit which: a path_* hook resolved path (0) or new_path (1) */
 	__u32 tid;	   /* in call_slots: the thread whose call this is; 0: none */
-	__u32 _pad0;
+	/* a read-only open under the "watched" policy (read_open_enter()):
+	 * only path, flags, mode, dirfd, nr, op and tid are set */
+	__u32 read_only;
 	struct arg_copy arg[2]; /* of path and new_path */
 };
 
@@ -253,32 +255,6 @@ struct {
 	__type(key, struct watched_key);
 	__type(value, __u32);
 } watched_files SEC(".maps");
-
-/*
- * A read-only open's arguments from its sys_enter to its sys_exit, in a
- * slot per thread id (modulo READ_SLOTS) of a plain array: no hash update,
- * no stash entry. A slot another thread took meanwhile (a colliding id) only
- * costs the record its arg_path: the decision at sys_exit is the file's
- * identity, read from the returned fd.
- */
-#define READ_SLOTS 16384
-
-struct read_open {
-	__u64 path; /* user pointer */
-	__u32 tid;  /* the thread whose open this is; 0: none */
-	__u32 nr;
-	__u32 flags;
-	__u32 mode;
-	__s32 dirfd;
-	__u32 _pad0;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, READ_SLOTS);
-	__type(key, __u32);
-	__type(value, struct read_open);
-} read_opens SEC(".maps");
 
 /* last reported open of (process, file, access class) */
 struct dedup_key {
@@ -1683,19 +1659,20 @@ static __always_inline int write_intent(__u32 flags)
 
 /*
  * At an open's sys_enter under the "watched" policy: true for a read-only
- * open, whose arguments go to its thread's slot and nothing is stashed; an
- * open with write intent goes on to the stash. Every open clears the slot
- * first, so no earlier call's slot is taken for this one.
+ * open, whose few arguments go to the header of its thread's stash (the
+ * slot of its exact id, else its file_calls entry: no other thread's call
+ * can take or overwrite them) with read_only set, and none of its strings
+ * is read; false for an open with write intent, which goes on to the
+ * ordinary stash. Whether a read-only open is reported is decided at its
+ * sys_exit, from what it opened.
  */
 static __always_inline int read_open_enter(long nr, const __u64 *a)
 {
-	__u32 tid = bpf_get_current_pid_tgid();
-	__u32 key = tid & (READ_SLOTS - 1), flags, mode = 0;
-	struct read_open *r = bpf_map_lookup_elem(&read_opens, &key);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, flags, mode = 0;
+	struct file_scratch *s;
+	struct file_call *c;
 
-	if (!r)
-		return 0;
-	r->tid = 0;
 	switch (nr) {
 	case NR_openat:
 		flags = a[2];
@@ -1711,21 +1688,41 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	}
 	if (write_intent(flags))
 		return 0;
-	/* with FileOpen off a read-only open has nothing to report */
-	if (!kind_on(EVENT_FILE_OPEN))
-		return 1;
-	r->nr = nr;
-	r->flags = flags;
-	if (nr == NR_open) {
-		r->path = a[0];
-		r->dirfd = FILE_AT_FDCWD;
-		r->mode = a[2];
+	if (tid < CALL_SLOTS) {
+		c = bpf_map_lookup_elem(&call_slots, &tid);
+		if (!c)
+			return 1;
+		/* with FileOpen off a read-only open has nothing to report;
+		 * its exit finds the slot free */
+		if (!kind_on(EVENT_FILE_OPEN)) {
+			c->tid = 0;
+			return 1;
+		}
 	} else {
-		r->path = a[1];
-		r->dirfd = a[0];
-		r->mode = nr == NR_openat ? a[3] : mode;
+		if (!kind_on(EVENT_FILE_OPEN))
+			return 1;
+		s = scratch();
+		if (!s)
+			return 1;
+		c = &s->call;
 	}
-	r->tid = tid;
+	c->nr = nr;
+	c->op = FOP_OPEN;
+	c->flags = flags;
+	if (nr == NR_open) {
+		c->path = a[0];
+		c->dirfd = FILE_AT_FDCWD;
+		c->mode = a[2];
+	} else {
+		c->path = a[1];
+		c->dirfd = a[0];
+		c->mode = nr == NR_openat ? a[3] : mode;
+	}
+	c->read_only = 1;
+	c->tid = tid;
+	/* a failed update is counted at sys_exit, which finds nothing */
+	if (tid >= CALL_SLOTS)
+		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 	return 1;
 }
 
@@ -1803,17 +1800,17 @@ static __always_inline int is_watched(struct file *file)
 }
 
 /*
- * At a read-only open's sys_exit (its slot found): the file it opened, from
- * the returned fd, is looked up by identity; not watched, it is counted and
- * nothing else is done. A failed one opened no file: reported when the
- * kernel refused it (EACCES, EPERM: an attempt on a file the caller may
- * not open), else counted. Exclusions apply to what is reported.
+ * At a read-only open's sys_exit (its stashed header found): the file it
+ * opened, from the returned fd, is looked up by identity; not watched, it
+ * is counted and nothing else is done. A failed one opened no file:
+ * reported when the kernel refused it (EACCES, EPERM: an attempt on a file
+ * the caller may not open), else counted. Exclusions apply to what is
+ * reported.
  */
-static __always_inline int read_open_exit(ES_CTX_PARAM __u64 id, long nr, long ret, struct read_open *r)
+static __always_inline int read_open_exit(ES_CTX_PARAM long nr, long ret, struct file_call *r)
 {
 	struct file *file;
 
-	r->tid = 0;
 	if (ret >= 0) {
 		file = current_fd_file(ret);
 		/* closed by another thread before this exit: lost, counted */
@@ -1837,17 +1834,10 @@ unwatched:
 static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 key = (__u32)id & (READ_SLOTS - 1);
 	struct file_scratch *s;
-	struct read_open *r;
 	struct file_call *c;
 	struct file *file;
 
-	if (op == FOP_OPEN && !cfg_read_opens_all) {
-		r = bpf_map_lookup_elem(&read_opens, &key);
-		if (r && r->tid == (__u32)id && r->nr == nr)
-			return read_open_exit(ES_CTX id, nr, ret, r);
-	}
 	c = stashed_call(id);
 	/* nothing stashed: the kind is off, the process excluded, the sensor
 	 * started mid-call, or the entry was evicted (counted: the call is lost);
@@ -1855,8 +1845,8 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	if (!c) {
 		if (!op_enabled(op) || current_excluded() >= 0)
 			return 0;
-		/* an open whose slot another thread took: a watched file is
-		 * reported all the same, known by the file it opened */
+		/* an open whose file_calls entry was evicted: a watched file
+		 * is reported all the same, known by the file it opened */
 		if (op == FOP_OPEN && !cfg_read_opens_all && ret >= 0 && kind_on(EVENT_FILE_OPEN)) {
 			file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
 			if (file && is_watched(file))
@@ -1868,6 +1858,11 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	}
 	if (c->nr != nr)
 		return 0;
+	if (op == FOP_OPEN && !cfg_read_opens_all && c->read_only) {
+		read_open_exit(ES_CTX nr, ret, c);
+		unstash_call(id, c);
+		return 0;
+	}
 	/* the record builders read the call from the scratch: one copy, then
 	 * no lookup of the stash in each of them */
 	s = scratch();
