@@ -374,10 +374,25 @@ static __always_inline struct file *current_fd_file(int fd)
 }
 
 /*
+ * A file's inode and f_mode: loaded directly where the path walk's loads
+ * are (PATH_DIRECT, task.bpf.h), else one bpf_probe_read_kernel() each.
+ */
+static __always_inline struct inode *file_inode_of(struct file *file)
+{
+	return (struct inode *)KREAD(struct file, file, f_inode);
+}
+
+static __always_inline __u32 file_fmode(struct file *file)
+{
+	return KREAD(struct file, file, f_mode);
+}
+
+/*
  * An inode's identity: its number into *ino, its superblock's s_dev
- * returned. Where the kernel lays i_sb out 24 bytes before i_ino (the
- * usual configurations: i_mapping and i_security between them), both come
- * from one read; else from one read each.
+ * returned. Loaded directly where PATH_DIRECT; else, where the kernel lays
+ * i_sb out 24 bytes before i_ino (the usual configurations: i_mapping and
+ * i_security between them), both come from one read, or from one read
+ * each, and s_dev from another.
  */
 static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
 {
@@ -389,6 +404,10 @@ static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
 	} w = {};
 	struct super_block *sb;
 
+	if (PATH_DIRECT) {
+		*ino = KREAD(struct inode, inode, i_ino);
+		return KREAD(struct inode, inode, i_sb, s_dev);
+	}
 	if (bpf_core_field_offset(struct inode, i_ino) - bpf_core_field_offset(struct inode, i_sb) ==
 		    offsetof(typeof(w), ino) &&
 	    bpf_core_field_size(struct inode, i_ino) == sizeof(w.ino)) {
@@ -414,11 +433,20 @@ static __always_inline struct file_call *enter_call(struct file_scratch *s)
 	return &s->call;
 }
 
-/* at sys_exit: the call sys_exit works on, copied from its stash */
+/*
+ * At sys_exit: the call the record builders work on, where sys_enter built
+ * it: its thread's slot (only its own thread's programs write it, and none
+ * runs while this one does), else the scratch, where file_exit() copies it
+ * from file_calls (an entry another CPU's eviction may reuse meanwhile).
+ */
 static __always_inline struct file_call *current_call(void)
 {
-	struct file_scratch *s = scratch();
+	__u32 tid = bpf_get_current_pid_tgid();
+	struct file_scratch *s;
 
+	if (tid < CALL_SLOTS)
+		return bpf_map_lookup_elem(&call_slots, &tid);
+	s = scratch();
 	return s ? &s->call : NULL;
 }
 
@@ -461,6 +489,7 @@ static __always_inline void unstash_call(__u64 id, struct file_call *c)
 ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
+	struct file_call *call;
 	long n;
 	char c = 0;
 
@@ -472,10 +501,13 @@ ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 	asm volatile("" : "+r"(max));
 	max = ((max - 1) & PATH_MASK) + 1;
 	if (from == FROM_COPY) {
-		n = s->call.arg[0].len;
+		call = current_call();
+		if (!call)
+			return PATH_TRUNCATED;
+		n = call->arg[0].len;
 		if (n > ARG_WHOLE || n >= max)
 			return PATH_TRUNCATED;
-		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & 127, s->call.arg[0].head);
+		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & 127, call->arg[0].head);
 		return n;
 	}
 	if (from == FROM_CHECK) {
@@ -1202,7 +1234,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->mode = c->mode;
 	if (ret >= 0)
 		file = current_fd_file(ret);
-	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
+	e->created = file && (file_fmode(file) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
 	 * repeat). A failed O_CREAT open may have met an existing file, and
@@ -1213,7 +1245,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->ino = 0;
 	e->dev = 0;
 	if (file) {
-		inode = BPF_CORE_READ(file, f_inode);
+		inode = file_inode_of(file);
 		e->dev = user_dev(inode_id(inode, &e->ino));
 		if (want_open && !e->created && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
 			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
@@ -1761,19 +1793,18 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 
 /*
  * A read-only open reported (its file is watched, or it was refused): its
- * arguments go where sys_exit puts a stashed call's, then emit_open() builds
- * the record. path 0 (no slot: the arguments are not known) gives an empty
- * arg_path; the path is the opened file's.
+ * arguments go where the record builders read a call (current_call(): for
+ * a thread with a slot, the slot its header came from, which is then free),
+ * then emit_open() builds the record. path 0 (no stash: the arguments are
+ * not known) gives an empty arg_path; the path is the opened file's.
  */
 static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u64 path, __s32 dirfd, __u32 flags,
 					    __u32 mode)
 {
-	struct file_scratch *s = scratch();
-	struct file_call *c;
+	struct file_call *c = current_call();
 
-	if (!s)
+	if (!c)
 		return 0;
-	c = &s->call;
 	__builtin_memset(c, 0, offsetof(struct file_call, arg));
 	c->nr = nr;
 	c->op = FOP_OPEN;
@@ -1792,7 +1823,7 @@ static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u6
 /* the opened file of a successful open is watched (its inode's s_dev, i_ino) */
 static __always_inline int is_watched(struct file *file)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct inode *inode = file_inode_of(file);
 	struct watched_key key;
 
 	key.dev = inode_id(inode, &key.ino);
@@ -1863,19 +1894,22 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		unstash_call(id, c);
 		return 0;
 	}
-	/* the record builders read the call from the scratch: one copy, then
-	 * no lookup of the stash in each of them */
-	s = scratch();
-	if (!s)
-		return 0;
-	/* a call of one string: its second copy is not read */
-	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
-		bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
-	} else {
-		bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
-		s->call.arg[1].len = ARG_UNREAD;
+	/* a call in its thread's slot is built from there (current_call());
+	 * one from file_calls is copied to the scratch first, then its entry
+	 * deleted. A call of one string: its second copy is not read (sys_enter
+	 * marked it unread) */
+	if ((__u32)id >= CALL_SLOTS) {
+		s = scratch();
+		if (!s)
+			return 0;
+		if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
+			bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
+		} else {
+			bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
+			s->call.arg[1].len = ARG_UNREAD;
+		}
+		unstash_call(id, c);
 	}
-	unstash_call(id, c);
 	switch (op) {
 	case FOP_OPEN:
 		emit_open(ES_CTX ret);
@@ -1905,6 +1939,8 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		emit_symlink(ES_CTX ret);
 		break;
 	}
+	if ((__u32)id < CALL_SLOTS)
+		unstash_call(id, c);
 	return 0;
 }
 
