@@ -490,6 +490,9 @@ ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
 	struct file_call *call;
+	const __u64 *src;
+	__u64 *dst;
+	__u32 k;
 	long n;
 	char c = 0;
 
@@ -507,7 +510,12 @@ ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 		n = call->arg[0].len;
 		if (n > ARG_WHOLE || n >= max)
 			return PATH_TRUNCATED;
-		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & 127, call->arg[0].head);
+		/* the whole copy, a word at a time, not a helper call: the
+		 * record ends at n, and buf has room past any offset */
+		dst = (__u64 *)&s->buf[off & FILE_OFF_MASK];
+		src = (const __u64 *)call->arg[0].head;
+		for (k = 0; k < ARG_COPY_LEN / 8; k++)
+			dst[k] = src[k];
 		return n;
 	}
 	if (from == FROM_CHECK) {
@@ -679,23 +687,20 @@ ES_FUNC int arg_hash(__u32 which, __u64 uptr)
 }
 
 /*
- * At sys_enter: the caller's string at uptr into the call being built
+ * At sys_enter: the caller's string at uptr into c, the call being built
  * (enter_call()), which = 0 for path, 1 for new_path. A short string is
  * kept whole, which is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
  * path comes from the file it opened when it succeeds). A string sys_enter
  * cannot read (not resident: the kernel will fault its page in), or a long
- * one with short_only, stays unchecked.
+ * one with short_only, stays unchecked. Inline: the short string's read is
+ * every file call's, and the call is at hand.
  */
-ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
+static __always_inline int arg_capture(struct file_call *c, __u32 which, __u64 uptr, __u32 short_only)
 {
-	struct file_scratch *s = scratch();
-	struct file_call *c = s ? enter_call(s) : NULL;
 	struct arg_copy *a;
 	long n;
 
-	if (!s || !c)
-		return 0;
 	a = &c->arg[which & 1];
 	a->len = ARG_UNREAD;
 	if (!uptr)
@@ -1778,9 +1783,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	c->op = op;
 	normalise(c, nr, args);
 	/* the strings sys_exit reads again, to tell whether they changed */
-	arg_capture(0, c->path, op == FOP_OPEN);
+	arg_capture(c, 0, c->path, op == FOP_OPEN);
 	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK)
-		arg_capture(1, c->new_path, 0);
+		arg_capture(c, 1, c->new_path, 0);
 	else
 		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
