@@ -178,6 +178,10 @@ struct file_call {
 	struct arg_copy arg[2]; /* of path and new_path */
 };
 
+/* call_copy() copies words */
+_Static_assert(sizeof(struct file_call) % 8 == 0 && __builtin_offsetof(struct file_call, arg[1]) % 8 == 0,
+	       "file_call words");
+
 /*
  * A call's arguments from its sys_enter to its sys_exit: in the slot of
  * its thread id in a plain array when the id is below CALL_SLOTS (no hash
@@ -434,20 +438,28 @@ static __always_inline struct file_call *enter_call(struct file_scratch *s)
 }
 
 /*
- * At sys_exit: the call the record builders work on, where sys_enter built
- * it: its thread's slot (only its own thread's programs write it, and none
- * runs while this one does), else the scratch, where file_exit() copies it
- * from file_calls (an entry another CPU's eviction may reuse meanwhile).
+ * At sys_exit: the call sys_exit works on, copied from its stash. One map
+ * for every call: were it the slot for some threads and the scratch for
+ * the others, the verifier would walk each record builder once for each.
  */
 static __always_inline struct file_call *current_call(void)
 {
-	__u32 tid = bpf_get_current_pid_tgid();
-	struct file_scratch *s;
+	struct file_scratch *s = scratch();
 
-	if (tid < CALL_SLOTS)
-		return bpf_map_lookup_elem(&call_slots, &tid);
-	s = scratch();
 	return s ? &s->call : NULL;
+}
+
+/* the first n bytes (a constant multiple of 8) of a stashed call into dst,
+ * a word at a time: loads and stores, no helper call */
+static __always_inline void call_copy(struct file_call *dst, const struct file_call *src, __u32 n)
+{
+	const __u64 *from = (const __u64 *)src;
+	__u64 *to = (__u64 *)dst;
+	__u32 i;
+
+	ES_UNROLL
+	for (i = 0; i < n / 8; i++)
+		to[i] = from[i];
 }
 
 /* the current thread's stashed call, in its slot or in file_calls; NULL
@@ -1798,10 +1810,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 
 /*
  * A read-only open reported (its file is watched, or it was refused): its
- * arguments go where the record builders read a call (current_call(): for
- * a thread with a slot, the slot its header came from, which is then free),
- * then emit_open() builds the record. path 0 (no stash: the arguments are
- * not known) gives an empty arg_path; the path is the opened file's.
+ * arguments go where sys_exit puts a stashed call's, then emit_open() builds
+ * the record. path 0 (no stash: the arguments are not known) gives an empty
+ * arg_path; the path is the opened file's.
  */
 static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u64 path, __s32 dirfd, __u32 flags,
 					    __u32 mode)
@@ -1899,22 +1910,19 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		unstash_call(id, c);
 		return 0;
 	}
-	/* a call in its thread's slot is built from there (current_call());
-	 * one from file_calls is copied to the scratch first, then its entry
-	 * deleted. A call of one string: its second copy is not read (sys_enter
-	 * marked it unread) */
-	if ((__u32)id >= CALL_SLOTS) {
-		s = scratch();
-		if (!s)
-			return 0;
-		if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
-			bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
-		} else {
-			bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
-			s->call.arg[1].len = ARG_UNREAD;
-		}
-		unstash_call(id, c);
+	/* the record builders read the call from the scratch: one copy, then
+	 * no lookup of the stash in each of them */
+	s = scratch();
+	if (!s)
+		return 0;
+	/* a call of one string: its second copy is not read */
+	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
+		call_copy(&s->call, c, sizeof(s->call));
+	} else {
+		call_copy(&s->call, c, offsetof(struct file_call, arg[1]));
+		s->call.arg[1].len = ARG_UNREAD;
 	}
+	unstash_call(id, c);
 	switch (op) {
 	case FOP_OPEN:
 		emit_open(ES_CTX ret);
@@ -1944,8 +1952,6 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		emit_symlink(ES_CTX ret);
 		break;
 	}
-	if ((__u32)id < CALL_SLOTS)
-		unstash_call(id, c);
 	return 0;
 }
 
