@@ -172,9 +172,15 @@ struct file_call {
 	__u32 rename_seen; /* RENAME_SEEN | RENAME_TARGET_EXISTED, set by rename_target */
 	__u32 kpaths;	   /* bit which: a path_* hook resolved path (0) or new_path (1) */
 	__u32 tid;	   /* in call_slots: the thread whose call this is; 0: none */
-	__u32 _pad0;
+	/* a read-only open under the "watched" policy (read_open_enter()):
+	 * only path, flags, mode, dirfd, nr, op and tid are set */
+	__u32 read_only;
 	struct arg_copy arg[2]; /* of path and new_path */
 };
+
+/* call_copy() copies words */
+_Static_assert(sizeof(struct file_call) % 8 == 0 && __builtin_offsetof(struct file_call, arg[1]) % 8 == 0,
+	       "file_call words");
 
 /*
  * A call's arguments from its sys_enter to its sys_exit: in the slot of
@@ -253,32 +259,6 @@ struct {
 	__type(key, struct watched_key);
 	__type(value, __u32);
 } watched_files SEC(".maps");
-
-/*
- * A read-only open's arguments from its sys_enter to its sys_exit, in a
- * slot per thread id (modulo READ_SLOTS) of a plain array: no hash update,
- * no stash entry. A slot another thread took meanwhile (a colliding id) only
- * costs the record its arg_path: the decision at sys_exit is the file's
- * identity, read from the returned fd.
- */
-#define READ_SLOTS 16384
-
-struct read_open {
-	__u64 path; /* user pointer */
-	__u32 tid;  /* the thread whose open this is; 0: none */
-	__u32 nr;
-	__u32 flags;
-	__u32 mode;
-	__s32 dirfd;
-	__u32 _pad0;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, READ_SLOTS);
-	__type(key, __u32);
-	__type(value, struct read_open);
-} read_opens SEC(".maps");
 
 /* last reported open of (process, file, access class) */
 struct dedup_key {
@@ -398,10 +378,25 @@ static __always_inline struct file *current_fd_file(int fd)
 }
 
 /*
+ * A file's inode and f_mode: loaded directly where the path walk's loads
+ * are (PATH_DIRECT, task.bpf.h), else one bpf_probe_read_kernel() each.
+ */
+static __always_inline struct inode *file_inode_of(struct file *file)
+{
+	return (struct inode *)KREAD(struct file, file, f_inode);
+}
+
+static __always_inline __u32 file_fmode(struct file *file)
+{
+	return KREAD(struct file, file, f_mode);
+}
+
+/*
  * An inode's identity: its number into *ino, its superblock's s_dev
- * returned. Where the kernel lays i_sb out 24 bytes before i_ino (the
- * usual configurations: i_mapping and i_security between them), both come
- * from one read; else from one read each.
+ * returned. Loaded directly where PATH_DIRECT; else, where the kernel lays
+ * i_sb out 24 bytes before i_ino (the usual configurations: i_mapping and
+ * i_security between them), both come from one read, or from one read
+ * each, and s_dev from another.
  */
 static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
 {
@@ -413,6 +408,10 @@ static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
 	} w = {};
 	struct super_block *sb;
 
+	if (PATH_DIRECT) {
+		*ino = KREAD(struct inode, inode, i_ino);
+		return KREAD(struct inode, inode, i_sb, s_dev);
+	}
 	if (bpf_core_field_offset(struct inode, i_ino) - bpf_core_field_offset(struct inode, i_sb) ==
 		    offsetof(typeof(w), ino) &&
 	    bpf_core_field_size(struct inode, i_ino) == sizeof(w.ino)) {
@@ -438,12 +437,29 @@ static __always_inline struct file_call *enter_call(struct file_scratch *s)
 	return &s->call;
 }
 
-/* at sys_exit: the call sys_exit works on, copied from its stash */
+/*
+ * At sys_exit: the call sys_exit works on, copied from its stash. One map
+ * for every call: were it the slot for some threads and the scratch for
+ * the others, the verifier would walk each record builder once for each.
+ */
 static __always_inline struct file_call *current_call(void)
 {
 	struct file_scratch *s = scratch();
 
 	return s ? &s->call : NULL;
+}
+
+/* the first n bytes (a constant multiple of 8) of a stashed call into dst,
+ * a word at a time: loads and stores, no helper call */
+static __always_inline void call_copy(struct file_call *dst, const struct file_call *src, __u32 n)
+{
+	const __u64 *from = (const __u64 *)src;
+	__u64 *to = (__u64 *)dst;
+	__u32 i;
+
+	ES_UNROLL
+	for (i = 0; i < n / 8; i++)
+		to[i] = from[i];
 }
 
 /* the current thread's stashed call, in its slot or in file_calls; NULL
@@ -485,6 +501,10 @@ static __always_inline void unstash_call(__u64 id, struct file_call *c)
 ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 {
 	struct file_scratch *s = scratch();
+	struct file_call *call;
+	const __u64 *src;
+	__u64 *dst;
+	__u32 k;
 	long n;
 	char c = 0;
 
@@ -496,10 +516,18 @@ ES_FUNC int put_user_str(__u32 off, __u64 uptr, __u32 max, __u32 from)
 	asm volatile("" : "+r"(max));
 	max = ((max - 1) & PATH_MASK) + 1;
 	if (from == FROM_COPY) {
-		n = s->call.arg[0].len;
+		call = current_call();
+		if (!call)
+			return PATH_TRUNCATED;
+		n = call->arg[0].len;
 		if (n > ARG_WHOLE || n >= max)
 			return PATH_TRUNCATED;
-		bpf_probe_read_kernel(&s->buf[off & FILE_OFF_MASK], n & 127, s->call.arg[0].head);
+		/* the whole copy, a word at a time, not a helper call: the
+		 * record ends at n, and buf has room past any offset */
+		dst = (__u64 *)&s->buf[off & FILE_OFF_MASK];
+		src = (const __u64 *)call->arg[0].head;
+		for (k = 0; k < ARG_COPY_LEN / 8; k++)
+			dst[k] = src[k];
 		return n;
 	}
 	if (from == FROM_CHECK) {
@@ -671,23 +699,20 @@ ES_FUNC int arg_hash(__u32 which, __u64 uptr)
 }
 
 /*
- * At sys_enter: the caller's string at uptr into the call being built
+ * At sys_enter: the caller's string at uptr into c, the call being built
  * (enter_call()), which = 0 for path, 1 for new_path. A short string is
  * kept whole, which is both its check and its copy: one read. A longer one also gets its
  * length and a keyed hash of all of it, unless short_only (an open's: its
  * path comes from the file it opened when it succeeds). A string sys_enter
  * cannot read (not resident: the kernel will fault its page in), or a long
- * one with short_only, stays unchecked.
+ * one with short_only, stays unchecked. Inline: the short string's read is
+ * every file call's, and the call is at hand.
  */
-ES_FUNC int arg_capture(__u32 which, __u64 uptr, __u32 short_only)
+static __always_inline int arg_capture(struct file_call *c, __u32 which, __u64 uptr, __u32 short_only)
 {
-	struct file_scratch *s = scratch();
-	struct file_call *c = s ? enter_call(s) : NULL;
 	struct arg_copy *a;
 	long n;
 
-	if (!s || !c)
-		return 0;
 	a = &c->arg[which & 1];
 	a->len = ARG_UNREAD;
 	if (!uptr)
@@ -1226,7 +1251,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->mode = c->mode;
 	if (ret >= 0)
 		file = current_fd_file(ret);
-	e->created = file && (BPF_CORE_READ(file, f_mode) & FMODE_CREATED);
+	e->created = file && (file_fmode(file) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
 	 * repeat). A failed O_CREAT open may have met an existing file, and
@@ -1237,7 +1262,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e->ino = 0;
 	e->dev = 0;
 	if (file) {
-		inode = BPF_CORE_READ(file, f_inode);
+		inode = file_inode_of(file);
 		e->dev = user_dev(inode_id(inode, &e->ino));
 		if (want_open && !e->created && cfg_file_dedup_ns && open_is_repeat(e->ino, e->dev, e->flags)) {
 			stat_inc(EVENT_FILE_OPEN, STAT_DEDUPLICATED);
@@ -1683,19 +1708,20 @@ static __always_inline int write_intent(__u32 flags)
 
 /*
  * At an open's sys_enter under the "watched" policy: true for a read-only
- * open, whose arguments go to its thread's slot and nothing is stashed; an
- * open with write intent goes on to the stash. Every open clears the slot
- * first, so no earlier call's slot is taken for this one.
+ * open, whose few arguments go to the header of its thread's stash (the
+ * slot of its exact id, else its file_calls entry: no other thread's call
+ * can take or overwrite them) with read_only set, and none of its strings
+ * is read; false for an open with write intent, which goes on to the
+ * ordinary stash. Whether a read-only open is reported is decided at its
+ * sys_exit, from what it opened.
  */
 static __always_inline int read_open_enter(long nr, const __u64 *a)
 {
-	__u32 tid = bpf_get_current_pid_tgid();
-	__u32 key = tid & (READ_SLOTS - 1), flags, mode = 0;
-	struct read_open *r = bpf_map_lookup_elem(&read_opens, &key);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = id, flags, mode = 0;
+	struct file_scratch *s;
+	struct file_call *c;
 
-	if (!r)
-		return 0;
-	r->tid = 0;
 	switch (nr) {
 	case NR_openat:
 		flags = a[2];
@@ -1711,21 +1737,41 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	}
 	if (write_intent(flags))
 		return 0;
-	/* with FileOpen off a read-only open has nothing to report */
-	if (!kind_on(EVENT_FILE_OPEN))
-		return 1;
-	r->nr = nr;
-	r->flags = flags;
-	if (nr == NR_open) {
-		r->path = a[0];
-		r->dirfd = FILE_AT_FDCWD;
-		r->mode = a[2];
+	if (tid < CALL_SLOTS) {
+		c = bpf_map_lookup_elem(&call_slots, &tid);
+		if (!c)
+			return 1;
+		/* with FileOpen off a read-only open has nothing to report;
+		 * its exit finds the slot free */
+		if (!kind_on(EVENT_FILE_OPEN)) {
+			c->tid = 0;
+			return 1;
+		}
 	} else {
-		r->path = a[1];
-		r->dirfd = a[0];
-		r->mode = nr == NR_openat ? a[3] : mode;
+		if (!kind_on(EVENT_FILE_OPEN))
+			return 1;
+		s = scratch();
+		if (!s)
+			return 1;
+		c = &s->call;
 	}
-	r->tid = tid;
+	c->nr = nr;
+	c->op = FOP_OPEN;
+	c->flags = flags;
+	if (nr == NR_open) {
+		c->path = a[0];
+		c->dirfd = FILE_AT_FDCWD;
+		c->mode = a[2];
+	} else {
+		c->path = a[1];
+		c->dirfd = a[0];
+		c->mode = nr == NR_openat ? a[3] : mode;
+	}
+	c->read_only = 1;
+	c->tid = tid;
+	/* a failed update is counted at sys_exit, which finds nothing */
+	if (tid >= CALL_SLOTS)
+		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 	return 1;
 }
 
@@ -1749,9 +1795,9 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 	c->op = op;
 	normalise(c, nr, args);
 	/* the strings sys_exit reads again, to tell whether they changed */
-	arg_capture(0, c->path, op == FOP_OPEN);
+	arg_capture(c, 0, c->path, op == FOP_OPEN);
 	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK)
-		arg_capture(1, c->new_path, 0);
+		arg_capture(c, 1, c->new_path, 0);
 	else
 		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
@@ -1765,18 +1811,16 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 /*
  * A read-only open reported (its file is watched, or it was refused): its
  * arguments go where sys_exit puts a stashed call's, then emit_open() builds
- * the record. path 0 (no slot: the arguments are not known) gives an empty
+ * the record. path 0 (no stash: the arguments are not known) gives an empty
  * arg_path; the path is the opened file's.
  */
 static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u64 path, __s32 dirfd, __u32 flags,
 					    __u32 mode)
 {
-	struct file_scratch *s = scratch();
-	struct file_call *c;
+	struct file_call *c = current_call();
 
-	if (!s)
+	if (!c)
 		return 0;
-	c = &s->call;
 	__builtin_memset(c, 0, offsetof(struct file_call, arg));
 	c->nr = nr;
 	c->op = FOP_OPEN;
@@ -1795,7 +1839,7 @@ static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u6
 /* the opened file of a successful open is watched (its inode's s_dev, i_ino) */
 static __always_inline int is_watched(struct file *file)
 {
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct inode *inode = file_inode_of(file);
 	struct watched_key key;
 
 	key.dev = inode_id(inode, &key.ino);
@@ -1803,17 +1847,17 @@ static __always_inline int is_watched(struct file *file)
 }
 
 /*
- * At a read-only open's sys_exit (its slot found): the file it opened, from
- * the returned fd, is looked up by identity; not watched, it is counted and
- * nothing else is done. A failed one opened no file: reported when the
- * kernel refused it (EACCES, EPERM: an attempt on a file the caller may
- * not open), else counted. Exclusions apply to what is reported.
+ * At a read-only open's sys_exit (its stashed header found): the file it
+ * opened, from the returned fd, is looked up by identity; not watched, it
+ * is counted and nothing else is done. A failed one opened no file:
+ * reported when the kernel refused it (EACCES, EPERM: an attempt on a file
+ * the caller may not open), else counted. Exclusions apply to what is
+ * reported.
  */
-static __always_inline int read_open_exit(ES_CTX_PARAM __u64 id, long nr, long ret, struct read_open *r)
+static __always_inline int read_open_exit(ES_CTX_PARAM long nr, long ret, struct file_call *r)
 {
 	struct file *file;
 
-	r->tid = 0;
 	if (ret >= 0) {
 		file = current_fd_file(ret);
 		/* closed by another thread before this exit: lost, counted */
@@ -1837,17 +1881,10 @@ unwatched:
 static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 key = (__u32)id & (READ_SLOTS - 1);
 	struct file_scratch *s;
-	struct read_open *r;
 	struct file_call *c;
 	struct file *file;
 
-	if (op == FOP_OPEN && !cfg_read_opens_all) {
-		r = bpf_map_lookup_elem(&read_opens, &key);
-		if (r && r->tid == (__u32)id && r->nr == nr)
-			return read_open_exit(ES_CTX id, nr, ret, r);
-	}
 	c = stashed_call(id);
 	/* nothing stashed: the kind is off, the process excluded, the sensor
 	 * started mid-call, or the entry was evicted (counted: the call is lost);
@@ -1855,8 +1892,8 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	if (!c) {
 		if (!op_enabled(op) || current_excluded() >= 0)
 			return 0;
-		/* an open whose slot another thread took: a watched file is
-		 * reported all the same, known by the file it opened */
+		/* an open whose file_calls entry was evicted: a watched file
+		 * is reported all the same, known by the file it opened */
 		if (op == FOP_OPEN && !cfg_read_opens_all && ret >= 0 && kind_on(EVENT_FILE_OPEN)) {
 			file = fd_file((struct task_struct *)bpf_get_current_task(), ret);
 			if (file && is_watched(file))
@@ -1868,6 +1905,11 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	}
 	if (c->nr != nr)
 		return 0;
+	if (op == FOP_OPEN && !cfg_read_opens_all && c->read_only) {
+		read_open_exit(ES_CTX nr, ret, c);
+		unstash_call(id, c);
+		return 0;
+	}
 	/* the record builders read the call from the scratch: one copy, then
 	 * no lookup of the stash in each of them */
 	s = scratch();
@@ -1875,9 +1917,9 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 		return 0;
 	/* a call of one string: its second copy is not read */
 	if (op == FOP_RENAME || op == FOP_LINK || op == FOP_SYMLINK) {
-		bpf_probe_read_kernel(&s->call, sizeof(s->call), c);
+		call_copy(&s->call, c, sizeof(s->call));
 	} else {
-		bpf_probe_read_kernel(&s->call, offsetof(struct file_call, arg[1]), c);
+		call_copy(&s->call, c, offsetof(struct file_call, arg[1]));
 		s->call.arg[1].len = ARG_UNREAD;
 	}
 	unstash_call(id, c);

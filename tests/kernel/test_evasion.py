@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from tests.kernel.conftest import wait_for
+from tests.kernel.test_file_events import AT_FDCWD, nrs
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
@@ -714,3 +715,171 @@ def test_a_long_path_rewritten_during_the_call_is_flagged(sensor: ebpfsensor.Sen
     flagged = [e for e in events if e.path_source == PathSource.SYSCALL_ARG_CHANGED]
     assert flagged, "no rewrite was seen in 300 calls"
     assert {e.path_source for e in events} <= {PathSource.SYSCALL_ARG, PathSource.SYSCALL_ARG_CHANGED}
+
+
+REFUSED_UNDER_COLLISION_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *mine;
+static int target;
+static atomic_int found, stop;
+
+/* a thread whose id equals the main thread's modulo 16384 (and so modulo
+ * every smaller power of two) opens its own file read-only until told to
+ * stop; any other thread ends at once */
+static void *thread(void *arg)
+{
+	int tid = syscall(SYS_gettid), fd;
+
+	if (tid == target || tid % 16384 != target % 16384)
+		return NULL;
+	printf("%d\n", tid);
+	fflush(stdout);
+	atomic_store(&found, 1);
+	while (!atomic_load(&stop)) {
+		fd = open(mine, O_RDONLY);
+		if (fd >= 0)
+			close(fd);
+	}
+	return arg;
+}
+
+/* argv: the file the main thread may not read, the colliding thread's own
+ * file, how many refused opens */
+int main(int argc, char **argv)
+{
+	pthread_t t;
+	int opens, refused = 0, fd;
+
+	if (argc != 4)
+		return 2;
+	mine = argv[2];
+	opens = atoi(argv[3]);
+	target = getpid();
+	for (int i = 0; i < 400000 && !atomic_load(&found); i++) {
+		if (pthread_create(&t, NULL, thread, NULL) != 0)
+			return 1;
+		while (!atomic_load(&found) && pthread_tryjoin_np(t, NULL) != 0)
+			sched_yield();
+	}
+	if (!atomic_load(&found))
+		return 1;
+	/* the main thread's refused opens while the other thread opens */
+	for (int i = 0; i < opens; i++) {
+		fd = open(argv[1], O_RDONLY);
+		if (fd >= 0)
+			close(fd);
+		else if (errno == EACCES)
+			refused++;
+	}
+	atomic_store(&stop, 1);
+	pthread_join(t, NULL);
+	printf("%d\n", refused);
+	return 0;
+}
+"""
+
+
+def collider_under_pid(pid: int, argv: list[str]) -> subprocess.Popen[str] | None:
+    """Start argv under process id pid, which may be above pid_max (raised
+    for the fork, then restored), or None when another process took it."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        saved = f.read().strip()
+    try:
+        if pid >= int(saved):
+            with open("/proc/sys/kernel/pid_max", "w") as f:
+                f.write(str(pid + 1024))
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    finally:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(saved)
+    if p.pid == pid:
+        return p
+    p.kill()
+    p.wait()
+    if p.stdout is not None:
+        p.stdout.close()
+    return None
+
+
+@pytest.mark.parametrize("high", [False, True], ids=["slot", "above-call-slots"])
+def test_a_colliding_thread_cannot_make_a_refused_read_only_open_vanish(public_dir: Path, high: bool) -> None:
+    """Under the default open policy a read-only open the kernel refused is
+    reported (an attempt on a file the caller may not read). Its arguments
+    waited for its exit in a slot indexed by the thread id modulo 16384: an
+    unprivileged process whose second thread's id collided with the first's
+    overwrote the slot with its own read-only opens between the refused
+    open's sys_enter and sys_exit, which then found no arguments of its own
+    and only counted the open. Now each thread's call waits in the slot of
+    its exact id, or under its exact id above CALL_SLOTS: every refused open
+    is reported, with its thread, path and error."""
+    opens = 3000
+    src = public_dir / "refuser.c"
+    src.write_text(REFUSED_UNDER_COLLISION_C)
+    subprocess.run(["gcc", "-O1", "-pthread", "-o", str(public_dir / "refuser"), str(src)], check=True)
+    secret = public_dir / "secret"
+    secret.write_text("s")
+    secret.chmod(0o600)  # root's alone
+    theirs = public_dir / "readable"
+    theirs.write_text("r")
+    theirs.chmod(0o644)
+    argv = [
+        "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+        str(public_dir / "refuser"), str(secret), str(theirs), str(opens),
+    ]  # fmt: skip
+    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None) as sensor:
+        before = sensor.stats().kinds["file_open"]
+        if high:
+            pid = CALL_SLOTS + 7232  # likely free: above the default pid_max
+            for attempt in range(5):
+                proc = collider_under_pid(pid + attempt, argv)
+                if proc is not None:
+                    break
+            else:
+                pytest.fail(f"process ids {pid}..{pid + 4} were taken by other processes")
+            assert proc.pid >= CALL_SLOTS
+        else:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line, f"no thread id colliding with {proc.pid} (exit {proc.wait(timeout=60)})"
+            other = int(line)
+            assert other % 16384 == proc.pid % 16384 and other != proc.pid
+            refused = int(proc.stdout.readline())
+            assert proc.wait(timeout=120) == 0
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        assert refused == opens
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(got) < opens and time.monotonic() < deadline:
+            # (setpriv, the same process, opens /etc/passwd and the like first)
+            got += [e for e in sensor.poll(0.1) if isinstance(e, FileOpen) and (e.pid, e.comm) == (proc.pid, "refuser")]
+        after = sensor.stats().kinds["file_open"]
+    lost = after.unmatched - before.unmatched
+    assert len(got) == opens, f"{len(got)} of {opens} refused opens reported, {lost} counted unmatched"
+    for e in got:
+        assert (e.tid, e.uid, e.gid) == (proc.pid, NOBODY, NOBODY)
+        assert (e.path, e.arg_path, e.result) == (str(secret), str(secret), -errno.EACCES)
+        assert e.syscall_nr in nrs("openat", "open")
+        assert (e.dirfd, e.flags & os.O_ACCMODE, e.mode) == (AT_FDCWD, os.O_RDONLY, 0)
+        assert not e.created and not e.resolved
+        assert e.path_source == PathSource.SYSCALL_ARG_UNCHECKED
+    # the colliding thread's opens were read-only, of a file not watched: counted
+    assert after.unwatched - before.unwatched > 0
+    assert lost == 0
