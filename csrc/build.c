@@ -148,6 +148,13 @@ static PyObject *es_shared(const uint8_t *rec, const struct es_prev *prev, const
 		same = !memcmp(rec + f->offset, prev->rec + f->offset, f->size) &&
 		       !memcmp(rec + f->aux, prev->rec + f->aux, 2);
 		break;
+	case ES_U:
+	case ES_S:
+	case ES_BOOL:
+	case ES_OPTBOOL:
+		/* at most 8 bytes: a load each rather than a call */
+		same = es_load_uint(rec + f->offset, f->size) == es_load_uint(prev->rec + f->offset, f->size);
+		break;
 	default:
 		same = !memcmp(rec + f->offset, prev->rec + f->offset, f->size);
 	}

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* declared in the libbpf part of the cdef, hence outside the zone */
 struct ring_buffer;
@@ -209,9 +210,44 @@ ES_HIDDEN int es_perf_consume(struct es_consumer *c, unsigned int idx);
 /* store one record in the batch; ES_BATCH_FULL once the batch is full */
 ES_HIDDEN int es_store(struct es_consumer *c, const void *data, size_t size);
 
+/* a record's member of size bytes, as it is in memory (unaligned) */
+static inline uint64_t es_load_uint(const uint8_t *p, uint32_t size)
+{
+	uint8_t v8;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+
+	switch (size) {
+	case 1:
+		memcpy(&v8, p, 1);
+		return v8;
+	case 2:
+		memcpy(&v16, p, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, p, 4);
+		return v32;
+	default:
+		memcpy(&v64, p, 8);
+		return v64;
+	}
+}
+
+static inline int64_t es_load_int(const uint8_t *p, uint32_t size)
+{
+	int32_t v32;
+	int64_t v64;
+
+	if (size == 4) {
+		memcpy(&v32, p, 4);
+		return v32;
+	}
+	memcpy(&v64, p, 8);
+	return v64;
+}
+
 /* transcode.c, shared with build.c */
-ES_HIDDEN uint64_t es_load_uint(const uint8_t *p, uint32_t size);
-ES_HIDDEN int64_t es_load_int(const uint8_t *p, uint32_t size);
 ES_HIDDEN uint32_t es_inaddr_text(char *out, const uint8_t *rec, const struct es_field *f);
 /* the cgroup cache's entry for id, or NULL (noted as a miss for Python) */
 ES_HIDDEN const struct es_cgroup_slot *es_cgroup_find(struct es_consumer *c, uint64_t id);

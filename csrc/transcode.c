@@ -14,42 +14,6 @@
 #include "msgpack.h"
 #include "utf8.h"
 
-uint64_t es_load_uint(const uint8_t *p, uint32_t size)
-{
-	uint8_t v8;
-	uint16_t v16;
-	uint32_t v32;
-	uint64_t v64;
-
-	switch (size) {
-	case 1:
-		memcpy(&v8, p, 1);
-		return v8;
-	case 2:
-		memcpy(&v16, p, 2);
-		return v16;
-	case 4:
-		memcpy(&v32, p, 4);
-		return v32;
-	default:
-		memcpy(&v64, p, 8);
-		return v64;
-	}
-}
-
-int64_t es_load_int(const uint8_t *p, uint32_t size)
-{
-	int32_t v32;
-	int64_t v64;
-
-	if (size == 4) {
-		memcpy(&v32, p, 4);
-		return v32;
-	}
-	memcpy(&v64, p, 8);
-	return v64;
-}
-
 /* dotted decimal of 4 bytes; returns the length */
 static uint32_t es_ip4_text(char *out, const uint8_t *a)
 {
