@@ -110,6 +110,13 @@ static uint32_t es_trim(const uint8_t *s, uint32_t n)
 	return n;
 }
 
+/* the most a record's bytes take in the batch besides themselves: a
+ * msgpack bin header, or a build-mode entry's header and padding */
+static inline size_t es_raw_room(const struct es_consumer *c)
+{
+	return c->build ? sizeof(struct es_entry) + 8 : 8;
+}
+
 /* the next entry of a build-mode batch: 8-byte aligned */
 static inline size_t es_entry_next(size_t len, uint32_t size)
 {
@@ -135,7 +142,7 @@ static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
 
 	/* a record larger than what is left of the batch goes as its header
 	 * alone, which the decoder counts as undecodable: never past the buffer */
-	if (c->len + size + 16 > c->cap && size > 16)
+	if (c->len + size + es_raw_room(c) > c->cap && size > 16)
 		size = 16;
 	c->raw++;
 	if (c->build) {
@@ -533,7 +540,7 @@ int es_store(struct es_consumer *c, const void *data, size_t size)
 /* c->reserve is the most one record can take, computed in Python */
 int es_transcode(struct es_consumer *c, const void *data, size_t size)
 {
-	if (c->len + c->reserve > c->cap || c->len + size + 16 > c->cap)
+	if (c->len + c->reserve > c->cap || c->len + size + es_raw_room(c) > c->cap)
 		return ES_BATCH_FULL;
 	return es_store(c, data, size);
 }
