@@ -162,8 +162,8 @@ static inline uint32_t es_cgroup_hash(uint64_t id)
 	return (uint32_t)id & (ES_CGROUP_SLOTS - 1);
 }
 
-/* the container id of a cgroup, or an empty string and a note for Python
- * to resolve it (cgroup paths are read from the filesystem, once) */
+/* the cache's entry for a cgroup (its container id), or NULL and a note for
+ * Python to resolve it (cgroup paths are read from the filesystem, once) */
 const struct es_cgroup_slot *es_cgroup_find(struct es_consumer *c, uint64_t id)
 {
 	uint32_t i, h = es_cgroup_hash(id);
