@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* declared in the libbpf part of the cdef, hence outside the zone */
 struct ring_buffer;
@@ -39,8 +40,8 @@ struct es_field {
 	uint32_t size;
 	uint32_t key_len;
 	const char *key;
-	uint32_t aux; /* ES_INADDR: the offset of the record's __u16 family */
-	uint32_t _pad;
+	uint32_t aux;  /* ES_INADDR: the offset of the record's __u16 family */
+	uint32_t slot; /* built in C (build.c): where the Struct keeps the field */
 };
 
 struct es_record {
@@ -50,6 +51,14 @@ struct es_record {
 	uint32_t cgroup_off;
 	const char *head;
 	const struct es_field *fields;
+	/* built in C (build.c): the event class (a PyTypeObject *, which
+	 * the events module keeps alive) and where its instances keep the
+	 * fields the record has not */
+	uint64_t cls;
+	uint32_t slot_container;
+	uint32_t slot_process;
+	uint32_t slot_parent;
+	uint32_t _pad;
 };
 
 /* cgroup id -> container id, msgpack-encoded; id 0 marks a free slot */
@@ -111,7 +120,9 @@ struct es_consumer {
 	uint8_t *perf_rec; /* a record copied out of a perf buffer (which is read-only), ES_PERF_REC bytes */
 	const struct es_record *records;
 	uint32_t nrecords;
-	uint32_t _pad;
+	/* 1: the batch holds the records themselves, which es_build() makes
+	 * into the events (build.c); 0: msgpack for a msgspec decode */
+	uint32_t build;
 	uint8_t *buf;
 	size_t cap;
 	size_t len;
@@ -185,6 +196,9 @@ long es_memfile_read(const char *buf, size_t size, char *out, size_t out_size);
  */
 #ifdef Py_PYTHON_H
 int es_attach(struct es_consumer *c, PyObject *batch, PyObject *base, Py_ssize_t off_process, Py_ssize_t off_parent);
+/* build.c: the events of the batch just drained (in build mode), a new
+ * list; NULL with a Python exception set */
+PyObject *es_build(struct es_consumer *c);
 #endif
 
 /* Between the C files only; hidden so that nothing outside the extension binds to them. */
@@ -195,6 +209,58 @@ ES_HIDDEN int es_perf_consume(struct es_consumer *c, unsigned int idx);
 
 /* store one record in the batch; ES_BATCH_FULL once the batch is full */
 ES_HIDDEN int es_store(struct es_consumer *c, const void *data, size_t size);
+
+/* a record's member of size bytes, as it is in memory (unaligned) */
+static inline uint64_t es_load_uint(const uint8_t *p, uint32_t size)
+{
+	uint8_t v8;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+
+	switch (size) {
+	case 1:
+		memcpy(&v8, p, 1);
+		return v8;
+	case 2:
+		memcpy(&v16, p, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, p, 4);
+		return v32;
+	default:
+		memcpy(&v64, p, 8);
+		return v64;
+	}
+}
+
+static inline int64_t es_load_int(const uint8_t *p, uint32_t size)
+{
+	int32_t v32;
+	int64_t v64;
+
+	if (size == 4) {
+		memcpy(&v32, p, 4);
+		return v32;
+	}
+	memcpy(&v64, p, 8);
+	return v64;
+}
+
+/* transcode.c, shared with build.c */
+ES_HIDDEN uint32_t es_inaddr_text(char *out, const uint8_t *rec, const struct es_field *f);
+/* the cgroup cache's entry for id, or NULL (noted as a miss for Python) */
+ES_HIDDEN const struct es_cgroup_slot *es_cgroup_find(struct es_consumer *c, uint64_t id);
+/* check a record against its table: 0 when it can be transcoded or built
+ * (its tails fit, its strings are UTF-8), 1 when it goes raw; *rsize is
+ * its size as its header says */
+ES_HIDDEN int es_check_record(const struct es_consumer *c, const uint8_t *rec, uint32_t size, uint32_t *rsize);
+/* a build-mode batch entry: the record follows, the next entry at the
+ * next multiple of 8 */
+struct es_entry {
+	uint32_t size;
+	uint32_t raw; /* 1: the record failed es_check_record, made a bytes object */
+};
 
 /*
  * Defined by cffi in the generated module, from the cdef's

@@ -14,42 +14,6 @@
 #include "msgpack.h"
 #include "utf8.h"
 
-static uint64_t es_load_uint(const uint8_t *p, uint32_t size)
-{
-	uint8_t v8;
-	uint16_t v16;
-	uint32_t v32;
-	uint64_t v64;
-
-	switch (size) {
-	case 1:
-		memcpy(&v8, p, 1);
-		return v8;
-	case 2:
-		memcpy(&v16, p, 2);
-		return v16;
-	case 4:
-		memcpy(&v32, p, 4);
-		return v32;
-	default:
-		memcpy(&v64, p, 8);
-		return v64;
-	}
-}
-
-static int64_t es_load_int(const uint8_t *p, uint32_t size)
-{
-	int32_t v32;
-	int64_t v64;
-
-	if (size == 4) {
-		memcpy(&v32, p, 4);
-		return v32;
-	}
-	memcpy(&v64, p, 8);
-	return v64;
-}
-
 /* dotted decimal of 4 bytes; returns the length */
 static uint32_t es_ip4_text(char *out, const uint8_t *a)
 {
@@ -117,20 +81,25 @@ static uint32_t es_ip6_text(char *out, const uint8_t *a)
 	return (uint32_t)(p - out);
 }
 
-/* an address member as text by its record's family: "" for families other
- * than IPv4 and IPv6 */
-static uint8_t *es_put_inaddr(uint8_t *p, const uint8_t *rec, const struct es_field *f)
+/* an address member as text by its record's family (out holds 48 bytes):
+ * "" for families other than IPv4 and IPv6; returns the length */
+uint32_t es_inaddr_text(char *out, const uint8_t *rec, const struct es_field *f)
 {
-	char text[48];
 	uint16_t family;
-	uint32_t n = 0;
 
 	memcpy(&family, rec + f->aux, 2);
 	if (family == AF_INET)
-		n = es_ip4_text(text, rec + f->offset);
-	else if (family == AF_INET6)
-		n = es_ip6_text(text, rec + f->offset);
-	return es_put_str(p, text, n);
+		return es_ip4_text(out, rec + f->offset);
+	if (family == AF_INET6)
+		return es_ip6_text(out, rec + f->offset);
+	return 0;
+}
+
+static uint8_t *es_put_inaddr(uint8_t *p, const uint8_t *rec, const struct es_field *f)
+{
+	char text[48];
+
+	return es_put_str(p, text, es_inaddr_text(text, rec, f));
 }
 
 /* a tail string without its trailing NULs */
@@ -141,6 +110,31 @@ static uint32_t es_trim(const uint8_t *s, uint32_t n)
 	return n;
 }
 
+/* the most a record's bytes take in the batch besides themselves: a
+ * msgpack bin header, or a build-mode entry's header and padding */
+static inline size_t es_raw_room(const struct es_consumer *c)
+{
+	return c->build ? sizeof(struct es_entry) + 8 : 8;
+}
+
+/* the next entry of a build-mode batch: 8-byte aligned */
+static inline size_t es_entry_next(size_t len, uint32_t size)
+{
+	return (len + sizeof(struct es_entry) + size + 7) & ~(size_t)7;
+}
+
+/* Append the record as it is, to be built as is (build mode) or as bytes
+ * for the Python decoder (raw). The room was checked by es_transcode's
+ * caller (c->reserve, or the record's size). */
+static void es_put_entry(struct es_consumer *c, const void *data, uint32_t size, uint32_t raw)
+{
+	struct es_entry e = { .size = size, .raw = raw };
+
+	memcpy(c->buf + c->len, &e, sizeof(e));
+	memcpy(c->buf + c->len + sizeof(e), data, size);
+	c->len = es_entry_next(c->len, size);
+}
+
 /* Append the record as a msgpack bin: the Python decoder takes over. */
 static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
 {
@@ -148,12 +142,16 @@ static void es_put_raw(struct es_consumer *c, const void *data, uint32_t size)
 
 	/* a record larger than what is left of the batch goes as its header
 	 * alone, which the decoder counts as undecodable: never past the buffer */
-	if (c->len + size + 8 > c->cap && size > 16)
+	if (c->len + size + es_raw_room(c) > c->cap && size > 16)
 		size = 16;
+	c->raw++;
+	if (c->build) {
+		es_put_entry(c, data, size, 1);
+		return;
+	}
 	p = es_put_strhdr(p, size, 0, 0xc4, 0xc5, 0xc6);
 	memcpy(p, data, size);
 	c->len = (size_t)(p + size - c->buf);
-	c->raw++;
 }
 
 static inline uint32_t es_cgroup_hash(uint64_t id)
@@ -164,21 +162,19 @@ static inline uint32_t es_cgroup_hash(uint64_t id)
 	return (uint32_t)id & (ES_CGROUP_SLOTS - 1);
 }
 
-/* the container id of a cgroup, or an empty string and a note for Python
- * to resolve it (cgroup paths are read from the filesystem, once) */
-static uint8_t *es_put_container(struct es_consumer *c, uint8_t *p, uint64_t id)
+/* the cache's entry for a cgroup (its container id), or NULL and a note for
+ * Python to resolve it (cgroup paths are read from the filesystem, once) */
+const struct es_cgroup_slot *es_cgroup_find(struct es_consumer *c, uint64_t id)
 {
 	uint32_t i, h = es_cgroup_hash(id);
 
 	if (id == 0) /* no cgroup (v1 only): no container */
-		return es_put_u8(p, 0xa0);
+		return NULL;
 	for (i = 0; i < ES_CGROUP_SLOTS; i++) {
-		struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
+		const struct es_cgroup_slot *s = &c->cgroups[(h + i) & (ES_CGROUP_SLOTS - 1)];
 
-		if (s->id == id) {
-			memcpy(p, s->enc, s->len);
-			return p + s->len;
-		}
+		if (s->id == id)
+			return s;
 		if (s->id == 0)
 			break;
 	}
@@ -187,7 +183,17 @@ static uint8_t *es_put_container(struct es_consumer *c, uint8_t *p, uint64_t id)
 			break;
 	if (i == c->nmisses && c->nmisses < ES_MAX_MISSES)
 		c->misses[c->nmisses++] = id;
-	return es_put_u8(p, 0xa0);
+	return NULL;
+}
+
+static uint8_t *es_put_container(struct es_consumer *c, uint8_t *p, uint64_t id)
+{
+	const struct es_cgroup_slot *s = es_cgroup_find(c, id);
+
+	if (!s)
+		return es_put_u8(p, 0xa0);
+	memcpy(p, s->enc, s->len);
+	return p + s->len;
 }
 
 int es_cgroup_set(struct es_consumer *c, uint64_t id, const uint8_t *enc, uint32_t len)
@@ -379,13 +385,11 @@ static void es_context(struct es_consumer *c, const uint8_t *rec, uint32_t i)
 		c->ctx_overflow = 1;
 }
 
-/* 0: transcoded; 1: needs the Python decoder (bad UTF-8 or malformed) */
-static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t size)
+int es_check_record(const struct es_consumer *c, const uint8_t *rec, uint32_t size, uint32_t *rsize)
 {
 	const struct es_record *r;
 	const struct es_field *f;
-	uint32_t type, rsize, tail, i;
-	uint8_t *p = c->buf + c->len;
+	uint32_t type, tail, i;
 
 	/* the reserve holds the transcoded form of a record of at most
 	 * MAX_RECORD_LEN ((reserve - 4096) / 2): a larger one goes raw */
@@ -394,13 +398,13 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 	if (size < 16)
 		return 1;
 	memcpy(&type, rec + 8, 4);
-	memcpy(&rsize, rec + 12, 4);
+	memcpy(rsize, rec + 12, 4);
 	if (type >= c->nrecords || !c->records[type].nfields)
 		return 1;
 	r = &c->records[type];
-	if (rsize > size || rsize < r->fixed_size)
+	if (*rsize > size || *rsize < r->fixed_size)
 		return 1;
-	size = rsize;
+	size = *rsize;
 
 	/* first pass: check tails fit and strings are UTF-8, so the second
 	 * pass cannot fail half-way through */
@@ -420,6 +424,28 @@ static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t siz
 				return 1;
 			tail += n;
 		}
+	}
+	return 0;
+}
+
+/* 0: transcoded; 1: needs the Python decoder (bad UTF-8 or malformed) */
+static int es_put_record(struct es_consumer *c, const uint8_t *rec, uint32_t size)
+{
+	const struct es_record *r;
+	const struct es_field *f;
+	uint32_t type, tail, i;
+	uint8_t *p = c->buf + c->len;
+
+	if (es_check_record(c, rec, size, &size))
+		return 1;
+	memcpy(&type, rec + 8, 4);
+	r = &c->records[type];
+	if (c->build) {
+		/* checked: es_build makes the event from the record itself */
+		es_put_entry(c, rec, size, 0);
+		if (type < ES_MAX_TYPES)
+			c->delivered[type]++;
+		return 0;
 	}
 
 	/* "kind" and "container_id" come first, then the record's fields */
@@ -514,15 +540,16 @@ int es_store(struct es_consumer *c, const void *data, size_t size)
 /* c->reserve is the most one record can take, computed in Python */
 int es_transcode(struct es_consumer *c, const void *data, size_t size)
 {
-	if (c->len + c->reserve > c->cap || c->len + size + 8 > c->cap)
+	if (c->len + c->reserve > c->cap || c->len + size + es_raw_room(c) > c->cap)
 		return ES_BATCH_FULL;
 	return es_store(c, data, size);
 }
 
-/* a batch is a msgpack array32 whose count is patched in at the end */
+/* a batch is a msgpack array32 whose count is patched in at the end; in
+ * build mode, entries from offset 8 */
 void es_batch_begin(struct es_consumer *c)
 {
-	c->len = 5;
+	c->len = c->build ? 8 : 5;
 	c->count = 0;
 	c->nctx_misses = 0;
 	c->ctx_overflow = 0;

@@ -99,7 +99,8 @@ class _Side:
     """One representation: the shipped transcoder with its tables, a decoder."""
 
     def __init__(self, text: bool) -> None:
-        self.dec = BatchDecoder()
+        # the msgpack path: the two representations differ in its tables and decoder
+        self.dec = BatchDecoder(build=False)
         self.decoder = self.dec._decoder
         if not text:
             for cls in NET:

@@ -52,7 +52,8 @@ def main(out: Path) -> None:
         head = ffi.buffer(r.head, r.head_len)[:]
         lines.append(
             f"\t[{rtype}] = {{{r.fixed_size}, {r.nfields}, {r.head_len}, {r.cgroup_off}, "
-            f"{c_bytes(head)}, es_fuzz_fields_{rtype}}},"
+            # cls and slots: es_build's (build mode), not the transcoder's
+            f"{c_bytes(head)}, es_fuzz_fields_{rtype}, 0, 0, 0, 0, 0}},"
         )
     lines += ["};", "", "#endif /* ES_FUZZ_TABLES_H */", ""]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,13 @@
 """RingBuffer: drains one or more BPF ring buffers into batches of Events.
 
 No Python code runs per record: libbpf hands each record to a C callback
-that transcodes it into msgpack in one batch buffer, and the whole batch is
-decoded by one msgspec call. Records whose strings are not UTF-8 come through
-raw and are decoded by :func:`ebpfsensor.events.decode`.
+that checks it and copies it into one batch buffer, and one C call
+(csrc/build.c) makes the whole batch's events, msgspec Structs filled as
+msgspec's own decoder fills them. Where that path does not pass its check
+(another msgspec layout, another Python), the C callback transcodes each
+record into msgpack instead and the batch is decoded by one msgspec call.
+Records whose strings are not UTF-8 come through raw and are decoded by
+:func:`ebpfsensor.events.decode`.
 
 With a process context (:meth:`RingBuffer.set_context`), a poll drains the
 lifecycle ring first and hands its events to the process table, which puts
@@ -16,9 +20,12 @@ the cache does not know go to Python.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
+import struct
+import sys
 import time
 import typing
 from collections.abc import Sequence
@@ -61,14 +68,128 @@ def _msgpack_str(text: str) -> bytes:
     return msgspec.msgpack.encode(text)
 
 
+class _Builder:
+    """Where the event classes keep their fields, for ``es_build``
+    (csrc/build.c) to make events in C: found on real instances (a
+    sentinel object's address in the instance's memory), then the whole
+    path checked once against the msgspec decode of a record of every type.
+
+    Attributes:
+        native: es_build is usable; when not, ``why_not`` says why.
+        slots: per event class, each field's offset in its instances.
+    """
+
+    def __init__(self) -> None:
+        self.native = False
+        self.why_not = ""
+        self.slots: dict[type, dict[str, int]] = {}
+        self.fn: Any = None
+        try:
+            self._probe()
+        except (OSError, AttributeError, ValueError, TypeError) as exc:
+            self.why_not = f"es_build unusable: {exc}"
+
+    def _probe(self) -> None:
+        for spec in RECORDS.values():
+            cls = spec.cls
+            # Py_TPFLAGS_HAVE_GC: es_build makes untracked objects
+            if typing.cast(Any, cls).__flags__ & (1 << 14):
+                self.why_not = f"{cls.__name__} is tracked by the garbage collector"
+                return
+            sentinels: dict[str, Any] = {name: object() for name in cls.__struct_fields__}
+            slots = _slots_of(cls(**sentinels), sentinels)
+            if slots is None:
+                self.why_not = f"the fields of {cls.__name__} are not each in a slot of their own"
+                return
+            self.slots[cls] = slots
+        so = sys.modules[lib.__name__.rpartition(".")[0]].__file__
+        # PyDLL: the GIL stays held, and a py_object crosses as a PyObject *
+        fn = ctypes.PyDLL(so).es_build
+        fn.argtypes = [ctypes.c_void_p]
+        fn.restype = ctypes.py_object
+        self.fn = fn
+        self.native = True
+
+    def check(self) -> None:
+        """Build a record of every type, with strings and an argv, both
+        ways; build mode stays off unless the events are the same."""
+        records = [_sample_record(spec) for spec in RECORDS.values()]
+        # the smallest batch buffer: this runs at the first consumer's start
+        built = BatchDecoder(0, len(records), build=True).transcode(records)
+        decoded = BatchDecoder(0, len(records), build=False).transcode(records)
+        same = len(built) == len(decoded) and all(
+            type(a) is type(b) and a == b and msgspec.json.encode(a) == msgspec.json.encode(b)
+            for a, b in zip(built, decoded, strict=True)
+        )
+        if not same:
+            self.native = False
+            self.why_not = "events built in C differ from msgspec's"
+
+
+def _slots_of(obj: Any, values: dict[str, Any]) -> dict[str, int] | None:
+    """Where obj's memory holds a pointer to each of values (by name): each
+    in one word of its own, or None."""
+    size = type(obj).__basicsize__ // 8 * 8
+    # CPython: id() is the object's address
+    words = struct.unpack(f"{size // 8}P", ctypes.string_at(id(obj), size))
+    where: dict[int, list[int]] = {}
+    for i, word in enumerate(words):
+        where.setdefault(word, []).append(8 * i)
+    found = {name: where.get(id(v), []) for name, v in values.items()}
+    if any(len(hits) != 1 for hits in found.values()):
+        return None
+    return {name: hits[0] for name, hits in found.items()}
+
+
+def _sample_record(spec: Any) -> bytes:
+    """A record of spec's type with every member set (small numbers, a
+    short string in every char array, "a" "b" in every list tail)."""
+    rec = ffi.new(f"struct {spec.cls.record} *")
+    raw = bytearray(ffi.buffer(rec))
+    tail = b""
+    for i, f in enumerate(spec.fields):
+        if f.kind in (lib.ES_TAIL_STR, lib.ES_TAIL_STRLIST):
+            text = b"a\0b\0" if f.kind == lib.ES_TAIL_STRLIST else b"/x/" + f.name.encode()
+            raw[f.offset : f.offset + 4] = len(text).to_bytes(4, sys.byteorder)
+            tail += text
+        elif f.kind == lib.ES_CSTR:
+            text = f.name.encode()[: f.size - 1]
+            raw[f.offset : f.offset + len(text)] = text
+        elif f.kind != lib.ES_INADDR and f.name != "cgroup_id":
+            raw[f.offset] = (i % 3) + 1
+    raw[8:12] = spec.type.to_bytes(4, sys.byteorder)
+    raw[12:16] = (len(raw) + len(tail)).to_bytes(4, sys.byteorder)
+    return bytes(raw) + tail
+
+
+_builders: list[_Builder] = []
+
+
+def builder() -> _Builder:
+    """The process's one _Builder (probed and checked on first use)."""
+    if not _builders:
+        b = _Builder()
+        _builders.append(b)
+        if b.native:
+            try:
+                b.check()
+            except Exception as exc:  # any failure of the check: the msgpack path
+                b.native = False
+                b.why_not = f"es_build failed its check: {exc!r}"
+        if not b.native:
+            log.info("events decoded by msgspec: %s", b.why_not)
+    return _builders[0]
+
+
 class _Tables:
-    """The C field tables for every record type.
+    """The C field tables for every record type; with slots (see
+    :class:`_Builder`), what es_build needs too.
 
     lifetime: the cdata objects here are referenced by the es_consumer and
     must live as long as it; RingBuffer keeps this object.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slots: dict[type, dict[str, int]] | None = None) -> None:
         self._keep: list[Any] = []
         n = max(RECORDS) + 1
         self.records = ffi.new("struct es_record[]", n)
@@ -84,6 +205,8 @@ class _Tables:
                 fields[i].aux = f.aux
                 fields[i].key = key_c
                 fields[i].key_len = len(key)
+                if slots is not None:
+                    fields[i].slot = slots[spec.cls][f.name]
             # the C side writes container_id's value right after this head
             head = _msgpack_str("kind") + _msgpack_str(kind_of(spec.cls)) + _msgpack_str("container_id")
             head_c = ffi.new("char[]", head)
@@ -95,6 +218,12 @@ class _Tables:
             r.head_len = len(head)
             r.fields = fields
             r.cgroup_off = spec.cgroup_offset
+            if slots is not None:
+                # lifetime: the classes are module-level, alive as long as the process
+                r.cls = id(spec.cls)
+                r.slot_container = slots[spec.cls]["container_id"]
+                r.slot_process = slots[spec.cls]["process"]
+                r.slot_parent = slots[spec.cls]["parent"]
         self.count = n
 
 
@@ -190,11 +319,19 @@ class BatchDecoder:
     Args:
         batch_bytes: size of the batch buffer (at least 256 KiB).
         max_batch: most records per batch.
+        build: make the events in C (csrc/build.c); False: transcode to
+            msgpack and decode with msgspec; None: in C where that passed
+            its check.
     """
 
-    def __init__(self, batch_bytes: int = 4 << 20, max_batch: int = 16384) -> None:
+    def __init__(self, batch_bytes: int = 4 << 20, max_batch: int = 16384, *, build: bool | None = None) -> None:
         batch_bytes = max(batch_bytes, 4 * _RESERVE)
-        self._tables = _Tables()
+        b = builder() if build is not False else None
+        if build and not (b is not None and b.native):
+            raise ValueError(f"events cannot be built in C here: {b.why_not if b else ''}")
+        native = b if b is not None and b.native else None
+        self._build: Any = native.fn if native is not None else None
+        self._tables = _Tables(native.slots if native is not None else None)
         # lifetime: the consumer, its batch buffer and the tables stay alive
         # until close(), after the libbpf ring_buffer that points at them is freed
         self._c = ffi.new("struct es_consumer *")
@@ -205,6 +342,8 @@ class BatchDecoder:
         self._c.max_count = max_batch
         self._c.records = self._tables.records
         self._c.nrecords = self._tables.count
+        self._c.build = int(self._build is not None)
+        self._cptr = int(ffi.cast("uintptr_t", self._c))
         self._cgroup_slots = ffi.new("struct es_cgroup_slot[]", lib.ES_CGROUP_SLOTS)
         self._c.cgroups = self._cgroup_slots
         self._containers = CgroupResolver()
@@ -216,6 +355,13 @@ class BatchDecoder:
         self.undecodable = 0
         # records the Python decoder handled, per type: not in the C counters
         self._raw_delivered: dict[int, int] = {}
+
+    def _decode(self, size: int) -> list[Any]:
+        """The batch just drained (size bytes of the buffer) as events, raw
+        records as bytes."""
+        if self._build is not None:
+            return typing.cast(list[Any], self._build(self._cptr))
+        return self._decoder.decode(ffi.buffer(self._buf, size))
 
     def _finish(self, items: list[Any], decoded: list[Event] | None = None) -> list[Event]:
         """Decode raw records and fill in container ids the C side lacked.
@@ -330,7 +476,7 @@ class BatchDecoder:
         finally:
             c.ctx_on = 0
         size = lib.es_batch_end(c)
-        items, missing = self._decoded(self._decoder.decode(ffi.buffer(self._buf, size)), lookups)
+        items, missing = self._decoded(self._decode(size), lookups)
         if missing and self._context is not None:
             self._context.resolve(missing)
         return items
@@ -461,7 +607,7 @@ class RingBuffer(BatchDecoder):
         size = lib.es_batch_end(self._c)
         if n == 0:
             return []
-        items = self._decoder.decode(ffi.buffer(self._buf, size))
+        items = self._decode(size)
         if self._c.raw or self._c.nmisses:
             return self._finish(items)
         return typing.cast(list[Event], items)
@@ -512,7 +658,7 @@ class RingBuffer(BatchDecoder):
         size = lib.es_batch_end(c)
         if n == 0:
             return [], []
-        return self._decoded(self._decoder.decode(ffi.buffer(self._buf, size)), lookups)
+        return self._decoded(self._decode(size), lookups)
 
     def _order(self, life: list[Event], activity: list[Event], drained: bool) -> list[Event]:
         """Lifecycle first, then activity, then exits (see set_context)."""
