@@ -67,17 +67,16 @@ struct dentry___v614 {
  * the dentry itself where PATH_DIRECT, a long one read with the helper */
 static __always_inline int is_memfd(struct dentry *dentry)
 {
-	const unsigned char *p = KREAD(struct dentry, dentry, d_name.name);
 	char name[6] = {};
 
-	if (PATH_DIRECT && (__u64)p == (__u64)dentry + DENTRY_INAME_OFF) {
+	if (PATH_DIRECT && (__u64)KREAD(struct dentry, dentry, d_name.name) == (__u64)dentry + DENTRY_INAME_OFF) {
 		__u64 w = *(const __u64 *)((const char *)bpf_core_cast((void *)dentry, struct dentry) +
 					   DENTRY_INAME_OFF);
 
 		/* "memfd:" as a little-endian number, the first six bytes */
 		return (w & 0xffffffffffffULL) == 0x3a64666d656dULL;
 	}
-	bpf_probe_read_kernel(name, sizeof(name), p);
+	bpf_probe_read_kernel(name, sizeof(name), KREAD(struct dentry, dentry, d_name.name));
 	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
 	       name[5] == ':';
 }
