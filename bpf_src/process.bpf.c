@@ -77,6 +77,32 @@ static __always_inline __u32 task_pid_ns(struct exec_buf *b, struct task_struct 
 	return BPF_CORE_READ(upid.ns, ns.inum);
 }
 
+/*
+ * fill_task_ctx() of the exec'ing task: the parent's pid and the leader's
+ * start time loaded directly through the trusted task pointer where btf
+ * (4 helper reads otherwise); the same fields, from the same task.
+ */
+static __always_inline void exec_task_ctx(struct task_ctx *c, struct task_struct *task, const int btf)
+{
+	__u64 id, ugid;
+
+	if (!btf) {
+		fill_task_ctx(c, task);
+		return;
+	}
+	id = bpf_get_current_pid_tgid();
+	ugid = bpf_get_current_uid_gid();
+	c->pid = id >> 32;
+	c->tid = (__u32)id;
+	c->ppid = task->real_parent->tgid;
+	c->uid = (__u32)ugid;
+	c->gid = ugid >> 32;
+	c->cgroup_id = current_cgroup_id();
+	/* the ring builds are for 5.8+, which has start_boottime (5.5) */
+	c->start_time_ns = task->group_leader->start_boottime;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+}
+
 /* fork and exit records: reserved in the ring, or built on a per-CPU
  * scratch record and copied into the perf buffer */
 #ifdef ES_PERFBUF
@@ -117,7 +143,7 @@ static __always_inline int handle_exec(void *ctx, struct task_struct *task, __u3
 	e = &b->ev;
 	e->hdr.ts_ns = ES_NOW();
 	e->hdr.type = EVENT_EXEC;
-	fill_task_ctx(&e->task, task);
+	exec_task_ctx(&e->task, task, btf);
 	e->old_tid = old_tid;
 
 	cred = TREAD(btf, task, cred);

@@ -34,6 +34,54 @@
 		     : BPF_CORE_READ((type *)(p), __VA_ARGS__))
 
 /*
+ * A dentry's short name, stored in the dentry itself: d_iname until 6.13,
+ * then the union d_shortname (the array and the words of one name).
+ */
+union shortname_store___es {
+	unsigned char string[40];
+	unsigned long words[5];
+};
+
+struct dentry___v614 {
+	union shortname_store___es d_shortname;
+};
+
+#define DENTRY_INAME_OFF                                                       \
+	(bpf_core_field_exists(struct dentry___v614, d_shortname)              \
+		 ? bpf_core_field_offset(struct dentry___v614, d_shortname)    \
+		 : bpf_core_field_offset(struct dentry, d_iname))
+#define DENTRY_INAME_SIZE                                                      \
+	(bpf_core_field_exists(struct dentry___v614, d_shortname)              \
+		 ? bpf_core_field_size(struct dentry___v614, d_shortname)      \
+		 : bpf_core_field_size(struct dentry, d_iname))
+
+/* the words of the array path_copy() loads: 4 or 5 (what a kernel has
+ * beyond them, if any, is read with the helper) */
+#define DENTRY_INAME_WORDS (DENTRY_INAME_SIZE >= 40 ? 5 : DENTRY_INAME_SIZE >= 32 ? 4 : 0)
+
+/* a slot's length with this bit: the name is the dentry's short name, which
+ * path_copy() loads directly (PATH_DIRECT) instead of a helper call */
+#define NAME_INLINE (1U << 16)
+
+/* memfd_create names its file "memfd:<name>": a short name is loaded from
+ * the dentry itself where PATH_DIRECT, a long one read with the helper */
+static __always_inline int is_memfd(struct dentry *dentry)
+{
+	char name[6] = {};
+
+	if (PATH_DIRECT && (__u64)KREAD(struct dentry, dentry, d_name.name) == (__u64)dentry + DENTRY_INAME_OFF) {
+		__u64 w = *(const __u64 *)((const char *)bpf_core_cast((void *)dentry, struct dentry) +
+					   DENTRY_INAME_OFF);
+
+		/* "memfd:" as a little-endian number, the first six bytes */
+		return (w & 0xffffffffffffULL) == 0x3a64666d656dULL;
+	}
+	bpf_probe_read_kernel(name, sizeof(name), KREAD(struct dentry, dentry, d_name.name));
+	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
+	       name[5] == ':';
+}
+
+/*
  * A path is resolved in two passes so the verifier sees two simple loops:
  * the first walks dentries and mounts leafwards-up, noting each name; the
  * second copies the names root-first. A zero length marks a mount crossing.
@@ -74,16 +122,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct path_parts);
 } path_parts SEC(".maps");
-
-/* memfd_create names its file "memfd:<name>" */
-static __always_inline int is_memfd(struct dentry *dentry)
-{
-	char name[6] = {};
-
-	bpf_probe_read_kernel(name, sizeof(name), KREAD(struct dentry, dentry, d_name.name));
-	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
-	       name[5] == ':';
-}
 
 static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct *task)
 {
@@ -215,6 +253,9 @@ ES_FUNC int path_walk(__u32 first)
 		if (PATH_DIRECT) {
 			name.len = KREAD(struct dentry, dentry, d_name.len);
 			name.name = KREAD(struct dentry, dentry, d_name.name);
+			/* a short name is its dentry's: path_copy() loads it */
+			if ((__u64)name.name == (__u64)dentry + DENTRY_INAME_OFF && name.len < DENTRY_INAME_WORDS * 8)
+				name.len |= NAME_INLINE;
 		} else {
 			bpf_core_read(&name, sizeof(name), &dentry->d_name);
 		}
@@ -247,13 +288,14 @@ ES_FUNC int path_copy(__u32 first)
 	pos = parts->pos;
 	ES_UNROLL
 	for (k = 0; k < PATH_STEP; k++) {
-		__u32 len, size;
+		__u32 len, size, at, raw;
 
 		j = first + k;
 		if (j >= used)
 			break;
 		i = used - 1 - j;
-		len = parts->len[SLOT(i)] & NAME_MASK;
+		raw = parts->len[SLOT(i)];
+		len = raw & NAME_MASK;
 		size = len + ((len + NAME_MASK) >> 8);
 		if (pos + size > PATH_LEN - 1) {
 			parts->done = 0;
@@ -263,7 +305,26 @@ ES_FUNC int path_copy(__u32 first)
 		/* keep the compiler from dropping the masks the verifier needs */
 		asm volatile("" : "+r"(pos));
 		out->buf[pos & PATH_MASK] = '/';
-		bpf_probe_read_kernel(&out->buf[(pos + 1) & PATH_MASK], len, parts->name[SLOT(i)]);
+		at = (pos + 1) & PATH_MASK;
+		if (PATH_DIRECT && (raw & NAME_INLINE)) {
+			/* the dentry's whole short-name array, a load and a store a
+			 * word (path_buf has room past PATH_LEN for the words beyond
+			 * the name; what follows overwrites them, only pos counts) */
+			const __u64 *w = (const __u64 *)((const char *)bpf_core_cast(
+								  (void *)((__u64)parts->name[SLOT(i)] - DENTRY_INAME_OFF),
+								  struct dentry) +
+							  DENTRY_INAME_OFF);
+			__u64 *d = (__u64 *)&out->buf[at];
+
+			d[0] = w[0];
+			d[1] = w[1];
+			d[2] = w[2];
+			d[3] = w[3];
+			if (DENTRY_INAME_WORDS == 5)
+				d[4] = w[4];
+		} else {
+			bpf_probe_read_kernel(&out->buf[at], len, parts->name[SLOT(i)]);
+		}
 		pos += size;
 	}
 	parts->pos = pos;

@@ -4,7 +4,8 @@ pointer and walks paths with direct loads (bpf_rdonly_cast) where the kernel
 allows, against the record of the v419 build, which reads every field with a
 helper call, for the same execs seen by both sensors at once: equal field by
 field (the timestamp aside), for plain, deep, fileless, terminal, mount-
-crossing and unprivileged execs."""
+crossing and unprivileged execs, and for names on both sides of the
+dentry's inline array, which the walk loads directly, and renamed ones."""
 
 from __future__ import annotations
 
@@ -137,3 +138,65 @@ def test_unprivileged(sensors: Any, tmp_path: Path) -> None:
     e = next(r for r in records if r["argv"] == [TRUE, "nobody"])
     assert (e["euid"], e["egid"], e["fsuid"], e["fsgid"]) == (NOBODY,) * 4
     assert e["parent_comm"] == Path("/proc/self/comm").read_text().strip()
+
+
+@pytest.mark.parametrize("lengths", [(1, 31, 32, 33), (39, 40, 41, 255), (7, 200, 8, 39)])
+def test_short_and_long_names(sensors: Any, tmp_path: Path, lengths: tuple[int, ...]) -> None:
+    # a name shorter than the dentry's inline array (32 or 40 bytes by kernel)
+    # is loaded from the dentry, a longer one copied with the helper: both
+    # sides of the limit, one after the other in one path
+    cwd = tmp_path.joinpath(*(chr(ord("a") + i) * n for i, n in enumerate(lengths)))
+    cwd.mkdir(parents=True)
+    p = subprocess.Popen([TRUE, "names"], cwd=cwd)
+    p.wait()
+    ((fast, slow),) = both(sensors, p.pid)
+    assert same(fast, slow)["cwd"] == os.path.realpath(cwd)
+
+
+def test_renamed_shorter(sensors: Any, tmp_path: Path) -> None:
+    # a dentry renamed to a shorter name keeps the old name's bytes in its
+    # inline array past the new one's end: none of them reach the record
+    old = tmp_path / ("x" * 38) / ("y" * 30)
+    old.mkdir(parents=True)
+    (tmp_path / ("x" * 38)).rename(tmp_path / "s")
+    (tmp_path / "s" / ("y" * 30)).rename(tmp_path / "s" / "t")
+    cwd = tmp_path / "s" / "t"
+    p = subprocess.Popen([TRUE, "renamed"], cwd=cwd)
+    p.wait()
+    ((fast, slow),) = both(sensors, p.pid)
+    e = same(fast, slow)
+    assert e["cwd"] == os.path.realpath(cwd)
+    assert e["exe"] == TRUE
+
+
+MEMFD_NAMED = """
+import os, sys
+fd = os.memfd_create(sys.argv[2], 0)
+os.write(fd, open(sys.argv[1], "rb").read())
+os.execve(f"/proc/self/fd/{fd}", ["memfd", sys.argv[2]], {})
+"""
+
+
+@pytest.mark.parametrize("name", ["p", "n" * 33, "l" * 120])
+def test_memfd_name_lengths(sensors: Any, name: str) -> None:
+    # "memfd:<name>" short enough for the dentry's inline array is checked
+    # with a load, a longer one with the helper
+    p = subprocess.Popen([sys.executable, "-I", "-S", "-c", MEMFD_NAMED, TRUE, name])
+    assert p.wait() == 0
+    pairs = both(sensors, p.pid, count=2)
+    e = next(r for r in (same(fast, slow) for fast, slow in pairs) if r["argv"] == ["memfd", name])
+    assert (e["exe"], e["exe_memfd"], e["exe_deleted"]) == (f"/memfd:{name}", True, True)
+
+
+def test_file_named_like_memfd(sensors: Any, tmp_path: Path) -> None:
+    # a regular file whose name starts "memfd:" is a memfd to the name
+    # check, as it was before the direct load: the flag is the name's; the
+    # record still shows the real path and that the file is not deleted
+    exe = tmp_path / "memfd:x"
+    exe.write_bytes(Path(TRUE).read_bytes())
+    exe.chmod(0o755)
+    p = subprocess.Popen([str(exe)])
+    p.wait()
+    ((fast, slow),) = both(sensors, p.pid)
+    e = same(fast, slow)
+    assert (e["exe"], e["exe_memfd"], e["exe_deleted"]) == (os.path.realpath(exe), True, False)
