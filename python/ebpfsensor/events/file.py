@@ -136,8 +136,9 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     is watched (matched by device and inode, whatever name it was opened
     by) or when the kernel refused it (EACCES, EPERM); the other read-only
     opens are counted (``KindStats.unwatched``). A watched open reported
-    without its arguments (another thread's open took its slot) has an
-    empty ``arg_path`` and ``dirfd`` -100. ``read_opens="all"`` reports
+    without its arguments (its thread's stash entry was evicted, or the
+    open was in flight when the sensor started) has an empty ``arg_path``
+    and ``dirfd`` -100. ``read_opens="all"`` reports
     every open.
 
     Attributes:
