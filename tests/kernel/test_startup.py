@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import threading
+import time
 
 import pytest
 from tests.kernel.test_resources import bpf_ids, wait_gone
 
 import ebpfsensor
+from ebpfsensor._ffi import lib
 from ebpfsensor.config import Config
 from ebpfsensor.errors import LibbpfError
+from ebpfsensor.events import ProcessExec
 from ebpfsensor.host import features
 from ebpfsensor.process import _taskiter
 from ebpfsensor.sources.ebpf import source as ebpf_source
@@ -124,3 +129,79 @@ def test_failed_start_releases_the_task_iterator(monkeypatch: pytest.MonkeyPatch
     # held when the kernel has the task iterator (5.8), not loaded where not
     assert held and held[0] == features.task_iter().works
     assert bpf_ids() == before
+
+
+def test_a_start_parses_the_kernels_btf_once() -> None:
+    # every object of a start relocates against (or names a kfunc of) the
+    # kernel's BTF: libbpf parses it once for all of them, and the copy is
+    # freed when the last load is done
+    before = bpf_ids()
+    parses = lib.es_vmlinux_btf_parses()
+    with ebpfsensor.Sensor() as s:
+        assert s._ebpf is not None
+        made = lib.es_vmlinux_btf_parses() - parses
+        assert made == (1 if features.own_btf().works else 0)
+        assert lib.es_vmlinux_btf_cached() == 0
+        # the loads that read the one copy attached every hook they have
+        hooks = s._ebpf.hooks()
+        assert {o.name.split(".")[0] for o in s._ebpf._objects[1:]} >= {"process", "file", "net", "priv"}
+        assert hooks["exec"].variant is not None and hooks["file_openat_exit"].variant is not None
+    assert bpf_ids() == before
+    # outside a start libbpf parses its own copy and frees it, as before
+    parses = lib.es_vmlinux_btf_parses()
+    with BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",)) as one:
+        assert one.hooks["exec"].attached
+    assert lib.es_vmlinux_btf_parses() - parses == (1 if features.own_btf().works else 0)
+    assert lib.es_vmlinux_btf_cached() == 0
+    assert bpf_ids() == before
+
+
+def test_sensors_starting_together_share_the_kernels_btf() -> None:
+    # two starts at once in one process: each holds the shared copy while
+    # its objects load; neither frees it under the other
+    before = bpf_ids()
+    parses = lib.es_vmlinux_btf_parses()
+    barrier = threading.Barrier(2)
+    started: list[ebpfsensor.Sensor] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            started.append(ebpfsensor.Sensor(exclude_self=False).start())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors and len(started) == 2
+        assert 1 <= lib.es_vmlinux_btf_parses() - parses <= 2 or not features.own_btf().works
+        assert lib.es_vmlinux_btf_cached() == 0
+        for s in started:
+            assert s._ebpf is not None and s._ebpf.hooks()["exec"].variant is not None
+        # both see a process that runs now, each through its own programs,
+        # whose fields were relocated against the one copy
+        argv = ["/bin/true", "startup", str(os.getpid())]
+        child = subprocess.Popen(argv)
+        child.wait()
+        for s in started:
+            ex = _exec_of(s, child.pid)
+            assert ex.argv == argv and ex.exe == os.path.realpath("/bin/true")
+            assert (ex.pid, ex.ppid, ex.uid, ex.comm) == (child.pid, os.getpid(), os.getuid(), "true")
+    finally:
+        for s in started:
+            s.close()
+    assert bpf_ids() == before
+
+
+def _exec_of(s: ebpfsensor.Sensor, pid: int) -> ProcessExec:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for ev in s.poll(0.2):
+            if isinstance(ev, ProcessExec) and ev.pid == pid:
+                return ev
+    raise AssertionError(f"no exec event of {pid}")

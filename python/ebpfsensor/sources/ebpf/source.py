@@ -161,8 +161,17 @@ class EbpfSource:
         at once, reusing them (libbpf's relocations and the verifier run
         without the GIL), the largest first: the last to finish sets the
         time. The task iterator that seeds the process table loads meanwhile
-        (see :meth:`take_task_iter`).
+        (see :meth:`take_task_iter`). Every load reads the one copy of the
+        kernel's BTF parsed by the first (csrc/vmlinux_btf.c), freed when the
+        last is done.
         """
+        lib.es_vmlinux_btf_hold()
+        try:
+            self._load_side_by_side(plan, shared)
+        finally:
+            lib.es_vmlinux_btf_release()
+
+    def _load_side_by_side(self, plan: list[tuple[str, BpfObject, set[str]]], shared: dict[str, int]) -> None:
         with ThreadPoolExecutor(max_workers=max(1, min(len(plan), os.cpu_count() or 1))) as pool:
             iterator = pool.submit(self._load_task_iter) if _seeds_by_task_iter(self._cfg) else None
             try:
