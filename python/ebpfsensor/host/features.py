@@ -305,19 +305,17 @@ def task_iter() -> FeatureStatus:
     also copies argv (``bpf_copy_from_user_task``, 5.18), loads is found
     out by loading it."""
     name, min_kernel = "BPF task iterator", "5.8"
-    try:
-        with open(BTF_VMLINUX, "rb"):
-            pass
-    except FileNotFoundError:
+    if not own_btf().works:
+        if os.path.exists(BTF_VMLINUX) and not os.access(BTF_VMLINUX, os.R_OK):
+            # there but not readable by this process: the probe cannot tell
+            return FeatureStatus(
+                name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)}", errno.EACCES
+            )
         return FeatureStatus(
             name,
             min_kernel,
             "not_supported",
             f"iterators need the kernel's own BTF ({BTF_VMLINUX}, CONFIG_DEBUG_INFO_BTF)",
-        )
-    except OSError as exc:
-        return FeatureStatus(
-            name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {exc.strerror}", exc.errno or 0
         )
     # a name in BTF's string table: NUL on both sides
     if b"\0bpf_iter__task\0" not in (_kernel_btf_names() or b""):
