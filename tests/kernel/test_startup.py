@@ -17,11 +17,13 @@ import pytest
 from tests.kernel.test_resources import bpf_ids, wait_gone
 
 import ebpfsensor
+from ebpfsensor._btf import TYPEDEF, Btf
 from ebpfsensor._ffi import lib
 from ebpfsensor.config import Config
 from ebpfsensor.errors import LibbpfError
 from ebpfsensor.events import ProcessExec
 from ebpfsensor.host import features
+from ebpfsensor.host.paths import BTF_VMLINUX
 from ebpfsensor.process import _taskiter
 from ebpfsensor.sources.ebpf import source as ebpf_source
 from ebpfsensor.sources.ebpf.hooks import SHARED_MAPS
@@ -205,3 +207,22 @@ def _exec_of(s: ebpfsensor.Sensor, pid: int) -> ProcessExec:
             if isinstance(ev, ProcessExec) and ev.pid == pid:
                 return ev
     raise AssertionError(f"no exec event of {pid}")
+
+
+def test_tracepoints_and_task_iterator_read_from_the_kernels_btf() -> None:
+    # what the start asks of the kernel's BTF (found in its string table, the
+    # file not kept) against a parse of every type in it
+    if not features.own_btf().works:
+        pytest.skip("the kernel has no BTF of its own (before 5.4, or built without CONFIG_DEBUG_INFO_BTF)")
+    features.clear_cache()
+    with open(BTF_VMLINUX, "rb") as f:
+        kernel = Btf(f.read())
+    prefix = "btf_trace_"
+    traced = {name[len(prefix) :] for kind, name, *_ in kernel.types if kind == TYPEDEF and name.startswith(prefix)}
+    assert traced and {"sched_process_exec", "sys_enter", "sys_exit"} <= traced
+    for name in traced:
+        assert features.raw_tracepoint_exists(name) is True
+    assert features.raw_tracepoint_exists("no_such_tracepoint_here") is False
+    assert features._kernel_tracepoints() == frozenset(n.encode() for n in traced)
+    has_iter = kernel.struct("bpf_iter__task") is not None
+    assert features.task_iter().works is has_iter
