@@ -18,6 +18,7 @@ import errno
 import functools
 import os
 import struct
+import threading
 from typing import Literal
 
 import msgspec
@@ -255,7 +256,7 @@ def clear_cache() -> None:
         kprobes,
         bpf_lsm_active,
         task_iter,
-        _kernel_btf_facts,
+        _read_kernel_btf_facts,
         bounded_loops,
         global_data,
     ):
@@ -266,8 +267,18 @@ _BTF_HEADER = struct.Struct("=HBBIIIII")
 _TRACE_PREFIX = b"btf_trace_"
 
 
-@functools.cache
+# the start's threads ask at once (the task iterator's, the objects'): one reads
+_FACTS_LOCK = threading.Lock()
+
+
 def _kernel_btf_facts() -> tuple[frozenset[bytes], bool] | None:
+    """See _read_kernel_btf_facts: found once."""
+    with _FACTS_LOCK:
+        return _read_kernel_btf_facts()
+
+
+@functools.cache
+def _read_kernel_btf_facts() -> tuple[frozenset[bytes], bool] | None:
     """What the start asks of the kernel's own BTF, from one read of it: the
     names of its ``btf_trace_<name>`` types, and whether it has ``struct
     bpf_iter__task``; None without it. Only the string table is searched
