@@ -184,7 +184,15 @@ SANITIZE = os.environ.get("EBPFSENSOR_SANITIZE") == "1"
 _SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 
 ffi = FFI()
-ffi.cdef(_FIXED_TYPES + cdef_zone(EVENTS_H) + _LIBBPF_CDEF + cdef_zone(CONSUMER_H) + cdef_zone(LOOP_H) + _CALLBACK_CDEF + _VMLINUX_BTF_CDEF)
+ffi.cdef(
+    _FIXED_TYPES
+    + cdef_zone(EVENTS_H)
+    + _LIBBPF_CDEF
+    + cdef_zone(CONSUMER_H)
+    + cdef_zone(LOOP_H)
+    + _CALLBACK_CDEF
+    + _VMLINUX_BTF_CDEF
+)
 ffi.set_source(
     "ebpfsensor._libbpf",
     '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n#include "consumer.h"\n#include "loop.h"\n'

@@ -337,9 +337,8 @@ def task_iter() -> FeatureStatus:
     if not own_btf().works:
         if os.path.exists(BTF_VMLINUX) and not os.access(BTF_VMLINUX, os.R_OK):
             # there but not readable by this process: the probe cannot tell
-            return FeatureStatus(
-                name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)}", errno.EACCES
-            )
+            why = f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)}"
+            return FeatureStatus(name, min_kernel, "probe_failed", why, errno.EACCES)
         return FeatureStatus(
             name,
             min_kernel,
