@@ -21,15 +21,18 @@
 
 #include <bpf/btf.h>
 
-void es_vmlinux_btf_hold(void);
-void es_vmlinux_btf_release(void);
-unsigned long es_vmlinux_btf_parses(void);
-int es_vmlinux_btf_cached(void);
+/* hidden: called from this extension alone, its libbpf's calls included */
+#define ES_HIDDEN __attribute__((visibility("hidden")))
+
+ES_HIDDEN void es_vmlinux_btf_hold(void);
+ES_HIDDEN void es_vmlinux_btf_release(void);
+ES_HIDDEN unsigned long es_vmlinux_btf_parses(void);
+ES_HIDDEN int es_vmlinux_btf_cached(void);
 
 struct btf *__real_btf__load_vmlinux_btf(void);
 void __real_btf__free(struct btf *btf);
-struct btf *__wrap_btf__load_vmlinux_btf(void);
-void __wrap_btf__free(struct btf *btf);
+ES_HIDDEN struct btf *__wrap_btf__load_vmlinux_btf(void);
+ES_HIDDEN void __wrap_btf__free(struct btf *btf);
 
 static pthread_mutex_t es_vmlinux_lock = PTHREAD_MUTEX_INITIALIZER;
 /* callers that asked for the cache, loads that hold the shared copy */
@@ -47,8 +50,28 @@ static void es_vmlinux_drop_unused(void)
 	}
 }
 
+/* a fork while another thread parses must not leave the child a lock that
+ * no thread of it will release */
+static void es_vmlinux_prefork(void)
+{
+	pthread_mutex_lock(&es_vmlinux_lock);
+}
+
+static void es_vmlinux_postfork(void)
+{
+	pthread_mutex_unlock(&es_vmlinux_lock);
+}
+
+static pthread_once_t es_vmlinux_once = PTHREAD_ONCE_INIT;
+
+static void es_vmlinux_init(void)
+{
+	pthread_atfork(es_vmlinux_prefork, es_vmlinux_postfork, es_vmlinux_postfork);
+}
+
 void es_vmlinux_btf_hold(void)
 {
+	pthread_once(&es_vmlinux_once, es_vmlinux_init);
 	pthread_mutex_lock(&es_vmlinux_lock);
 	es_vmlinux_holders++;
 	pthread_mutex_unlock(&es_vmlinux_lock);

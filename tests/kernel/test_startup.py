@@ -226,3 +226,30 @@ def test_tracepoints_and_task_iterator_read_from_the_kernels_btf() -> None:
     assert features._kernel_tracepoints() == frozenset(n.encode() for n in traced)
     has_iter = kernel.struct("bpf_iter__task") is not None
     assert features.task_iter().works is has_iter
+
+
+def test_a_child_forked_during_a_start_loads_on_its_own() -> None:
+    # forked while the parent holds the shared copy: the child's loads go on
+    # (the lock is not left taken in it), and its exit frees what it loaded
+    before = bpf_ids()
+    lib.es_vmlinux_btf_hold()
+    try:
+        with BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",)) as parent:
+            assert parent.hooks["exec"].attached
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    with BpfObject.packaged("net" + SUFFIX).load(hooks=("connect_exit",)) as child:
+                        os._exit(0 if child.hooks["connect_exit"].attached else 1)
+                finally:
+                    os._exit(2)
+            deadline = time.monotonic() + 60
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+                assert time.monotonic() < deadline, "the forked child did not finish its load"
+                time.sleep(0.05)
+            assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        lib.es_vmlinux_btf_release()
+    assert lib.es_vmlinux_btf_cached() == 0
+    assert wait_gone("prog", bpf_ids()["prog"] - before["prog"]) == set()
+    assert bpf_ids() == before
