@@ -23,6 +23,7 @@ from ebpfsensor.config import Config
 from ebpfsensor.errors import LibbpfError
 from ebpfsensor.events import ProcessExec
 from ebpfsensor.host import features
+from ebpfsensor.host.btf import resolve as resolve_btf
 from ebpfsensor.host.paths import BTF_VMLINUX
 from ebpfsensor.process import _taskiter
 from ebpfsensor.sources.ebpf import source as ebpf_source
@@ -146,12 +147,15 @@ def test_a_start_parses_the_kernels_btf_once() -> None:
         assert lib.es_vmlinux_btf_cached() == 0
         # the loads that read the one copy attached every hook they have
         hooks = s._ebpf.hooks()
-        assert {o.name.split(".")[0] for o in s._ebpf._objects[1:]} >= {"process", "file", "net", "priv"}
-        assert hooks["exec"].variant is not None and hooks["file_openat_exit"].variant is not None
+        assert {o.name.split(".")[0] for o in s._ebpf._objects[1:]} >= {"process", "net", "priv"}
+        assert hooks["exec"].variant is not None and hooks["connect_exit"].variant is not None
     assert bpf_ids() == before
     # outside a start libbpf parses its own copy and frees it, as before
     parses = lib.es_vmlinux_btf_parses()
-    with BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",)) as one:
+    with (
+        resolve_btf() as btf,
+        BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",), btf_path=btf.libbpf_path) as one,
+    ):
         assert one.hooks["exec"].attached
     assert lib.es_vmlinux_btf_parses() - parses == (1 if features.own_btf().works else 0)
     assert lib.es_vmlinux_btf_cached() == 0
@@ -234,12 +238,16 @@ def test_a_child_forked_during_a_start_loads_on_its_own() -> None:
     before = bpf_ids()
     lib.es_vmlinux_btf_hold()
     try:
-        with BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",)) as parent:
+        with (
+            resolve_btf() as btf,
+            BpfObject.packaged("process" + SUFFIX).load(hooks=("exec",), btf_path=btf.libbpf_path) as parent,
+        ):
             assert parent.hooks["exec"].attached
             pid = os.fork()
             if pid == 0:
                 try:
-                    with BpfObject.packaged("net" + SUFFIX).load(hooks=("connect_exit",)) as child:
+                    net = BpfObject.packaged("net" + SUFFIX)
+                    with net.load(hooks=("connect_exit",), btf_path=btf.libbpf_path) as child:
                         os._exit(0 if child.hooks["connect_exit"].attached else 1)
                 finally:
                     os._exit(2)
