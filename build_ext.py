@@ -149,6 +149,14 @@ _CALLBACK_CDEF = """
 extern "Python+C" void _es_log(int level, const char *msg);
 """
 
+# csrc/vmlinux_btf.c: one parse of the kernel's BTF shared by the loads of a start
+_VMLINUX_BTF_CDEF = """
+void es_vmlinux_btf_hold(void);
+void es_vmlinux_btf_release(void);
+unsigned long es_vmlinux_btf_parses(void);
+int es_vmlinux_btf_cached(void);
+"""
+
 
 def cdef_zone(header: Path) -> str:
     """The text between /* cdef-begin */ and /* cdef-end */ in a header."""
@@ -176,17 +184,33 @@ SANITIZE = os.environ.get("EBPFSENSOR_SANITIZE") == "1"
 _SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
 
 ffi = FFI()
-ffi.cdef(_FIXED_TYPES + cdef_zone(EVENTS_H) + _LIBBPF_CDEF + cdef_zone(CONSUMER_H) + cdef_zone(LOOP_H) + _CALLBACK_CDEF)
+ffi.cdef(
+    _FIXED_TYPES
+    + cdef_zone(EVENTS_H)
+    + _LIBBPF_CDEF
+    + cdef_zone(CONSUMER_H)
+    + cdef_zone(LOOP_H)
+    + _CALLBACK_CDEF
+    + _VMLINUX_BTF_CDEF
+)
 ffi.set_source(
     "ebpfsensor._libbpf",
-    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n#include "consumer.h"\n#include "loop.h"\n',
+    '#include <bpf/libbpf.h>\n#include <bpf/bpf.h>\n#include "events.h"\n#include "consumer.h"\n#include "loop.h"\n'
+    + _VMLINUX_BTF_CDEF,
     sources=[_source_path(path) for path in C_SOURCES],
     depends=[_source_path(path) for path in C_HEADERS],
     include_dirs=[str(DEPS / "include"), str(CSRC), str(ROOT / "bpf_src")],
     extra_objects=[str(DEPS / "lib" / name) for name in ("libbpf.a", "libelf.a", "libz.a")],
     # keep libbpf's symbols private: another libbpf in the process must not
-    # clash; and send libbpf's fmemopen to __wrap_fmemopen (see csrc/fmemopen.c)
-    extra_link_args=["-Wl,--exclude-libs,ALL", "-Wl,--wrap=fmemopen", *(_SANITIZE_FLAGS if SANITIZE else [])],
+    # clash; send libbpf's fmemopen to __wrap_fmemopen (see csrc/fmemopen.c),
+    # and its loads and frees of the kernel's BTF to csrc/vmlinux_btf.c
+    extra_link_args=[
+        "-Wl,--exclude-libs,ALL",
+        "-Wl,--wrap=fmemopen",
+        "-Wl,--wrap=btf__load_vmlinux_btf",
+        "-Wl,--wrap=btf__free",
+        *(_SANITIZE_FLAGS if SANITIZE else []),
+    ],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror", *(_SANITIZE_FLAGS if SANITIZE else [])],
     py_limited_api=True,
 )

@@ -17,8 +17,8 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import re
 import struct
+import threading
 from typing import Literal
 
 import msgspec
@@ -256,23 +256,55 @@ def clear_cache() -> None:
         kprobes,
         bpf_lsm_active,
         task_iter,
-        _kernel_btf_names,
-        _kernel_tracepoints,
+        _read_kernel_btf_facts,
         bounded_loops,
         global_data,
     ):
         probe.cache_clear()
 
 
+_BTF_HEADER = struct.Struct("=HBBIIIII")
+_TRACE_PREFIX = b"btf_trace_"
+
+
+# the start's threads ask at once (the task iterator's, the objects'): one reads
+_FACTS_LOCK = threading.Lock()
+
+
+def _kernel_btf_facts() -> tuple[frozenset[bytes], bool] | None:
+    """See _read_kernel_btf_facts: found once."""
+    with _FACTS_LOCK:
+        return _read_kernel_btf_facts()
+
+
 @functools.cache
-def _kernel_btf_names() -> bytes | None:
-    """The kernel's own BTF, searched for names (NUL on both sides of a name
-    in its string table); None without it."""
+def _read_kernel_btf_facts() -> tuple[frozenset[bytes], bool] | None:
+    """What the start asks of the kernel's own BTF, from one read of it: the
+    names of its ``btf_trace_<name>`` types, and whether it has ``struct
+    bpf_iter__task``; None without it. Only the string table is searched
+    (a name has NUL on both sides), and the file (5 MB and more) is not kept:
+    a cache of it would stay in the process's memory for its lifetime."""
     try:
         with open(BTF_VMLINUX, "rb") as f:
-            return f.read()
+            data = f.read()
     except OSError:
         return None
+    strings = data
+    if len(data) >= _BTF_HEADER.size:
+        magic, _version, _flags, hdr_len, _type_off, _type_len, str_off, str_len = _BTF_HEADER.unpack_from(data)
+        if magic == 0xEB9F and hdr_len + str_off + str_len <= len(data):
+            strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
+    del data
+    names: set[bytes] = set()
+    start = strings.find(_TRACE_PREFIX)
+    while start > 0:
+        end = strings.find(b"\0", start)
+        if end < 0:
+            break
+        if strings[start - 1] == 0 and end > start + len(_TRACE_PREFIX):
+            names.add(strings[start + len(_TRACE_PREFIX) : end])
+        start = strings.find(_TRACE_PREFIX, end)
+    return frozenset(names), b"\0bpf_iter__task\0" in strings
 
 
 def raw_tracepoint_exists(name: str) -> bool | None:
@@ -286,15 +318,12 @@ def raw_tracepoint_exists(name: str) -> bool | None:
     return name.encode() in names
 
 
-@functools.cache
 def _kernel_tracepoints() -> frozenset[bytes] | None:
     """The names of the kernel's ``btf_trace_<name>`` types; None without
-    its BTF. One pass over the string table: a search of the whole BTF for
-    each hook of each object costs a millisecond a hook at every start."""
-    names = _kernel_btf_names()
-    if names is None:
-        return None
-    return frozenset(re.findall(rb"\0btf_trace_([^\0]+)(?=\0)", names))
+    its BTF. Found once: a search of the whole BTF for each hook of each
+    object costs a millisecond a hook at every start."""
+    facts = _kernel_btf_facts()
+    return None if facts is None else facts[0]
 
 
 @functools.cache
@@ -305,22 +334,20 @@ def task_iter() -> FeatureStatus:
     also copies argv (``bpf_copy_from_user_task``, 5.18), loads is found
     out by loading it."""
     name, min_kernel = "BPF task iterator", "5.8"
-    try:
-        with open(BTF_VMLINUX, "rb"):
-            pass
-    except FileNotFoundError:
+    if not own_btf().works:
+        if os.path.exists(BTF_VMLINUX) and not os.access(BTF_VMLINUX, os.R_OK):
+            # there but not readable by this process: the probe cannot tell
+            why = f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)}"
+            return FeatureStatus(name, min_kernel, "probe_failed", why, errno.EACCES)
         return FeatureStatus(
             name,
             min_kernel,
             "not_supported",
             f"iterators need the kernel's own BTF ({BTF_VMLINUX}, CONFIG_DEBUG_INFO_BTF)",
         )
-    except OSError as exc:
-        return FeatureStatus(
-            name, min_kernel, "probe_failed", f"cannot read {BTF_VMLINUX}: {exc.strerror}", exc.errno or 0
-        )
     # a name in BTF's string table: NUL on both sides
-    if b"\0bpf_iter__task\0" not in (_kernel_btf_names() or b""):
+    facts = _kernel_btf_facts()
+    if facts is None or not facts[1]:
         return FeatureStatus(
             name, min_kernel, "not_supported", "this kernel has no BPF task iterator (no bpf_iter__task in its BTF)"
         )

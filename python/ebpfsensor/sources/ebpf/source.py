@@ -161,10 +161,21 @@ class EbpfSource:
         at once, reusing them (libbpf's relocations and the verifier run
         without the GIL), the largest first: the last to finish sets the
         time. The task iterator that seeds the process table loads meanwhile
-        (see :meth:`take_task_iter`).
+        (see :meth:`take_task_iter`). Every load reads the one copy of the
+        kernel's BTF parsed by the first (csrc/vmlinux_btf.c), freed when the
+        last is done.
         """
+        lib.es_vmlinux_btf_hold()
+        try:
+            self._load_side_by_side(plan, shared)
+        finally:
+            lib.es_vmlinux_btf_release()
+
+    def _load_side_by_side(self, plan: list[tuple[str, BpfObject, set[str]]], shared: dict[str, int]) -> None:
         with ThreadPoolExecutor(max_workers=max(1, min(len(plan), os.cpu_count() or 1))) as pool:
-            iterator = pool.submit(self._load_task_iter) if _seeds_by_task_iter(self._cfg) else None
+            # whether the seed runs it is found out there too: the first
+            # start's look through the kernel's BTF overlaps the maps' creation
+            iterator = pool.submit(self._load_task_iter) if self._cfg.process_context else None
             try:
                 maps = plan[0][1].create_maps(SHARED_MAPS, map_sizes=self._map_sizes(), btf_path=self._btf_path())
                 self._objects.append(maps)
@@ -188,9 +199,12 @@ class EbpfSource:
 
     def _load_task_iter(self) -> LoadedObject | None:
         """The task iterator loaded for the seed, or None when that failed:
-        the seed then loads it itself, and reports why it cannot."""
+        the seed then loads it itself, and reports why it cannot; None too
+        when the seed will not run it."""
         from ...process._taskiter import load_iterator
 
+        if not _seeds_by_task_iter(self._cfg):
+            return None
         try:
             return load_iterator(self._cfg.btf_path)
         except Exception as exc:
