@@ -370,7 +370,11 @@ static __always_inline struct file *current_fd_file(int fd)
 
 	if (!ES_TASK_BTF)
 		return fd_file((struct task_struct *)bpf_get_current_task(), fd);
-	fdt = bpf_get_current_task_btf()->files->fdt;
+	/* cast: see fill_current_task_ctx() */
+	if (PATH_DIRECT)
+		fdt = bpf_core_cast(bpf_get_current_task_btf(), struct task_struct)->files->fdt;
+	else
+		fdt = bpf_get_current_task_btf()->files->fdt;
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
