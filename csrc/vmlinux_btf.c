@@ -62,16 +62,15 @@ static void es_vmlinux_postfork(void)
 	pthread_mutex_unlock(&es_vmlinux_lock);
 }
 
-static pthread_once_t es_vmlinux_once = PTHREAD_ONCE_INIT;
-
-static void es_vmlinux_init(void)
+/* registered when the extension is loaded: pthread_once would need glibc
+ * 2.34's symbol version, and the wheel runs on glibc 2.17 */
+__attribute__((constructor)) static void es_vmlinux_init(void)
 {
 	pthread_atfork(es_vmlinux_prefork, es_vmlinux_postfork, es_vmlinux_postfork);
 }
 
 void es_vmlinux_btf_hold(void)
 {
-	pthread_once(&es_vmlinux_once, es_vmlinux_init);
 	pthread_mutex_lock(&es_vmlinux_lock);
 	es_vmlinux_holders++;
 	pthread_mutex_unlock(&es_vmlinux_lock);
