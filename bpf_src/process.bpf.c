@@ -84,23 +84,10 @@ static __always_inline __u32 task_pid_ns(struct exec_buf *b, struct task_struct 
  */
 static __always_inline void exec_task_ctx(struct task_ctx *c, struct task_struct *task, const int btf)
 {
-	__u64 id, ugid;
-
-	if (!btf) {
+	if (btf)
+		task_ctx_direct(c, task);
+	else
 		fill_task_ctx(c, task);
-		return;
-	}
-	id = bpf_get_current_pid_tgid();
-	ugid = bpf_get_current_uid_gid();
-	c->pid = id >> 32;
-	c->tid = (__u32)id;
-	c->ppid = task->real_parent->tgid;
-	c->uid = (__u32)ugid;
-	c->gid = ugid >> 32;
-	c->cgroup_id = current_cgroup_id();
-	/* the ring builds are for 5.8+, which has start_boottime (5.5) */
-	c->start_time_ns = task->group_leader->start_boottime;
-	bpf_get_current_comm(c->comm, sizeof(c->comm));
 }
 
 /* fork and exit records: reserved in the ring, or built on a per-CPU

@@ -140,6 +140,26 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
 }
 
 /*
+ * fill_task_ctx() of the current task, its fields loaded directly through
+ * task, a BTF pointer to it (trusted, or an untrusted cast): the ring
+ * builds only, for 5.8+, which has start_boottime (5.5).
+ */
+static __always_inline void task_ctx_direct(struct task_ctx *c, struct task_struct *task)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ugid = bpf_get_current_uid_gid();
+
+	c->pid = id >> 32;
+	c->tid = (__u32)id;
+	c->ppid = task->real_parent->tgid;
+	c->uid = (__u32)ugid;
+	c->gid = ugid >> 32;
+	c->cgroup_id = current_cgroup_id();
+	c->start_time_ns = task->group_leader->start_boottime;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+}
+
+/*
  * fill_task_ctx() of the current task, the cheap way where the kernel has
  * bpf_get_current_task_btf() (5.11): the parent's and the leader's fields
  * are then loaded directly (fault-safe loads, not a helper call each); a
@@ -149,7 +169,6 @@ static __always_inline void fill_task_ctx(struct task_ctx *c, struct task_struct
 static __always_inline void fill_current_task_ctx(struct task_ctx *c)
 {
 	struct task_struct *task;
-	__u64 id, ugid;
 
 	if (!ES_TASK_BTF) {
 		fill_task_ctx(c, (struct task_struct *)bpf_get_current_task());
@@ -162,17 +181,7 @@ static __always_inline void fill_current_task_ctx(struct task_ctx *c)
 	 * object's verification time */
 	if (PATH_DIRECT)
 		task = bpf_core_cast(task, struct task_struct);
-	id = bpf_get_current_pid_tgid();
-	ugid = bpf_get_current_uid_gid();
-	c->pid = id >> 32;
-	c->tid = (__u32)id;
-	c->ppid = task->real_parent->tgid;
-	c->uid = (__u32)ugid;
-	c->gid = ugid >> 32;
-	c->cgroup_id = current_cgroup_id();
-	/* 5.11 has start_boottime (5.5) */
-	c->start_time_ns = task->group_leader->start_boottime;
-	bpf_get_current_comm(c->comm, sizeof(c->comm));
+	task_ctx_direct(c, task);
 }
 
 /* one resolved path: filled by path_resolve(), copied into a record */
