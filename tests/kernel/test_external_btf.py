@@ -25,6 +25,7 @@ from tests.kernel.test_resources import bpf_ids, wait_gone
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
+from ebpfsensor.host import features
 from ebpfsensor.host.btf import BtfFileError, locate
 from ebpfsensor.host.capabilities import capabilities
 from ebpfsensor.host.paths import BTF_VMLINUX
@@ -232,3 +233,39 @@ def test_without_the_kernels_own_btf_the_perf_objects_run(tmp_path: Path) -> Non
     else:
         assert "BPF ring buffer" in out["ring_refused"], out["ring_refused"]
     assert wait_gone("prog", bpf_ids()["prog"] - before["prog"]) == set()
+
+
+def test_an_unreadable_kernel_btf_is_said_to_be_unreadable(tmp_path: Path) -> None:
+    """The kernel's own BTF there but not readable by the process (root
+    without the capabilities that bypass file modes): the probes say the
+    file cannot be read and that their answer is unknown, not that the
+    kernel was built without BTF, which would send an administrator after
+    the wrong cause."""
+    if not os.path.exists(BTF_VMLINUX):
+        # nothing to make unreadable: the kernel's want of BTF is what is said
+        status = features.own_btf()
+        assert (status.outcome, status.detail) == (
+            "not_supported",
+            "the kernel is built without CONFIG_DEBUG_INFO_BTF",
+        )
+        return
+    locked = tmp_path / "vmlinux"
+    locked.write_bytes(b"x")
+    locked.chmod(0o600)
+    os.chown(locked, NOBODY, NOBODY)
+    probe = (
+        "import json; from ebpfsensor.host import features as f; "
+        "print(json.dumps([[s.outcome, s.detail, s.errno] for s in (f.own_btf(), f.task_iter())]))"
+    )
+    caps = "-dac_override,-dac_read_search"
+    mount = f'mount --bind "$0" {BTF_VMLINUX} && exec "$@"'
+    code = [
+        "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount, str(locked),
+        "setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--",
+        "env", f"PYTHONPATH={ROOT / 'python'}", sys.executable, "-c", probe,
+    ]  # fmt: skip
+    run = subprocess.run(code, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    own, task_iter = json.loads(run.stdout.strip().splitlines()[-1])
+    assert own == ["probe_failed", f"cannot read {BTF_VMLINUX}: Permission denied (run as root)", 13]
+    assert task_iter == own

@@ -158,6 +158,10 @@ def own_btf() -> FeatureStatus:
     name = f"the kernel's own BTF ({BTF_VMLINUX})"
     if os.access(BTF_VMLINUX, os.R_OK) and os.path.getsize(BTF_VMLINUX) > 0:
         return FeatureStatus(name, "5.4", "works")
+    if os.path.exists(BTF_VMLINUX) and not os.access(BTF_VMLINUX, os.R_OK):
+        # there but not readable by this process: whether it works is not known
+        why = f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)} (run as root)"
+        return FeatureStatus(name, "5.4", "probe_failed", why, errno.EACCES)
     return FeatureStatus(name, "5.4", "not_supported", "the kernel is built without CONFIG_DEBUG_INFO_BTF")
 
 
@@ -334,11 +338,10 @@ def task_iter() -> FeatureStatus:
     also copies argv (``bpf_copy_from_user_task``, 5.18), loads is found
     out by loading it."""
     name, min_kernel = "BPF task iterator", "5.8"
-    if not own_btf().works:
-        if os.path.exists(BTF_VMLINUX) and not os.access(BTF_VMLINUX, os.R_OK):
-            # there but not readable by this process: the probe cannot tell
-            why = f"cannot read {BTF_VMLINUX}: {os.strerror(errno.EACCES)}"
-            return FeatureStatus(name, min_kernel, "probe_failed", why, errno.EACCES)
+    btf = own_btf()
+    if btf.outcome == "probe_failed":
+        return FeatureStatus(name, min_kernel, "probe_failed", btf.detail, btf.errno)
+    if not btf.works:
         return FeatureStatus(
             name,
             min_kernel,
