@@ -46,53 +46,53 @@ OPENER_C = r"""
 
 int main(int argc, char **argv)
 {
-	struct io_uring_params p;
-	struct io_uring_sqe *sqes, *sqe;
-	struct io_uring_cqe *cqe;
-	unsigned *sq_tail, *sq_mask, *sq_array, tail, idx, head;
-	char *sq, *cq;
-	int ring, fd;
+    struct io_uring_params p;
+    struct io_uring_sqe *sqes, *sqe;
+    struct io_uring_cqe *cqe;
+    unsigned *sq_tail, *sq_mask, *sq_array, tail, idx, head;
+    char *sq, *cq;
+    int ring, fd;
 
-	if (argc != 3)
-		return 2;
-	printf("%d\n", getpid());
-	fd = open(argv[1], O_RDONLY);
-	printf("%d\n", fd < 0 ? -errno : fd);
-	memset(&p, 0, sizeof(p));
-	ring = syscall(__NR_io_uring_setup, 4, &p);
-	if (ring < 0) {
-		printf("setup %d\n", -errno);
-		return 1;
-	}
-	sq = mmap(0, p.sq_off.array + p.sq_entries * sizeof(unsigned), PROT_READ | PROT_WRITE,
-		  MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
-	cq = mmap(0, p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe), PROT_READ | PROT_WRITE,
-		  MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_CQ_RING);
-	sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
-	if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED)
-		return 1;
-	sq_tail = (unsigned *)(sq + p.sq_off.tail);
-	sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
-	sq_array = (unsigned *)(sq + p.sq_off.array);
-	tail = *sq_tail;
-	idx = tail & *sq_mask;
-	sqe = &sqes[idx];
-	memset(sqe, 0, sizeof(*sqe));
-	sqe->opcode = IORING_OP_OPENAT;
-	sqe->fd = AT_FDCWD;
-	sqe->addr = (unsigned long)argv[2];
-	sqe->open_flags = O_RDONLY;
-	sq_array[idx] = idx;
-	__atomic_store_n(sq_tail, tail + 1, __ATOMIC_RELEASE);
-	if (syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
-		printf("enter %d\n", -errno);
-		return 1;
-	}
-	head = __atomic_load_n((unsigned *)(cq + p.cq_off.head), __ATOMIC_ACQUIRE);
-	cqe = (struct io_uring_cqe *)(cq + p.cq_off.cqes) + (head & *(unsigned *)(cq + p.cq_off.ring_mask));
-	printf("%d\n", cqe->res);
-	return 0;
+    if (argc != 3)
+        return 2;
+    printf("%d\n", getpid());
+    fd = open(argv[1], O_RDONLY);
+    printf("%d\n", fd < 0 ? -errno : fd);
+    memset(&p, 0, sizeof(p));
+    ring = syscall(__NR_io_uring_setup, 4, &p);
+    if (ring < 0) {
+        printf("setup %d\n", -errno);
+        return 1;
+    }
+    sq = mmap(0, p.sq_off.array + p.sq_entries * sizeof(unsigned), PROT_READ | PROT_WRITE,
+          MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQ_RING);
+    cq = mmap(0, p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe), PROT_READ | PROT_WRITE,
+          MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_CQ_RING);
+    sqes = mmap(0, p.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+            MAP_SHARED | MAP_POPULATE, ring, IORING_OFF_SQES);
+    if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED)
+        return 1;
+    sq_tail = (unsigned *)(sq + p.sq_off.tail);
+    sq_mask = (unsigned *)(sq + p.sq_off.ring_mask);
+    sq_array = (unsigned *)(sq + p.sq_off.array);
+    tail = *sq_tail;
+    idx = tail & *sq_mask;
+    sqe = &sqes[idx];
+    memset(sqe, 0, sizeof(*sqe));
+    sqe->opcode = IORING_OP_OPENAT;
+    sqe->fd = AT_FDCWD;
+    sqe->addr = (unsigned long)argv[2];
+    sqe->open_flags = O_RDONLY;
+    sq_array[idx] = idx;
+    __atomic_store_n(sq_tail, tail + 1, __ATOMIC_RELEASE);
+    if (syscall(__NR_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) {
+        printf("enter %d\n", -errno);
+        return 1;
+    }
+    head = __atomic_load_n((unsigned *)(cq + p.cq_off.head), __ATOMIC_ACQUIRE);
+    cqe = (struct io_uring_cqe *)(cq + p.cq_off.cqes) + (head & *(unsigned *)(cq + p.cq_off.ring_mask));
+    printf("%d\n", cqe->res);
+    return 0;
 }
 """
 
@@ -236,9 +236,9 @@ def test_read_only_opens(sensor: ebpfsensor.Sensor, base: Path, d: Path) -> None
     with Clock() as clock:
         fd = os.open(base / "plain", os.O_RDONLY)
         os.close(fd)
+        argv = [str(base / n) for n in ("opener", "secret", "shared")]
         out = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", str(base / "opener")]
-            + [str(base / "secret"), str(base / "shared")],
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv],
             check=True,
             timeout=60,
             capture_output=True,
