@@ -2079,10 +2079,16 @@ static __always_inline __u32 current_syscall_nr(struct task_struct *task, __u32 
 
 	if (pflags & PF_IO_WORKER)
 		return NR_io_uring_enter;
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+	/* a typed pointer: its field loaded directly */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
 		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	else
-		regs = (struct pt_regs *)((__u64)BPF_CORE_READ(task, stack) + ES_THREAD_SIZE) - 1;
+#if defined(__TARGET_ARCH_arm64)
+		return regs->syscallno;
+#else
+		return regs->orig_ax;
+#endif
+	}
+	regs = (struct pt_regs *)((__u64)BPF_CORE_READ(task, stack) + ES_THREAD_SIZE) - 1;
 #if defined(__TARGET_ARCH_arm64)
 	return BPF_CORE_READ(regs, syscallno);
 #else
@@ -2103,25 +2109,41 @@ static __always_inline __u32 current_syscall_nr(struct task_struct *task, __u32 
  */
 static __always_inline long reserved_fd(struct task_struct *task, __u32 *cloexec)
 {
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
-	__u32 fd = BPF_CORE_READ(files, next_fd) - 1;
-	unsigned long word = 0, *bits;
+	unsigned long word = 0, *open_fds, *close_on_exec;
+	struct files_struct *files;
 	struct file **fds, *f = NULL;
+	struct fdtable *fdt;
+	__u32 fd, max_fds;
 
 	*cloexec = 0;
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	/* loaded directly where the kernel has bpf_get_current_task_btf()
+	 * (as current_fd_file()), else one helper call each */
+	if (ES_TASK_BTF) {
+		files = bpf_get_current_task_btf()->files;
+		fd = files->next_fd - 1;
+		fdt = files->fdt;
+		max_fds = fdt->max_fds;
+		fds = fdt->fd;
+		open_fds = fdt->open_fds;
+		close_on_exec = fdt->close_on_exec;
+	} else {
+		files = BPF_CORE_READ(task, files);
+		fd = BPF_CORE_READ(files, next_fd) - 1;
+		fdt = BPF_CORE_READ(files, fdt);
+		max_fds = BPF_CORE_READ(fdt, max_fds);
+		fds = BPF_CORE_READ(fdt, fd);
+		open_fds = BPF_CORE_READ(fdt, open_fds);
+		close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
+	}
+	if (!fdt || fd >= max_fds)
 		return -1;
-	fds = BPF_CORE_READ(fdt, fd);
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	if (f)
 		return -1;
-	bits = BPF_CORE_READ(fdt, open_fds);
-	bpf_probe_read_kernel(&word, sizeof(word), &bits[fd / 64]);
+	bpf_probe_read_kernel(&word, sizeof(word), &open_fds[fd / 64]);
 	if (!((word >> (fd % 64)) & 1))
 		return -1;
-	bits = BPF_CORE_READ(fdt, close_on_exec);
-	bpf_probe_read_kernel(&word, sizeof(word), &bits[fd / 64]);
+	bpf_probe_read_kernel(&word, sizeof(word), &close_on_exec[fd / 64]);
 	*cloexec = (word >> (fd % 64)) & 1;
 	return fd;
 }
@@ -2129,7 +2151,8 @@ static __always_inline long reserved_fd(struct task_struct *task, __u32 *cloexec
 static __always_inline int open_fexit(void *ctx, int dfd, struct filename *name, const struct open_flags *op)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 pflags = BPF_CORE_READ(task, flags), flags = BPF_CORE_READ(op, open_flag);
+	/* op and name are the program's typed arguments: loaded directly */
+	__u32 pflags, flags = op->open_flag;
 	struct file_scratch *s;
 	struct file_call *c;
 	struct file *file;
@@ -2137,6 +2160,7 @@ static __always_inline int open_fexit(void *ctx, int dfd, struct filename *name,
 	__u64 kname, kfile = 0;
 	__u32 cloexec;
 
+	pflags = ES_TASK_BTF ? bpf_get_current_task_btf()->flags : BPF_CORE_READ(task, flags);
 	if ((flags & OPEN_FLAG_EXEC) || ((pflags & PF_KTHREAD) && !(pflags & PF_IO_WORKER)))
 		return 0;
 	/* the result as a number, read from its slot in the context: the
@@ -2168,7 +2192,7 @@ static __always_inline int open_fexit(void *ctx, int dfd, struct filename *name,
 	s = scratch();
 	if (!s)
 		return 0;
-	kname = (__u64)BPF_CORE_READ(name, name);
+	kname = (__u64)name->name;
 	/* at most PATH_MAX with its NUL (getname): never cut */
 	n = bpf_probe_read_kernel_str(s->check, sizeof(s->check), (const void *)kname);
 	if (n <= 0) {
@@ -2187,7 +2211,7 @@ static __always_inline int open_fexit(void *ctx, int dfd, struct filename *name,
 	/* added by the kernel to every open of a 64-bit caller */
 	c->flags = flags & ~O_LARGEFILE;
 	/* the kernel's adds the file type (S_IFREG) */
-	c->mode = BPF_CORE_READ(op, mode) & 07777;
+	c->mode = op->mode & 07777;
 	c->arg[0].len = ARG_UNREAD;
 	c->arg[1].len = ARG_UNREAD;
 	fd = reserved_fd(task, &cloexec);
