@@ -8,7 +8,9 @@
  * library), not a raw sys_enter/sys_exit pair: why is in sys.bpf.h. Each
  * file syscall has its own pair, only the syscalls of enabled kinds are
  * attached, and there is a single variant (tp): syscalls:* events exist
- * only as trace events. (rename_target, which sees whether a rename
+ * only as trace events; the open's hooks have a second, fentry, where the
+ * kernel allows it (one fexit program on do_filp_open: "The open seen
+ * inside the kernel", at the end). (rename_target, which sees whether a rename
  * replaced a file, and path_*, which see the paths the kernel resolved,
  * hook inside the kernel and have lsm/fentry/kprobe variants.) 32-bit
  * compat syscalls do not fire them on x86 and arm64
