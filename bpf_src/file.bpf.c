@@ -8,7 +8,9 @@
  * library), not a raw sys_enter/sys_exit pair: why is in sys.bpf.h. Each
  * file syscall has its own pair, only the syscalls of enabled kinds are
  * attached, and there is a single variant (tp): syscalls:* events exist
- * only as trace events. (rename_target, which sees whether a rename
+ * only as trace events; the open's hooks have a second, fentry, where the
+ * kernel allows it (one fexit program on do_filp_open: "The open seen
+ * inside the kernel", at the end). (rename_target, which sees whether a rename
  * replaced a file, and path_*, which see the paths the kernel resolved,
  * hook inside the kernel and have lsm/fentry/kprobe variants.) 32-bit
  * compat syscalls do not fire them on x86 and arm64
@@ -1238,7 +1240,13 @@ static __always_inline __u32 user_dev(__u32 kdev)
 	return (minor & 0xff) | (major << 8) | ((minor & ~0xffU) << 12);
 }
 
-ES_FUNC int emit_open(ES_CTX_PARAM long ret)
+/*
+ * An open's record from the call in the scratch. kname: the open was seen
+ * inside the kernel (open_fexit()): kfile is the file it opened (0: it
+ * failed) and check holds the kernel's copy of the name; else the file is
+ * the one at the returned fd.
+ */
+ES_FUNC int emit_open(ES_CTX_PARAM long ret, __u64 kfile, __u32 kname)
 {
 	struct file_call *c = current_call();
 	struct file_scratch *s = scratch();
@@ -1253,7 +1261,9 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	e = (struct file_open_event *)s->buf;
 	e->flags = c->flags;
 	e->mode = c->mode;
-	if (ret >= 0)
+	if (kname)
+		file = (struct file *)kfile;
+	else if (ret >= 0)
 		file = current_fd_file(ret);
 	e->created = file && (file_fmode(file) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
@@ -1278,7 +1288,10 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret)
 	/* an open that succeeded names the file it opened, whatever the
 	 * string, and arg_path is the string as sys_enter read it where that
 	 * is kept whole: only a failed open's string is checked */
-	if (!file) {
+	if (kname) {
+		/* the name the kernel used: no later write can change it */
+		src = PATH_SOURCE_KERNEL | SRC_CHECK;
+	} else if (!file) {
 		src = arg_source(0);
 	} else if (c->arg[0].len <= ARG_WHOLE) {
 		src = PATH_SOURCE_KERNEL | SRC_COPY;
@@ -1836,7 +1849,7 @@ static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u6
 	/* not read at sys_enter: a failed open's string is unchecked */
 	c->arg[0].len = ARG_UNREAD;
 	c->arg[1].len = ARG_UNREAD;
-	emit_open(ES_CTX ret);
+	emit_open(ES_CTX ret, 0, 0);
 	return 0;
 }
 
@@ -1929,7 +1942,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	unstash_call(id, c);
 	switch (op) {
 	case FOP_OPEN:
-		emit_open(ES_CTX ret);
+		emit_open(ES_CTX ret, 0, 0);
 		break;
 	case FOP_MKNOD:
 		emit_mknod(ES_CTX ret);
@@ -2004,4 +2017,236 @@ FILE_SYSCALL(chown, FOP_CHOWN)
 FILE_SYSCALL(lchown, FOP_CHOWN)
 FILE_SYSCALL(link, FOP_LINK)
 FILE_SYSCALL(symlink, FOP_SYMLINK)
+#endif
+
+/*
+ * The open seen inside the kernel (the fentry variant of the open hooks,
+ * where the kernel has BPF trampolines): one fexit program on
+ * do_filp_open(), which every open by path the kernel makes for a process
+ * goes through: open, creat, openat, openat2, and io_uring's
+ * IORING_OP_OPENAT/OPENAT2, which pass by the syscall tracepoints unseen
+ * (from 5.12 io_uring's workers are threads of the submitting process; on
+ * 5.10, kernel threads marked PF_IO_WORKER). No stash and no second
+ * program: the name is the kernel's own copy (struct filename, taken
+ * before the lookup: what the kernel used, beyond another thread's reach),
+ * flags and mode are the kernel's (open_flags), the result is the file or
+ * ERR_PTR(-errno). The policy is the pair's: write intent reported,
+ * read-only reported when watched or refused, else counted.
+ *
+ * Left out: exec and uselib, which open with __FMODE_EXEC (FMODE_EXEC,
+ * 0x20, in every kernel of the tier) and have their own event; kernel
+ * threads' opens. Kept: the kernel's opens on a process's behalf through
+ * filp_open() (a core dump's file, acct(), swapon()): each opens a file
+ * the process named or has written for it, in its context, and the
+ * syscall tracepoints never saw them.
+ *
+ * The variant mechanism chooses a variant per hook, and the pair is eight
+ * hooks (four on arm64): the real program is the fentry variant of
+ * file_openat_exit, and each other open hook's fentry variant is an empty
+ * program with the same attach requirements (fexit, kernel BTF, a
+ * traceable fs/namei.c function) on do_file_open_root(), which only the
+ * kernel's rare root-relative opens (file_open_root()) call. So the loader
+ * takes the fentry variant for all of the open's hooks or, where the
+ * kernel refuses trampolines or the configuration leaves fentry out, the
+ * tracepoint pairs for all: never both, no open reported twice.
+ */
+#define OPEN_FLAG_EXEC 0x20 /* __FMODE_EXEC */
+#define PF_IO_WORKER 0x00000010
+#define PF_KTHREAD 0x00200000
+#define EAGAIN 11
+#define O_NONBLOCK 04000
+#define O_CLOEXEC 02000000
+#if defined(__TARGET_ARCH_arm64)
+#define O_LARGEFILE 0400000
+#else
+#define O_LARGEFILE 0100000
+#endif
+/* both architectures' kernel stacks without KASAN (Debian's kernels): the
+ * pt_regs at their top, where bpf_task_pt_regs() (5.15) is missing */
+#define ES_THREAD_SIZE 16384
+
+/* io_uring_enter: 426 on both architectures (x86-64 and asm-generic) */
+#define NR_io_uring_enter 426
+
+/*
+ * The syscall an open was made in: open, openat, openat2, creat for
+ * theirs; io_uring_enter for every io_uring open, made inline in that call
+ * or later by one of the ring's io-wq (or SQPOLL) threads, which are in no
+ * syscall; acct, swapon, ... for the kernel's opens on their behalf; -1 (as
+ * a u32) for a core dump after a fault.
+ */
+static __always_inline __u32 current_syscall_nr(struct task_struct *task, __u32 pflags)
+{
+	struct pt_regs *regs;
+
+	if (pflags & PF_IO_WORKER)
+		return NR_io_uring_enter;
+	/* a typed pointer: its field loaded directly */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+#if defined(__TARGET_ARCH_arm64)
+		return regs->syscallno;
+#else
+		return regs->orig_ax;
+#endif
+	}
+	regs = (struct pt_regs *)((__u64)BPF_CORE_READ(task, stack) + ES_THREAD_SIZE) - 1;
+#if defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(regs, syscallno);
+#else
+	return BPF_CORE_READ(regs, orig_ax);
+#endif
+}
+
+/*
+ * The fd the open syscall reserved for the file (get_unused_fd_flags(),
+ * before do_filp_open(), released after it when the open failed; the
+ * lowest free one, after which files->next_fd points): next_fd - 1, when
+ * that slot is reserved and holds no file yet; -1 when it is not: an
+ * io_uring open into a fixed-file slot and the kernel's own opens take no
+ * fd. Another thread of the process reserving one at the same moment can
+ * make it that thread's fd. *cloexec: the fd's close-on-exec bit, which
+ * the reservation set from O_CLOEXEC: the kernel drops that flag from the
+ * open's flags (build_open_flags()).
+ */
+static __always_inline long reserved_fd(struct task_struct *task, __u32 *cloexec)
+{
+	unsigned long word = 0, *open_fds, *close_on_exec;
+	struct files_struct *files;
+	struct file **fds, *f = NULL;
+	struct fdtable *fdt;
+	__u32 fd, max_fds;
+
+	*cloexec = 0;
+	/* loaded directly where the kernel has bpf_get_current_task_btf()
+	 * (as current_fd_file()), else one helper call each */
+	if (ES_TASK_BTF) {
+		files = bpf_get_current_task_btf()->files;
+		fd = files->next_fd - 1;
+		fdt = files->fdt;
+		max_fds = fdt->max_fds;
+		fds = fdt->fd;
+		open_fds = fdt->open_fds;
+		close_on_exec = fdt->close_on_exec;
+	} else {
+		files = BPF_CORE_READ(task, files);
+		fd = BPF_CORE_READ(files, next_fd) - 1;
+		fdt = BPF_CORE_READ(files, fdt);
+		max_fds = BPF_CORE_READ(fdt, max_fds);
+		fds = BPF_CORE_READ(fdt, fd);
+		open_fds = BPF_CORE_READ(fdt, open_fds);
+		close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
+	}
+	if (!fdt || fd >= max_fds)
+		return -1;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (f)
+		return -1;
+	bpf_probe_read_kernel(&word, sizeof(word), &open_fds[fd / 64]);
+	if (!((word >> (fd % 64)) & 1))
+		return -1;
+	bpf_probe_read_kernel(&word, sizeof(word), &close_on_exec[fd / 64]);
+	*cloexec = (word >> (fd % 64)) & 1;
+	return fd;
+}
+
+static __always_inline int open_fexit(void *ctx, int dfd, struct filename *name, const struct open_flags *op)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	/* op and name are the program's typed arguments: loaded directly */
+	__u32 pflags, flags = op->open_flag;
+	struct file_scratch *s;
+	struct file_call *c;
+	struct file *file;
+	long ret = 0, fd, n;
+	__u64 kname, kfile = 0;
+	__u32 cloexec;
+
+	pflags = ES_TASK_BTF ? bpf_get_current_task_btf()->flags : BPF_CORE_READ(task, flags);
+	if ((flags & OPEN_FLAG_EXEC) || ((pflags & PF_KTHREAD) && !(pflags & PF_IO_WORKER)))
+		return 0;
+	/* the result as a number, read from its slot in the context: the
+	 * verifier types the argument as a file pointer, which may not become
+	 * an errno nor be passed to a global function */
+	bpf_probe_read_kernel(&kfile, sizeof(kfile), &((__u64 *)ctx)[3]);
+	file = (struct file *)kfile;
+	if (kfile >= (__u64)-4095) {
+		ret = (long)kfile;
+		kfile = 0;
+		file = NULL;
+		/* io_uring's inline try (O_NONBLOCK, cached lookup only),
+		 * made again by a worker: that one is reported */
+		if (ret == -EAGAIN && (flags & O_NONBLOCK))
+			return 0;
+	}
+	if (!op_enabled(FOP_OPEN))
+		return 0;
+	if (!cfg_read_opens_all && !write_intent(flags)) {
+		if (!kind_on(EVENT_FILE_OPEN))
+			return 0;
+		if (file ? !is_watched(file) : ret != -EACCES && ret != -EPERM) {
+			stat_inc(EVENT_FILE_OPEN, STAT_UNWATCHED);
+			return 0;
+		}
+	}
+	if (excluded_for(EVENT_FILE_OPEN))
+		return 0;
+	s = scratch();
+	if (!s)
+		return 0;
+	kname = (__u64)name->name;
+	/* at most PATH_MAX with its NUL (getname): never cut */
+	n = bpf_probe_read_kernel_str(s->check, sizeof(s->check), (const void *)kname);
+	if (n <= 0) {
+		s->check[0] = 0;
+		n = 1;
+	}
+	s->check_len = n - 1;
+	s->check_cut = 0;
+	c = &s->call;
+	__builtin_memset(c, 0, offsetof(struct file_call, arg));
+	c->nr = current_syscall_nr(task, pflags);
+	c->op = FOP_OPEN;
+	c->path = kname;
+	c->dirfd = dfd;
+	c->new_dirfd = FILE_AT_FDCWD;
+	/* added by the kernel to every open of a 64-bit caller */
+	c->flags = flags & ~O_LARGEFILE;
+	/* the kernel's adds the file type (S_IFREG) */
+	c->mode = op->mode & 07777;
+	c->arg[0].len = ARG_UNREAD;
+	c->arg[1].len = ARG_UNREAD;
+	fd = reserved_fd(task, &cloexec);
+	if (cloexec)
+		c->flags |= O_CLOEXEC;
+	/* no fd: success all the same */
+	if (file)
+		ret = fd < 0 ? 0 : fd;
+	return emit_open(ES_CTX ret, kfile, 1);
+}
+
+/* do_filp_open(dfd, pathname, op) -> struct file * */
+SEC("fexit/do_filp_open")
+int BPF_PROG(handle_file_openat_exit_fentry, int dfd, struct filename *name, const struct open_flags *op,
+	     struct file *file)
+{
+	return open_fexit(ctx, dfd, name, op);
+}
+
+/* the other open hooks' fentry variants (see above) */
+#define OPEN_FENTRY_PEER(hook)                       \
+	SEC("fexit/do_file_open_root")               \
+	int BPF_PROG(handle_file_##hook##_fentry)     \
+	{                                            \
+		return 0;                            \
+	}
+
+OPEN_FENTRY_PEER(openat_enter)
+OPEN_FENTRY_PEER(openat2_enter)
+OPEN_FENTRY_PEER(openat2_exit)
+#if defined(__TARGET_ARCH_x86)
+OPEN_FENTRY_PEER(open_enter)
+OPEN_FENTRY_PEER(open_exit)
+OPEN_FENTRY_PEER(creat_enter)
+OPEN_FENTRY_PEER(creat_exit)
 #endif

@@ -22,6 +22,11 @@ points, so that differences between them split the sys_exit program's cost:
 
 Each program's run time is per run, the median of R repetitions; the
 enter program's (the stash) is given too. Every kind on, as a deployment.
+Where the kernel runs the open's fentry variant (one fexit program on
+do_filp_open, file.bpf.c), the open's "sys_exit" is that program and its
+"sys_enter" is 0 (no program runs there); ``--variants`` restricts the
+variants (``Config.hook_variants``), e.g. ``--variants lsm,btf,raw,tp,kprobe``
+for the tracepoint pairs in the same guest.
 """
 
 from __future__ import annotations
@@ -88,7 +93,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=200_000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--variants", help="the hook variants allowed, comma-separated (default: all)")
     args = ap.parse_args()
+    variants = {"hook_variants": frozenset(args.variants.split(","))} if args.variants else {}
     stats_fd = check_ret(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
     results: dict[str, list[tuple[float, float]]] = {}
     try:
@@ -111,18 +118,20 @@ def main() -> None:
                 "rename, reported": ("rename", {}, RENAME_PROGRAMS),
             }
             loop.run("open", max_ops=args.ops // 10)
-            with ebpfsensor.Sensor(log_file=None) as s:
+            with ebpfsensor.Sensor(log_file=None, **variants) as s:
                 targets = floor_targets(s.hooks())
+                open_variant = s.hooks()["file_openat_exit"].variant
             floor_runs = []
             for _ in range(args.reps):
                 for name, (op, cfg, programs) in configs.items():
-                    with ebpfsensor.Sensor(log_file=None, **cfg) as s:
+                    with ebpfsensor.Sensor(log_file=None, **cfg, **variants) as s:
                         results.setdefault(name, []).append(_per_run(s, loop, op, args.ops, programs))
                 with AttachFloor(targets) as floor:
                     floor_runs.append(_floor_per_run(floor, loop, "open", args.ops))
     finally:
         os.close(stats_fd)
     print(f"ns per program run, median of {args.reps} x {args.ops} openat+close or rename (CPU 0)")
+    print(f"  the open's hooks: {open_variant}")
     print(f"  {'configuration':34} {'sys_enter':>10} {'sys_exit':>10} {'both':>10}")
     for name, runs in results.items():
         enter = statistics.median(r[0] for r in runs)

@@ -672,6 +672,15 @@ def test_open_enametoolong_string(sensor: ebpfsensor.Sensor, d: Path) -> None:
     with pytest.raises(OSError) as exc:
         os.open(arg, os.O_RDONLY)
     assert exc.value.errno == errno.ENAMETOOLONG
+    if sensor.hooks()["file_openat_exit"].variant == "fentry":
+        # the kernel refuses the name as it copies it, before any lookup:
+        # do_filp_open, where the open's fentry variant sees opens, is never
+        # called (test_open_fexit.py); an open after it arrives alone
+        after = d / "after"
+        os.close(os.open(after, os.O_WRONLY | os.O_CREAT, 0o600))
+        one(sensor, FileCreate, path=str(after))
+        assert not [e for e in Backlog.of(sensor).events if getattr(e, "result", 0) == -errno.ENAMETOOLONG]
+        return
     ev = one(sensor, FileOpen, result=-errno.ENAMETOOLONG)
     assert ev.arg_path_truncated and ev.arg_path == arg[: PATH_LEN - 1]
     assert ev.path_truncated and arg.startswith(ev.path)

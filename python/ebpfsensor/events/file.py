@@ -141,8 +141,30 @@ class FileOpen(_FileOpenFields, frozen=True, gc=False, tag="file_open"):
     and ``dirfd`` -100. ``read_opens="all"`` reports
     every open.
 
+    Where the open's ``fentry`` variant runs (``Sensor.hooks()``: one fexit
+    program on the kernel's ``do_filp_open``, on kernels with BPF
+    trampolines), the open is seen inside the kernel, io_uring's
+    IORING_OP_OPENAT/OPENAT2 and the kernel's opens on the process's behalf
+    (a core dump's file, ``acct``, ``swapon``) included, exec's own open of
+    the program left out; then ``arg_path`` is the kernel's copy of the
+    name and ``path_source`` is ``KERNEL`` for a failed open too, ``flags``
+    are the kernel's (O_LARGEFILE dropped; an O_PATH open keeps only
+    O_PATH, O_DIRECTORY, O_NOFOLLOW, O_CLOEXEC; io_uring's first,
+    non-blocking try adds O_NONBLOCK), ``mode`` is 0 without
+    O_CREAT/O_TMPFILE, and ``syscall_nr`` is that of ``io_uring_enter``
+    (426) for an io_uring open, whether made in that call or by the ring's
+    worker thread (``tid``), and -1 as an unsigned 32-bit number
+    (4294967295) for a core dump after a fault. An open the kernel refuses
+    before it looks the name up (a name it cannot copy or too long, flags
+    it rejects, no free fd: EFAULT, ENAMETOOLONG, EINVAL, EMFILE) opened
+    nothing and is not seen there.
+
     Attributes:
-        result: the new fd, or -errno.
+        result: the new fd, or -errno. With the ``fentry`` variant, the fd
+            the syscall reserved for the file (read from the fd table: a
+            thread of the same process reserving one in the same instant
+            can make it that one), and 0 for an open that takes no fd (an
+            io_uring fixed-file open, the kernel's own opens).
     """
 
     event_type = EventType.FILE_OPEN
