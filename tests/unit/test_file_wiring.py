@@ -51,9 +51,20 @@ def test_file_hooks_exist_in_the_object() -> None:
     assert used == set(hooks)
     checks = {h: vs for h, vs in hooks.items() if h == "rename_target" or h.startswith("path_")}
     syscall_hooks = {h: vs for h, vs in hooks.items() if h not in checks}
+    opens = {h for h in syscall_hooks if h.startswith(("file_open", "file_creat"))}
+    assert opens >= {"file_openat_enter", "file_openat_exit", "file_openat2_enter", "file_openat2_exit"}
     assert all(
-        v.variant == "tp" and v.section.startswith("tp/syscalls/sys_") for vs in syscall_hooks.values() for v in vs
+        v.variant == "tp" and v.section.startswith("tp/syscalls/sys_")
+        for h, vs in syscall_hooks.items()
+        for v in (vs[1:] if h in opens else vs)
     )
+    # the open's hooks: fentry first, the one real program on do_filp_open and
+    # empty peers elsewhere, so that the per-hook choice takes fentry for all
+    # of them or for none
+    assert {h: (vs[0].variant, vs[0].section) for h, vs in syscall_hooks.items() if h in opens} == {
+        h: ("fentry", "fexit/do_filp_open" if h == "file_openat_exit" else "fexit/do_file_open_root") for h in opens
+    }
+    assert all(len(syscall_hooks[h]) == 2 for h in opens)
     # whether a rename replaced a file: the rename permission check, best hook first
     assert [(v.variant, v.section) for v in hooks["rename_target"]] == [
         ("lsm", "lsm/inode_rename"),
