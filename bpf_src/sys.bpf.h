@@ -12,8 +12,9 @@
  * bitmap before any program runs, so unrelated syscalls, nearly all of
  * them, stay cheap, and whatever a recorded syscall pays for its own pair
  * is small next to the cost of its record. Small per-syscall programs also
- * keep each verifier pass short. Both designs see the same syscalls
- * (io_uring bypasses either). The price is paid at detach: each classic
+ * keep each verifier pass short. Both designs see the same syscalls, and
+ * neither io_uring's operations (the open alone has a variant inside the
+ * kernel that sees them: file.bpf.c). The price is paid at detach: each classic
  * tracepoint link waits for an RCU grace period when destroyed, which is
  * why the loader detaches links from several threads at once. Only the
  * diagnostic (diag.bpf.c), which counts every syscall, uses raw sys_enter.
