@@ -2045,10 +2045,12 @@ FILE_SYSCALL(symlink, FOP_SYMLINK)
  * file_openat_exit, and each other open hook's fentry variant is an empty
  * program with the same attach requirements (fexit, kernel BTF, a
  * traceable fs/namei.c function) on do_file_open_root(), which only the
- * kernel's rare root-relative opens (file_open_root()) call. So the loader
- * takes the fentry variant for all of the open's hooks or, where the
- * kernel refuses trampolines or the configuration leaves fentry out, the
- * tracepoint pairs for all: never both, no open reported twice.
+ * kernel's rare root-relative opens (file_open_root()) call. The loader
+ * runs the fentry variant for all of the open's hooks or for none
+ * (hooks.ALL_OR_NONE: where one of them cannot, a verifier refusal or a
+ * full trampoline on do_filp_open, all give it up), and the tracepoint
+ * pairs where the kernel refuses trampolines or the configuration leaves
+ * fentry out: never both, no open reported twice or lost.
  */
 #define OPEN_FLAG_EXEC 0x20 /* __FMODE_EXEC */
 #define PF_IO_WORKER 0x00000010

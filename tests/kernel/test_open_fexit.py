@@ -20,6 +20,8 @@ from tests.kernel.test_file_events import AT_FDCWD, Backlog, Clock, check_header
 from tests.kernel.test_read_open_policy import sb_dev
 
 import ebpfsensor
+from ebpfsensor.diagnostic_overhead import AttachFloor, FloorTarget
+from ebpfsensor.errors import LibbpfError
 from ebpfsensor.events import FileCreate, FileOpen
 from ebpfsensor.events.file import PathSource
 
@@ -173,6 +175,55 @@ def test_one_variant_for_every_open_hook(sensor: ebpfsensor.Sensor) -> None:
         for info in hooks.values():
             (why,) = [f for f in info.failures if f.startswith("fentry: ")]
             assert any(r in why for r in FENTRY_REFUSAL), why
+
+
+def test_a_full_trampoline_moves_every_open_hook_to_the_pairs(d: Path) -> None:
+    """do_filp_open's trampoline filled by another tool's fexit programs
+    (the kernel takes a few dozen on one function): the fentry program
+    loads but cannot attach, where its empty peers on another function
+    can. Every open hook gives fentry up with it (hooks.ALL_OR_NONE), says
+    why, and the pairs report each open once. Where the kernel refuses
+    fexit programs, the floor's first load says so and the pairs run."""
+    target = FloorTarget("file_openat_exit", "fexit/do_filp_open", "handle_floor_fexit_fentry", "do_filp_open")
+    floor: list[AttachFloor] = []
+    full: LibbpfError | None = None
+    try:
+        while full is None and len(floor) < 100:
+            try:
+                floor.append(AttachFloor([target]))
+            except LibbpfError as exc:  # PrivilegeError too
+                full = exc
+        assert full is not None, "100 fexit programs attached to do_filp_open"
+        if floor:
+            assert full.errno == errno.E2BIG, full
+        with ebpfsensor.Sensor(kinds={"file_open", "file_create"}, exclude_self=False, log_file=None) as s:
+            hooks = open_hooks(s)
+            assert open_variant(s) == "tp"
+            (why,) = [f for f in hooks["file_openat_exit"].failures if f.startswith("fentry: ")]
+            if floor:
+                # loaded, refused at attach: not the kernel's refusal of fexit
+                assert not any(r in why for r in FENTRY_REFUSAL), why
+                for hook, info in hooks.items():
+                    if hook != "file_openat_exit":
+                        assert [f for f in info.failures if f.startswith("fentry: ")] == [
+                            f"fentry: file_openat_exit cannot run it ({why.removeprefix('fentry: ')}),"
+                            " and they run it together"
+                        ], info
+            else:
+                assert any(r in why for r in FENTRY_REFUSAL), why
+            p = d / "once"
+            with Clock() as clock:
+                fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+            b = Backlog.of(s)
+            ev = b.wait(mine(FileCreate, path=str(p)))[0]
+            check_header(ev, clock, nrs("openat", "open"), fd)
+            marker(s, d)
+            # drained up to the marker's open: no second record of it
+            assert [e for e in b.events if isinstance(e, (FileOpen, FileCreate)) and e.path == str(p)] == []
+    finally:
+        for f in floor:
+            f.close()
 
 
 def test_tp_forced(d: Path) -> None:

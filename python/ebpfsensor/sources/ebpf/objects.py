@@ -30,6 +30,7 @@ from ...host.arch import bpf_arch_of
 from ...host.mounts import tracefs_events
 from ...host.paths import BTF_VMLINUX, PACKAGE_DIR
 from .. import VARIANT_ORDER
+from .hooks import ALL_OR_NONE
 
 __all__ = [
     "ITER_VARIANTS",
@@ -392,6 +393,11 @@ class BpfObject:
             if not candidates[h]:
                 reasons = "; ".join(status[h].failures)
                 log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, reasons)
+        groups = [(v, g & wanted) for v, g in ALL_OR_NONE if len(g & wanted) > 1]
+        for variant, group in groups:
+            lacking = sorted(h for h in group if all(p.variant != variant for p in candidates[h]))
+            if lacking:
+                _give_up(variant, group, lacking[0], "cannot run it", status, candidates)
         choice = {h: 0 for h in wanted}
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
@@ -419,6 +425,18 @@ class BpfObject:
                 if all(choice[h] >= len(candidates[h]) for h in choice) and isinstance(err, PrivilegeError):
                     attempt.close()
                     raise err
+            for variant, group in groups:
+                why = next(((h, err) for h, v, err in failed if v == variant and h in group), None)
+                if why is None:
+                    continue
+                for h in group:
+                    # a peer still on the variant is moved on with the one that failed
+                    if choice[h] < len(candidates[h]) and candidates[h][choice[h]].variant == variant:
+                        status[h].failures.append(
+                            f"{variant}: {why[0]} cannot run it ({why[1]}), and they run it together"
+                        )
+                        choice[h] += 1
+                        retry = True
             if not retry:
                 # what failed to attach has no other variant: keep the rest
                 # attached rather than reload (its program stays loaded, unused)
@@ -561,6 +579,22 @@ def detach_all(loaded: Iterable[LoadedObject]) -> None:
     destroy_links([link for o in objs for link in o._a.links])
     for o in objs:
         o._a.links = []
+
+
+def _give_up(
+    variant: str,
+    group: set[str] | frozenset[str],
+    culprit: str,
+    why: str,
+    status: dict[str, HookStatus],
+    candidates: dict[str, list[ProgramSpec]],
+) -> None:
+    """Take variant out of the candidates of every hook of an all-or-none
+    group (hooks.ALL_OR_NONE), saying which hook gave it up and why."""
+    for h in group:
+        if h != culprit and any(p.variant == variant for p in candidates[h]):
+            status[h].failures.append(f"{variant}: {culprit} {why}, and they run it together")
+        candidates[h] = [p for p in candidates[h] if p.variant != variant]
 
 
 class _Attempt:
