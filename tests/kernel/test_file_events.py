@@ -313,7 +313,6 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.any_source
 def failed_open_source(sensor: ebpfsensor.Sensor) -> PathSource:
     """A failed open's path_source: the kernel's copy of the name where
     the open's fentry variant runs (do_filp_open's struct filename), else
@@ -321,6 +320,7 @@ def failed_open_source(sensor: ebpfsensor.Sensor) -> PathSource:
     return KERNEL if sensor.hooks()["file_openat_exit"].variant == "fentry" else ARG
 
 
+@pytest.mark.any_source
 def test_file_kinds_from_a_child(sensor: ebpfsensor.Sensor, d: Path) -> None:
     """One call of each kind by a child, field by field, from whichever
     source this kernel gives: eBPF, or the audit provider beside it (5.4,
