@@ -2053,9 +2053,6 @@ FILE_SYSCALL(symlink, FOP_SYMLINK)
  * fentry out: never both, no open reported twice or lost.
  */
 #define OPEN_FLAG_EXEC 0x20 /* __FMODE_EXEC */
-#define PF_IO_WORKER 0x00000010
-#define PF_KTHREAD 0x00200000
-#define EAGAIN 11
 #define O_NONBLOCK 04000
 #define O_CLOEXEC 02000000
 #if defined(__TARGET_ARCH_arm64)

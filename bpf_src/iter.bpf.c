@@ -31,7 +31,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define PF_KTHREAD 0x00200000
 #define ARGV_MASK (ARGV_LEN - 1)
 #define PROCTITLE_MASK 4095 /* what /proc reads of a title: a page (4 KiB here), its NUL included */
 

@@ -166,7 +166,6 @@ static __always_inline __u32 unix_name(char *dst, struct sock *sk)
 	return len & SUN_MASK;
 }
 
-#define EAGAIN 11
 #define EINPROGRESS 115
 
 /* the socket has a peer: an address or port (INET), a connected peer (unix) */

@@ -7,6 +7,12 @@
 #include "filter.bpf.h"
 
 #define NAME_MASK 255		 /* NAME_MAX */
+
+/* the kernel's task flags and errnos the programs compare with: vmlinux.h
+ * has the types, not the macros */
+#define PF_IO_WORKER 0x00000010
+#define PF_KTHREAD 0x00200000
+#define EAGAIN 11
 #define PATH_MASK (PATH_LEN - 1) /* PATH_LEN is a power of two */
 
 /*
