@@ -385,7 +385,9 @@ class BpfObject:
                 if p.variant not in allowed:
                     status[h].failures.append(f"{p.variant}: not among the allowed variants {sorted(allowed)}")
                     continue
-                missing = (_missing_tracepoint(p.section) or _refused_program_type(p.section)) if attach else None
+                # a program type the kernel refuses cannot load, attached or
+                # not; a missing tracepoint matters only to an attach
+                missing = (_missing_tracepoint(p.section) if attach else None) or _refused_program_type(p.section)
                 if missing:
                     status[h].failures.append(f"{p.variant}: {missing}")
                 else:
@@ -432,9 +434,7 @@ class BpfObject:
                 for h in group:
                     # a peer still on the variant is moved on with the one that failed
                     if choice[h] < len(candidates[h]) and candidates[h][choice[h]].variant == variant:
-                        status[h].failures.append(
-                            f"{variant}: {why[0]} cannot run it ({why[1]}), and they run it together"
-                        )
+                        status[h].failures.append(_together(variant, why[0], f"cannot run it ({why[1]})"))
                         choice[h] += 1
                         retry = True
             if not retry:
@@ -581,6 +581,11 @@ def detach_all(loaded: Iterable[LoadedObject]) -> None:
         o._a.links = []
 
 
+def _together(variant: str, culprit: str, why: str) -> str:
+    """A hook's failure when a peer of its all-or-none group (hooks.ALL_OR_NONE) gave variant up."""
+    return f"{variant}: {culprit} {why}, and they run it together"
+
+
 def _give_up(
     variant: str,
     group: set[str] | frozenset[str],
@@ -593,7 +598,7 @@ def _give_up(
     group (hooks.ALL_OR_NONE), saying which hook gave it up and why."""
     for h in group:
         if h != culprit and any(p.variant == variant for p in candidates[h]):
-            status[h].failures.append(f"{variant}: {culprit} {why}, and they run it together")
+            status[h].failures.append(_together(variant, culprit, why))
         candidates[h] = [p for p in candidates[h] if p.variant != variant]
 
 

@@ -515,10 +515,7 @@ def _refused_whole(obj: BpfObject, btf_path: str | None) -> str | None:
     probe = _TOO_LARGE_PROBE.get(obj.name.split(".")[0])
     if probe is None or probe[1] not in obj.hooks:
         return None
-    # the tracepoint programs alone: a loaded (not attached) probe is not
-    # checked for the kernel's program types, and the open's fentry variant
-    # would send libbpf after a kernel BTF these kernels lack
-    loaded = obj.load(hooks=probe, btf_path=btf_path, attach=False, variants={"tp"})
+    loaded = obj.load(hooks=probe, btf_path=btf_path, attach=False)
     try:
         status = loaded.hooks[probe[1]]
     finally:
