@@ -133,4 +133,17 @@ const volatile __u8 cfg_kernel_btf = 0;
 		_m;                                                           \
 	})
 
+/*
+ * A hook that runs another hook's program, read by the loader
+ * (sources/ebpf/objects.py, SHARED_SECTION): hook `hook`'s variant
+ * `variant` is program `prog`, attached at `section` (a section name of the
+ * program's own kind: another tracepoint for a classic tracepoint program),
+ * or, with an empty section, covered by the program's own attachment. A
+ * program shared by several hooks is loaded and verified once; the loader
+ * loads it for any of them and gives it up for all of them together.
+ */
+#define ES_SHARED_HOOK(hook, variant, prog, section)                                 \
+	const char es_shared_##hook##_##variant[] SEC(".es_shared") __attribute__((used)) = \
+		#prog "\0" section
+
 #endif /* EBPFSENSOR_COMPAT_BPF_H */

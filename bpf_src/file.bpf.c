@@ -1972,51 +1972,70 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	return 0;
 }
 
-/* an enter/exit pair of programs for one syscall; nr and op are constants,
- * so each program keeps only its own case of normalise() and file_exit() */
-#define FILE_SYSCALL(name, op)                                                      \
+/*
+ * A syscall's enter program: nr and op are constants, so each keeps only
+ * its own case of normalise() (the arguments' places differ by call).
+ */
+#define FILE_SYSCALL_ENTER(name, op)                                                \
 	SEC("tp/syscalls/sys_enter_" #name)                                         \
 	int handle_file_##name##_enter_tp(struct syscall_trace_enter *ctx)          \
 	{                                                                           \
 		__u64 a[6] = { ctx->args[0], ctx->args[1], ctx->args[2],            \
 			       ctx->args[3], ctx->args[4], 0 };                     \
 		return file_enter(NR_##name, op, a);                                \
-	}                                                                           \
+	}
+
+/*
+ * The exit programs: one per operation, attached at the sys_exit
+ * tracepoint of each of its calls (their records differ only by the
+ * syscall number, read from the tracepoint): FILE_SYSCALL's exit program is
+ * the operation's, FILE_SYSCALL_ALSO's exit hook runs that program
+ * (ES_SHARED_HOOK). Each exit program is a path walk and a record builder,
+ * ten thousand instructions for the verifier to walk: one per operation
+ * instead of one per call is most of file.bpf.o's load.
+ */
+#define FILE_SYSCALL(name, op)                                                      \
+	FILE_SYSCALL_ENTER(name, op)                                                \
 	SEC("tp/syscalls/sys_exit_" #name)                                          \
 	int handle_file_##name##_exit_tp(struct syscall_trace_exit *ctx)            \
 	{                                                                           \
-		return file_exit(ctx, NR_##name, op, ctx->ret);                          \
+		return file_exit(ctx, ctx->nr, op, ctx->ret);                       \
 	}
 
+#define FILE_SYSCALL_ALSO(name, op, exit_of)                                        \
+	FILE_SYSCALL_ENTER(name, op)                                                \
+	ES_SHARED_HOOK(file_##name##_exit, tp, handle_file_##exit_of##_exit_tp,     \
+		       "tp/syscalls/sys_exit_" #name);
+
 FILE_SYSCALL(openat, FOP_OPEN)
-FILE_SYSCALL(openat2, FOP_OPEN)
+FILE_SYSCALL_ALSO(openat2, FOP_OPEN, openat)
 FILE_SYSCALL(mknodat, FOP_MKNOD)
 FILE_SYSCALL(unlinkat, FOP_UNLINK)
 FILE_SYSCALL(mkdirat, FOP_MKDIR)
-FILE_SYSCALL(renameat, FOP_RENAME)
 FILE_SYSCALL(renameat2, FOP_RENAME)
-FILE_SYSCALL(fchmod, FOP_CHMOD)
+FILE_SYSCALL_ALSO(renameat, FOP_RENAME, renameat2)
 FILE_SYSCALL(fchmodat, FOP_CHMOD)
-FILE_SYSCALL(fchmodat2, FOP_CHMOD)
-FILE_SYSCALL(fchown, FOP_CHOWN)
+FILE_SYSCALL_ALSO(fchmod, FOP_CHMOD, fchmodat)
+FILE_SYSCALL_ALSO(fchmodat2, FOP_CHMOD, fchmodat)
 FILE_SYSCALL(fchownat, FOP_CHOWN)
+FILE_SYSCALL_ALSO(fchown, FOP_CHOWN, fchownat)
 FILE_SYSCALL(linkat, FOP_LINK)
 FILE_SYSCALL(symlinkat, FOP_SYMLINK)
 
 /* the legacy calls that arm64 (asm-generic) does not have */
 #if defined(__TARGET_ARCH_x86)
-FILE_SYSCALL(open, FOP_OPEN)
-FILE_SYSCALL(creat, FOP_OPEN)
-FILE_SYSCALL(mknod, FOP_MKNOD)
-FILE_SYSCALL(unlink, FOP_UNLINK)
-FILE_SYSCALL(rmdir, FOP_UNLINK)
-FILE_SYSCALL(mkdir, FOP_MKDIR)
-FILE_SYSCALL(rename, FOP_RENAME)
-FILE_SYSCALL(chmod, FOP_CHMOD)
-FILE_SYSCALL(chown, FOP_CHOWN)
-FILE_SYSCALL(lchown, FOP_CHOWN)
-FILE_SYSCALL(link, FOP_LINK)
-FILE_SYSCALL(symlink, FOP_SYMLINK)
+FILE_SYSCALL_ALSO(open, FOP_OPEN, openat)
+FILE_SYSCALL_ALSO(creat, FOP_OPEN, openat)
+FILE_SYSCALL_ALSO(mknod, FOP_MKNOD, mknodat)
+FILE_SYSCALL_ALSO(unlink, FOP_UNLINK, unlinkat)
+FILE_SYSCALL_ALSO(rmdir, FOP_UNLINK, unlinkat)
+FILE_SYSCALL_ALSO(mkdir, FOP_MKDIR, mkdirat)
+FILE_SYSCALL_ALSO(rename, FOP_RENAME, renameat2)
+FILE_SYSCALL_ALSO(chmod, FOP_CHMOD, fchmodat)
+FILE_SYSCALL_ALSO(chown, FOP_CHOWN, fchownat)
+FILE_SYSCALL_ALSO(lchown, FOP_CHOWN, fchownat)
+FILE_SYSCALL_ALSO(link, FOP_LINK, linkat)
+FILE_SYSCALL_ALSO(symlink, FOP_SYMLINK, symlinkat)
 #endif
 
 /*
@@ -2041,16 +2060,14 @@ FILE_SYSCALL(symlink, FOP_SYMLINK)
  * syscall tracepoints never saw them.
  *
  * The variant mechanism chooses a variant per hook, and the pair is eight
- * hooks (four on arm64): the real program is the fentry variant of
- * file_openat_exit, and each other open hook's fentry variant is an empty
- * program with the same attach requirements (fexit, kernel BTF, a
- * traceable fs/namei.c function) on do_file_open_root(), which only the
- * kernel's rare root-relative opens (file_open_root()) call. The loader
- * runs the fentry variant for all of the open's hooks or for none
- * (hooks.ALL_OR_NONE: where one of them cannot, a verifier refusal or a
- * full trampoline on do_filp_open, all give it up), and the tracepoint
- * pairs where the kernel refuses trampolines or the configuration leaves
- * fentry out: never both, no open reported twice or lost.
+ * hooks (four on arm64): this program is the fentry variant of
+ * file_openat_exit, and every other open hook's fentry variant is this
+ * program too, covered by its one attachment (ES_SHARED_HOOK). The loader
+ * runs it for all of the open's hooks or for none (a verifier refusal, or
+ * a full trampoline on do_filp_open, gives it up for all), and the
+ * tracepoint pairs where the kernel refuses trampolines or the
+ * configuration leaves fentry out: never both, no open reported twice or
+ * lost.
  */
 #define OPEN_FLAG_EXEC 0x20 /* __FMODE_EXEC */
 #define O_NONBLOCK 04000
@@ -2232,13 +2249,8 @@ int BPF_PROG(handle_file_openat_exit_fentry, int dfd, struct filename *name, con
 	return open_fexit(ctx, dfd, name, op);
 }
 
-/* the other open hooks' fentry variants (see above) */
-#define OPEN_FENTRY_PEER(hook)                       \
-	SEC("fexit/do_file_open_root")               \
-	int BPF_PROG(handle_file_##hook##_fentry)     \
-	{                                            \
-		return 0;                            \
-	}
+/* the other open hooks' fentry variants: this program (see above) */
+#define OPEN_FENTRY_PEER(hook) ES_SHARED_HOOK(file_##hook, fentry, handle_file_openat_exit_fentry, "");
 
 OPEN_FENTRY_PEER(openat_enter)
 OPEN_FENTRY_PEER(openat2_enter)

@@ -128,7 +128,9 @@ def floor_targets(hooks: Mapping[str, HookInfo]) -> list[FloorTarget]:
     """The floor's targets for the hooks a sensor attached (``Sensor.hooks()``).
 
     Each attached hook's program section is read from the packaged object
-    that holds it; hooks without a variant (not attached) are left out.
+    that holds it; hooks without a variant (not attached) are left out, and
+    so is a hook that shares another's program and attachment (the open's
+    hooks under fentry): the floor mirrors what the sensor attached.
 
     Raises:
         EbpfSensorError: a hook no packaged object has, or a section of a
@@ -140,6 +142,7 @@ def floor_targets(hooks: Mapping[str, HookInfo]) -> list[FloorTarget]:
             for spec in specs:
                 sections.setdefault(hook, {})[spec.variant] = spec.section
     out: list[FloorTarget] = []
+    attached: set[str] = set()
     for hook, info in sorted(hooks.items()):
         if info.variant is None:
             continue
@@ -150,6 +153,9 @@ def floor_targets(hooks: Mapping[str, HookInfo]) -> list[FloorTarget]:
         program = _FLOOR_PROGRAM.get(kind)
         if program is None or not target or (kind in ("tp", "tracepoint") and target.count("/") != 1):
             raise EbpfSensorError(f"attach floor: no floor program for {hook}'s section {section}")
+        if section in attached:
+            continue
+        attached.add(section)
         out.append(FloorTarget(hook, section, program, target))
     return out
 

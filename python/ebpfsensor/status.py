@@ -228,14 +228,17 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HookInfo(msgspec.Struct, frozen=True):
-    """Which variant of a hook runs, or why none does, and the object file
-    its programs come from (``process.v419.bpf.o``: the build for verifiers
-    before 5.3)."""
+    """Which variant of a hook runs, or why none does, the object file its
+    programs come from (``process.v419.bpf.o``: the build for verifiers
+    before 5.3), and the program that runs it (the name ``bpftool prog``
+    shows; the exit hooks of one operation's calls share one program, and
+    so do the open's hooks under ``fentry``)."""
 
     hook: str
     variant: str | None
     failures: list[str]
     object: str = ""
+    program: str | None = None
 
 
 class HashStats(msgspec.Struct, frozen=True):

@@ -5,9 +5,12 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
+from ebpfsensor._ffi import check_ret, lib
 from ebpfsensor.host import features
 from ebpfsensor.host.btf import resolve as resolve_btf
 from ebpfsensor.sources.ebpf import objects
@@ -84,10 +87,9 @@ def test_every_program_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None
         assert all(s.variant or s.failures for s in loaded.hooks.values())
         # what the verifier walked (reported since 5.16; 0 before)
         walked = {}
-        for hook, status in loaded.hooks.items():
-            if status.variant:
-                prog = f"handle_{hook}_{status.variant}"
-                walked[prog] = int(loaded.program_info(prog).verified_insns)
+        for status in loaded.hooks.values():
+            if status.program:
+                walked[status.program] = int(loaded.program_info(status.program).verified_insns)
         assert walked
         limit = MAX_VERIFIED_INSNS_V419 if name.endswith(".v419") else MAX_VERIFIED_INSNS
         assert {p: n for p, n in walked.items() if n > limit} == {}
@@ -113,3 +115,43 @@ def test_libbpf_debug_messages_reach_python_only_when_wanted(monkeypatch: pytest
         logger.setLevel(before)
     debug = [t for lvl, t in seen if lvl == logging.DEBUG]
     assert any("CO-RE relocating" in t for t in debug), debug[:20]
+
+
+def test_a_hook_runs_the_program_it_shares_at_its_own_tracepoint(tmp_path: Path) -> None:
+    """file_fchmod_exit alone: chmod's exit program (fchmodat's hook's) is
+    loaded for it, though that hook is not wanted, and attached at
+    sys_exit_fchmod only: each fchmod runs it, fchmodat calls do not."""
+    perf = not features.ring_buffer().works
+    obj = BpfObject.packaged("file.perf" if perf else "file")
+    with resolve_btf() as btf:
+        if perf and _refused_whole(obj, btf.libbpf_path):
+            # 5.4: the file programs are refused whole (test_every_program_loads)
+            return
+        loaded = obj.load(hooks={"file_fchmod_exit"}, btf_path=btf.libbpf_path)
+    f = tmp_path / "m"
+    f.write_text("x")
+    fd = os.open(f, os.O_RDONLY)
+    dfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    with loaded:
+        stats = check_ret(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enable", "BPF run-time statistics")
+        try:
+            status = loaded.hooks["file_fchmod_exit"]
+            assert set(loaded.hooks) == {"file_fchmod_exit"}
+            assert (status.variant, status.program, status.failures) == ("tp", "handle_file_fchmodat_exit_tp", [])
+
+            def runs() -> int:
+                return int(loaded.program_info("handle_file_fchmodat_exit_tp").run_cnt)
+
+            before = runs()
+            for _ in range(100):
+                os.chmod(fd, 0o600)
+            between = runs()
+            for _ in range(100):
+                os.chmod("m", 0o640, dir_fd=dfd)  # fchmodat
+            after = runs()
+        finally:
+            os.close(stats)
+            os.close(fd)
+            os.close(dfd)
+    assert between - before >= 100
+    assert after - between < 100

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from ebpfsensor import Config
-from ebpfsensor.errors import ConfigError
+from ebpfsensor.errors import ConfigError, LibbpfError
 from ebpfsensor.events import KINDS
 from ebpfsensor.sources.ebpf.hooks import KIND_HOOKS
 from ebpfsensor.sources.ebpf.objects import BpfObject, packaged_object_path
@@ -53,16 +55,27 @@ def test_file_hooks_exist_in_the_object() -> None:
     syscall_hooks = {h: vs for h, vs in hooks.items() if h not in checks}
     opens = {h for h in syscall_hooks if h.startswith(("file_open", "file_creat"))}
     assert opens >= {"file_openat_enter", "file_openat_exit", "file_openat2_enter", "file_openat2_exit"}
-    assert all(
-        v.variant == "tp" and v.section.startswith("tp/syscalls/sys_")
-        for h, vs in syscall_hooks.items()
-        for v in (vs[1:] if h in opens else vs)
-    )
-    # the open's hooks: fentry first, the one real program on do_filp_open and
-    # empty peers elsewhere, so that the per-hook choice takes fentry for all
-    # of them or for none
-    assert {h: (vs[0].variant, vs[0].section) for h, vs in syscall_hooks.items() if h in opens} == {
-        h: ("fentry", "fexit/do_filp_open" if h == "file_openat_exit" else "fexit/do_file_open_root") for h in opens
+    # every syscall hook on its own tracepoint: an enter program each, and
+    # one exit program per operation, shared by its calls' exit hooks
+    for h, vs in syscall_hooks.items():
+        tp = vs[-1]
+        call, side = h.removeprefix("file_").rsplit("_", 1)
+        assert (tp.variant, tp.section) == ("tp", f"tp/syscalls/sys_{side}_{call}")
+        if side == "enter":
+            assert tp.name == f"handle_{h}_tp"
+    exits: dict[str, set[str]] = {}
+    for h, vs in syscall_hooks.items():
+        if h.endswith("_exit"):
+            exits.setdefault(vs[-1].name, set()).add(h)
+    programs = {p.name for p in obj.programs}
+    assert set(exits) <= programs
+    assert exits["handle_file_openat_exit_tp"] == {h for h in opens if h.endswith("_exit")}
+    assert exits["handle_file_renameat2_exit_tp"] >= {"file_renameat_exit", "file_renameat2_exit"}
+    assert len(exits) == 9
+    # the open's hooks: fentry first, every one of them the one program on
+    # do_filp_open, so that they take fentry together or not at all
+    assert {h: (vs[0].variant, vs[0].name, vs[0].section) for h, vs in syscall_hooks.items() if h in opens} == {
+        h: ("fentry", "handle_file_openat_exit_fentry", "fexit/do_filp_open") for h in opens
     }
     assert all(len(syscall_hooks[h]) == 2 for h in opens)
     # whether a rename replaced a file: the rename permission check, best hook first
@@ -81,6 +94,21 @@ def test_file_hooks_exist_in_the_object() -> None:
             ("kprobe", f"kprobe/security_path_{name}"),
         ]
     assert "cfg_file_dedup_ns" in obj.settings
+
+
+def test_a_hook_sharing_a_program_the_object_lacks_is_refused() -> None:
+    path = packaged_object_path("file")
+    if not path.exists():
+        pytest.skip("file.bpf.o is not built: run `make bpf` first")
+    data = path.read_bytes()
+    shared = b"handle_file_openat_exit_tp\0tp/syscalls/sys_exit_openat2\0"
+    assert data.count(shared) == 1
+    with pytest.raises(LibbpfError, match="file_openat2_exit's tp variant is handle_file_openat_exit_tq") as exc:
+        BpfObject(data.replace(shared, shared.replace(b"exit_tp", b"exit_tq")), "file.bpf.o")
+    assert exc.value.errno == errno.ENOEXEC
+    # a classic tracepoint program is attached at other tracepoints only
+    with pytest.raises(LibbpfError, match="attaches handle_file_openat_exit_tp"):
+        BpfObject(data.replace(shared, shared.replace(b"tp/syscalls", b"tq/syscalls")), "file.bpf.o")
 
 
 @pytest.mark.parametrize("value", [-1, 3_600_001])

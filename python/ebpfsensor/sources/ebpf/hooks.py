@@ -4,7 +4,7 @@ objects share."""
 
 from __future__ import annotations
 
-__all__ = ["ALL_OR_NONE", "ALWAYS", "EXCLUSION_MAPS", "KIND_HOOKS", "SHARED_MAPS", "hooks_for"]
+__all__ = ["ALWAYS", "EXCLUSION_MAPS", "KIND_HOOKS", "SHARED_MAPS", "hooks_for"]
 
 
 def _file_hooks(*syscalls: str) -> tuple[str, ...]:
@@ -61,14 +61,6 @@ KIND_HOOKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mount": ("priv", _syscall_hooks("mount")),
     "umount": ("priv", _syscall_hooks("umount")),
 }
-
-#: (variant, hooks): the hooks run that variant all together or none of
-#: them does. The open's fentry variant is one program on do_filp_open() for
-#: all four open calls (its other hooks' fentry programs are empty): one open
-#: hook on its tracepoint pair beside the fexit program would report opens
-#: twice, or lose them, and a variant one of them cannot run (a verifier or
-#: an attach refusal, a full trampoline) is given up by all
-ALL_OR_NONE: tuple[tuple[str, frozenset[str]], ...] = (("fentry", frozenset(_OPEN_HOOKS)),)
 
 #: the exclusion maps, shared by every object: the first object loaded creates them
 EXCLUSION_MAPS = (

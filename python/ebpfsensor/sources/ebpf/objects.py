@@ -5,7 +5,9 @@ Programs are named ``handle_<hook>_<variant>``. A hook (``exec``, ``fork``,
 ...) comes in variants, tried best first (:data:`VARIANT_ORDER`); loading
 keeps, for each hook, the first variant that the running kernel loads and
 attaches, and records why the others failed. A hook with no working variant
-is reported, and the rest of the object runs.
+is reported, and the rest of the object runs. A hook may run another hook's
+program instead of its own (:data:`SHARED_SECTION`): loaded once for all the
+hooks that want it, attached once for each place they name.
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from ...host.arch import bpf_arch_of
 from ...host.mounts import tracefs_events
 from ...host.paths import BTF_VMLINUX, PACKAGE_DIR
 from .. import VARIANT_ORDER
-from .hooks import ALL_OR_NONE
 
 __all__ = [
     "ITER_VARIANTS",
     "MANIFEST",
+    "SHARED_SECTION",
     "VARIANT_ORDER",
     "BpfObject",
     "HookStatus",
@@ -53,6 +55,11 @@ log = logging.getLogger("ebpfsensor")
 ITER_VARIANTS = ("iter_s", "iter")
 _VARIANTS = VARIANT_ORDER + ITER_VARIANTS
 _PROG_NAME = re.compile(r"^handle_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(_VARIANTS) + r")$")
+#: the section naming hooks that run another hook's program (ES_SHARED_HOOK
+#: in bpf_src/compat.bpf.h): a symbol ``es_shared_<hook>_<variant>`` each,
+#: whose bytes are the program's name and the section it attaches at
+SHARED_SECTION = ".es_shared"
+_SHARED_NAME = re.compile(r"^es_shared_(?P<hook>[a-z0-9_]+?)_(?P<variant>" + "|".join(_VARIANTS) + r")$")
 _FAILED_PROG = re.compile(r"prog '(?P<name>[^']+)': failed to load")
 _LOG_BUF_BYTES = 1 << 20
 # the verifier's log buffers, one a program, left unwritten: libbpf asks for
@@ -143,7 +150,10 @@ def verify_object(path: Path, data: bytes) -> None:
 
 @dataclass(frozen=True)
 class ProgramSpec:
-    """One program of an object, as its ELF describes it."""
+    """A hook's variant, as the object's ELF describes it: the program that
+    runs it and the section naming where it is attached. A program shared
+    by several hooks (``ES_SHARED_HOOK``) has a spec for each, with the
+    program's own section or another tracepoint of its kind."""
 
     name: str
     section: str
@@ -161,6 +171,8 @@ class HookStatus:
         failures: one line per variant that was tried and failed.
         error: the last failure as an exception, for callers that want details.
         object: the object file the hook's programs come from.
+        program: the program that runs it (``handle_<hook>_<variant>``, or
+            another hook's program that this hook shares), or None.
     """
 
     hook: str
@@ -168,6 +180,7 @@ class HookStatus:
     failures: list[str] = field(default_factory=list)
     error: LibbpfError | None = None
     object: str = ""
+    program: str | None = None
 
     @property
     def attached(self) -> bool:
@@ -283,15 +296,23 @@ class BpfObject:
         str_off, str_size = headers[link][2:4]
         strtab = data[str_off : str_off + str_size]
         fmt = end + "IBBHQQ"  # Elf64_Sym
+        shared: list[tuple[str, str, str, str]] = []
         for st_name, st_info, _other, shndx, value, size in struct.iter_unpack(fmt, data[sym_off : sym_off + sym_size]):
             if shndx == 0 or shndx >= 0xFF00:  # undefined, absolute, common
                 continue
             kind, bind, sec = st_info & 0xF, st_info >> 4, names[shndx]
             program = kind == _STT_FUNC and bind == _STB_GLOBAL and sec != ".text"
-            if not program and not (kind == _STT_OBJECT and sec in (".rodata", ".maps")):
+            if not program and not (kind == _STT_OBJECT and sec in (".rodata", ".maps", SHARED_SECTION)):
                 continue
             sym = strtab[st_name : strtab.index(b"\0", st_name)].decode()
-            if sec == ".maps":
+            if sec == SHARED_SECTION:
+                m = _SHARED_NAME.match(sym)
+                if m is None:
+                    raise ValueError(f"{SHARED_SECTION} symbol {sym} is not es_shared_<hook>_<variant>")
+                start = headers[shndx][2] + value
+                prog, _, section = data[start : start + size].rstrip(b"\0").decode().partition("\0")
+                shared.append((m["hook"], m["variant"], prog, section))
+            elif sec == ".maps":
                 if sym == SETTINGS_MAP:
                     self.settings_map = sym
             elif not program:
@@ -300,6 +321,15 @@ class BpfObject:
                 self.programs.append(ProgramSpec(sym, sec, m["hook"], m["variant"]))
         if not self.programs:
             raise ValueError("no handle_<hook>_<variant> programs")
+        own = {p.name: p for p in self.programs}
+        for hook, variant, prog, section in shared:
+            spec = own.get(prog)
+            if spec is None or spec.variant != variant:
+                raise ValueError(f"hook {hook}'s {variant} variant is {prog}, which the object has not as {variant}")
+            kind = spec.section.partition("/")[0]
+            if section and (kind not in ("tp", "tracepoint") or section.partition("/")[0] != kind):
+                raise ValueError(f"hook {hook}'s {variant} variant attaches {prog} ({spec.section}) at {section}")
+            self.programs.append(ProgramSpec(prog, section or spec.section, hook, variant))
         if self.settings_map is not None:
             # no global data: the settings are the members of the map's
             # value, as the object's BTF lays them out
@@ -395,11 +425,6 @@ class BpfObject:
             if not candidates[h]:
                 reasons = "; ".join(status[h].failures)
                 log.warning("%s: no variant of hook %s works on this kernel: %s", self.name, h, reasons)
-        groups = [(v, g & wanted) for v, g in ALL_OR_NONE if len(g & wanted) > 1]
-        for variant, group in groups:
-            lacking = sorted(h for h in group if all(p.variant != variant for p in candidates[h]))
-            if lacking:
-                _give_up(variant, group, lacking[0], "cannot run it", status, candidates)
         choice = {h: 0 for h in wanted}
         while True:
             selected = {h: candidates[h][i] for h, i in choice.items() if i < len(candidates[h])}
@@ -427,23 +452,13 @@ class BpfObject:
                 if all(choice[h] >= len(candidates[h]) for h in choice) and isinstance(err, PrivilegeError):
                     attempt.close()
                     raise err
-            for variant, group in groups:
-                why = next(((h, err) for h, v, err in failed if v == variant and h in group), None)
-                if why is None:
-                    continue
-                for h in group:
-                    # a peer still on the variant is moved on with the one that failed
-                    if choice[h] < len(candidates[h]) and candidates[h][choice[h]].variant == variant:
-                        status[h].failures.append(_together(variant, why[0], f"cannot run it ({why[1]})"))
-                        choice[h] += 1
-                        retry = True
             if not retry:
                 # what failed to attach has no other variant: keep the rest
                 # attached rather than reload (its program stays loaded, unused)
                 down = {hook for hook, _, _ in failed}
                 for h, prog in selected.items():
                     if h not in down:
-                        status[h].variant = prog.variant
+                        status[h].variant, status[h].program = prog.variant, prog.name
                 return LoadedObject(attempt, status)
             attempt.close()
 
@@ -581,27 +596,6 @@ def detach_all(loaded: Iterable[LoadedObject]) -> None:
         o._a.links = []
 
 
-def _together(variant: str, culprit: str, why: str) -> str:
-    """A hook's failure when a peer of its all-or-none group (hooks.ALL_OR_NONE) gave variant up."""
-    return f"{variant}: {culprit} {why}, and they run it together"
-
-
-def _give_up(
-    variant: str,
-    group: set[str] | frozenset[str],
-    culprit: str,
-    why: str,
-    status: dict[str, HookStatus],
-    candidates: dict[str, list[ProgramSpec]],
-) -> None:
-    """Take variant out of the candidates of every hook of an all-or-none
-    group (hooks.ALL_OR_NONE), saying which hook gave it up and why."""
-    for h in group:
-        if h != culprit and any(p.variant == variant for p in candidates[h]):
-            status[h].failures.append(_together(variant, culprit, why))
-        candidates[h] = [p for p in candidates[h] if p.variant != variant]
-
-
 class _Attempt:
     """One try at opening, loading and attaching a selection of programs."""
 
@@ -689,7 +683,7 @@ class _Attempt:
         with capture_libbpf_log() as lines:
             rc = lib.bpf_object__load(self.ptr)
         if rc < 0:
-            return [self._load_failure(rc, lines, wanted)]
+            return self._load_failure(rc, lines, wanted)
         self.loaded = True
         if o.settings_map is not None and self.only_maps is None:
             # before the first attach: no program runs on the zeroed value
@@ -697,11 +691,22 @@ class _Attempt:
         if self.prepare is not None:
             self.prepare(lambda name: int(check_ret(lib.bpf_map__fd(self.maps[name]), "map fd", name)))
         failures = []
+        # one attachment for the hooks a program's attachment covers, one a
+        # tracepoint for the hooks that share a program at their own
+        attachments: dict[tuple[str, str], list[str]] = {}
         for hook, spec in self.selected.items() if self.attach else ():
-            link = lib.bpf_program__attach(self.programs[spec.name])
+            attachments.setdefault((spec.name, spec.section), []).append(hook)
+        for (pname, section), hooks in attachments.items():
+            prog = self.programs[pname]
+            if section == ffi.string(lib.bpf_program__section_name(prog)).decode():
+                link = lib.bpf_program__attach(prog)
+            else:
+                # ProgramSpec: only a classic tracepoint program is attached elsewhere
+                category, _, event = section.partition("/")[2].partition("/")
+                link = lib.bpf_program__attach_tracepoint(prog, category.encode(), event.encode())
             if link == ffi.NULL:
-                err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{spec.name} ({spec.section})")
-                failures.append((hook, spec.variant, err))
+                err = make_error(ffi.errno or errno.EINVAL, "attach", f"{o.name}:{pname} ({section})")
+                failures += [(hook, self.selected[hook].variant, err) for hook in hooks]
                 continue
             self.links.append(link)
         return failures
@@ -730,7 +735,9 @@ class _Attempt:
 
     def _load_failure(
         self, rc: int, lines: list[str], wanted: Mapping[str, ProgramSpec]
-    ) -> tuple[str, str, LibbpfError]:
+    ) -> list[tuple[str, str, LibbpfError]]:
+        """The failure of every hook that selected the program that failed to
+        load (several share one); raises when no program is to blame."""
         name = next((m["name"] for line in lines if (m := _FAILED_PROG.search(line))), None)
         if name is None:
             # a program's own log is filled only when that program failed
@@ -752,7 +759,7 @@ class _Attempt:
             err = make_error(rc, "load", f"{self.obj.name}:{name}", f"the kernel refuses {spec.variant} programs here")
         else:
             err = VerifierError(abs(rc), strerror(rc), "load", self.obj.name, name, log_lines)
-        return spec.hook, spec.variant, err
+        return [(hook, spec.variant, err) for hook, s in self.selected.items() if s.name == name]
 
     def close(self) -> None:
         destroy_links(self.links)

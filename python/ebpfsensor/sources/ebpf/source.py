@@ -400,7 +400,7 @@ class EbpfSource:
 
     def hooks(self) -> dict[str, HookInfo]:
         """For each hook, the variant attached or why none is."""
-        return {h: HookInfo(s.hook, s.variant, list(s.failures), s.object) for h, s in self._hooks.items()}
+        return {h: HookInfo(s.hook, s.variant, list(s.failures), s.object, s.program) for h, s in self._hooks.items()}
 
     def kernel_stats(self) -> dict[int, tuple[int, ...]]:
         """Per record type, the kernel's counters (:data:`STAT_FIELDS` in
