@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,16 @@ def test_check_packaged(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check"]) == 0
     out = capsys.readouterr().out
     assert "hook exec: btf" in out and "record exec_event: 200 bytes, layout matches" in out
+    # a hook that runs another hook's program says whose, and counts its
+    # instructions (file.bpf.o and its perf build)
+    lines = out.splitlines()
+    shared = [x for x in lines if x.startswith("  hook file_fchmod_exit: ")]
+    own = [x for x in lines if x.startswith("  hook file_fchmodat_exit: ")]
+    assert len(shared) == len(own) >= 1
+    for line, mine in zip(shared, own, strict=True):
+        m = re.fullmatch(r"  hook file_fchmod_exit: tp \(([1-9][0-9]*) insns, shares (\w+)\)", line)
+        assert m and m[2] == "handle_file_fchmodat_exit_tp", line
+        assert mine == f"  hook file_fchmodat_exit: tp ({m[1]} insns)"
 
 
 def test_unknown_kind_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:

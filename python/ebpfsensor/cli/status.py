@@ -115,8 +115,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         obj = BpfObject.open(path)
         btf = read_object_btf(obj.data)
         print(f"{path.name}:")
+        # each program's own section (a hook may share another hook's program)
+        own = {p.name: p.section for p in obj.programs if p.name == f"handle_{p.hook}_{p.variant}"}
         for hook, variants in sorted(obj.hooks.items()):
-            names = ", ".join(f"{p.variant} ({_insns(obj.data, p.section)} insns)" for p in variants)
+            names = ", ".join(
+                f"{p.variant} ({_insns(obj.data, own[p.name])} insns"
+                + ("" if p.name == f"handle_{hook}_{p.variant}" else f", shares {p.name}")
+                + ")"
+                for p in variants
+            )
             print(f"  hook {hook}: {names}")
         # several kinds may share a record layout: check each layout once
         for record in dict.fromkeys(spec.cls.record for spec in RECORDS.values()):
