@@ -173,3 +173,33 @@ def test_probe_reports_real_loads() -> None:
         for kind in ("process_exec", "process_fork", "process_exit"):
             assert report.kinds[kind].live and report.kinds[kind].source.startswith("ebpf:"), kind
     assert report.hooks["connect_exit"].variant == "tp"  # type: ignore[attr-defined]
+
+
+def test_hooks_cli_names_the_program_each_hook_runs() -> None:
+    """`ebpfsensor hooks --json`: each hook's variant and the program that
+    runs it, which `bpftool prog` shows; the exit hooks of chmod's calls
+    all run chmod's one exit program."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    out = subprocess.run(
+        [sys.executable, "-m", "ebpfsensor", "hooks", "--json", "--kinds", "file_chmod"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    doc = json.loads(out.stdout)
+    assert doc["exec"]["variant"] and doc["exec"]["program"] == f"handle_exec_{doc['exec']['variant']}"
+    exits = {h: v for h, v in doc.items() if h.startswith("file_") and h.endswith("_exit")}
+    assert {"file_chmod_exit", "file_fchmod_exit", "file_fchmodat_exit"} & set(exits)
+    attached = {h: v for h, v in exits.items() if v["variant"]}
+    if not attached:
+        # the file object refused whole by this kernel's verifier (5.4, 4.19): none runs
+        assert all(v["program"] is None and v["failures"] for v in exits.values()), exits
+        return
+    assert {(v["variant"], v["program"]) for v in attached.values()} == {("tp", "handle_file_fchmodat_exit_tp")}
+    for hook, info in doc.items():
+        if info["variant"] and hook.endswith("_enter"):
+            assert info["program"] == f"handle_{hook}_{info['variant']}"
+        elif not info["variant"]:
+            assert info["program"] is None
