@@ -109,6 +109,13 @@ def test_a_hook_sharing_a_program_the_object_lacks_is_refused() -> None:
     # a classic tracepoint program is attached at other tracepoints only
     with pytest.raises(LibbpfError, match="attaches handle_file_openat_exit_tp"):
         BpfObject(data.replace(shared, shared.replace(b"tp/syscalls", b"tq/syscalls")), "file.bpf.o")
+    # and at a tracepoint named as category/event
+    with pytest.raises(LibbpfError, match="at tp/syscalls_sys_exit_openat2"):
+        BpfObject(data.replace(shared, shared.replace(b"syscalls/sys", b"syscalls_sys")), "file.bpf.o")
+    # the sharing hooks' specs say so; the program's own does not
+    specs = [p for p in BpfObject(data, "file.bpf.o").programs if p.name == "handle_file_openat_exit_tp"]
+    assert {(p.hook, p.shared) for p in specs} >= {("file_openat_exit", False), ("file_openat2_exit", True)}
+    assert len([p for p in specs if not p.shared]) == 1
 
 
 @pytest.mark.parametrize("value", [-1, 3_600_001])

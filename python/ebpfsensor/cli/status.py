@@ -115,13 +115,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         obj = BpfObject.open(path)
         btf = read_object_btf(obj.data)
         print(f"{path.name}:")
-        # each program's own section (a hook may share another hook's program)
-        own = {p.name: p.section for p in obj.programs if p.name == f"handle_{p.hook}_{p.variant}"}
+        own = obj.sections
         for hook, variants in sorted(obj.hooks.items()):
             names = ", ".join(
-                f"{p.variant} ({_insns(obj.data, own[p.name])} insns"
-                + ("" if p.name == f"handle_{hook}_{p.variant}" else f", shares {p.name}")
-                + ")"
+                f"{p.variant} ({_insns(obj.data, own[p.name])} insns" + (f", shares {p.name})" if p.shared else ")")
                 for p in variants
             )
             print(f"  hook {hook}: {names}")

@@ -153,12 +153,14 @@ class ProgramSpec:
     """A hook's variant, as the object's ELF describes it: the program that
     runs it and the section naming where it is attached. A program shared
     by several hooks (``ES_SHARED_HOOK``) has a spec for each, with the
-    program's own section or another tracepoint of its kind."""
+    program's own section or another tracepoint of its kind, ``shared``
+    for each hook but the one whose name the program bears."""
 
     name: str
     section: str
     hook: str
     variant: str
+    shared: bool = False
 
 
 @dataclass
@@ -327,9 +329,10 @@ class BpfObject:
             if spec is None or spec.variant != variant:
                 raise ValueError(f"hook {hook}'s {variant} variant is {prog}, which the object has not as {variant}")
             kind = spec.section.partition("/")[0]
-            if section and (kind not in ("tp", "tracepoint") or section.partition("/")[0] != kind):
+            at_kind, _, target = section.partition("/")
+            if section and (kind not in ("tp", "tracepoint") or at_kind != kind or target.count("/") != 1):
                 raise ValueError(f"hook {hook}'s {variant} variant attaches {prog} ({spec.section}) at {section}")
-            self.programs.append(ProgramSpec(prog, section or spec.section, hook, variant))
+            self.programs.append(ProgramSpec(prog, section or spec.section, hook, variant, shared=True))
         if self.settings_map is not None:
             # no global data: the settings are the members of the map's
             # value, as the object's BTF lays them out
@@ -342,6 +345,11 @@ class BpfObject:
             if found is None:
                 raise ValueError(f"map {SETTINGS_MAP} without struct {SETTINGS_STRUCT} in .BTF")
             self.settings = {m.name: (m.offset, m.size) for m in found[1] if not m.name.startswith("_pad")}
+
+    @property
+    def sections(self) -> dict[str, str]:
+        """Each program's own section (a hook that shares it may attach it elsewhere)."""
+        return {p.name: p.section for p in self.programs if not p.shared}
 
     @property
     def hooks(self) -> dict[str, list[ProgramSpec]]:
@@ -696,9 +704,10 @@ class _Attempt:
         attachments: dict[tuple[str, str], list[str]] = {}
         for hook, spec in self.selected.items() if self.attach else ():
             attachments.setdefault((spec.name, spec.section), []).append(hook)
+        own = o.sections
         for (pname, section), hooks in attachments.items():
             prog = self.programs[pname]
-            if section == ffi.string(lib.bpf_program__section_name(prog)).decode():
+            if section == own[pname]:
                 link = lib.bpf_program__attach(prog)
             else:
                 # ProgramSpec: only a classic tracepoint program is attached elsewhere
