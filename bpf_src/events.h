@@ -573,6 +573,17 @@ struct watched_key {
 	__u64 ino;
 };
 
+/*
+ * A bit per watched identity (file.bpf.c watched_bits, WATCHED_BITS_WORDS words), set by user space
+ * before the identity enters watched_files: a clear bit says "not watched"
+ * with one load, where the lookup hashes the key and walks a bucket. Bit
+ * ((ino ^ dev << 32) * WATCHED_MIX) >> (64 - WATCHED_BITS_SHIFT), modulo
+ * 2^64 (a Fibonacci hash), of the array of words, low bit first.
+ */
+#define WATCHED_BITS_SHIFT 16
+#define WATCHED_BITS_WORDS 1024 /* (1 << WATCHED_BITS_SHIFT) / 64 */
+#define WATCHED_MIX 0x9E3779B97F4A7C15
+
 struct comm_key {
 	char comm[TASK_COMM_LEN];
 };

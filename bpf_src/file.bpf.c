@@ -262,6 +262,18 @@ struct {
 	__type(value, __u32);
 } watched_files SEC(".maps");
 
+/* the pre-filter of watched_files (events.h) */
+struct watched_bits {
+	__u64 word[WATCHED_BITS_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct watched_bits);
+} watched_bits SEC(".maps");
+
 /* last reported open of (process, file, access class) */
 struct dedup_key {
 	__u64 ino;
@@ -1853,13 +1865,24 @@ static __always_inline int read_open_report(ES_CTX_PARAM long nr, long ret, __u6
 	return 0;
 }
 
-/* the opened file of a successful open is watched (its inode's s_dev, i_ino) */
+/*
+ * The opened file of a successful open is watched (its inode's s_dev,
+ * i_ino). Most are not, and their clear bit in watched_bits says so
+ * without the lookup.
+ */
 static __always_inline int is_watched(struct file *file)
 {
 	struct inode *inode = file_inode_of(file);
 	struct watched_key key;
+	struct watched_bits *bits;
+	__u32 zero = 0;
+	__u64 h;
 
 	key.dev = inode_id(inode, &key.ino);
+	h = ((key.ino ^ key.dev << 32) * WATCHED_MIX) >> (64 - WATCHED_BITS_SHIFT);
+	bits = bpf_map_lookup_elem(&watched_bits, &zero);
+	if (bits && !(bits->word[h / 64] & (1ULL << (h % 64))))
+		return 0;
 	return bpf_map_lookup_elem(&watched_files, &key) != NULL;
 }
 

@@ -21,7 +21,9 @@ from tests.kernel.test_file_events import AT_FDCWD, Backlog, Clock, check_header
 import ebpfsensor
 from ebpfsensor.events import FileOpen
 from ebpfsensor.events.file import PathSource
+from ebpfsensor.exclusions import kernel_dev
 from ebpfsensor.host.mounts import superblock_dev
+from ebpfsensor.sources.ebpf.source import watched_bit
 
 pytestmark = pytest.mark.bpf
 
@@ -365,3 +367,61 @@ def test_watched_reads_from_many_threads_at_once_are_all_reported(sensor: ebpfse
     for t in threads:
         t.join()
     Backlog.of(sensor).wait(mine(FileOpen, path=secret), count=n, timeout=10)
+
+
+def test_many_watched_files_each_reported_and_an_unwatched_one_sharing_a_bit_is_not(d: Path) -> None:
+    """The kernel tells a file not watched by a clear bit of watched_bits
+    before any lookup. Every watched file's bit is set (computed in Python
+    as in file.bpf.c: were the two to differ, nearly every open below would
+    be counted, not reported), and stays set when others stop being watched;
+    a set bit only sends the open to the lookup, so a file not watched that
+    shares one with a watched file is still only counted."""
+    many = Path(os.path.realpath("/var/tmp")) / f"ebpfsensor-ropen-many-{os.getpid()}"
+    many.mkdir()
+    try:
+        files = [many / f"f{i}" for i in range(300)]
+        for f in files:
+            f.write_text("x")
+        with ebpfsensor.Sensor(
+            kinds={"file_open"}, exclude_self=False, log_file=None, watched_files=(f"{many}/*",)
+        ) as s:
+            assert {str(f) for f in files} <= s.watched_files().keys()
+            since = now()
+            for f in files:
+                os.close(os.open(f, os.O_RDONLY))
+            marker(s, d)
+            assert [f for f in files if len(reported(s, f, since)) != 1] == []
+
+            # a third no longer watched: the bits are written again without them
+            for f in files[:100]:
+                f.unlink()
+            end = time.monotonic() + 5
+            while time.monotonic() < end and str(files[0]) in s.watched_files():
+                s.poll(0.1)
+            assert str(files[0]) not in s.watched_files()
+            since = now()
+            for f in files[100:]:
+                os.close(os.open(f, os.O_RDONLY))
+            marker(s, d)
+            assert [f for f in files[100:] if len(reported(s, f, since)) != 1] == []
+
+            # a file not watched whose bit a watched one set: created until one
+            # is (kept meanwhile: a filesystem may give a freed inode number again)
+            bits = {watched_bit(kernel_dev(dev), ino) for dev, ino in s.watched_files().values()}
+            bits |= {watched_bit(kernel_dev(sb_dev(f)), os.stat(f).st_ino) for f in files[100:]}
+            neighbour = None
+            dev = kernel_dev(sb_dev(d))
+            for i in range(20000):
+                c = d / f"n{i}"
+                c.write_text("x")
+                if watched_bit(dev, os.stat(c).st_ino) in bits:
+                    neighbour = c
+                    break
+            assert neighbour is not None, "no file of 20000 shares a bit with a watched one"
+            before, since = unwatched(s), now()
+            os.close(os.open(neighbour, os.O_RDONLY))
+            marker(s, d)
+            assert reported(s, neighbour, since) == []
+            assert unwatched(s) - before >= 1
+    finally:
+        shutil.rmtree(many, ignore_errors=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import msgspec
@@ -85,6 +85,7 @@ class EbpfSource:
         self._ring: RingBuffer | None = None
         self._stats_fd = -1
         self._watched_fd = -1
+        self._watched_bits_fd = -1
         #: the watched files in the kernel's map: (kernel dev, inode) -> path
         self._watched: dict[tuple[int, int], str] = {}
         self._watched_at = 0.0
@@ -262,6 +263,7 @@ class EbpfSource:
         self._hooks.update(loaded.hooks)
         if obj_name == "file" and self._cfg.read_opens == "watched":
             self._watched_fd = loaded.map_fd("watched_files")
+            self._watched_bits_fd = loaded.map_fd("watched_bits")
         for name in SHARED_MAPS:
             if name not in shared:
                 shared[name] = loaded.map_fd(name)
@@ -363,6 +365,7 @@ class EbpfSource:
         self._hooks = {}
         self._stats_fd = -1
         self._watched_fd = -1
+        self._watched_bits_fd = -1
 
     # --- beyond the interface ------------------------------------------------------------
 
@@ -380,13 +383,31 @@ class EbpfSource:
         fd = self._watched_fd
         key = ffi.new("struct watched_key *")
         one = ffi.new("uint32_t *", 1)
-        for dev, ino in now.keys() - self._watched.keys():
+        added = now.keys() - self._watched.keys()
+        removed = self._watched.keys() - now.keys()
+        # an identity's bit is set before its key enters the map, and stays
+        # set while the key is there: the kernel skips the lookup on a clear bit
+        if added:
+            self._write_watched_bits(now.keys() | self._watched.keys())
+        for dev, ino in added:
             key.dev, key.ino = dev, ino
             check_ret(lib.bpf_map_update_elem(fd, key, one, 0), "watch", now[(dev, ino)])
-        for dev, ino in self._watched.keys() - now.keys():
+        for dev, ino in removed:
             key.dev, key.ino = dev, ino
             lib.bpf_map_delete_elem(fd, key)
+        if removed:
+            self._write_watched_bits(now.keys())
         self._watched = now
+
+    def _write_watched_bits(self, identities: Iterable[tuple[int, int]]) -> None:
+        """Make the kernel's pre-filter of watched_files hold the bits of
+        these identities (events.h, struct watched_bits)."""
+        bits = ffi.new("uint64_t[]", lib.WATCHED_BITS_WORDS)
+        for dev, ino in identities:
+            bit = watched_bit(dev, ino)
+            bits[bit // 64] |= 1 << (bit % 64)
+        zero = ffi.new("uint32_t *", 0)
+        check_ret(lib.bpf_map_update_elem(self._watched_bits_fd, zero, bits, 0), "watch", "the watched files' bits")
 
     def watched_files(self) -> dict[str, tuple[int, int]]:
         """The files watched now: path -> (st_dev as stat() gives it, inode);
@@ -431,6 +452,13 @@ class EbpfSource:
         if self._ring is None:
             raise EbpfSensorError("the eBPF source is closed")
         return self._ring
+
+
+def watched_bit(dev: int, ino: int) -> int:
+    """The bit of a watched identity (the kernel's s_dev, inode) in the
+    kernel's pre-filter, as file.bpf.c's is_watched() computes it."""
+    h = ((ino ^ (dev << 32)) * int(lib.WATCHED_MIX)) & 0xFFFF_FFFF_FFFF_FFFF
+    return h >> (64 - int(lib.WATCHED_BITS_SHIFT))
 
 
 def _result(future: Future[LoadedObject | None] | None) -> LoadedObject | None:
