@@ -316,6 +316,7 @@ struct file_scratch {
 	/* built here at sys_enter, then stashed; at sys_exit, the stashed
 	 * call copied back here, where the record builders read it */
 	struct file_call call;
+	__u64 number; /* see as_number() */
 };
 
 struct {
@@ -372,6 +373,17 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 }
 
 /*
+ * A kernel pointer as a number: a direct load gives a typed pointer, which
+ * the global functions (put_path()) refuse as an argument; stored in a map
+ * value and loaded back it is a number.
+ */
+static __always_inline __u64 as_number(struct file_scratch *s, const void *p)
+{
+	*(volatile __u64 *)&s->number = (__u64)p;
+	return *(volatile __u64 *)&s->number;
+}
+
+/*
  * The current task's file at fd, the cheap way where the kernel has
  * bpf_get_current_task_btf() (5.11): its pointers are then loaded directly
  * (fault-safe loads, not a helper call each); a kernel without it keeps
@@ -391,6 +403,13 @@ static __always_inline struct file *current_fd_file(int fd)
 		fdt = bpf_get_current_task_btf()->files->fdt;
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
+	/* the slot loaded directly too: its address as a number, typed as the
+	 * first entry of a files_struct's own array of file pointers (the
+	 * kernel has no type of a lone slot) */
+	if (PATH_DIRECT)
+		return KREAD(struct files_struct,
+			     (__u64)fdt->fd + (__u64)fd * sizeof(f) - bpf_core_field_offset(struct files_struct, fd_array),
+			     fd_array[0]);
 	bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]);
 	return f;
 }
@@ -1276,7 +1295,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret, __u64 kfile, __u32 kname)
 	if (kname)
 		file = (struct file *)kfile;
 	else if (ret >= 0)
-		file = current_fd_file(ret);
+		file = (struct file *)as_number(s, current_fd_file(ret));
 	e->created = file && (file_fmode(file) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
