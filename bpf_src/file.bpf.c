@@ -56,6 +56,15 @@ const volatile __u64 cfg_file_dedup_ns = 0;
  */
 const volatile __u8 cfg_read_opens_all = 0;
 
+/*
+ * A read-only open or openat leaves its arguments in the registers for its
+ * sys_exit to read (read_open_exit_regs()): where the kernel gives a
+ * task's saved registers (bpf_task_pt_regs(), 5.15) through a trusted task
+ * pointer. Elsewhere, and for openat2 (whose flags are in user memory),
+ * sys_enter stashes them.
+ */
+#define OPEN_ARGS_AT_EXIT (ES_TASK_BTF && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+
 #define O_ACCMODE 03
 #define O_WRONLY 01
 #define O_RDWR 02
@@ -1756,17 +1765,19 @@ static __always_inline int write_intent(__u32 flags)
 
 /*
  * At an open's sys_enter under the "watched" policy: true for a read-only
- * open, whose few arguments go to the header of its thread's stash (the
- * slot of its exact id, else its file_calls entry: no other thread's call
- * can take or overwrite them) with read_only set, and none of its strings
- * is read; false for an open with write intent, which goes on to the
- * ordinary stash. Whether a read-only open is reported is decided at its
- * sys_exit, from what it opened.
+ * open, false for an open with write intent, which goes on to the ordinary
+ * stash. A read-only open or openat stashes nothing where its sys_exit
+ * reads the registers (OPEN_ARGS_AT_EXIT); elsewhere, and for openat2, its
+ * few arguments go to the header of its thread's stash (the slot of its
+ * exact id, else its file_calls entry: no other thread's call can take or
+ * overwrite them) with read_only set. None of its strings is read. Whether
+ * a read-only open is reported is decided at its sys_exit, from what it
+ * opened.
  */
 static __always_inline int read_open_enter(long nr, const __u64 *a)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = id, flags, mode = 0;
+	__u64 id;
+	__u32 tid, flags, mode = 0;
 	struct file_scratch *s;
 	struct file_call *c;
 
@@ -1785,6 +1796,11 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	}
 	if (write_intent(flags))
 		return 0;
+	/* its sys_exit reads open's and openat's arguments from the registers */
+	if (OPEN_ARGS_AT_EXIT && nr != NR_openat2)
+		return 1;
+	id = bpf_get_current_pid_tgid();
+	tid = id;
 	if (tid < CALL_SLOTS) {
 		c = bpf_map_lookup_elem(&call_slots, &tid);
 		if (!c)
@@ -1913,7 +1929,8 @@ static __always_inline int is_watched(struct file *file)
  * the caller may not open), else counted. Exclusions apply to what is
  * reported.
  */
-static __always_inline int read_open_exit(ES_CTX_PARAM long nr, long ret, struct file_call *r)
+static __always_inline int read_open_exit(ES_CTX_PARAM long nr, long ret, __u64 path, __s32 dirfd, __u32 flags,
+					  __u32 mode)
 {
 	struct file *file;
 
@@ -1931,19 +1948,60 @@ static __always_inline int read_open_exit(ES_CTX_PARAM long nr, long ret, struct
 	}
 	if (excluded_for(EVENT_FILE_OPEN))
 		return 0;
-	return read_open_report(ES_CTX nr, ret, r->path, r->dirfd, r->flags, r->mode);
+	return read_open_report(ES_CTX nr, ret, path, dirfd, flags, mode);
 unwatched:
 	stat_inc(EVENT_FILE_OPEN, STAT_UNWATCHED);
 	return 0;
 }
 
+/*
+ * At the sys_exit of an open or openat under the "watched" policy, where
+ * OPEN_ARGS_AT_EXIT: its arguments from the registers the call was made
+ * with, as the task saved them on entry. Nothing can change them between
+ * sys_enter and sys_exit: another thread cannot reach them, a tracer only
+ * at a stop, and these calls stop nowhere in between (the ptrace entry stop
+ * and seccomp come before sys_enter, the exit stop after sys_exit). So a
+ * read-only open stashes nothing at all, and the exit decides it as
+ * read_open_exit() does. Returns non-zero for an open with write intent,
+ * whose sys_enter stashed it as usual.
+ */
+static __always_inline int read_open_exit_regs(void *ctx, long nr, long ret)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 path, mode;
+	__u32 flags;
+	__s32 dirfd;
+
+	if (nr == NR_openat) {
+		dirfd = PT_REGS_PARM1_SYSCALL(regs);
+		path = PT_REGS_PARM2_SYSCALL(regs);
+		flags = PT_REGS_PARM3_SYSCALL(regs);
+		mode = PT_REGS_PARM4_SYSCALL(regs);
+	} else {
+		dirfd = FILE_AT_FDCWD;
+		path = PT_REGS_PARM1_SYSCALL(regs);
+		flags = PT_REGS_PARM2_SYSCALL(regs);
+		mode = PT_REGS_PARM3_SYSCALL(regs);
+	}
+	if (write_intent(flags))
+		return 1;
+	/* with FileOpen off a read-only open has nothing to report */
+	if (kind_on(EVENT_FILE_OPEN))
+		read_open_exit(ES_CTX nr, ret, path, dirfd, flags, mode);
+	return 0;
+}
+
 static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
+	__u64 id;
 	struct file_scratch *s;
 	struct file_call *c;
 	struct file *file;
 
+	if (op == FOP_OPEN && !cfg_read_opens_all && OPEN_ARGS_AT_EXIT && (nr == NR_openat || nr == NR_open) &&
+	    !read_open_exit_regs(ctx, nr, ret))
+		return 0;
+	id = bpf_get_current_pid_tgid();
 	c = stashed_call(id);
 	/* nothing stashed: the kind is off, the process excluded, the sensor
 	 * started mid-call, or the entry was evicted (counted: the call is lost);
@@ -1965,7 +2023,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	if (c->nr != nr)
 		return 0;
 	if (op == FOP_OPEN && !cfg_read_opens_all && c->read_only) {
-		read_open_exit(ES_CTX nr, ret, c);
+		read_open_exit(ES_CTX nr, ret, c->path, c->dirfd, c->flags, c->mode);
 		unstash_call(id, c);
 		return 0;
 	}

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.kernel.test_file_events import AT_FDCWD, nrs
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
+from ebpfsensor._ffi import ffi, lib
 from ebpfsensor.events import DirCreate, FileOpen, NetConnect
 from ebpfsensor.events.file import PathSource
 
@@ -831,8 +833,10 @@ def test_a_colliding_thread_cannot_make_a_refused_read_only_open_vanish(public_d
     overwrote the slot with its own read-only opens between the refused
     open's sys_enter and sys_exit, which then found no arguments of its own
     and only counted the open. Now each thread's call waits in the slot of
-    its exact id, or under its exact id above CALL_SLOTS: every refused open
-    is reported, with its thread, path and error."""
+    its exact id, or under its exact id above CALL_SLOTS, and where the
+    kernel gives BPF the task's saved registers a read-only open or openat
+    waits nowhere (its exit reads them): every refused open is reported,
+    with its thread, path and error."""
     opens = 3000
     src = public_dir / "refuser.c"
     src.write_text(REFUSED_UNDER_COLLISION_C)
@@ -895,3 +899,107 @@ def test_a_colliding_thread_cannot_make_a_refused_read_only_open_vanish(public_d
     # the colliding thread's opens were read-only, of a file not watched: counted
     assert after.unwatched - before.unwatched > 0
     assert lost == 0
+
+
+BLOCKED_OPENS = """
+import os, sys, threading
+readable, writable, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+threads = [threading.Thread(target=lambda: os.close(os.open(readable, os.O_RDONLY))) for _ in range(n)]
+threads.append(threading.Thread(target=lambda: os.close(os.open(writable, os.O_WRONLY))))
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def kernel_has(*names: str) -> bool:
+    """The kernel's own BTF names all of these (an enum value, as the BPF
+    objects' CO-RE checks ask)."""
+    try:
+        data = Path("/sys/kernel/btf/vmlinux").read_bytes()
+    except OSError:
+        return False
+    return all(b"\0" + n.encode() + b"\0" in data for n in names)
+
+
+def test_threads_parked_in_read_only_opens_hold_no_stash_entry(public_dir: Path) -> None:
+    """A thread above CALL_SLOTS keeps its file call's arguments in the
+    file_calls LRU hash from sys_enter to sys_exit, and an entry evicted
+    there is a call lost. Threads parked in opens of a FIFO that no one
+    writes held one entry each, read-only opens included. Where the kernel
+    gives a task's saved registers to BPF (bpf_task_pt_regs, 5.15, through
+    the trusted current task), a read-only open or openat reads its
+    arguments there at sys_exit and stashes nothing: 64 threads parked in
+    read-only opens hold no entry, while the one parked in a write open
+    holds its own, and each open is then decided as before."""
+    n = 64
+    readable, writable = public_dir / "parked-r", public_dir / "parked-w"
+    os.mkfifo(readable)
+    os.mkfifo(writable)
+    at_exit = kernel_has("BPF_FUNC_task_pt_regs", "BPF_FUNC_get_current_task_btf")
+    pairs = frozenset({"lsm", "btf", "raw", "tp", "kprobe"})  # the tracepoint pairs, not fentry's one program
+    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None, exclude_self=False, hook_variants=pairs) as sensor:
+        assert sensor.hooks()["file_openat_exit"].variant == "tp"
+        src: Any = sensor._ebpf
+        calls_fd = next(o for o in src._objects if "file_openat_exit" in o.hooks).map_fd("file_calls")
+        before = sensor.stats().kinds["file_open"]
+        with open("/proc/sys/kernel/pid_max") as f:
+            saved = f.read().strip()
+        try:
+            # the process and its threads above CALL_SLOTS
+            with open("/proc/sys/kernel/pid_max", "w") as f:
+                f.write(str(4 * CALL_SLOTS))
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(2 * CALL_SLOTS))
+            proc = subprocess.Popen([sys.executable, "-c", BLOCKED_OPENS, str(readable), str(writable), str(n)])
+            try:
+                parked: dict[int, int] = {}  # tid -> the open's access mode
+
+                def all_parked() -> bool:
+                    for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                        fields = (task / "syscall").read_text().split()
+                        if fields[0] != "running" and int(fields[0]) in nrs("openat"):
+                            parked[int(task.name)] = int(fields[3], 16) & os.O_ACCMODE
+                    return len(parked) == n + 1
+
+                deadline = time.monotonic() + 30
+                while not all_parked() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(parked) == n + 1, f"{len(parked)} of {n + 1} threads parked in openat"
+                assert min(parked) > CALL_SLOTS
+                stashed = set()
+                key, nxt = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+                at = ffi.NULL
+                while lib.bpf_map_get_next_key(calls_fd, at, nxt) == 0:
+                    stashed.add(nxt[0] & 0xFFFFFFFF)
+                    key[0] = nxt[0]
+                    at = key
+                readers = {t for t, mode in parked.items() if mode == os.O_RDONLY}
+                (writer,) = {t for t, mode in parked.items() if mode == os.O_WRONLY}
+                assert writer in stashed
+                assert readers & stashed == (set() if at_exit else readers)
+                # unpark them all: a writer for the readers, a reader for the writer
+                w = os.open(readable, os.O_WRONLY)
+                r = os.open(writable, os.O_RDONLY | os.O_NONBLOCK)
+                assert proc.wait(timeout=30) == 0
+                os.close(w)
+                os.close(r)
+            finally:
+                proc.kill()
+                proc.wait(timeout=30)
+        finally:
+            with open("/proc/sys/kernel/pid_max", "w") as f:
+                f.write(saved)
+        got: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            got += [e for e in sensor.poll(0.1) if isinstance(e, FileOpen) and e.pid == proc.pid]
+        after = sensor.stats().kinds["file_open"]
+    # the write open reported, field by field; the read-only ones (a FIFO,
+    # not watched) counted, none lost
+    assert [(e.tid, e.path, e.arg_path, e.flags & os.O_ACCMODE, e.result >= 0) for e in got] == [
+        (writer, str(writable), str(writable), os.O_WRONLY, True)
+    ]
+    assert after.unwatched - before.unwatched >= n
+    assert after.unmatched == before.unmatched
