@@ -574,11 +574,12 @@ struct watched_key {
 };
 
 /*
- * A bit per watched identity (file.bpf.c watched_bits, WATCHED_BITS_WORDS words), set by user space
- * before the identity enters watched_files: a clear bit says "not watched"
- * with one load, where the lookup hashes the key and walks a bucket. Bit
- * ((ino ^ dev << 32) * WATCHED_MIX) >> (64 - WATCHED_BITS_SHIFT), modulo
- * 2^64 (a Fibonacci hash), of the array of words, low bit first.
+ * A bit per watched identity (file.bpf.c watched_bits, WATCHED_BITS_WORDS
+ * words), set by user space before the identity enters watched_files: a
+ * clear bit says "not watched" with one load, where the lookup hashes the
+ * key and walks a bucket. Bit ((ino ^ dev << 32) * WATCHED_MIX) >>
+ * (64 - WATCHED_BITS_SHIFT), modulo 2^64 (a Fibonacci hash), of the array
+ * of words, low bit first.
  */
 #define WATCHED_BITS_SHIFT 16
 #define WATCHED_BITS_WORDS 1024 /* (1 << WATCHED_BITS_SHIFT) / 64 */

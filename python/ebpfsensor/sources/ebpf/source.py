@@ -401,7 +401,7 @@ class EbpfSource:
 
     def _write_watched_bits(self, identities: Iterable[tuple[int, int]]) -> None:
         """Make the kernel's pre-filter of watched_files hold the bits of
-        these identities (events.h, struct watched_bits)."""
+        these identities (events.h, WATCHED_BITS_SHIFT)."""
         bits = ffi.new("uint64_t[]", lib.WATCHED_BITS_WORDS)
         for dev, ino in identities:
             bit = watched_bit(dev, ino)
