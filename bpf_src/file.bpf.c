@@ -64,6 +64,9 @@ const volatile __u8 cfg_read_opens_all = 0;
  * sys_enter stashes them.
  */
 #define OPEN_ARGS_AT_EXIT (ES_TASK_BTF && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+/* the calls whose read-only opens sys_enter leaves to sys_exit: the two
+ * programs' one rule */
+#define OPEN_REGS_CALL(nr) (OPEN_ARGS_AT_EXIT && ((nr) == NR_openat || (nr) == NR_open))
 
 #define O_ACCMODE 03
 #define O_WRONLY 01
@@ -325,7 +328,7 @@ struct file_scratch {
 	/* built here at sys_enter, then stashed; at sys_exit, the stashed
 	 * call copied back here, where the record builders read it */
 	struct file_call call;
-	__u64 number; /* see as_number() */
+	__u64 number; /* map_number()'s */
 };
 
 struct {
@@ -379,17 +382,6 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 		return NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &h.fd[fd]);
 	return f;
-}
-
-/*
- * A kernel pointer as a number: a direct load gives a typed pointer, which
- * the global functions (put_path()) refuse as an argument; stored in a map
- * value and loaded back it is a number.
- */
-static __always_inline __u64 as_number(struct file_scratch *s, const void *p)
-{
-	*(volatile __u64 *)&s->number = (__u64)p;
-	return *(volatile __u64 *)&s->number;
 }
 
 /*
@@ -1304,7 +1296,7 @@ ES_FUNC int emit_open(ES_CTX_PARAM long ret, __u64 kfile, __u32 kname)
 	if (kname)
 		file = (struct file *)kfile;
 	else if (ret >= 0)
-		file = (struct file *)as_number(s, current_fd_file(ret));
+		file = (struct file *)map_number(&s->number, current_fd_file(ret));
 	e->created = file && (file_fmode(file) & FMODE_CREATED);
 	/* one call, one record: an open that created its file is a FileCreate
 	 * when that kind is on, else a FileOpen whose created says so (never a
@@ -1763,6 +1755,30 @@ static __always_inline int write_intent(__u32 flags)
 	return !(flags & O_PATH) && (flags & (O_ACCMODE | O_CREAT | O_TRUNC));
 }
 
+/* an open's or openat's arguments, from its registers a[] (sys_enter's
+ * own, or the task's saved ones at sys_exit: read_open_exit_regs()) */
+struct open_args {
+	__u64 path;
+	__s32 dirfd;
+	__u32 flags;
+	__u32 mode;
+};
+
+static __always_inline void open_args(long nr, const __u64 *a, struct open_args *o)
+{
+	if (nr == NR_open) {
+		o->dirfd = FILE_AT_FDCWD;
+		o->path = a[0];
+		o->flags = a[1];
+		o->mode = a[2];
+	} else {
+		o->dirfd = a[0];
+		o->path = a[1];
+		o->flags = a[2];
+		o->mode = a[3];
+	}
+}
+
 /*
  * At an open's sys_enter under the "watched" policy: true for a read-only
  * open, false for an open with write intent, which goes on to the ordinary
@@ -1776,28 +1792,24 @@ static __always_inline int write_intent(__u32 flags)
  */
 static __always_inline int read_open_enter(long nr, const __u64 *a)
 {
+	struct open_args o;
 	__u64 id;
-	__u32 tid, flags, mode = 0;
+	__u32 tid;
 	struct file_scratch *s;
 	struct file_call *c;
 
-	switch (nr) {
-	case NR_openat:
-		flags = a[2];
-		break;
-	case NR_openat2:
-		flags = openat2_how(a[2], &mode);
-		break;
-	case NR_open:
-		flags = a[1];
-		break;
-	default: /* creat */
+	if (nr == NR_creat)
 		return 0;
+	if (nr == NR_openat2) {
+		o.dirfd = a[0];
+		o.path = a[1];
+		o.flags = openat2_how(a[2], &o.mode);
+	} else {
+		open_args(nr, a, &o);
 	}
-	if (write_intent(flags))
+	if (write_intent(o.flags))
 		return 0;
-	/* its sys_exit reads open's and openat's arguments from the registers */
-	if (OPEN_ARGS_AT_EXIT && nr != NR_openat2)
+	if (OPEN_REGS_CALL(nr))
 		return 1;
 	id = bpf_get_current_pid_tgid();
 	tid = id;
@@ -1821,16 +1833,10 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	}
 	c->nr = nr;
 	c->op = FOP_OPEN;
-	c->flags = flags;
-	if (nr == NR_open) {
-		c->path = a[0];
-		c->dirfd = FILE_AT_FDCWD;
-		c->mode = a[2];
-	} else {
-		c->path = a[1];
-		c->dirfd = a[0];
-		c->mode = nr == NR_openat ? a[3] : mode;
-	}
+	c->flags = o.flags;
+	c->path = o.path;
+	c->dirfd = o.dirfd;
+	c->mode = o.mode;
 	c->read_only = 1;
 	c->tid = tid;
 	/* a failed update is counted at sys_exit, which finds nothing */
@@ -1968,26 +1974,16 @@ unwatched:
 static __always_inline int read_open_exit_regs(void *ctx, long nr, long ret)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	__u64 path, mode;
-	__u32 flags;
-	__s32 dirfd;
+	__u64 a[4] = { PT_REGS_PARM1_SYSCALL(regs), PT_REGS_PARM2_SYSCALL(regs), PT_REGS_PARM3_SYSCALL(regs),
+		       PT_REGS_PARM4_SYSCALL(regs) };
+	struct open_args o;
 
-	if (nr == NR_openat) {
-		dirfd = PT_REGS_PARM1_SYSCALL(regs);
-		path = PT_REGS_PARM2_SYSCALL(regs);
-		flags = PT_REGS_PARM3_SYSCALL(regs);
-		mode = PT_REGS_PARM4_SYSCALL(regs);
-	} else {
-		dirfd = FILE_AT_FDCWD;
-		path = PT_REGS_PARM1_SYSCALL(regs);
-		flags = PT_REGS_PARM2_SYSCALL(regs);
-		mode = PT_REGS_PARM3_SYSCALL(regs);
-	}
-	if (write_intent(flags))
+	open_args(nr, a, &o);
+	if (write_intent(o.flags))
 		return 1;
 	/* with FileOpen off a read-only open has nothing to report */
 	if (kind_on(EVENT_FILE_OPEN))
-		read_open_exit(ES_CTX nr, ret, path, dirfd, flags, mode);
+		read_open_exit(ES_CTX nr, ret, o.path, o.dirfd, o.flags, o.mode);
 	return 0;
 }
 
@@ -1998,8 +1994,7 @@ static __always_inline int file_exit(void *ctx, long nr, __u32 op, long ret)
 	struct file_call *c;
 	struct file *file;
 
-	if (op == FOP_OPEN && !cfg_read_opens_all && OPEN_ARGS_AT_EXIT && (nr == NR_openat || nr == NR_open) &&
-	    !read_open_exit_regs(ctx, nr, ret))
+	if (op == FOP_OPEN && !cfg_read_opens_all && OPEN_REGS_CALL(nr) && !read_open_exit_regs(ctx, nr, ret))
 		return 0;
 	id = bpf_get_current_pid_tgid();
 	c = stashed_call(id);

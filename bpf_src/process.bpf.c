@@ -22,7 +22,7 @@ const struct exit_event *anchor_exit_event __attribute__((unused));
 struct exec_buf {
 	struct exec_event ev;
 	char tail[4 * PATH_LEN + ARGV_LEN];
-	__u64 number; /* see as_number(); never output */
+	__u64 number; /* map_number()'s; never output */
 };
 
 /*
@@ -48,16 +48,10 @@ struct {
 	__type(value, struct exec_buf);
 } exec_scratch SEC(".maps");
 
-/* a kernel pointer as a number: a direct load's pointer is a typed pointer
- * to the verifier, which takes no variable index into it and which the
- * path walk's global functions refuse as an argument; stored in a map
- * value and loaded back it is a number */
+/* a kernel pointer as a number where it is a direct load's (btf) */
 static __always_inline __u64 as_number(struct exec_buf *b, const void *p, int btf)
 {
-	if (!btf)
-		return (__u64)p;
-	*(volatile __u64 *)&b->number = (__u64)p;
-	return *(volatile __u64 *)&b->number;
+	return btf ? map_number(&b->number, p) : (__u64)p;
 }
 
 static __always_inline __u32 task_pid_ns(struct exec_buf *b, struct task_struct *task, int btf)

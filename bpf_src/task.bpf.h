@@ -102,24 +102,30 @@ struct path_parts {
 	__u32 _pad;
 	/* where the walk stands between two path_walk() calls */
 	__u64 dentry, mnt, mnt_parent, mnt_root;
-	__u64 number; /* see WALK_READ() */
+	__u64 number; /* map_number()'s */
 };
 
 /*
- * KREAD() of a pointer field in the walk, as a number: a direct load's
- * pointer is typed to the verifier, and a register that holds a number on
- * one path and a typed pointer on another keeps the verifier's states of
- * the walk from matching (it walked the loops several times over); stored
- * in a map value and loaded back it is a number again.
+ * A kernel pointer as a number, through slot, a word of a map value: a
+ * direct load's pointer is typed to the verifier, which takes no variable
+ * index into it, which the global functions (the path walk's, put_path())
+ * refuse as an argument, and a register that holds a number on one path
+ * and a typed pointer on another keeps the verifier's states from matching;
+ * stored in a map value and loaded back it is a number.
  */
-#define WALK_READ(parts, type, p, ...)                                                 \
-	({                                                                             \
-		__u64 _v = (__u64)KREAD(type, p, __VA_ARGS__);                         \
-		if (PATH_DIRECT) {                                                     \
-			*(volatile __u64 *)&(parts)->number = _v;                      \
-			_v = *(volatile __u64 *)&(parts)->number;                      \
-		}                                                                      \
-		_v;                                                                    \
+static __always_inline __u64 map_number(__u64 *slot, const void *p)
+{
+	*(volatile __u64 *)slot = (__u64)p;
+	return *(volatile __u64 *)slot;
+}
+
+/* KREAD() of a pointer field in the walk, as a number (map_number()) */
+#define WALK_READ(parts, type, p, ...)                                                      \
+	({                                                                                  \
+		__u64 _v = (__u64)KREAD(type, p, __VA_ARGS__);                              \
+		if (PATH_DIRECT)                                                            \
+			_v = map_number(&(parts)->number, (const void *)_v);                \
+		_v;                                                                         \
 	})
 
 struct {

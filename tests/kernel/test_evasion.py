@@ -24,7 +24,7 @@ from tests.kernel.test_file_events import AT_FDCWD, nrs
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
-from ebpfsensor._ffi import ffi, lib
+from ebpfsensor._ffi import ffi, next_key
 from ebpfsensor.events import DirCreate, FileOpen, NetConnect
 from ebpfsensor.events.file import PathSource
 
@@ -974,12 +974,10 @@ def test_threads_parked_in_read_only_opens_hold_no_stash_entry(public_dir: Path)
                 assert len(parked) == n + 1, f"{len(parked)} of {n + 1} threads parked in openat"
                 assert min(parked) > CALL_SLOTS
                 stashed = set()
-                key, nxt = ffi.new("uint64_t *"), ffi.new("uint64_t *")
-                at = ffi.NULL
-                while lib.bpf_map_get_next_key(calls_fd, at, nxt) == 0:
-                    stashed.add(nxt[0] & 0xFFFFFFFF)
-                    key[0] = nxt[0]
-                    at = key
+                at, key = ffi.NULL, ffi.new("uint64_t *")
+                while next_key(calls_fd, at, key, "file_calls"):
+                    stashed.add(key[0] & 0xFFFFFFFF)
+                    at, key = key, ffi.new("uint64_t *")
                 readers = {t for t, mode in parked.items() if mode == os.O_RDONLY}
                 (writer,) = {t for t, mode in parked.items() if mode == os.O_WRONLY}
                 assert writer in stashed
