@@ -183,6 +183,12 @@ for k in "${kernels[@]}"; do
   line=$(printf '%-22s %-28s rc=%-3s %4ss  %s | %s | lsm=%s' "$k" "$release" "$rc" "$secs" "${result:-no result}" "${hooks:-no hooks}" "${lsm:-?}")
   echo "$line"
   summary+=("$line")
+  # a failing run names its failures (pytest's short summary) and their first
+  # assertion lines, so the summary alone says what to look at
+  if [ "$rc" != 0 ]; then
+    while IFS= read -r l; do summary+=("    $l"); echo "    $l"; done < <(
+      { grep -E '^(FAILED|ERROR) ' "$log" | head -n 10; grep -E '^E ' "$log" | head -n 12; } | tr -d '\r' | cut -c1-300)
+  fi
 done
 summary_file=${VMTEST_SUMMARY:-$out/summary.txt}
 printf '%s\n' "${summary[@]}" > "$summary_file"
