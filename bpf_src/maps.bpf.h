@@ -149,7 +149,8 @@ static __always_inline __u64 wakeup_flags(void *ring, __u64 size)
 	__u64 waiting = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
 	__u64 every = ES_CFG(cfg_wakeup_bytes) ?: 1;
 
-	if (waiting / every != (waiting + size) / every)
+	/* waiting / every != (waiting + size) / every, with one division */
+	if (waiting % every + size >= every)
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
