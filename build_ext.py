@@ -133,6 +133,7 @@ int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERF_EVENT_ARRAY 4
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_MAP_TYPE_TASK_STORAGE 29
 #define BPF_PROG_TYPE_SOCKET_FILTER 1
 #define BPF_PROG_TYPE_TRACING 26
 #define BPF_PROG_TYPE_RAW_TRACEPOINT 17

@@ -16,7 +16,8 @@
  * compat syscalls do not fire them on x86 and arm64
  * (ARCH_TRACE_IGNORE_COMPAT_SYSCALLS) and are not reported.
  *
- * sys_enter stashes the arguments per thread (call_slots, file_calls);
+ * sys_enter stashes the arguments per thread (call_slots, call_store,
+ * file_calls);
  * sys_exit, when the result is known, reads the caller's strings
  * (resident: the kernel has just read them), resolves paths and emits. The record builders are
  * global functions: verified once per program, not inlined into each.
@@ -199,20 +200,44 @@ _Static_assert(sizeof(struct file_call) % 8 == 0 && __builtin_offsetof(struct fi
 /*
  * A call's arguments from its sys_enter to its sys_exit: in the slot of
  * its thread id in a plain array when the id is below CALL_SLOTS (no hash
- * update, lookup or delete), else in file_calls. The slot's index is the
+ * update, lookup or delete), else in call_store or file_calls. The slot's index is the
  * thread id itself, not a part of it: no two live threads share a slot,
  * and a slot is written only by its own thread's programs, so no other
  * thread, however many it starts or blocks, can take it, overwrite it or
  * mix its arguments into it. CALL_SLOTS is the kernel's default pid_max:
- * on a system that raised pid_max, threads with higher ids use the hash.
+ * on a system that raised pid_max (systemd does), threads with higher ids
+ * use the places below.
  * A slot left by a call whose exit program did not run (the sensor started
  * between the two) is its thread's own, and is taken by its next call.
  */
 #define CALL_SLOTS 32768
 
 /*
- * For the other threads, an LRU hash keyed by thread: one entry per
- * thread, and no user can fill it for everyone else. Threads blocked
+ * For the other threads, where the kernel has task storage (5.11) and a
+ * trusted current task: the stash is the thread's own storage, created at
+ * its first file call and freed with the thread. Nothing is shared, so
+ * nothing can be filled or evicted by other threads, and a call costs one
+ * storage lookup at each end instead of a hash update, lookup and delete.
+ * A storage the kernel cannot allocate (memory pressure) leaves the call
+ * unstashed: counted (unmatched) at its exit.
+ */
+#define CALL_STORE (ES_TASK_BTF && cfg_task_storage)
+
+/* set by the loader (objects.py): 1 where the kernel creates a task
+ * storage map; elsewhere it leaves call_store out, and the verifier rules
+ * out every use of it, all behind CALL_STORE */
+const volatile __u8 cfg_task_storage = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct file_call);
+} call_store SEC(".maps");
+
+/*
+ * Elsewhere, an LRU hash keyed by thread: one entry per thread, and no
+ * user can fill it for everyone else. Threads blocked
  * inside file syscalls (on a FIFO, a FUSE mount of their own) hold their
  * entries; the oldest are evicted to make room for new calls, so other
  * processes' calls are still stashed, and a call whose entry was evicted
@@ -464,15 +489,34 @@ static __always_inline __u32 inode_id(struct inode *inode, __u64 *ino)
 	return BPF_CORE_READ(sb, s_dev);
 }
 
-/* at sys_enter: where the call is built, its thread's slot (the stash
- * itself), else the scratch (then stashed in file_calls) */
+/* the current thread's own storage (CALL_STORE), created when create is
+ * set and the thread has none; NULL when there is none */
+static __always_inline struct file_call *task_call(__u64 create)
+{
+	return bpf_task_storage_get(&call_store, bpf_get_current_task_btf(), NULL,
+				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+/* at sys_enter: where the call is built, its thread's slot or storage (the
+ * stash itself), else the scratch (then stashed in file_calls) */
 static __always_inline struct file_call *enter_call(struct file_scratch *s)
 {
 	__u32 tid = bpf_get_current_pid_tgid();
 
 	if (tid < CALL_SLOTS)
 		return bpf_map_lookup_elem(&call_slots, &tid);
+	if (CALL_STORE)
+		return task_call(1);
 	return &s->call;
+}
+
+/* a call built by enter_call() is stashed: in file_calls when it was built
+ * in the scratch (a failed update is counted at sys_exit, which finds
+ * nothing) */
+static __always_inline void enter_stash(__u64 id, struct file_call *c)
+{
+	if ((__u32)id >= CALL_SLOTS && !CALL_STORE)
+		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
 }
 
 /*
@@ -500,25 +544,27 @@ static __always_inline void call_copy(struct file_call *dst, const struct file_c
 		to[i] = from[i];
 }
 
-/* the current thread's stashed call, in its slot or in file_calls; NULL
- * when none is */
+/* the current thread's stashed call, in its slot, its storage or
+ * file_calls; NULL when none is */
 static __always_inline struct file_call *stashed_call(__u64 id)
 {
 	__u32 tid = (__u32)id;
 	struct file_call *c;
 
-	if (tid < CALL_SLOTS) {
+	if (tid < CALL_SLOTS)
 		c = bpf_map_lookup_elem(&call_slots, &tid);
-		return c && c->tid == tid ? c : NULL;
-	}
-	return bpf_map_lookup_elem(&file_calls, &id);
+	else if (CALL_STORE)
+		c = task_call(0);
+	else
+		return bpf_map_lookup_elem(&file_calls, &id);
+	return c && c->tid == tid ? c : NULL;
 }
 
-/* the stashed call of the thread id done with: its slot freed, or its
- * entry deleted */
+/* the stashed call of the thread id done with: its slot or storage freed,
+ * or its entry deleted */
 static __always_inline void unstash_call(__u64 id, struct file_call *c)
 {
-	if ((__u32)id < CALL_SLOTS)
+	if ((__u32)id < CALL_SLOTS || CALL_STORE)
 		c->tid = 0;
 	else
 		bpf_map_delete_elem(&file_calls, &id);
@@ -1813,12 +1859,13 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 		return 1;
 	id = bpf_get_current_pid_tgid();
 	tid = id;
-	if (tid < CALL_SLOTS) {
-		c = bpf_map_lookup_elem(&call_slots, &tid);
+	if (tid < CALL_SLOTS || CALL_STORE) {
+		/* a storage is created only for a call that may be reported */
+		c = tid < CALL_SLOTS ? bpf_map_lookup_elem(&call_slots, &tid) : task_call(kind_on(EVENT_FILE_OPEN));
 		if (!c)
 			return 1;
 		/* with FileOpen off a read-only open has nothing to report;
-		 * its exit finds the slot free */
+		 * its exit finds the slot or storage free */
 		if (!kind_on(EVENT_FILE_OPEN)) {
 			c->tid = 0;
 			return 1;
@@ -1839,9 +1886,7 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	c->mode = o.mode;
 	c->read_only = 1;
 	c->tid = tid;
-	/* a failed update is counted at sys_exit, which finds nothing */
-	if (tid >= CALL_SLOTS)
-		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
+	enter_stash(id, c);
 	return 1;
 }
 
@@ -1872,9 +1917,7 @@ static __always_inline int file_enter(long nr, __u32 op, const __u64 *args)
 		c->arg[1].len = ARG_UNREAD;
 	id = bpf_get_current_pid_tgid();
 	c->tid = (__u32)id;
-	/* a failed update is counted at sys_exit, which finds nothing */
-	if (c->tid >= CALL_SLOTS)
-		bpf_map_update_elem(&file_calls, &id, c, BPF_ANY);
+	enter_stash(id, c);
 	return 0;
 }
 

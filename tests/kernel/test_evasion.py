@@ -5,6 +5,7 @@ intact, or that the loss is counted and the attack refused or reported."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -24,8 +25,9 @@ from tests.kernel.test_file_events import AT_FDCWD, nrs
 
 import ebpfsensor
 from ebpfsensor import ProcessExec
-from ebpfsensor._ffi import ffi, next_key
+from ebpfsensor._ffi import ffi, lib, next_key
 from ebpfsensor.events import DirCreate, FileOpen, NetConnect
+from ebpfsensor.errors import LibbpfError
 from ebpfsensor.events.file import PathSource
 
 pytestmark = pytest.mark.bpf
@@ -155,21 +157,95 @@ def blocked_in_open(pid: int) -> int:
 
 
 # a thread whose id is below this stashes its file calls in the slot of
-# its id (file.bpf.c, CALL_SLOTS); the others in the LRU hash
+# its id (file.bpf.c, CALL_SLOTS); the others in their own task storage
+# (call_store) where the kernel has it, else in the file_calls LRU hash
 CALL_SLOTS = 32768
+# pidfd_open(2): a pidfd of a thread, not only of a process (6.9)
+PIDFD_THREAD = os.O_EXCL
+# the variants whose open hooks are tracepoint pairs, which stash a call
+# from sys_enter to sys_exit (not the open's fentry variant, one program)
+PAIRS = frozenset({"lsm", "btf", "raw", "tp", "kprobe"})
 
 
-def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_dir: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def pids_above_call_slots() -> Iterator[None]:
+    """Processes and threads started inside get ids above CALL_SLOTS, as on
+    a host whose pid_max systemd raised (pid_max restored on leaving)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        saved = f.read().strip()
+    try:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(str(4 * CALL_SLOTS))
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(2 * CALL_SLOTS))
+        yield
+    finally:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(saved)
+
+
+def kernel_has(*names: str) -> bool:
+    """The kernel's own BTF names all of these (an enum value, as the BPF
+    objects' CO-RE checks ask)."""
+    try:
+        data = Path("/sys/kernel/btf/vmlinux").read_bytes()
+    except OSError:
+        return False
+    return all(b"\0" + n.encode() + b"\0" in data for n in names)
+
+
+def file_object(sensor: ebpfsensor.Sensor) -> Any:
+    """The sensor's loaded file object."""
+    src: Any = sensor._ebpf
+    return next(o for o in src._objects if "file_openat_exit" in o.hooks)
+
+
+def call_store(sensor: ebpfsensor.Sensor) -> tuple[int, int] | None:
+    """The fd and value size of the file object's task storage of calls
+    above CALL_SLOTS, or None where the kernel has none (they wait in the
+    file_calls hash)."""
+    o = file_object(sensor)
+    if not kernel_has("BPF_FUNC_get_current_task_btf"):
+        return None
+    try:
+        return o.map_fd("call_store"), int(lib.bpf_map__value_size(o._a.maps["call_store"]))
+    except LibbpfError:
+        return None
+
+
+def stored_call(store: tuple[int, int], tid: int) -> bytes | None:
+    """What thread tid's storage holds, or None when it has none; looked up
+    through a pidfd of the thread (OSError where the kernel cannot give
+    one: PIDFD_THREAD)."""
+    fd, size = store
+    pidfd = os.pidfd_open(tid, PIDFD_THREAD)
+    try:
+        key, value = ffi.new("int *", pidfd), ffi.new("char[]", size)
+        rc = lib.bpf_map_lookup_elem(fd, key, value)
+        if rc == -errno.ENOENT:
+            return None
+        assert rc == 0, f"lookup of thread {tid}'s storage: {os.strerror(-rc)}"
+        return bytes(ffi.buffer(value))
+    finally:
+        os.close(pidfd)
+
+
+@pytest.mark.parametrize("high", [False, True], ids=["slot", "above-call-slots"])
+def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(
+    public_dir: Path, tmp_path: Path, high: bool
+) -> None:
     """More threads than the stash has entries, each blocked in open() on a
     FIFO, held every entry of the plain hash the arguments were stashed in:
     every other process's file syscalls were then dropped. Now a thread
-    whose id is below CALL_SLOTS holds only the slot of its own id, and the
-    other threads' calls go to an LRU hash whose oldest entries are evicted:
-    another process's open is still reported, and every one of the
-    attacker's opens is reported (its own slot) or counted as unmatched
-    (its hash entry evicted before it returned). The hash is made small
-    here so that the attack is quick under emulation too; the mechanism is
-    the same at the default size."""
+    whose id is below CALL_SLOTS holds only the slot of its own id. Above
+    it, where the kernel has task storage (5.11), a thread's call waits in
+    its own storage: nothing is shared, nothing evicted, and every one of
+    the attacker's opens is reported. Elsewhere those calls go to an LRU
+    hash whose oldest entries are evicted: another process's open is still
+    reported, and every one of the attacker's opens is reported or counted
+    as unmatched (its entry evicted before it returned). The hash is made
+    small here so that the attack is quick under emulation too; the
+    mechanism is the same at the default size."""
     stash = 256
     readers = stash + 128
     src = public_dir / "readers.c"
@@ -178,48 +254,61 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
     fifo = public_dir / "fifo"
     os.mkfifo(fifo, 0o666)
     cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
-    # the readers' opens are read-only: with every open reported they use the stash
-    with ebpfsensor.Sensor(kinds={"file_open"}, stash_entries=stash, log_file=None, read_opens="all") as sensor:
+    # the readers' opens are read-only: with every open reported they use the
+    # stash, which the tracepoint pairs have (fentry's one exit program on
+    # do_filp_open has none)
+    with ebpfsensor.Sensor(
+        kinds={"file_open"}, stash_entries=stash, log_file=None, read_opens="all", hook_variants=PAIRS
+    ) as sensor:
+        assert sensor.hooks()["file_openat_exit"].variant == "tp"
         before = sensor.stats().kinds["file_open"]
-        attacker = subprocess.Popen(
-            [*cmd, str(public_dir / "readers"), str(fifo), str(readers)], stdout=subprocess.PIPE
-        )
-        try:
-            assert attacker.stdout is not None
-            started = int(attacker.stdout.readline())
-            assert started == readers, f"only {started} threads started"
-            # threads reach open() slowly under emulation: more of them
-            # blocked than the stash holds is the attack
-            deadline = time.monotonic() + 120
-            while blocked_in_open(attacker.pid) < started and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert blocked_in_open(attacker.pid) > stash
-            tids = [int(t) for t in os.listdir(f"/proc/{attacker.pid}/task") if int(t) != attacker.pid]
-            # another process's open while every attacker thread holds its call
-            victim = tmp_path / "victim"
-            victim.write_text("x")
-            opener = subprocess.run(["cat", str(victim)], check=True, capture_output=True)
-            assert opener.stdout == b"x"
-            (e,) = wait_for(sensor, lambda e: isinstance(e, FileOpen) and e.path == str(victim) and e.comm == "cat")
-            assert e.result >= 0
-        finally:
-            # a writer releases every reader at once
-            fd = os.open(fifo, os.O_RDWR)
-            os.close(fd)
-            attacker.wait(timeout=120)
-            if attacker.stdout is not None:
-                attacker.stdout.close()
+        store = call_store(sensor)
+        # (the ids stay high while the readers start)
+        with pids_above_call_slots() if high else contextlib.nullcontext():
+            attacker = subprocess.Popen(
+                [*cmd, str(public_dir / "readers"), str(fifo), str(readers)], stdout=subprocess.PIPE
+            )
+            try:
+                assert attacker.stdout is not None
+                started = int(attacker.stdout.readline())
+                assert started == readers, f"only {started} threads started"
+                # threads reach open() slowly under emulation: more of them
+                # blocked than the stash holds is the attack
+                deadline = time.monotonic() + 120
+                while blocked_in_open(attacker.pid) < started and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert blocked_in_open(attacker.pid) > stash
+                tids = [int(t) for t in os.listdir(f"/proc/{attacker.pid}/task") if int(t) != attacker.pid]
+                # another process's open while every attacker thread holds its call
+                victim = tmp_path / "victim"
+                victim.write_text("x")
+                opener = subprocess.run(["cat", str(victim)], check=True, capture_output=True)
+                assert opener.stdout == b"x"
+                (e,) = wait_for(
+                    sensor, lambda e: isinstance(e, FileOpen) and e.path == str(victim) and e.comm == "cat"
+                )
+                assert e.result >= 0
+            finally:
+                # a writer releases every reader at once
+                fd = os.open(fifo, os.O_RDWR)
+                os.close(fd)
+                attacker.wait(timeout=120)
+                if attacker.stdout is not None:
+                    attacker.stdout.close()
         hashed = sum(t >= CALL_SLOTS for t in tids)
-        # every thread with a slot has its open reported, with its own thread id
-        slotted = {t for t in tids if t < CALL_SLOTS}
-        if slotted:
+        if high:
+            assert hashed == len(tids)
+        # every thread with a slot or a storage of its own has its open
+        # reported, with its own thread id
+        owned = {t for t in tids if t < CALL_SLOTS or store}
+        if owned:
             got = wait_for(
                 sensor,
-                lambda e: isinstance(e, FileOpen) and e.pid == attacker.pid and e.tid in slotted,
+                lambda e: isinstance(e, FileOpen) and e.pid == attacker.pid and e.tid in owned,
                 timeout=60,
-                count=len(slotted),
+                count=len(owned),
             )
-            assert {e.tid for e in got} == slotted
+            assert {e.tid for e in got} == owned
             assert all(e.path == str(fifo) for e in got)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -229,7 +318,9 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(public_d
                 break
         # every open of the attacker's is accounted for: reported or counted lost
         assert (after.produced - before.produced) + (after.unmatched - before.unmatched) >= started
-        if hashed > stash:
+        if store:
+            assert after.unmatched == before.unmatched
+        elif hashed > stash:
             assert after.unmatched - before.unmatched > 0
 
 
@@ -913,45 +1004,29 @@ for t in threads:
 """
 
 
-def kernel_has(*names: str) -> bool:
-    """The kernel's own BTF names all of these (an enum value, as the BPF
-    objects' CO-RE checks ask)."""
-    try:
-        data = Path("/sys/kernel/btf/vmlinux").read_bytes()
-    except OSError:
-        return False
-    return all(b"\0" + n.encode() + b"\0" in data for n in names)
-
-
 def test_threads_parked_in_read_only_opens_hold_no_stash_entry(public_dir: Path) -> None:
-    """A thread above CALL_SLOTS keeps its file call's arguments in the
+    """A thread above CALL_SLOTS kept its file call's arguments in the
     file_calls LRU hash from sys_enter to sys_exit, and an entry evicted
     there is a call lost. Threads parked in opens of a FIFO that no one
     writes held one entry each, read-only opens included. Where the kernel
     gives a task's saved registers to BPF (bpf_task_pt_regs, 5.15, through
     the trusted current task), a read-only open or openat reads its
     arguments there at sys_exit and stashes nothing: 64 threads parked in
-    read-only opens hold no entry, while the one parked in a write open
-    holds its own, and each open is then decided as before."""
+    read-only opens hold no entry. The one parked in a write open holds its
+    own: in its task storage where the kernel has it (5.11), else in the
+    hash. Each open is then decided as before."""
     n = 64
     readable, writable = public_dir / "parked-r", public_dir / "parked-w"
     os.mkfifo(readable)
     os.mkfifo(writable)
     at_exit = kernel_has("BPF_FUNC_task_pt_regs", "BPF_FUNC_get_current_task_btf")
-    pairs = frozenset({"lsm", "btf", "raw", "tp", "kprobe"})  # the tracepoint pairs, not fentry's one program
-    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None, exclude_self=False, hook_variants=pairs) as sensor:
+    with ebpfsensor.Sensor(kinds={"file_open"}, log_file=None, exclude_self=False, hook_variants=PAIRS) as sensor:
         assert sensor.hooks()["file_openat_exit"].variant == "tp"
-        src: Any = sensor._ebpf
-        calls_fd = next(o for o in src._objects if "file_openat_exit" in o.hooks).map_fd("file_calls")
+        calls_fd = file_object(sensor).map_fd("file_calls")
+        store = call_store(sensor)
         before = sensor.stats().kinds["file_open"]
-        with open("/proc/sys/kernel/pid_max") as f:
-            saved = f.read().strip()
-        try:
-            # the process and its threads above CALL_SLOTS
-            with open("/proc/sys/kernel/pid_max", "w") as f:
-                f.write(str(4 * CALL_SLOTS))
-            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
-                f.write(str(2 * CALL_SLOTS))
+        # the process and its threads above CALL_SLOTS
+        with pids_above_call_slots():
             proc = subprocess.Popen([sys.executable, "-c", BLOCKED_OPENS, str(readable), str(writable), str(n)])
             try:
                 parked: dict[int, int] = {}  # tid -> the open's access mode
@@ -973,15 +1048,29 @@ def test_threads_parked_in_read_only_opens_hold_no_stash_entry(public_dir: Path)
                     time.sleep(0.05)
                 assert len(parked) == n + 1, f"{len(parked)} of {n + 1} threads parked in openat"
                 assert min(parked) > CALL_SLOTS
-                stashed = set()
+                hashed = set()
                 at, key = ffi.NULL, ffi.new("uint64_t *")
                 while next_key(calls_fd, at, key, "file_calls"):
-                    stashed.add(key[0] & 0xFFFFFFFF)
+                    hashed.add(key[0] & 0xFFFFFFFF)
                     at, key = key, ffi.new("uint64_t *")
                 readers = {t for t, mode in parked.items() if mode == os.O_RDONLY}
                 (writer,) = {t for t, mode in parked.items() if mode == os.O_WRONLY}
-                assert writer in stashed
-                assert readers & stashed == (set() if at_exit else readers)
+                assert readers & hashed == (set() if at_exit else readers)
+                if store is None:
+                    assert writer in hashed
+                else:
+                    assert not hashed
+                    try:
+                        held = {t: stored_call(store, t) for t in parked}
+                    except OSError as e:
+                        # no PIDFD_THREAD (6.9): the writer's report below
+                        # shows its call was kept
+                        assert e.errno == errno.EINVAL, e
+                    else:
+                        # the writer's own storage holds its call, under its
+                        # id; the readers have none
+                        assert held[writer] is not None and writer.to_bytes(4, sys.byteorder) in held[writer]
+                        assert {t for t in readers if held[t] is not None} == (set() if at_exit else readers)
                 # unpark them all: a writer for the readers, a reader for the writer
                 w = os.open(readable, os.O_WRONLY)
                 r = os.open(writable, os.O_RDONLY | os.O_NONBLOCK)
@@ -991,9 +1080,6 @@ def test_threads_parked_in_read_only_opens_hold_no_stash_entry(public_dir: Path)
             finally:
                 proc.kill()
                 proc.wait(timeout=30)
-        finally:
-            with open("/proc/sys/kernel/pid_max", "w") as f:
-                f.write(saved)
         got: list[Any] = []
         deadline = time.monotonic() + 10
         while not got and time.monotonic() < deadline:

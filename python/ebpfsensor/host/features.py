@@ -43,6 +43,7 @@ __all__ = [
     "program_type",
     "ring_buffer",
     "task_iter",
+    "task_storage",
 ]
 
 Outcome = Literal["works", "not_supported", "probe_failed"]
@@ -115,6 +116,15 @@ def bpf_access() -> FeatureStatus:
 def ring_buffer() -> FeatureStatus:
     """BPF_MAP_TYPE_RINGBUF (5.8)."""
     return _from_libbpf("BPF ring buffer", "5.8", lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_RINGBUF, ffi.NULL))
+
+
+@functools.cache
+def task_storage() -> FeatureStatus:
+    """BPF_MAP_TYPE_TASK_STORAGE (5.11): the file calls' stash of threads
+    above the call slots (file.bpf.c)."""
+    return _from_libbpf(
+        "BPF task storage", "5.11", lib.libbpf_probe_bpf_map_type(lib.BPF_MAP_TYPE_TASK_STORAGE, ffi.NULL)
+    )
 
 
 @functools.cache
@@ -255,6 +265,7 @@ def clear_cache() -> None:
     for probe in (
         bpf_access,
         ring_buffer,
+        task_storage,
         perf_event_array,
         program_type,
         kprobes,

@@ -75,6 +75,10 @@ SETTINGS_MAP, SETTINGS_STRUCT = "settings", "es_settings"
 #: the setting that tells the ring builds libbpf relocates against the
 #: kernel's own BTF (no btf_path): then their kfunc calls may name its types
 KERNEL_BTF_SETTING = "cfg_kernel_btf"
+#: the setting that tells an object the kernel creates task storage maps
+#: (5.11); where it does not, the object's are not created, and its code
+#: that uses them is behind the setting
+TASK_STORAGE_SETTING = "cfg_task_storage"
 # object bytes -> (programs, settings, settings map): see BpfObject.__init__
 _PARSED: dict[bytes, tuple[tuple[ProgramSpec, ...], dict[str, tuple[int, int]], str | None]] = {}
 _PARSED_MAX = 16
@@ -409,6 +413,8 @@ class BpfObject:
             # the kfunc type ids the objects pass are the kernel's only when
             # libbpf relocates against the kernel's own BTF (compat.bpf.h)
             config.setdefault(KERNEL_BTF_SETTING, int(btf_path is None))
+        if TASK_STORAGE_SETTING in self.settings:
+            config.setdefault(TASK_STORAGE_SETTING, int(features.task_storage().works))
         self.check_config(config)
         wanted = set(self.hooks) if hooks is None else set(hooks) & set(self.hooks)
         status = {h: HookStatus(h, object=self.name) for h in wanted}
@@ -678,7 +684,9 @@ class _Attempt:
         while m != ffi.NULL:
             mname = ffi.string(lib.bpf_map__name(m)).decode()
             self.maps[mname] = m
-            if self.only_maps is not None and mname not in self.only_maps:
+            if (self.only_maps is not None and mname not in self.only_maps) or (
+                lib.bpf_map__type(m) == lib.BPF_MAP_TYPE_TASK_STORAGE and not self.config.get(TASK_STORAGE_SETTING)
+            ):
                 check_ret(lib.bpf_map__set_autocreate(m, False), "leave out map", mname)
             elif mname in self.shared_maps:
                 check_ret(lib.bpf_map__reuse_fd(m, self.shared_maps[mname]), "reuse map", mname)
