@@ -370,6 +370,7 @@ int main(int argc, char **argv)
 	fifo = argv[2];
 	mine = argv[3];
 	loops = atoi(argv[4]);
+	getchar(); /* the test may aim the next thread id first */
 	for (int i = 0; i < 400000 && !hit; i++) {
 		if (pthread_create(&t, NULL, thread, &t) != 0)
 			return 1;
@@ -421,10 +422,12 @@ def test_a_thread_with_a_colliding_id_cannot_take_or_falsify_another_threads_cal
             vpid = int(victim.stdout.readline())
             attacker = subprocess.Popen(
                 [*cmd, str(public_dir / "collider"), str(vpid), str(fifo), str(theirs), str(loops)],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
             assert attacker.stdout is not None
+            aim_next_tid(vpid, attacker)
             line = attacker.stdout.readline()
             assert line, f"no thread id colliding with {vpid} (exit {attacker.wait(timeout=60)})"
             atid = int(line)
@@ -464,8 +467,9 @@ def test_a_thread_with_a_colliding_id_cannot_take_or_falsify_another_threads_cal
             if attacker is not None:
                 attacker.kill()
                 attacker.wait(timeout=30)
-                if attacker.stdout is not None:
-                    attacker.stdout.close()
+                for pipe in (attacker.stdin, attacker.stdout):
+                    if pipe is not None:
+                        pipe.close()
     assert all(
         (e.tid, e.path, e.arg_path, e.flags & 0o3, e.uid, e.result >= 0) == (vpid, str(ours), str(ours), 1, 0, True)
         for e in got_victim
@@ -867,6 +871,7 @@ int main(int argc, char **argv)
 	mine = argv[2];
 	opens = atoi(argv[3]);
 	target = getpid();
+	getchar(); /* the test may aim the next thread id first */
 	for (int i = 0; i < 400000 && !atomic_load(&found); i++) {
 		if (pthread_create(&t, NULL, thread, NULL) != 0)
 			return 1;
@@ -891,6 +896,27 @@ int main(int argc, char **argv)
 """
 
 
+def aim_next_tid(target: int, proc: subprocess.Popen[str]) -> None:
+    """Let proc, waiting for a line before its search for a thread id
+    equal to target's modulo 16384, find one at its first thread: the
+    kernel's next id is set to a free one (ns_last_pid), which saves
+    creating up to 16384 threads (a minute under emulation). Another
+    process may take the id first; the search then goes on as before."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    free = [
+        c
+        for c in range(target % 16384, pid_max, 16384)
+        if c >= 300 and c != target and not os.path.exists(f"/proc/{c}")  # below 300: reserved
+    ]
+    if free:
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(free[0] - 1))
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+
+
 def collider_under_pid(pid: int, argv: list[str]) -> subprocess.Popen[str] | None:
     """Start argv under process id pid, which may be above pid_max (raised
     for the fork, then restored), or None when another process took it."""
@@ -902,7 +928,7 @@ def collider_under_pid(pid: int, argv: list[str]) -> subprocess.Popen[str] | Non
                 f.write(str(pid + 1024))
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write(str(pid - 1))
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     finally:
         with open("/proc/sys/kernel/pid_max", "w") as f:
             f.write(saved)
@@ -910,8 +936,9 @@ def collider_under_pid(pid: int, argv: list[str]) -> subprocess.Popen[str] | Non
         return p
     p.kill()
     p.wait()
-    if p.stdout is not None:
-        p.stdout.close()
+    for pipe in (p.stdin, p.stdout):
+        if pipe is not None:
+            pipe.close()
     return None
 
 
@@ -955,9 +982,10 @@ def test_a_colliding_thread_cannot_make_a_refused_read_only_open_vanish(public_d
                 pytest.fail(f"process ids {pid}..{pid + 4} were taken by other processes")
             assert proc.pid >= CALL_SLOTS
         else:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert proc.stdout is not None
+            aim_next_tid(proc.pid, proc)
             line = proc.stdout.readline()
             assert line, f"no thread id colliding with {proc.pid} (exit {proc.wait(timeout=60)})"
             other = int(line)
@@ -967,8 +995,9 @@ def test_a_colliding_thread_cannot_make_a_refused_read_only_open_vanish(public_d
         finally:
             proc.kill()
             proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
         assert refused == opens
         got: list[Any] = []
         deadline = time.monotonic() + 30
