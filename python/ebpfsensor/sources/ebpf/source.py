@@ -247,7 +247,7 @@ class EbpfSource:
     def _map_sizes(self) -> dict[str, int]:
         """map name -> max_entries set by the configuration."""
         cfg = self._cfg
-        return {
+        sizes = {
             # a perf event array has a slot per CPU: libbpf sizes it
             **(
                 {"lifecycle_events": cfg.lifecycle_ring_bytes, "activity_events": cfg.activity_ring_bytes}
@@ -256,6 +256,13 @@ class EbpfSource:
             ),
             **dict.fromkeys(STASHES, cfg.stash_entries),
         }
+        if self.transport == "ring" and features.task_storage().works:
+            # the ring build's file calls above the call slots wait in task
+            # storage (file.bpf.c, CALL_STORE; the kernels with task storage
+            # have the trusted current task it needs, both 5.11): the
+            # file_calls hash, preallocated, is not used
+            sizes["file_calls"] = 1
+        return sizes
 
     def _add_loaded(self, obj_name: str, loaded: LoadedObject, shared: dict[str, int]) -> None:
         assert self._cfg is not None
