@@ -26,8 +26,8 @@ from tests.kernel.test_file_events import AT_FDCWD, nrs
 import ebpfsensor
 from ebpfsensor import ProcessExec
 from ebpfsensor._ffi import ffi, lib, next_key
-from ebpfsensor.events import DirCreate, FileOpen, NetConnect
 from ebpfsensor.errors import LibbpfError
+from ebpfsensor.events import DirCreate, FileOpen, NetConnect
 from ebpfsensor.events.file import PathSource
 
 pytestmark = pytest.mark.bpf
