@@ -284,9 +284,7 @@ def test_threads_blocked_in_file_syscalls_cannot_switch_file_events_off(
                 victim.write_text("x")
                 opener = subprocess.run(["cat", str(victim)], check=True, capture_output=True)
                 assert opener.stdout == b"x"
-                (e,) = wait_for(
-                    sensor, lambda e: isinstance(e, FileOpen) and e.path == str(victim) and e.comm == "cat"
-                )
+                (e,) = wait_for(sensor, lambda e: isinstance(e, FileOpen) and e.path == str(victim) and e.comm == "cat")
                 assert e.result >= 0
             finally:
                 # a writer releases every reader at once
