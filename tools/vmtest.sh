@@ -171,7 +171,8 @@ for k in "${kernels[@]}"; do
     release=$(grep -m1 -E '^[0-9]+\.[0-9]+\.[0-9]+' "$log" | tr -d '\r' || echo "?")
   fi
   secs=$(( $(date +%s) - start ))
-  result=$(grep -E '(passed|failed|error)' "$log" | grep -E ' in [0-9.]+s' | tail -1 | tr -d '=\r' | sed 's/^ *//')
+  # (none after a timeout: not an error of this script's)
+  result=$(grep -E '(passed|failed|error)' "$log" | grep -E ' in [0-9.]+s' | tail -1 | tr -d '=\r' | sed 's/^ *//' || true)
   # (no HOOKS line where eBPF did not start: the sensor fell back)
   all=" $(grep -m1 '^HOOKS' "$log" | cut -d' ' -f2- | tr -d '\r' || true) " hooks=''
   for h in $shown_hooks; do
@@ -184,10 +185,15 @@ for k in "${kernels[@]}"; do
   echo "$line"
   summary+=("$line")
   # a failing run names its failures (pytest's short summary) and their first
-  # assertion lines, so the summary alone says what to look at
+  # assertion lines, or the runner's timeout, so the summary alone says what
+  # to look at
   if [ "$rc" != 0 ]; then
     while IFS= read -r l; do summary+=("    $l"); echo "    $l"; done < <(
-      { grep -E '^(FAILED|ERROR) ' "$log" | head -n 10; grep -E '^E ' "$log" | head -n 12; } | tr -d '\r' | cut -c1-300)
+      {
+        grep -E '^(FAILED|ERROR) ' "$log" | head -n 10
+        grep -E '^E ' "$log" | head -n 12
+        grep -E '^run\.sh: .*timed out' "$log" | tail -n 1
+      } | tr -d '\r' | cut -c1-300 || true)
   fi
 done
 summary_file=${VMTEST_SUMMARY:-$out/summary.txt}
