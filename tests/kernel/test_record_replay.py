@@ -217,8 +217,9 @@ def start_recorder(path: Path, *args: str) -> subprocess.Popen[str]:
 
 def test_cli_record(tmp_path: Path) -> None:
     path = tmp_path / "cli.ebr"
-    # long enough for an emulated guest to deliver the exec before the end
-    proc = start_recorder(path, "--kinds", "process_exec,process_exit", "--duration", "5")
+    # long enough for an emulated guest to deliver the exec before the end,
+    # on a machine running the guests twice as slowly as usual too (5 s was not)
+    proc = start_recorder(path, "--kinds", "process_exec,process_exit", "--duration", "15")
     subprocess.run(["/bin/true", "cli-record"], check=True)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
