@@ -1801,8 +1801,10 @@ static __always_inline int write_intent(__u32 flags)
 	return !(flags & O_PATH) && (flags & (O_ACCMODE | O_CREAT | O_TRUNC));
 }
 
-/* an open's or openat's arguments, from its registers a[] (sys_enter's
- * own, or the task's saved ones at sys_exit: read_open_exit_regs()) */
+/* an open's, openat's or openat2's arguments, from its registers a[]
+ * (sys_enter's own, or the task's saved ones at sys_exit:
+ * read_open_exit_regs()); openat2's flags and mode are in user memory, at
+ * a[2] (openat2_how()) */
 struct open_args {
 	__u64 path;
 	__s32 dirfd;
@@ -1839,45 +1841,33 @@ static __always_inline void open_args(long nr, const __u64 *a, struct open_args 
 static __always_inline int read_open_enter(long nr, const __u64 *a)
 {
 	struct open_args o;
-	__u64 id;
-	__u32 tid;
 	struct file_scratch *s;
 	struct file_call *c;
+	__u64 id;
 
 	if (nr == NR_creat)
 		return 0;
-	if (nr == NR_openat2) {
-		o.dirfd = a[0];
-		o.path = a[1];
+	open_args(nr, a, &o);
+	if (nr == NR_openat2)
 		o.flags = openat2_how(a[2], &o.mode);
-	} else {
-		open_args(nr, a, &o);
-	}
 	if (write_intent(o.flags))
 		return 0;
 	if (OPEN_REGS_CALL(nr))
 		return 1;
 	id = bpf_get_current_pid_tgid();
-	tid = id;
-	if (tid < CALL_SLOTS || CALL_STORE) {
-		/* a storage is created only for a call that may be reported */
-		c = tid < CALL_SLOTS ? bpf_map_lookup_elem(&call_slots, &tid) : task_call(kind_on(EVENT_FILE_OPEN));
-		if (!c)
-			return 1;
-		/* with FileOpen off a read-only open has nothing to report;
-		 * its exit finds the slot or storage free */
-		if (!kind_on(EVENT_FILE_OPEN)) {
-			c->tid = 0;
-			return 1;
-		}
-	} else {
-		if (!kind_on(EVENT_FILE_OPEN))
-			return 1;
-		s = scratch();
-		if (!s)
-			return 1;
-		c = &s->call;
+	if (!kind_on(EVENT_FILE_OPEN)) {
+		/* FileOpen off: a read-only open has nothing to report, and its
+		 * exit must find no call its thread left before (one whose exit
+		 * program did not run) */
+		c = stashed_call(id);
+		if (c)
+			unstash_call(id, c);
+		return 1;
 	}
+	s = scratch();
+	c = s ? enter_call(s) : NULL;
+	if (!c)
+		return 1;
 	c->nr = nr;
 	c->op = FOP_OPEN;
 	c->flags = o.flags;
@@ -1885,7 +1875,7 @@ static __always_inline int read_open_enter(long nr, const __u64 *a)
 	c->dirfd = o.dirfd;
 	c->mode = o.mode;
 	c->read_only = 1;
-	c->tid = tid;
+	c->tid = (__u32)id;
 	enter_stash(id, c);
 	return 1;
 }
