@@ -26,7 +26,7 @@ from ebpfsensor.events import FileOpen, NetBind, ProcessExec
 from ebpfsensor.exclusions import ExcludeSelf
 from ebpfsensor.host import audit as ha
 from ebpfsensor.host.audit import list_rules
-from ebpfsensor.sources.audit_provider import KEY
+from ebpfsensor.sources.audit_provider import KEY, STATUS_EVERY_S
 
 pytestmark = pytest.mark.bpf
 
@@ -132,6 +132,28 @@ def test_own_events_are_reported_with_the_option_off(tmp_path: Path) -> None:
         # the other thread's open
         (other,) = wait_for(s, lambda e: isinstance(e, FileOpen) and e.path == str(target) and e.tid != tid)
         assert other.pid == os.getpid() != other.tid
+
+
+def test_the_audit_providers_status_ticks_bind_no_socket(tmp_path: Path) -> None:
+    """The audit provider reads the kernel's counters every STATUS_EVERY_S
+    on the one socket it bound at start: a socket bound each tick would be a
+    NetBind of the sensor's own each second, or a hit of exclude_self that
+    miscounts the process's real binds (as it did on 5.4)."""
+    with ebpfsensor.Sensor(provider="audit", log_file=None) as audit_only:
+        with ebpfsensor.Sensor(kinds={"net_bind"}, exclude_self=False, log_file=None) as s:
+            end = time.monotonic() + 3.5 * STATUS_EVERY_S
+            while time.monotonic() < end:  # the audit sensor's ticks run in its poll
+                audit_only.poll(0.05)
+            # a control: a netlink bind of this process is seen
+            with ha.audit_socket() as control:
+                control.bind((0, 0))
+                fd = control.fileno()
+                seen = until(s, lambda seen: any(isinstance(e, NetBind) and e.fd == fd for e in seen))
+            seen += s.poll(0.2)
+    (ours,) = [e for e in seen if isinstance(e, NetBind) and e.fd == fd]
+    assert ours.pid == os.getpid() and ours.family == socket.AF_NETLINK and ours.result == 0
+    own = [e for e in seen if isinstance(e, NetBind) and e.pid == os.getpid() and e.family == socket.AF_NETLINK]
+    assert own == [ours]
 
 
 def test_children_are_reported_however_they_start(public_dir: Path) -> None:

@@ -1115,6 +1115,10 @@ class AuditProvider:
         self._read_status = read_status
         self._state = _State(state_path)
         self._sock: socket.socket | None = None
+        # the counters' socket, bound once: a socket bound every tick would
+        # be a bind of the sensor's own each second (an event, or a hit of
+        # Config.exclude_self) and a socket made and closed for nothing
+        self._status_sock: socket.socket | None = None
         self._receiver = False
         self._started = False
         self._changed: dict[str, Any] = {}
@@ -1174,7 +1178,7 @@ class AuditProvider:
             self._changed = {"pid": os.getpid()}
             self._state.write(self._changed)
             self._excl = _Exclusions(self.exclusions)
-            status = audit_status()
+            status = self._read_counters()
             daemon = status.pid != 0 and _alive(status.pid)
             self._open(receiver=not daemon)
             if status.enabled == 0:
@@ -1187,7 +1191,7 @@ class AuditProvider:
             self._rules = build_rules(self.kinds, self.exclusions, self_pid=own, arches=self._arches)
             for rule in self._rules:
                 self._add(rule)
-            st = audit_status()
+            st = self._read_counters()
             self._status = st
             self._lost0, self._wait0 = st.lost, st.backlog_wait_time_actual
             self._next_status = time.monotonic() + STATUS_EVERY_S
@@ -1314,9 +1318,10 @@ class AuditProvider:
                 step()
             except (OSError, EbpfSensorError) as exc:
                 log.error("audit provider: %s: %s", what, exc)
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
+        for sock in (self._sock, self._status_sock):
+            if sock is not None:
+                sock.close()
+        self._sock = self._status_sock = None
         self._receiver = False
         self._state.release()
         self._rules = []
@@ -1582,11 +1587,29 @@ class AuditProvider:
                 self.serial_gaps += len(late)
                 log.warning("audit provider: %d audit events never arrived (%d so far)", len(late), self.serial_gaps)
 
+    def _read_counters(self) -> AuditStatus:
+        """The kernel's audit status, asked on the provider's status socket."""
+        if self._status_sock is None:
+            sock = ha.audit_socket()
+            try:
+                sock.bind((0, 0))
+            except BaseException:
+                sock.close()
+                raise
+            self._status_sock = sock
+        try:
+            return audit_status(sock=self._status_sock)
+        except BaseException:
+            # a fresh socket next time: no late reply left queued on this one
+            self._status_sock.close()
+            self._status_sock = None
+            raise
+
     def _tick(self, now: float) -> None:
         """Read the kernel's counters; follow an audit daemon coming or going."""
         self._next_status = now + STATUS_EVERY_S
         try:
-            st = audit_status()
+            st = self._read_counters()
         except (OSError, EbpfSensorError) as exc:
             log.debug("audit provider: status: %s", exc)
             return
