@@ -452,21 +452,29 @@ def test_many_short_lived_processes_stay_within_the_limit() -> None:
     limit = 64
     with ebpfsensor.Sensor(kinds=KINDS, log_file=None, process_table_entries=limit, read_opens="all") as s:
         start = len(s.processes)
-        pids = []
+        n = 3 * limit + start
+        # a shell's loop: a process each, started and reaped as fast as the
+        # machine can, while the sensor is polled beside it
+        shell = subprocess.Popen(["sh", "-c", f"i=0; while [ $i -lt {n} ]; do /bin/true; i=$((i+1)); done"])
+        execs: set[int] = set()
         exits: set[int] = set()
-        for _ in range(3 * limit + start):
-            p = subprocess.Popen(["true"])
-            p.wait()
-            pids.append(p.pid)
-            exits |= {e.pid for e in s.poll(0) if type(e) is ProcessExit}
-        end = time.monotonic() + 10
-        while pids[-1] not in exits and time.monotonic() < end:
-            exits |= {e.pid for e in s.poll(0.05) if type(e) is ProcessExit}
-        assert set(pids) <= exits
+
+        def take(events: list[Any]) -> None:
+            nonlocal execs, exits
+            execs |= {e.pid for e in events if type(e) is ProcessExec and e.ppid == shell.pid}
+            exits |= {e.pid for e in events if type(e) is ProcessExit}
+
+        while shell.poll() is None:
+            take(s.poll(0.01))
+        assert shell.returncode == 0
+        end = time.monotonic() + 30
+        while not (len(execs) == n and execs <= exits) and time.monotonic() < end:
+            take(s.poll(0.05))
+        assert len(execs) == n and execs <= exits
         s.poll(0)  # the table keeps its limit between polls
         st = s.stats().processes
         assert st is not None and len(s.processes) <= limit and st.tracked == len(s.processes)
-        assert st.evicted_exited + st.evicted_live + st.expired >= len(pids) + start - limit
+        assert st.evicted_exited + st.evicted_live + st.expired >= n + start - limit
         # the processes that make up the ancestry of the live ones stay
         me = s.processes.get(os.getpid())
         assert me is not None and s.processes.ancestors(me)[-1].pid == 1
