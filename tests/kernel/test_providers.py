@@ -14,6 +14,7 @@ from tests.kernel.conftest import wait_for
 
 import ebpfsensor
 from ebpfsensor import ProcessExec, ProcessExit
+from ebpfsensor.cli import main
 from ebpfsensor.host import support
 
 pytestmark = pytest.mark.bpf
@@ -109,17 +110,13 @@ def test_load_failure_falls_back() -> None:
         assert_fallback(s, "no hook could be attached", "audit")
 
 
-def test_health_cli_text_and_json(tmp_path: Path) -> None:
+def test_health_cli_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The health command, run in this process (the module's entry point,
+    `python -m ebpfsensor`, is the recording tests'): JSON, then text after
+    the configuration command disabled eBPF."""
     cfg = tmp_path / "config.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
-    out = subprocess.run(
-        [sys.executable, "-m", "ebpfsensor", "health", "--json", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    doc = json.loads(out.stdout)
+    assert main(["health", "--json", "--config", str(cfg)]) == 0
+    doc = json.loads(capsys.readouterr().out)
     assert doc["supplementary_events_subsystem"] == "ebpf" and doc["ebpf"] is True
     assert doc["capabilities"]["kernel_release"] == os.uname().release
     exec_kind = doc["kinds"]["process_exec"]
@@ -127,29 +124,10 @@ def test_health_cli_text_and_json(tmp_path: Path) -> None:
     assert set(doc["counters"]) >= {"delivered", "dropped", "undecodable"}
     # the sensor's own process, excluded by default, listed with its hits
     assert [(r["id"], r["rule"]) for r in doc["exclusions"]] == [(0, {"type": "self"})]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ebpfsensor",
-            "config",
-            "ebpf-supplementary-event-provider",
-            "--value",
-            "disabled",
-            "--config",
-            str(cfg),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    text = subprocess.run(
-        [sys.executable, "-m", "ebpfsensor", "health", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
+    assert main(["config", "ebpf-supplementary-event-provider", "--value", "disabled", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["health", "--config", str(cfg)]) == 0
+    text = capsys.readouterr().out
     assert "supplementary_events_subsystem: audit" in text
     assert "ebpf: false (eBPF disabled by configuration)" in text
     assert "process_exec     live  audit" in text
