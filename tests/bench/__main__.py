@@ -481,8 +481,10 @@ def main() -> int:
             f"footprint: load+attach {f['load_attach_s'] * 1000:.0f} ms (median of {len(f['load_attach_all_s'])}"
             f" starts; CPU {f['load_attach_cpu_s'] * 1000:.0f} ms; the start measured for memory"
             f" {f['load_attach_first_s'] * 1000:.0f} ms, CPU {f['load_attach_first_cpu_s'] * 1000:.0f} ms),"
-            f" RSS added {f['rss_added_kib'] / 1024:.1f} MiB besides the rings"
-            f" ({f['ring_bytes'] / 2**20:.0f} MiB of kernel memory mapped twice: VmRSS"
+            f" RSS added {statistics.median(f['rss_added_fresh_kib']) / 1024:.1f} MiB besides the rings (median of"
+            f" {len(f['rss_added_fresh_kib'])} fresh processes, {min(f['rss_added_fresh_kib']) / 1024:.1f} to"
+            f" {max(f['rss_added_fresh_kib']) / 1024:.1f}; this process's {f['rss_added_kib'] / 1024:.1f};"
+            f" {f['ring_bytes'] / 2**20:.0f} MiB of kernel memory mapped twice: VmRSS"
             f" {f['rss_kib'] / 1024:.1f} MiB counts {f['ring_mapped_kib'] / 1024:.0f} MiB for them),"
             f" {f['maps']} maps holding {f['map_memory_bytes'] / 2**20:.1f} MiB of kernel memory"
         )

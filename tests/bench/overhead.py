@@ -25,6 +25,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -306,6 +307,35 @@ def report(results: dict[str, Any]) -> None:
 
 #: starts after the one measured for memory, whose median is load+attach
 STARTS = 5
+#: fresh processes whose memory added by a start gives the median reported:
+#: one process's figure moves by steps of about 3 MiB from one process to
+#: the next (the allocator's), more than commits differ by
+FRESH = 5
+
+# run by a fresh interpreter: RSS added by a start, besides the rings, KiB
+_FRESH_RSS = """
+import sys
+from pathlib import Path
+import ebpfsensor
+
+def rss():
+    total = maps = 0
+    in_map = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            in_map = line.rstrip().endswith("anon_inode:bpf-map")
+        elif head and head[0] == "Rss:":
+            total += int(head[1])
+            maps += int(head[1]) if in_map else 0
+    return total, maps
+
+before, _ = rss()
+s = ebpfsensor.Sensor(log_file=None).start()
+total, mapped = rss()
+s.close()
+print(total - mapped - before)
+"""
 
 
 def _cpu_s() -> float:
@@ -375,9 +405,14 @@ def footprint() -> dict[str, Any]:
         walls.append(time.perf_counter() - t)
         cpus.append(_cpu_s() - cpu)
         s.close()
+    fresh = [
+        int(subprocess.run([sys.executable, "-c", _FRESH_RSS], capture_output=True, text=True, check=True).stdout)
+        for _ in range(FRESH)
+    ]
     out.update(
         load_attach_s=statistics.median(walls),
         load_attach_cpu_s=statistics.median(cpus),
         load_attach_all_s=walls,
+        rss_added_fresh_kib=fresh,
     )
     return out
