@@ -311,14 +311,18 @@ STARTS = 5
 #: one process's figure moves by steps of about 3 MiB from one process to
 #: the next (the allocator's), more than commits differ by
 FRESH = 5
+_ROOT = Path(__file__).resolve().parents[2]
+_FRESH = "from tests.bench.overhead import rss_added_by_start_kib; print(rss_added_by_start_kib())"
 
-# run by a fresh interpreter: RSS added by a start, besides the rings, KiB
-_FRESH_RSS = """
-import sys
-from pathlib import Path
-import ebpfsensor
 
-def rss():
+def _cpu_s() -> float:
+    """This process's CPU time so far, all threads, user and system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def rss_kib() -> tuple[int, int]:
+    """(VmRSS, the part of it in BPF map mappings), KiB."""
     total = maps = 0
     in_map = False
     for line in Path("/proc/self/smaps").read_text().splitlines():
@@ -330,18 +334,14 @@ def rss():
             maps += int(head[1]) if in_map else 0
     return total, maps
 
-before, _ = rss()
-s = ebpfsensor.Sensor(log_file=None).start()
-total, mapped = rss()
-s.close()
-print(total - mapped - before)
-"""
 
-
-def _cpu_s() -> float:
-    """This process's CPU time so far, all threads, user and system."""
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+def rss_added_by_start_kib() -> int:
+    """What a start (every kind) adds to this process's RSS besides the
+    rings, KiB; run by each fresh process of the footprint."""
+    before, _ = rss_kib()
+    with ebpfsensor.Sensor(log_file=None):
+        total, mapped = rss_kib()
+    return total - mapped - before
 
 
 def footprint() -> dict[str, Any]:
@@ -353,19 +353,6 @@ def footprint() -> dict[str, Any]:
     mapped into the consumer, each twice in a row (a record that wraps reads
     as one): VmRSS counts them twice, so they are reported apart, once, and
     the process's own memory is VmRSS without those mappings."""
-
-    def rss_kib() -> tuple[int, int]:
-        """(VmRSS, the part of it in BPF map mappings), KiB."""
-        total = maps = 0
-        in_map = False
-        for line in Path("/proc/self/smaps").read_text().splitlines():
-            head = line.split()
-            if head and "-" in head[0] and len(head) >= 5:
-                in_map = line.rstrip().endswith("anon_inode:bpf-map")
-            elif head and head[0] == "Rss:":
-                total += int(head[1])
-                maps += int(head[1]) if in_map else 0
-        return total, maps
 
     before, _ = rss_kib()
     t, cpu = time.perf_counter(), _cpu_s()
@@ -406,7 +393,9 @@ def footprint() -> dict[str, Any]:
         cpus.append(_cpu_s() - cpu)
         s.close()
     fresh = [
-        int(subprocess.run([sys.executable, "-c", _FRESH_RSS], capture_output=True, text=True, check=True).stdout)
+        int(
+            subprocess.run([sys.executable, "-c", _FRESH], cwd=_ROOT, capture_output=True, text=True, check=True).stdout
+        )
         for _ in range(FRESH)
     ]
     out.update(
