@@ -31,29 +31,18 @@ from pathlib import Path
 
 import ebpfsensor
 from ebpfsensor._ffi import check_ret, lib
+from tests.bench.openprofile import OPEN_PROGRAMS, programs_per_run
 
-PROGRAMS = ("file_openat_enter", "file_openat_exit")
 PID_MAX = Path("/proc/sys/kernel/pid_max")
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 ABOVE = 100_000
 
 
 def _measure(sensor: ebpfsensor.Sensor, workload: Callable[[], None]) -> tuple[float, float, int]:
-    """(sys_enter ns/run, sys_exit ns/run, runs) over one workload."""
-    src = sensor._ebpf
-    assert src is not None
-    obj = next(o for o in src._objects if PROGRAMS[1] in o.hooks)
-    names = [obj.hooks[h].program for h in PROGRAMS]
+    """(sys_enter ns/run, sys_exit ns/run, runs) over one workload, its
+    threads' ids above 32768."""
     NS_LAST_PID.write_text(str(ABOVE))
-    before = [obj.program_info(p) for p in names]
-    workload()
-    after = [obj.program_info(p) for p in names]
-    while sensor.poll(0.05):
-        pass
-    per_run = [
-        (a.run_time_ns - b.run_time_ns) / max(1, a.run_cnt - b.run_cnt) for a, b in zip(after, before, strict=True)
-    ]
-    return per_run[0], per_run[1], after[0].run_cnt - before[0].run_cnt
+    return programs_per_run(sensor, OPEN_PROGRAMS, workload)
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import argparse
 import os
 import statistics
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import ebpfsensor
@@ -46,26 +47,37 @@ OPEN_PROGRAMS = ("file_openat_enter", "file_openat_exit")
 RENAME_PROGRAMS = ("file_rename_enter", "file_rename_exit")
 
 
-def _per_run(
-    sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int, programs: tuple[str, str]
-) -> tuple[float, float]:
-    """ns per run of the (sys_enter, sys_exit) programs named by hook."""
+def programs_per_run(
+    sensor: ebpfsensor.Sensor, programs: tuple[str, str], workload: Callable[[], None]
+) -> tuple[float, float, int]:
+    """ns per run of the (sys_enter, sys_exit) programs named by hook over
+    the workload, and the sys_exit program's runs."""
     src: Any = sensor._ebpf  # the programs of this sensor, not another's
     obj = next(o for o in src._objects if programs[1] in o.hooks)
     names = [obj.hooks[h].program for h in programs]
     before = [obj.program_info(p) for p in names]
-    loop.run(op, max_ops=n, during=lambda: sensor.poll(0.01) and None)
-    per_run = []
-    for p, b in zip(names, before, strict=True):
-        i = obj.program_info(p)
-        runs = i.run_cnt - b.run_cnt
-        per_run.append((i.run_time_ns - b.run_time_ns) / runs if runs else 0.0)
+    workload()
+    after = [obj.program_info(p) for p in names]
+    per_run = [
+        (a.run_time_ns - b.run_time_ns) / (a.run_cnt - b.run_cnt) if a.run_cnt > b.run_cnt else 0.0
+        for a, b in zip(after, before, strict=True)
+    ]
     if names[0] == names[1]:
         # one program for both hooks (the open's fentry variant): no enter
         per_run[0] = 0.0
     while sensor.poll(0.05):
         pass
-    return per_run[0], per_run[1]
+    return per_run[0], per_run[1], after[1].run_cnt - before[1].run_cnt
+
+
+def _per_run(
+    sensor: ebpfsensor.Sensor, loop: LoopProcess, op: str, n: int, programs: tuple[str, str]
+) -> tuple[float, float]:
+    """ns per run of the (sys_enter, sys_exit) programs over n of the loop's op."""
+    enter, exit_, _ = programs_per_run(
+        sensor, programs, lambda: loop.run(op, max_ops=n, during=lambda: sensor.poll(0.01) and None)
+    )
+    return enter, exit_
 
 
 def _floor_per_run(floor: AttachFloor, loop: LoopProcess, op: str, n: int) -> float:
