@@ -1832,9 +1832,11 @@ static __always_inline void open_args(long nr, const __u64 *a, struct open_args 
  * open, false for an open with write intent, which goes on to the ordinary
  * stash. A read-only open or openat stashes nothing where its sys_exit
  * reads the registers (OPEN_ARGS_AT_EXIT); elsewhere, and for openat2, its
- * few arguments go to the header of its thread's stash (the slot of its
- * exact id, else its file_calls entry: no other thread's call can take or
- * overwrite them) with read_only set. None of its strings is read. Whether
+ * few arguments go to the header of its thread's stash (enter_call(): the
+ * slot of its exact id, its task storage, else its file_calls entry; no
+ * other thread's call can take or overwrite them) with read_only set. With
+ * FileOpen off it stashes nothing and clears a call its thread left. None
+ * of its strings is read. Whether
  * a read-only open is reported is decided at its sys_exit, from what it
  * opened.
  */
