@@ -20,6 +20,12 @@
 #                  run.sh's, single for amd64 and multi for arm64; see its --tcg)
 #   VMTEST_SUMMARY the summary file (default build/vmtest/summary.txt); concurrent
 #                  runs give each its own, and run.sh's VM_GUEST_LOCK
+#   VMTEST_PREPARE=1  boot nothing: build and fetch what each kernel's guest needs
+#                  into the caches (the aarch64 wheel, the arm64 root and its tools,
+#                  kernels, busybox, initramfs), so that a later run starts at once;
+#                  the wheel's path goes to build/vmtest/wheel-aarch64
+#   VMTEST_ARM64_WHEEL  the aarch64 wheel to test (default: `make wheel ARCH=aarch64`
+#                  first)
 # Exit status: 0 if every kernel's run passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -141,6 +147,25 @@ pytest_cmd='python3 -m pytest -q -p no:cacheprovider -p no:hypothesispytest -p n
 # hardware (the host tier), minutes and noise under emulation
 guest_pytest_cmd="$pytest_cmd --deselect tests/kernel/test_audit_provider.py::test_beside_auditd --ignore=tests/kernel/test_diagnostic_overhead.py"
 
+if [ "${VMTEST_PREPARE:-0}" = 1 ]; then
+  rc=0
+  for k in "${kernels[@]}"; do
+    start=$(date +%s)
+    case $k in
+      host) continue ;;
+      *-arm64)
+        { make -s wheel ARCH=aarch64 &&
+            ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1 > "$out/wheel-aarch64" &&
+            bash tools/vm/wheel-root.sh prepare arm64 &&
+            bash tools/vm/run.sh --kernel "$k" --prepare; } && r=0 || r=$? ;;
+      *) bash tools/vm/run.sh --kernel "$k" --prepare && r=0 || r=$? ;;
+    esac
+    [ "$r" = 0 ] || rc=1
+    echo "vmtest: $k prepared in $(( $(date +%s) - start ))s (rc=$r)"
+  done
+  exit "$rc"
+fi
+
 wheel_root=''
 cleanup() { [ -z "$wheel_root" ] || bash tools/vm/wheel-root.sh down "$wheel_root"; }
 trap cleanup EXIT
@@ -156,9 +181,12 @@ for k in "${kernels[@]}"; do
   elif [[ $k == *-arm64 ]]; then
     # the wheel as a user installs it, in an arm64 root; tests from a copy
     {
-      make -s wheel ARCH=aarch64 &&
+      whl=${VMTEST_ARM64_WHEEL:-}
+      if [ -z "$whl" ]; then
+        make -s wheel ARCH=aarch64 && whl=$(ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1)
+      fi &&
         wheel_root=$PWD/build/vmtest/root-arm64 &&
-        bash tools/vm/wheel-root.sh up arm64 "$(ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1)" "$wheel_root" &&
+        bash tools/vm/wheel-root.sh up arm64 "$whl" "$wheel_root" &&
         bash tools/vm/run.sh --kernel "$k" "${tcg[@]}" --root "$wheel_root/root" --timeout "$timeout" \
           --env EBPFSENSOR_REQUIRE_BPF=1 --env EBPFSENSOR_REPORT_HOOKS=1 --env LANG=C.UTF-8 -- \
           sh -c "uname -r; cd /opt/ebpfsensor-tests && $lsm_cmd; $guest_pytest_cmd $(tests_for "$k")"

@@ -8,6 +8,7 @@
 #
 #   tools/vm/run.sh --kernel bookworm-6.1-amd64 [--timeout 600] [--mem 1G] -- CMD [ARG...]
 #   tools/vm/run.sh --kernel linux-5.4.286 [--no-btf] -- CMD [ARG...]
+#   tools/vm/run.sh --kernel ID --prepare     (downloads and builds only)
 #
 # Exit status: the guest command's, 124 on timeout, 125 if the guest failed
 # (never reached the command, or died while running it), 2 on usage errors.
@@ -38,6 +39,9 @@ usage: $0 --kernel ID [options] -- COMMAND [ARG...]
   --9p-cache MODE    9p cache mode: loose (default) or mmap
   --refresh          refresh the apt lists now (otherwise at most once a day)
   --no-btf           (linux-X.Y.Z only) leave the kernel's vmlinux.btf out of the guest
+  --prepare          fetch the kernel and busybox and build the initramfs into the
+                     cache, then exit without booting (no COMMAND): a later run of the
+                     same kernel starts from the cache
 COMMAND is run with its exact argv (use sh -c '...' for shell syntax), in the
 host's current directory, stdin from /dev/null. VMTEST_KERNEL is set inside.
 A linux-X.Y.Z kernel is the folder of that name in \$VMTEST_KERNELS_DIR if set,
@@ -59,7 +63,7 @@ kernels_dirs() {
 	fi
 }
 
-kernel_id='' cpu='' tcg='' timeout=600 mem=1G smp=2 root=/ initramfs_only=0 append='' p9cache=loose refresh=0 btf=1
+kernel_id='' cpu='' tcg='' timeout=600 mem=1G smp=2 root=/ initramfs_only=0 prepare_only=0 append='' p9cache=loose refresh=0 btf=1
 envs=()
 while (($#)); do
 	case $1 in
@@ -76,12 +80,13 @@ while (($#)); do
 	--9p-cache) p9cache=${2:?}; shift 2 ;;
 	--refresh) refresh=1; shift ;;
 	--no-btf) btf=0; shift ;;
+	--prepare) prepare_only=1; shift ;;
 	--) shift; break ;;
 	-h | --help) usage ;;
 	*) log "unknown argument: $1"; usage ;;
 	esac
 done
-(($#)) || { log "no command given after --"; usage; }
+(($#)) || ((prepare_only)) || { log "no command given after --"; usage; }
 from_source=0 ksrc='' # ksrc: the folder of a kernel built from source
 if [[ $kernel_id =~ ^linux-[0-9]+\.[0-9]+[0-9A-Za-z.+_-]*$ ]]; then
 	# x86 bzImages only (checked below)
@@ -115,7 +120,7 @@ single | multi) ;;
 esac
 root=$(cd "$root" && pwd) || die "--root $root: no such directory"
 host_arch=$(dpkg --print-architecture)
-if [[ $arch != "$host_arch" && $root == / && $initramfs_only == 0 ]]; then
+if [[ $arch != "$host_arch" && $root == / && $initramfs_only == 0 && $prepare_only == 0 ]]; then
 	die "the host root holds $host_arch binaries; an $arch guest needs --root DIR or --initramfs-only"
 fi
 
@@ -486,6 +491,10 @@ if [[ $(cat "$initramfs.key" 2>/dev/null) != "$key" ]]; then
 	rm -rf "$stage"
 fi
 flock -u 8
+if ((prepare_only)); then
+	log "$kernel_id: prepared ($(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s)"
+	exit 0
+fi
 
 # ---- 5. Per-run part of the initramfs: the command and its environment ------
 

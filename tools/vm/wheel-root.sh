@@ -10,6 +10,7 @@
 #
 #   tools/vm/wheel-root.sh up <arm64|amd64> <wheel> <dir>   mount it at <dir>/root
 #   tools/vm/wheel-root.sh down <dir>                        unmount, drop the overlay
+#   tools/vm/wheel-root.sh prepare <arm64|amd64>             the cached root and tools only
 #
 # pip runs on the host with --platform/--python-version of the root (as in
 # tools/wheel-test.sh); the tools are unpacked from bookworm's .debs for the
@@ -36,11 +37,15 @@ down() { # down DIR
 case ${1:-} in
 down) [ $# -eq 2 ] || die "usage: $0 down <dir>"; down "$2"; exit 0 ;;
 up) [ $# -eq 4 ] || die "usage: $0 up <arm64|amd64> <wheel> <dir>" ;;
-*) die "usage: $0 up <arm64|amd64> <wheel> <dir> | down <dir>" ;;
+prepare) [ $# -eq 2 ] || die "usage: $0 prepare <arm64|amd64>" ;;
+*) die "usage: $0 up <arm64|amd64> <wheel> <dir> | down <dir> | prepare <arm64|amd64>" ;;
 esac
-debarch=$2 whl=$(readlink -f "$3") dir=$4
+cmd=$1 debarch=$2
 case $debarch in arm64) arch=aarch64 ;; amd64) arch=x86_64 ;; *) die "unsupported arch $debarch" ;; esac
-[ -f "$whl" ] || die "no wheel $3 (make wheel ARCH=$arch)"
+if [ "$cmd" = up ]; then
+	whl=$(readlink -f "$3") dir=$4
+	[ -f "$whl" ] || die "no wheel $3 (make wheel ARCH=$arch)"
+fi
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, mounts)"
 PYTHON=${PYTHON:-python3}
 
@@ -77,6 +82,7 @@ if [[ $(cat "$debs/.done" 2>/dev/null) != "${pkgs[*]}" ]]; then
 	rm -rf "$debs/x/usr/share/doc" "$debs/x/usr/share/man"
 	echo "${pkgs[*]}" >"$debs/.done"
 fi
+[ "$cmd" = up ] || { log "prepared: $base and $debs"; exit 0; }
 
 down "$dir"
 root=$dir/root
