@@ -17,7 +17,7 @@ from ._ffi import release_heap
 from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
 from .events import BPF_KINDS, KINDS, Event, event_class
-from .exclusions import Exclusion, RuleStatus
+from .exclusions import ExcludeSelf, Exclusion, RuleStatus, resolve
 from .host import support
 from .host.capabilities import capabilities
 from .process import ProcessTable
@@ -37,6 +37,7 @@ from .status import (
     KindStats,
     ProcConnectorStats,
     SensorStats,
+    SkippedExclusion,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class Sensor:
         self._provider = "none"
         self._provider_reason = ""
         self._unavailable: dict[str, str] = {}
+        #: configured rules the audit provider could not take (eBPF keeps its own)
+        self._audit_skipped: list[SkippedExclusion] = []
         self._log_file: str | None = None
         self._started = False
         self._context: SensorContext | None = None
@@ -153,6 +156,7 @@ class Sensor:
     def _start(self) -> None:
         cfg = self.config
         self._unavailable = {}
+        self._audit_skipped = []
         self._log_file = _logfile.enable(cfg.log_file)
         bpf_kinds = cfg.enabled_kinds & BPF_KINDS
         use_ebpf, why = self._choose_provider()
@@ -222,7 +226,7 @@ class Sensor:
         # the sensor's own process too (Config.exclude_self), as eBPF leaves it out
         audit = AuditProvider(
             wanted,
-            exclusions=cfg.active_exclusions,
+            exclusions=self._audit_exclusions(),
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
             read_opens=cfg.read_opens,
@@ -243,6 +247,24 @@ class Sensor:
             ", ".join(sorted(audit.kinds)),
         )
 
+    def _audit_exclusions(self) -> tuple[Exclusion, ...]:
+        """The configured rules the audit provider can take. A rule that does
+        not resolve (its process exited, its file or cgroup is gone, or it is
+        malformed) is skipped and reported, as eBPF skips it: one stale rule
+        must not leave the host unwatched."""
+        kept: list[Exclusion] = []
+        for rule in self.config.active_exclusions:
+            try:
+                if rule != ExcludeSelf():
+                    resolve(rule)
+            except ConfigError as exc:
+                if all(sk.rule != rule for sk in self._audit_skipped):
+                    self._audit_skipped.append(SkippedExclusion(rule, str(exc)))
+                    log.warning("exclusion skipped: %s", exc)
+                continue
+            kept.append(rule)
+        return tuple(kept)
+
     def _start_audit(self, bpf_kinds: frozenset[str], why: str) -> str:
         """The audit provider, with the process connector beside it for fork
         and exit; returns the reason to report when it cannot run."""
@@ -250,7 +272,7 @@ class Sensor:
         # logins too: the provider receives their records anyway
         audit = AuditProvider(
             cfg.enabled_kinds & AuditProvider.available_kinds,
-            exclusions=cfg.active_exclusions,
+            exclusions=self._audit_exclusions(),
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
             read_opens=cfg.read_opens,
@@ -636,11 +658,17 @@ class Sensor:
             counters=self.stats(),
             capabilities=capabilities(btf_path=self.config.btf_path, btf_dir=self.config.btf_dir),
             log_file=self._log_file,
-            exclusions_skipped=list(self._ebpf.skipped_exclusions) if self._ebpf is not None else [],
+            exclusions_skipped=self._skipped_exclusions(),
             process_context=self._context.health() if self._context is not None and self._started else None,
             transport=self._ebpf.transport if self._ebpf is not None else "",
             exclusions=self._rules_in_force(),
         )
+
+    def _skipped_exclusions(self) -> list[SkippedExclusion]:
+        """eBPF's skipped rules, then those only the audit provider skipped
+        (beside eBPF both skip a rule that does not resolve: named once)."""
+        skipped = list(self._ebpf.skipped_exclusions) if self._ebpf is not None else []
+        return skipped + [sk for sk in self._audit_skipped if all(sk.rule != s.rule for s in skipped)]
 
     def _rules_in_force(self) -> list[RuleStatus]:
         if self._ebpf is not None and self._ebpf.exclusions is not None:

@@ -39,7 +39,7 @@ from ebpfsensor.events import (
     ProcessExit,
     ProcessFork,
 )
-from ebpfsensor.exclusions import ExcludeSelf
+from ebpfsensor.exclusions import ExcludeExecutable, ExcludePathPrefix, ExcludeSelf, ExcludeUid
 from ebpfsensor.host import audit as ha
 from ebpfsensor.host.audit import AuditStatus, audit_status, list_rules, set_audit_enabled
 from ebpfsensor.host.syscalls import syscall_number
@@ -233,6 +233,27 @@ def test_own_process_in_the_rules_only_when_asked() -> None:
         assert s.health().exclusions == []
         rules = our_rules()
         assert rules and not [f for r in rules for f in r.fields if f[0] == ha.AUDIT_PID]
+
+
+def test_configured_rules_that_do_not_resolve_are_skipped_and_reported(tmp_path: Path) -> None:
+    # an executable removed since it was configured, and a malformed prefix:
+    # the provider starts without them and says why, as eBPF does (one stale
+    # rule must not leave the host unwatched); the rules that resolve are in
+    # the kernel's audit rules
+    removed = tmp_path / "removed-since"
+    stale, malformed = ExcludeExecutable(str(removed)), ExcludePathPrefix("var/log")
+    valid = ExcludeUid(NOBODY)
+    rules = (stale, valid, malformed)
+    with ebpfsensor.Sensor(provider="audit", kinds={"file_open"}, exclusions=rules, log_file=None) as s:
+        h = s.health()
+        assert h.supplementary_events_subsystem == "audit" and h.kinds["file_open"].live
+        assert [r.rule for r in h.exclusions] == [ExcludeSelf(), valid]
+        assert [sk.rule for sk in h.exclusions_skipped] == [stale, malformed]
+        assert "the file must exist" in h.exclusions_skipped[0].reason
+        assert "not absolute" in h.exclusions_skipped[1].reason
+        fields = [f for r in our_rules() for f in r.fields]
+        assert (ha.AUDIT_UID, ha.AUDIT_NOT_EQUAL, NOBODY) in fields
+        assert not [f for f in fields if f[0] == ha.AUDIT_EXE]
 
 
 def locked() -> AuditStatus:
