@@ -131,11 +131,25 @@ def in_child(fn: Callable[[], dict[str, Any] | None], timeout: float = 10.0) -> 
 def collect(sensor: Any, who: Header | dict[str, Any], classes: tuple[type, ...], count: int) -> list[Any]:
     """The next `count` events of the given classes from one process (a
     Header, or in_child()'s "header"), made after it was captured, in order."""
-    from conftest import wait_for
+    import pytest
+
+    from conftest import backlog, wait_for
 
     pid = who.pid if isinstance(who, Header) else who["pid"]
     since = who.since_ns if isinstance(who, Header) else who["since_ns"]
-    found = wait_for(sensor, lambda e: isinstance(e, classes) and e.pid == pid and e.ts_ns >= since, count=count)
+    try:
+        found = wait_for(sensor, lambda e: isinstance(e, classes) and e.pid == pid and e.ts_ns >= since, count=count)
+    except pytest.fail.Exception as exc:
+        # what did arrive, to tell a late consumer from a lost record or a
+        # record that does not match (another pid, an earlier time)
+        seen = [e for e in backlog(sensor) if isinstance(e, classes)]
+        counts = sensor.stats().kinds.items()
+        kinds = {k: (v.produced, v.delivered, v.pending, v.dropped) for k, v in counts if v.produced}
+        raise AssertionError(
+            f"{exc}; wanted pid {pid} at or after ts {since} (now {time.clock_gettime_ns(time.CLOCK_BOOTTIME)});"
+            f" of those classes {len(seen)} arrived: {[(type(e).__name__, e.pid, e.ts_ns) for e in seen[-8:]]};"
+            f" kinds (produced, delivered, pending, dropped): {kinds}"
+        ) from None
     # in call order: perf buffers (kernels before 5.8) deliver each CPU's records in turn
     return sorted(found, key=lambda e: e.ts_ns)
 
