@@ -17,7 +17,7 @@ from ._ffi import release_heap
 from .config import Config
 from .errors import ConfigError, EbpfSensorError, NotSupportedError, PrivilegeError
 from .events import BPF_KINDS, KINDS, Event, event_class
-from .exclusions import ExcludeSelf, Exclusion, RuleStatus, resolve
+from .exclusions import Exclusion, RuleStatus
 from .host import support
 from .host.capabilities import capabilities
 from .process import ProcessTable
@@ -91,8 +91,6 @@ class Sensor:
         self._provider = "none"
         self._provider_reason = ""
         self._unavailable: dict[str, str] = {}
-        #: configured rules the audit provider could not take (eBPF keeps its own)
-        self._audit_skipped: list[SkippedExclusion] = []
         self._log_file: str | None = None
         self._started = False
         self._context: SensorContext | None = None
@@ -156,7 +154,6 @@ class Sensor:
     def _start(self) -> None:
         cfg = self.config
         self._unavailable = {}
-        self._audit_skipped = []
         self._log_file = _logfile.enable(cfg.log_file)
         bpf_kinds = cfg.enabled_kinds & BPF_KINDS
         use_ebpf, why = self._choose_provider()
@@ -226,7 +223,7 @@ class Sensor:
         # the sensor's own process too (Config.exclude_self), as eBPF leaves it out
         audit = AuditProvider(
             wanted,
-            exclusions=self._audit_exclusions(),
+            exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
             read_opens=cfg.read_opens,
@@ -247,24 +244,6 @@ class Sensor:
             ", ".join(sorted(audit.kinds)),
         )
 
-    def _audit_exclusions(self) -> tuple[Exclusion, ...]:
-        """The configured rules the audit provider can take. A rule that does
-        not resolve (its process exited, its file or cgroup is gone, or it is
-        malformed) is skipped and reported, as eBPF skips it: one stale rule
-        must not leave the host unwatched."""
-        kept: list[Exclusion] = []
-        for rule in self.config.active_exclusions:
-            try:
-                if rule != ExcludeSelf():
-                    resolve(rule)
-            except ConfigError as exc:
-                if all(sk.rule != rule for sk in self._audit_skipped):
-                    self._audit_skipped.append(SkippedExclusion(rule, str(exc)))
-                    log.warning("exclusion skipped: %s", exc)
-                continue
-            kept.append(rule)
-        return tuple(kept)
-
     def _start_audit(self, bpf_kinds: frozenset[str], why: str) -> str:
         """The audit provider, with the process connector beside it for fork
         and exit; returns the reason to report when it cannot run."""
@@ -272,7 +251,7 @@ class Sensor:
         # logins too: the provider receives their records anyway
         audit = AuditProvider(
             cfg.enabled_kinds & AuditProvider.available_kinds,
-            exclusions=self._audit_exclusions(),
+            exclusions=cfg.active_exclusions,
             rate_limit=cfg.audit_rate_limit,
             backlog_limit=cfg.audit_backlog_limit,
             read_opens=cfg.read_opens,
@@ -665,10 +644,14 @@ class Sensor:
         )
 
     def _skipped_exclusions(self) -> list[SkippedExclusion]:
-        """eBPF's skipped rules, then those only the audit provider skipped
-        (beside eBPF both skip a rule that does not resolve: named once)."""
-        skipped = list(self._ebpf.skipped_exclusions) if self._ebpf is not None else []
-        return skipped + [sk for sk in self._audit_skipped if all(sk.rule != s.rule for s in skipped)]
+        """The configured rules each source left out, eBPF's first; a rule
+        both left out (the audit provider beside eBPF) is named once."""
+        skipped: list[SkippedExclusion] = []
+        for src in ([self._ebpf] if self._ebpf is not None else []) + self._sources:
+            for sk in getattr(src, "skipped_exclusions", ()):
+                if all(sk.rule != s.rule for s in skipped):
+                    skipped.append(sk)
+        return skipped
 
     def _rules_in_force(self) -> list[RuleStatus]:
         if self._ebpf is not None and self._ebpf.exclusions is not None:

@@ -213,7 +213,7 @@ from ..host import audit as ha
 from ..host.audit import AuditRule, AuditStatus, audit_status
 from ..host.containers import find_cgroup2_root, parse_container_id
 from ..host.syscalls import syscall_number
-from ..status import AuditKindStats, AuditProviderStats, KindHealth
+from ..status import AuditKindStats, AuditProviderStats, KindHealth, SkippedExclusion
 from .audit import DEFAULT_RECORD_TYPES, RECORD_TYPES, parse_record
 
 __all__ = [
@@ -1046,7 +1046,8 @@ class AuditProvider:
         kinds: the kinds to deliver (a subset of :attr:`available_kinds`);
             None for all.
         exclusions: rules applied in the audit rules where audit can, and
-            in user space.
+            in user space; one that does not resolve is left out and listed
+            in ``skipped_exclusions``.
         rate_limit: records per second the kernel may send while this
             provider is the audit daemon (AUDIT_SET rate_limit); 0: no limit.
         backlog_limit: the kernel's backlog is raised to at least this while
@@ -1063,7 +1064,8 @@ class AuditProvider:
     with :meth:`poll` or on :meth:`fileno`.
 
     Raises:
-        ConfigError: (from __init__) an unknown kind or invalid exclusion.
+        ConfigError: (from __init__) an unknown kind (an exclusion that does
+            not resolve is left out and listed in ``skipped_exclusions``).
         AuditLockedError: (from start) audit is in immutable mode.
         NotSupportedError: (from start) no kernel audit, or not in the
             initial namespaces.
@@ -1097,14 +1099,11 @@ class AuditProvider:
                     f" available: {', '.join(sorted(self.available_kinds))}"
                 )
         self.kinds = self.available_kinds if kinds is None else frozenset(kinds)
-        self.exclusions = tuple(exclusions)
+        #: the rules given that did not resolve, left out (health lists them)
+        self.skipped_exclusions: list[SkippedExclusion] = []
+        self.exclusions = self._resolvable(exclusions, self.skipped_exclusions)
         self._cgroot = find_cgroup2_root()
         self._excl = _Exclusions(())
-        for rule in self.exclusions:
-            # the provider's own process: resolved at start, which refuses a
-            # pid namespace of its own first (audit runs in the initial one only)
-            if not isinstance(rule, ExcludeSelf):
-                resolve(rule)
         self.rate_limit = rate_limit
         self.backlog_limit = backlog_limit
         self.read_opens = read_opens
@@ -1361,17 +1360,27 @@ class AuditProvider:
 
         A rule that no longer resolves (its cgroup removed) is left out, logged.
         """
+        self.exclusions = self._resolvable(rules, [])
+        self._excl = _Exclusions(self.exclusions)
+
+    @staticmethod
+    def _resolvable(rules: Iterable[Exclusion], skipped: list[SkippedExclusion]) -> tuple[Exclusion, ...]:
+        """The rules that resolve now; the others go to skipped, logged, as
+        eBPF skips them: one stale rule (its process exited, its file or
+        cgroup gone) or malformed one must not leave the host unwatched.
+        The provider's own process resolves at start, which refuses a pid
+        namespace of its own first (audit runs in the initial one only)."""
         kept = []
         for rule in rules:
             try:
                 if not isinstance(rule, ExcludeSelf):
                     resolve(rule)
             except ConfigError as exc:
-                log.warning("audit provider: exclusion %s left out: %s", rule, exc)
+                log.warning("audit provider: exclusion left out: %s", exc)
+                skipped.append(SkippedExclusion(rule, str(exc)))
                 continue
             kept.append(rule)
-        self._excl = _Exclusions(kept)
-        self.exclusions = tuple(kept)
+        return tuple(kept)
 
     def kind_health(self, kind: str) -> KindHealth:
         """Live while the provider runs and audit is enabled; what audit lacks for the kind."""
