@@ -147,6 +147,11 @@ pytest_cmd='python3 -m pytest -q -p no:cacheprovider -p no:hypothesispytest -p n
 # hardware (the host tier), minutes and noise under emulation
 guest_pytest_cmd="$pytest_cmd --deselect tests/kernel/test_audit_provider.py::test_beside_auditd --ignore=tests/kernel/test_diagnostic_overhead.py"
 
+# builds the aarch64 wheel and prints its path
+arm64_wheel() {
+  make -s wheel ARCH=aarch64 >&2 && ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1
+}
+
 if [ "${VMTEST_PREPARE:-0}" = 1 ]; then
   rc=0
   for k in "${kernels[@]}"; do
@@ -154,8 +159,7 @@ if [ "${VMTEST_PREPARE:-0}" = 1 ]; then
     case $k in
       host) continue ;;
       *-arm64)
-        { make -s wheel ARCH=aarch64 &&
-            ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1 > "$out/wheel-aarch64" &&
+        { arm64_wheel > "$out/wheel-aarch64" &&
             bash tools/vm/wheel-root.sh prepare arm64 &&
             bash tools/vm/run.sh --kernel "$k" --prepare; } && r=0 || r=$? ;;
       *) bash tools/vm/run.sh --kernel "$k" --prepare && r=0 || r=$? ;;
@@ -182,9 +186,7 @@ for k in "${kernels[@]}"; do
     # the wheel as a user installs it, in an arm64 root; tests from a copy
     {
       whl=${VMTEST_ARM64_WHEEL:-}
-      if [ -z "$whl" ]; then
-        make -s wheel ARCH=aarch64 && whl=$(ls -t dist/ebpfsensor-*-manylinux*_aarch64.whl | head -n1)
-      fi &&
+      { [ -n "$whl" ] || whl=$(arm64_wheel); } &&
         wheel_root=$PWD/build/vmtest/root-arm64 &&
         bash tools/vm/wheel-root.sh up arm64 "$whl" "$wheel_root" &&
         bash tools/vm/run.sh --kernel "$k" "${tcg[@]}" --root "$wheel_root/root" --timeout "$timeout" \

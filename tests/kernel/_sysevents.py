@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 # this architecture's syscall numbers (asm/unistd_64.h, asm-generic/unistd.h)
 _NR = {
     "x86_64": {
@@ -131,8 +133,6 @@ def in_child(fn: Callable[[], dict[str, Any] | None], timeout: float = 10.0) -> 
 def collect(sensor: Any, who: Header | dict[str, Any], classes: tuple[type, ...], count: int) -> list[Any]:
     """The next `count` events of the given classes from one process (a
     Header, or in_child()'s "header"), made after it was captured, in order."""
-    import pytest
-
     from conftest import backlog, wait_for
 
     pid = who.pid if isinstance(who, Header) else who["pid"]
